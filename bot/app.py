@@ -1,0 +1,106 @@
+"""The composition root: settings in, a running bot out. Nothing is built at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.config import Settings
+from bot.delivery import Deliverer
+from bot.dispatch import Dispatcher
+from bot.flood import FloodGuard
+from bot.geo import TerritoryIndex, validate_territory
+from bot.i18n import Texts
+from bot.media import MediaStore
+from bot.messaging.model import Adapter
+from bot.scheduler import Clock, build_scheduler
+from bot.signing import Signer
+from handlers import build_router, first_contact
+from handlers.context import Services
+from storage import kv
+from storage.db import create_engine, session_factory
+from storage.migrate import upgrade_async
+from storage.territory_loader import load_territory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class App:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    services: Services
+    dispatcher: Dispatcher
+    deliverer: Deliverer
+    adapters: dict[str, Adapter]
+    scheduler: object = None
+    started: list[Adapter] = field(default_factory=list)
+
+    async def start(self, *, deliver: bool = True, schedule: bool = True) -> None:
+        if deliver:
+            self.deliverer.start()
+        if schedule and self.scheduler is not None:
+            self.scheduler.start()
+        for adapter in self.adapters.values():
+            await adapter.start(self.dispatcher.handle)
+            self.started.append(adapter)
+
+    async def stop(self) -> None:
+        for adapter in reversed(self.started):
+            await adapter.stop()
+        self.started.clear()
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        await self.deliverer.stop()
+        await self.engine.dispose()
+
+
+async def load_territory_file(sessions, path: Path) -> dict[str, int]:
+    data = json.loads(await asyncio.to_thread(Path(path).read_text, encoding="utf-8"))
+    validate_territory(data)
+    async with sessions() as session, session.begin():
+        return await load_territory(session, data)
+
+
+async def build_app(
+    settings: Settings,
+    adapters: dict[str, Adapter],
+    *,
+    migrate: bool = True,
+    territory: Path | None = None,
+    clock: Clock | None = None,
+    flood_guard: bool = True,
+) -> App:
+    if migrate:
+        await upgrade_async(settings.database.url)
+    engine = create_engine(settings.database.url, echo=settings.database.echo)
+    sessions = session_factory(engine)
+    if territory is not None:
+        await load_territory_file(sessions, territory)
+    async with sessions() as session, session.begin():
+        secret = (settings.bot.secret.get_secret_value() if settings.bot.secret else
+                  await kv.get_or_set(session, "button_secret", lambda: secrets.token_hex(32)))
+        geo = await TerritoryIndex.build(session)
+    clock = clock or Clock()
+    services = Services(
+        texts=Texts(default=settings.bot.default_language), signer=Signer(secret.encode()),
+        geo=geo, settings=settings, clock=clock, media=MediaStore(settings.bot.media_dir),
+    )
+    deliverer = Deliverer(engine, sessions, adapters,
+                          max_attempts=settings.bot.delivery_max_attempts)
+    dispatcher = Dispatcher(
+        sessions, build_router(), services, adapters,
+        flood=FloodGuard(settings.bot.flood_burst, settings.bot.flood_rate) if flood_guard
+        else None,
+        wake_delivery=deliverer.wake, on_first_contact=first_contact,
+    )
+    services.extra["adapters"] = adapters
+    scheduler = build_scheduler(sessions, services, deliverer)
+    return App(settings, engine, sessions, services, dispatcher, deliverer, adapters, scheduler)

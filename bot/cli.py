@@ -1,0 +1,162 @@
+"""`python -m bot`: run the bot, chat in the terminal, migrate, load territory, manage roles."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from bot.config import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("run", help="run on Telegram when TELEGRAM_BOT_TOKEN is set, else chat here")
+    chat = sub.add_parser("chat", help="chat with the bot in this terminal")
+    chat.add_argument("--as", dest="user", default="resident", help="act as this user id")
+    chat.add_argument("--lang", default="zh-hans", help="language hint of the user")
+    db = sub.add_parser("db", help="database")
+    db.add_argument("action", choices=["upgrade"])
+    terr = sub.add_parser("territory", help="territory data")
+    terr.add_argument("action", choices=["load"])
+    terr.add_argument("file", type=Path)
+    admin = sub.add_parser("admin", help="roles")
+    admin.add_argument("action", choices=["grant", "revoke", "list"])
+    admin.add_argument("user", nargs="?", help="telegram:12345, terminal:alice or #12")
+    admin.add_argument("role", nargs="?", choices=["admin", "staff", "committee", "team"])
+    admin.add_argument("scope", nargs="?", help="station, committee or team code")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.cmd == "run" else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings()
+    if args.cmd == "db":
+        from storage.migrate import upgrade
+
+        upgrade(settings.database.url)
+        print("database at head")
+        return 0
+    return asyncio.run(_async_main(args, settings))
+
+
+async def _async_main(args, settings: Settings) -> int:
+    if args.cmd == "territory":
+        from bot.app import load_territory_file
+        from storage.db import create_engine, session_factory
+        from storage.migrate import upgrade_async
+
+        await upgrade_async(settings.database.url)
+        engine = create_engine(settings.database.url)
+        try:
+            counts = await load_territory_file(session_factory(engine), args.file)
+        finally:
+            await engine.dispose()
+        print(" ".join(f"{k}={v}" for k, v in counts.items()))
+        return 0
+    if args.cmd == "admin":
+        return await _admin(args, settings)
+    if args.cmd == "run" and settings.telegram.bot_token:
+        return await _run_telegram(settings)
+    return await _chat(settings, getattr(args, "user", "resident"), getattr(args, "lang", "zh-hans"))
+
+
+async def _admin(args, settings: Settings) -> int:
+    from storage import roles_service
+    from storage.db import create_engine, session_factory
+    from storage.migrate import upgrade_async
+
+    await upgrade_async(settings.database.url)
+    engine = create_engine(settings.database.url)
+    sessions = session_factory(engine)
+    try:
+        async with sessions() as session, session.begin():
+            if args.action == "list":
+                for line in await roles_service.describe_roles(session):
+                    print(line)
+                return 0
+            if not args.user or not args.role:
+                print("usage: admin grant|revoke USER ROLE [SCOPE]")
+                return 2
+            try:
+                changed = await roles_service.change_role(
+                    session, args.user, args.role, args.scope, actor_id=None,
+                    grant=args.action == "grant", create_missing=True)
+            except roles_service.RoleError as exc:
+                print(f"error: {exc}")
+                return 2
+            print(("granted" if args.action == "grant" else "revoked") if changed
+                  else "unchanged")
+            return 0
+    finally:
+        await engine.dispose()
+
+
+async def _territory_if_empty(settings: Settings) -> Path | None:
+    """The demo territory is loaded on a database that has none yet."""
+    from sqlalchemy import func, select
+
+    from storage.db import create_engine, session_factory
+    from storage.migrate import upgrade_async
+    from storage.territory import Estate
+
+    await upgrade_async(settings.database.url)
+    engine = create_engine(settings.database.url)
+    try:
+        async with session_factory(engine)() as session:
+            count = await session.scalar(select(func.count()).select_from(Estate))
+    finally:
+        await engine.dispose()
+    return settings.bot.territory_file if not count else None
+
+
+async def _run_telegram(settings: Settings) -> int:
+    from bot.app import build_app
+    from bot.messaging.telegram import TelegramAdapter
+
+    tg, wh = settings.telegram, settings.webhook
+    adapter = TelegramAdapter(
+        tg.bot_token.get_secret_value(), api_base=tg.api_base,
+        per_second=1000.0 if tg.paid_broadcasts else tg.per_second,
+        per_chat_per_second=tg.per_chat_per_second, polling_timeout=tg.polling_timeout,
+        webhook_url=wh.url, webhook_secret=wh.secret.get_secret_value() if wh.secret else None,
+        webhook_host=wh.host, webhook_port=wh.port,
+    )
+    territory = await _territory_if_empty(settings)
+    app = await build_app(settings, {"telegram": adapter}, migrate=False, territory=territory)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await app.start()
+    logging.getLogger("bot").info("running on Telegram (%s)",
+                                  "webhook" if wh.url else "long polling")
+    try:
+        await stop.wait()
+    finally:
+        await app.stop()
+    return 0
+
+
+async def _chat(settings: Settings, user: str, lang: str) -> int:
+    from bot.app import build_app
+    from bot.messaging.terminal import TerminalAdapter
+
+    adapter = TerminalAdapter(user, language=lang)
+    territory = await _territory_if_empty(settings)
+    # One person at a keyboard (or a script piping lines in): no flood guard.
+    app = await build_app(settings, {"terminal": adapter}, migrate=False, territory=territory,
+                          flood_guard=False)
+    print(f"Terminal chat as '{user}'. Type /start, /help; buttons are numbers; "
+          "/location LAT LON shares a place; /quit leaves.")
+    await app.start()
+    try:
+        await adapter.finished.wait()
+    finally:
+        await app.stop()
+    return 0

@@ -1,0 +1,199 @@
+"""One platform update, end to end: dedupe, load the person and their conversation, route to a
+handler, commit once, then send the replies."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import unicodedata
+import weakref
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.flood import FloodGuard
+from bot.i18n import normalize_language
+from bot.messaging.model import Adapter, Inbound, Kind, Outbound, SendStatus
+from handlers.context import Context, Services
+from handlers.router import Router
+from storage import dialog, outbox, updates
+from storage.people import get_or_create_identity
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT = 4000
+_INVISIBLE = re.compile(r"[\u200b-\u200f\u2028-\u202f\u2060-\u206f\ufeff\u00ad]")
+
+
+def clean_text(text: str | None) -> str:
+    """Text as a handler should see it: no zero-width characters, no surrounding blanks."""
+    if not text:
+        return ""
+    return _INVISIBLE.sub("", unicodedata.normalize("NFC", text)).strip()
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        router: Router,
+        services: Services,
+        adapters: dict[str, Adapter],
+        *,
+        flood: FloodGuard | None,
+        wake_delivery: Callable[[], None] = lambda: None,
+        on_first_contact: Callable[[Context], Awaitable[None]] | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.router = router
+        self.services = services
+        self.adapters = adapters
+        self.flood = flood
+        self.wake_delivery = wake_delivery
+        self.on_first_contact = on_first_contact
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+
+    async def handle(self, inbound: Inbound) -> None:
+        key = f"{inbound.platform}:{inbound.user_id}"
+        allowed, warn = self.flood.check(key) if self.flood else (True, False)
+        if not allowed:
+            if warn:
+                lang = normalize_language(inbound.language_hint,
+                                          self.services.settings.bot.default_language)
+                await self._send(inbound, [Outbound(
+                    text=self.services.texts.get(lang, "common.slow_down"))], None)
+            return
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[key] = lock
+        # One update of a person at a time, in order; different people run in parallel.
+        async with lock:
+            try:
+                await self._handle_locked(inbound)
+            except Exception:
+                log.exception("update %s from %s failed", inbound.update_id, key)
+                lang = normalize_language(inbound.language_hint)
+                await self._send(inbound, [Outbound(
+                    text=self.services.texts.get(lang, "common.internal_error"))], None)
+
+    async def _handle_locked(self, inbound: Inbound) -> None:
+        async with self.sessions() as session, session.begin():
+            if inbound.update_id is not None and not await updates.claim(
+                session, inbound.platform, str(inbound.update_id)
+            ):
+                log.info("duplicate update %s ignored", inbound.update_id)
+                return
+            identity, resident, created = await get_or_create_identity(
+                session, inbound.platform, inbound.user_id, inbound.chat_id,
+                inbound.display_name,
+            )
+            state = await dialog.load(session, identity.id)
+            lang = resident.language or normalize_language(
+                inbound.language_hint, self.services.settings.bot.default_language)
+            adapter = self.adapters.get(inbound.platform)
+            ctx = Context(
+                inbound=inbound, session=session, identity=identity, resident=resident,
+                lang=lang, services=self.services,
+                capabilities=adapter.capabilities if adapter else None,
+                state=state.name if state else None,
+                data=dict(state.data) if state else {},
+                is_new=created,
+            )
+            before = (ctx.state, dict(ctx.data))
+            await self._route(ctx)
+            if (ctx.state, ctx.data) != before:
+                await dialog.save(session, identity.id, ctx.state, ctx.data)
+        if ctx.pushed:
+            self.wake_delivery()
+        await self._send(inbound, ctx.replies, identity.id)
+
+    async def _route(self, ctx: Context) -> None:
+        inbound, router = ctx.inbound, self.router
+        if inbound.kind == Kind.BUTTON:
+            verified = self.services.signer.verify(ctx.identity.id, inbound.payload)
+            handler = router.buttons.get(verified[0]) if verified else None
+            if handler is None:
+                ctx.reply(ctx.t("common.button_invalid"), answer_callback=inbound.callback_id,
+                          notice=ctx.t("common.button_invalid"))
+                return
+            ctx.args = verified[1]
+            await handler(ctx)
+            self._ack(ctx)
+            return
+        if inbound.kind == Kind.COMMAND:
+            name = (inbound.command or "").lower()
+            spec = router.commands.get(name)
+            if spec is None:
+                ctx.say("common.unknown_command", command=name[:32])
+                return
+            if spec.roles and not (await ctx.scope()).has(*spec.roles):
+                ctx.say("common.not_allowed")
+                return
+            await spec.handler(ctx)
+            return
+        if inbound.kind == Kind.TEXT:
+            text = clean_text(inbound.text)
+            if not text:
+                ctx.say("common.empty_message")
+                return
+            if len(text) > MAX_TEXT:
+                ctx.say("common.too_long", limit=MAX_TEXT)
+                return
+            ctx.inbound = _with_text(inbound, text)
+        if ctx.state and ctx.state in router.states:
+            await router.states[ctx.state](ctx)
+            return
+        if ctx.is_new and self.on_first_contact is not None:
+            await self.on_first_contact(ctx)
+            return
+        if inbound.kind != Kind.TEXT:
+            handler = router.media.get(inbound.kind)
+            if handler is None:
+                ctx.say("common.media_not_expected")
+            else:
+                await handler(ctx)
+            return
+        for _, fallback in router.text_fallbacks:
+            if await fallback(ctx):
+                return
+        ctx.say("common.not_understood")
+
+    @staticmethod
+    def _ack(ctx: Context) -> None:
+        """A button press is acknowledged exactly once, so the client's spinner stops."""
+        if not ctx.inbound.callback_id:
+            return
+        if any(r.answer_callback for r in ctx.replies):
+            return
+        if ctx.replies:
+            ctx.replies[0].answer_callback = ctx.inbound.callback_id
+        else:
+            ctx.replies.append(Outbound(answer_callback=ctx.inbound.callback_id))
+
+    async def _send(self, inbound: Inbound, replies: list[Outbound],
+                    identity_id: int | None) -> None:
+        adapter = self.adapters.get(inbound.platform)
+        if adapter is None:
+            return
+        for out in replies:
+            result = await adapter.send(inbound.chat_id, out)
+            if result.status == SendStatus.RETRY and identity_id is not None and out.text:
+                # The platform asked us to wait: the outbox sends it, replies first.
+                async with self.sessions() as session, session.begin():
+                    out.answer_callback = None
+                    await outbox.enqueue(session, identity_id, out.to_json(),
+                                         priority=outbox.Priority.REPLY)
+                self.wake_delivery()
+            elif result.status != SendStatus.SENT:
+                log.warning("reply to %s not sent: %s %s", inbound.chat_id, result.status,
+                            result.error)
+
+
+def _with_text(inbound: Inbound, text: str) -> Inbound:
+    from dataclasses import replace
+
+    return replace(inbound, text=text)

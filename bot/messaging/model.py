@@ -1,0 +1,164 @@
+"""The neutral messaging model shared by every platform adapter.
+
+Handlers speak only in these types; an adapter translates them to and from its platform.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+CALLBACK_LIMIT = 64  # bytes; Telegram's limit, the tightest of the platforms we target
+
+
+class Kind(enum.StrEnum):
+    TEXT = "text"
+    COMMAND = "command"
+    BUTTON = "button"
+    LOCATION = "location"
+    PHOTO = "photo"
+    VOICE = "voice"
+    DOCUMENT = "document"
+    CONTACT = "contact"
+
+
+@dataclass(frozen=True)
+class MediaRef:
+    """A platform file the bot can fetch later with `Adapter.fetch_media`."""
+
+    platform_id: str
+    size: int | None = None
+    mime_type: str | None = None
+    file_name: str | None = None
+    duration: int | None = None  # seconds, for voice notes
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True)
+class Inbound:
+    platform: str
+    user_id: str
+    chat_id: str
+    kind: Kind
+    update_id: str | None = None
+    language_hint: str | None = None
+    display_name: str | None = None
+    text: str | None = None
+    command: str | None = None
+    args: str = ""
+    payload: str | None = None  # button payload, as sent; verified by dispatch
+    message_ref: str | None = None  # the message a button belonged to
+    callback_id: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    media: MediaRef | None = None
+    phone: str | None = None
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Button:
+    label: str
+    payload: str
+
+
+@dataclass
+class Outbound:
+    text: str = ""
+    buttons: list[list[Button]] = field(default_factory=list)
+    request_location: str | None = None  # label of a "share location" key
+    request_contact: str | None = None
+    photo: str | None = None  # a path on disk or a platform file id
+    document: str | None = None  # a path on disk
+    document_name: str | None = None
+    voice: str | None = None
+    edit_of: str | None = None  # message ref to edit in place
+    answer_callback: str | None = None  # ack a button press (spinner stops)
+    notice: str | None = None  # short toast for a button press
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["buttons"] = [[[b.label, b.payload] for b in row] for row in self.buttons]
+        return {k: v for k, v in data.items() if v not in (None, "", [])}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Outbound:
+        data = dict(data)
+        rows = data.pop("buttons", [])
+        out = cls(**data)
+        out.buttons = [[Button(label, payload) for label, payload in row] for row in rows]
+        return out
+
+
+class SendStatus(enum.StrEnum):
+    SENT = "sent"
+    RETRY = "retry"
+    UNREACHABLE = "unreachable"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class SendResult:
+    status: SendStatus
+    message_ref: str | None = None
+    retry_after: float = 0.0
+    error: str | None = None
+    flood: bool = False  # the platform's rate limit (429): pause the whole sender
+
+    @classmethod
+    def flood_wait(cls, seconds: float) -> SendResult:
+        return cls(SendStatus.RETRY, retry_after=seconds, error="flood", flood=True)
+
+    @classmethod
+    def sent(cls, ref: str | None = None) -> SendResult:
+        return cls(SendStatus.SENT, message_ref=ref)
+
+
+@dataclass(frozen=True)
+class Limits:
+    per_second: float  # messages a second overall
+    per_chat_per_second: float
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    buttons: bool = True
+    location: bool = True
+    photos: bool = True
+    voice: bool = True
+    edit: bool = True
+
+
+InboundHandler = Callable[[Inbound], Awaitable[None]]
+
+
+class Adapter(Protocol):
+    platform: str
+    limits: Limits
+    capabilities: Capabilities
+
+    async def start(self, on_inbound: InboundHandler) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def send(self, chat_id: str, outbound: Outbound) -> SendResult: ...
+
+    async def fetch_media(self, ref: MediaRef) -> bytes: ...
+
+
+_COMMAND = re.compile(r"^/([A-Za-z][A-Za-z0-9_]{0,31})(?:@\w+)?(?:\s+(.*))?$", re.DOTALL)
+
+
+def parse_command(text: str | None) -> tuple[str, str] | None:
+    """`/start@bot args` -> ("start", "args"); None when the text is not a command."""
+    if not text:
+        return None
+    match = _COMMAND.match(text.strip())
+    if not match:
+        return None
+    return match.group(1).lower(), (match.group(2) or "").strip()

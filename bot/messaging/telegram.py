@@ -1,0 +1,258 @@
+"""Telegram, through aiogram 3. The only module that knows Telegram exists."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from urllib.parse import urlparse
+
+from aiogram import Bot
+from aiogram import Dispatcher as AiogramDispatcher
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramNotFound,
+    TelegramRetryAfter,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
+from aiogram.types import (
+    CallbackQuery,
+    FSInputFile,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    Message,
+    ReplyKeyboardMarkup,
+    Update,
+)
+
+from bot.messaging.model import (
+    Capabilities,
+    Inbound,
+    InboundHandler,
+    Kind,
+    Limits,
+    MediaRef,
+    Outbound,
+    SendResult,
+    SendStatus,
+    parse_command,
+)
+
+log = logging.getLogger(__name__)
+
+CAPTION_LIMIT = 1024
+
+
+def message_to_inbound(message: Message, update_id: int | None) -> Inbound:
+    user = message.from_user
+    base = dict(
+        platform="telegram",
+        user_id=str(user.id if user else message.chat.id),
+        chat_id=str(message.chat.id),
+        update_id=None if update_id is None else str(update_id),
+        language_hint=user.language_code if user else None,
+        display_name=user.full_name if user else None,
+        at=message.date,
+        message_ref=str(message.message_id),
+    )
+    if message.location:
+        return Inbound(kind=Kind.LOCATION, latitude=message.location.latitude,
+                       longitude=message.location.longitude, **base)
+    if message.photo:
+        best = message.photo[-1]
+        return Inbound(kind=Kind.PHOTO, text=message.caption, media=MediaRef(
+            platform_id=best.file_id, size=best.file_size, width=best.width,
+            height=best.height, mime_type="image/jpeg"), **base)
+    if message.voice:
+        v = message.voice
+        return Inbound(kind=Kind.VOICE, media=MediaRef(
+            platform_id=v.file_id, size=v.file_size, mime_type=v.mime_type,
+            duration=v.duration), **base)
+    if message.document:
+        d = message.document
+        return Inbound(kind=Kind.DOCUMENT, text=message.caption, media=MediaRef(
+            platform_id=d.file_id, size=d.file_size, mime_type=d.mime_type,
+            file_name=d.file_name), **base)
+    if message.contact:
+        return Inbound(kind=Kind.CONTACT, phone=message.contact.phone_number, **base)
+    cmd = parse_command(message.text)
+    if cmd:
+        return Inbound(kind=Kind.COMMAND, text=message.text, command=cmd[0], args=cmd[1], **base)
+    # Stickers, polls, games...: an empty text, which the bot answers as unreadable.
+    return Inbound(kind=Kind.TEXT, text=message.text or "", **base)
+
+
+def callback_to_inbound(query: CallbackQuery, update_id: int | None) -> Inbound:
+    chat_id = query.message.chat.id if query.message else query.from_user.id
+    return Inbound(
+        platform="telegram", kind=Kind.BUTTON, user_id=str(query.from_user.id),
+        chat_id=str(chat_id), update_id=None if update_id is None else str(update_id),
+        language_hint=query.from_user.language_code, display_name=query.from_user.full_name,
+        payload=query.data, callback_id=query.id,
+        message_ref=str(query.message.message_id) if query.message else None,
+    )
+
+
+def _markup(out: Outbound):
+    if out.buttons:
+        return InlineKeyboardMarkup(inline_keyboard=[
+            [InlineKeyboardButton(text=b.label, callback_data=b.payload) for b in row]
+            for row in out.buttons
+        ])
+    keys = []
+    if out.request_location:
+        keys.append(KeyboardButton(text=out.request_location, request_location=True))
+    if out.request_contact:
+        keys.append(KeyboardButton(text=out.request_contact, request_contact=True))
+    if keys:
+        return ReplyKeyboardMarkup(keyboard=[keys], resize_keyboard=True, one_time_keyboard=True)
+    return None
+
+
+def _file(ref: str, name: str | None = None):
+    # A path on disk is uploaded; anything else is a Telegram file id sent again.
+    if "/" in ref or ref.startswith("."):
+        return FSInputFile(ref, filename=name)
+    return ref
+
+
+class TelegramAdapter:
+    platform = "telegram"
+    capabilities = Capabilities()
+
+    def __init__(self, token: str, *, api_base: str | None = None, per_second: float = 30.0,
+                 per_chat_per_second: float = 1.0, polling_timeout: int = 30,
+                 webhook_url: str | None = None, webhook_secret: str | None = None,
+                 webhook_host: str = "0.0.0.0", webhook_port: int = 8080) -> None:
+        # One HTTP session for the bot's whole life; the base URL is configurable.
+        session = (AiohttpSession(api=TelegramAPIServer.from_base(api_base)) if api_base
+                   else AiohttpSession())
+        self.bot = Bot(token=token, session=session)
+        self.limits = Limits(per_second=per_second, per_chat_per_second=per_chat_per_second)
+        self.polling_timeout = polling_timeout
+        self.webhook_url = webhook_url
+        self.webhook_secret = webhook_secret
+        self.webhook_host = webhook_host
+        self.webhook_port = webhook_port
+        self.dp = AiogramDispatcher()
+        self._task: asyncio.Task | None = None
+        self._runner = None
+        self.bound_port: int | None = None
+
+    # -- receiving -------------------------------------------------------------------------
+    def _wire(self, on_inbound: InboundHandler) -> None:
+        async def on_message(message: Message, event_update: Update) -> None:
+            await on_inbound(message_to_inbound(message, event_update.update_id))
+
+        async def on_callback(query: CallbackQuery, event_update: Update) -> None:
+            await on_inbound(callback_to_inbound(query, event_update.update_id))
+
+        self.dp.message.register(on_message)
+        self.dp.callback_query.register(on_callback)
+
+    async def start(self, on_inbound: InboundHandler) -> None:
+        self._wire(on_inbound)
+        if self.webhook_url:
+            await self._start_webhook()
+        else:
+            await self.bot.delete_webhook(drop_pending_updates=False)
+            self._task = asyncio.create_task(self.dp.start_polling(
+                self.bot, handle_signals=False, close_bot_session=False,
+                polling_timeout=self.polling_timeout,
+                allowed_updates=["message", "callback_query"],
+            ), name="telegram-polling")
+
+    async def _start_webhook(self) -> None:
+        from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+        from aiohttp import web
+
+        path = urlparse(self.webhook_url).path or "/telegram/webhook"
+        app = web.Application()
+        SimpleRequestHandler(dispatcher=self.dp, bot=self.bot,
+                             secret_token=self.webhook_secret).register(app, path=path)
+        setup_application(app, self.dp, bot=self.bot)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.webhook_host, self.webhook_port)
+        await site.start()
+        self.bound_port = site._server.sockets[0].getsockname()[1]
+        await self.bot.set_webhook(self.webhook_url, secret_token=self.webhook_secret,
+                                   allowed_updates=["message", "callback_query"])
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            try:
+                await self.dp.stop_polling()
+            except RuntimeError:
+                pass  # polling had not started yet
+            try:
+                await asyncio.wait_for(self._task, 10)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+            self._task = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self.bot.session.close()
+
+    # -- sending ---------------------------------------------------------------------------
+    async def send(self, chat_id: str, out: Outbound) -> SendResult:
+        try:
+            return await self._send(chat_id, out)
+        except TelegramRetryAfter as exc:
+            return SendResult.flood_wait(exc.retry_after)
+        except TelegramForbiddenError as exc:
+            return SendResult(SendStatus.UNREACHABLE, error=exc.message)
+        except TelegramBadRequest as exc:
+            if "not modified" in exc.message:
+                return SendResult.sent(out.edit_of)
+            if "chat not found" in exc.message or "user is deactivated" in exc.message:
+                return SendResult(SendStatus.UNREACHABLE, error=exc.message)
+            return SendResult(SendStatus.FAILED, error=exc.message)
+        except (TelegramNotFound, TelegramUnauthorizedError) as exc:
+            return SendResult(SendStatus.FAILED, error=exc.message)
+        except (TelegramNetworkError, TelegramServerError, TimeoutError, OSError) as exc:
+            return SendResult(SendStatus.RETRY, error=str(exc)[:200])
+
+    async def _send(self, chat_id: str, out: Outbound) -> SendResult:
+        if out.answer_callback:
+            try:
+                await self.bot.answer_callback_query(out.answer_callback, text=out.notice)
+            except TelegramBadRequest:
+                pass  # too old to answer; the message below still goes out
+        markup = _markup(out)
+        if out.edit_of:
+            msg = await self.bot.edit_message_text(
+                text=out.text, chat_id=int(chat_id), message_id=int(out.edit_of),
+                reply_markup=markup if out.buttons else None)
+            return SendResult.sent(out.edit_of if msg is True else str(msg.message_id))
+        if out.photo:
+            caption = out.text if len(out.text) <= CAPTION_LIMIT else None
+            msg = await self.bot.send_photo(int(chat_id), _file(out.photo), caption=caption,
+                                            reply_markup=markup if caption else None)
+            if caption is not None or not out.text:
+                return SendResult.sent(str(msg.message_id))
+        if out.document:
+            msg = await self.bot.send_document(
+                int(chat_id), _file(out.document, out.document_name),
+                caption=out.text[:CAPTION_LIMIT] or None, reply_markup=markup)
+            return SendResult.sent(str(msg.message_id))
+        if out.voice:
+            msg = await self.bot.send_voice(int(chat_id), _file(out.voice),
+                                            caption=out.text[:CAPTION_LIMIT] or None)
+            return SendResult.sent(str(msg.message_id))
+        if not out.text:
+            return SendResult.sent(None)
+        msg = await self.bot.send_message(int(chat_id), out.text, reply_markup=markup)
+        return SendResult.sent(str(msg.message_id))
+
+    async def fetch_media(self, ref: MediaRef) -> bytes:
+        file = await self.bot.get_file(ref.platform_id)
+        data = await self.bot.download_file(file.file_path)
+        return data.read()
+

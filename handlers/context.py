@@ -1,0 +1,97 @@
+"""What a handler receives: the message, the person, their conversation, and the services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.messaging.model import Button, Capabilities, Inbound, Outbound
+from storage import outbox
+from storage.access import Scope, scope_of
+from storage.people import Identity, Resident
+
+
+@dataclass
+class Services:
+    """Long-lived collaborators built by the composition root."""
+
+    texts: Any  # bot.i18n.Texts
+    signer: Any  # bot.signing.Signer
+    geo: Any  # bot.geo.TerritoryIndex
+    settings: Any  # bot.config.Settings
+    clock: Any  # callable returning an aware datetime
+    media: Any = None  # bot.media.MediaStore
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    inbound: Inbound
+    session: AsyncSession
+    identity: Identity
+    resident: Resident
+    lang: str
+    services: Services
+    capabilities: Capabilities
+    state: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)  # a button's arguments
+    replies: list[Outbound] = field(default_factory=list)
+    pushed: bool = False
+    is_new: bool = False
+    _scope: Scope | None = None
+
+    # -- texts -------------------------------------------------------------------------
+    def t(self, key: str, **values) -> str:
+        return self.services.texts.get(self.lang, key, **values)
+
+    def t_for(self, lang: str, key: str, **values) -> str:
+        return self.services.texts.get(lang, key, **values)
+
+    @property
+    def now(self) -> datetime:
+        return self.services.clock()
+
+    # -- replies -----------------------------------------------------------------------
+    def reply(self, text: str, buttons: list[list[Button]] | None = None, **extra) -> Outbound:
+        out = Outbound(text=text, buttons=buttons or [], **extra)
+        self.replies.append(out)
+        return out
+
+    def say(self, key: str, buttons: list[list[Button]] | None = None, **values) -> Outbound:
+        return self.reply(self.t(key, **values), buttons)
+
+    def button(self, label: str, action: str, *args: object, identity_id: int | None = None
+               ) -> Button:
+        target = self.identity.id if identity_id is None else identity_id
+        return Button(label, self.services.signer.sign(target, action, *args))
+
+    # -- conversation state ------------------------------------------------------------
+    def goto(self, state: str, **data: Any) -> None:
+        """Enter a state; `data` replaces what the conversation remembered."""
+        self.state = state
+        self.data = dict(data)
+
+    def remember(self, **data: Any) -> None:
+        self.data.update(data)
+
+    def finish(self) -> None:
+        self.state = None
+        self.data = {}
+
+    # -- people and rights -------------------------------------------------------------
+    async def scope(self) -> Scope:
+        if self._scope is None:
+            self._scope = await scope_of(self.session, self.resident.id)
+        return self._scope
+
+    # -- pushes to others, through the outbox ------------------------------------------
+    async def push(self, identity_id: int, out: Outbound, *,
+                   priority: outbox.Priority = outbox.Priority.NORMAL,
+                   group: str | None = None, dedupe_key: str | None = None) -> None:
+        await outbox.enqueue(self.session, identity_id, out.to_json(), priority=priority,
+                             group=group, dedupe_key=dedupe_key)
+        self.pushed = True

@@ -1,0 +1,200 @@
+"""/start: language, then home (estate by name or location, building, unit); /help; /cancel."""
+
+from __future__ import annotations
+
+from bot.messaging.model import Kind
+from handlers.context import Context
+from handlers.router import Router
+from storage import people, territory
+
+router = Router()
+
+ASK_HOME, ASK_BUILDING, ASK_UNIT = "home.estate", "home.building", "home.unit"
+MAX_UNIT = 20
+
+
+async def first_contact(ctx: Context) -> None:
+    await start(ctx)
+
+
+@router.command("start", help_key="help.start", order=1)
+async def start(ctx: Context) -> None:
+    ctx.finish()
+    ctx.reply(ctx.t("start.greeting"), [[
+        ctx.button("中文", "lang", "zh-Hans"), ctx.button("English", "lang", "en"),
+    ]])
+
+
+@router.button("lang")
+async def choose_language(ctx: Context) -> None:
+    lang = ctx.args[0] if ctx.args and ctx.args[0] in ("zh-Hans", "en") else None
+    if lang is None:
+        ctx.say("common.button_invalid")
+        return
+    ctx.resident.language = lang
+    ctx.lang = lang
+    ctx.say("start.language_set")
+    if ctx.resident.estate_id is None or ctx.data.get("onboarding"):
+        await ask_home(ctx)
+
+
+async def ask_home(ctx: Context) -> None:
+    ctx.goto(ASK_HOME)
+    estates = await territory.estates(ctx.session)
+    rows = [[ctx.button(territory.localized(e, ctx.lang), "estate", e.id)] for e in estates[:8]]
+    key = "home.ask_estate" if ctx.capabilities and ctx.capabilities.location else \
+        "home.ask_estate_typed"
+    ctx.reply(ctx.t(key), rows, request_location=ctx.t("home.share_location"))
+
+
+@router.state(ASK_HOME)
+async def home_input(ctx: Context) -> None:
+    inbound = ctx.inbound
+    geo = ctx.services.geo
+    if inbound.kind == Kind.LOCATION:
+        place = geo.locate(inbound.latitude, inbound.longitude)
+        if not place.inside:
+            ctx.say("home.outside")
+            return
+        if place.estate_id is None:
+            ctx.say("home.no_estate_here")
+            return
+        await _confirm_estate(ctx, place.estate_id)
+        return
+    if inbound.kind != Kind.TEXT:
+        ctx.say("home.expect_name")
+        return
+    matches = geo.match_estate(inbound.text)
+    if not matches:
+        ctx.say("home.not_found", text=inbound.text[:40])
+        return
+    best_id, best = matches[0]
+    clear = best >= 80 and (len(matches) == 1 or matches[1][1] < best - 10)
+    if clear:
+        await _confirm_estate(ctx, best_id)
+        return
+    rows = []
+    for estate_id, _ in matches:
+        estate = await ctx.session.get(territory.Estate, estate_id)
+        rows.append([ctx.button(territory.localized(estate, ctx.lang), "estate", estate_id)])
+    ctx.say("home.which", rows)
+
+
+async def _confirm_estate(ctx: Context, estate_id: int) -> None:
+    estate = await ctx.session.get(territory.Estate, estate_id)
+    ctx.say("home.confirm", [[ctx.button(ctx.t("common.yes"), "estate", estate_id),
+                              ctx.button(ctx.t("common.no"), "home", "again")]],
+            estate=territory.localized(estate, ctx.lang))
+
+
+@router.button("home")
+async def home_again(ctx: Context) -> None:
+    await ask_home(ctx)
+
+
+@router.button("estate")
+async def estate_chosen(ctx: Context) -> None:
+    estate = await ctx.session.get(territory.Estate, _int(ctx.args))
+    if estate is None:
+        ctx.say("common.button_invalid")
+        return
+    await people.set_home(ctx.session, ctx.resident, estate.id)
+    ctx.goto(ASK_BUILDING, estate_id=estate.id)
+    buildings = await territory.buildings_of(ctx.session, estate.id)
+    rows, row = [], []
+    for b in buildings:
+        row.append(ctx.button(b.number, "bldg", b.id))
+        if len(row) == 6:
+            rows.append(row)
+            row = []
+    if row:
+        rows.append(row)
+    rows.append([ctx.button(ctx.t("common.skip"), "bldg", 0)])
+    ctx.say("home.ask_building", rows, estate=territory.localized(estate, ctx.lang))
+
+
+@router.state(ASK_BUILDING)
+async def building_typed(ctx: Context) -> None:
+    number = (ctx.inbound.text or "").strip().rstrip("号栋幢楼").strip()
+    found = await territory.building(ctx.session, ctx.data.get("estate_id"), number) \
+        if number else None
+    if found is None:
+        ctx.say("home.building_unknown")
+        return
+    await _building(ctx, found)
+
+
+@router.button("bldg")
+async def building_chosen(ctx: Context) -> None:
+    bid = _int(ctx.args)
+    if bid == 0:
+        await _done(ctx)
+        return
+    found = await ctx.session.get(territory.Building, bid)
+    if found is None or found.estate_id != ctx.resident.estate_id:
+        ctx.say("common.button_invalid")
+        return
+    await _building(ctx, found)
+
+
+async def _building(ctx: Context, found: territory.Building) -> None:
+    await people.set_home(ctx.session, ctx.resident, found.estate_id, found.id)
+    ctx.goto(ASK_UNIT, estate_id=found.estate_id, building_id=found.id)
+    ctx.say("home.ask_unit", [[ctx.button(ctx.t("common.skip"), "unit", "skip")]])
+
+
+@router.state(ASK_UNIT)
+async def unit_typed(ctx: Context) -> None:
+    unit = (ctx.inbound.text or "").strip()
+    if not unit or len(unit) > MAX_UNIT:
+        ctx.say("home.unit_invalid", limit=MAX_UNIT)
+        return
+    await people.set_home(ctx.session, ctx.resident, ctx.data["estate_id"],
+                          ctx.data["building_id"], unit)
+    await _done(ctx)
+
+
+@router.button("unit")
+async def unit_skipped(ctx: Context) -> None:
+    await _done(ctx)
+
+
+async def _done(ctx: Context) -> None:
+    ctx.finish()
+    estate = await ctx.session.get(territory.Estate, ctx.resident.estate_id)
+    ctx.say("home.saved", estate=territory.localized(estate, ctx.lang) if estate else "-")
+    if not ctx.resident.verified:
+        ctx.say("verify.how", [[ctx.button(ctx.t("verify.request_button"), "verreq")]])
+    await show_help(ctx)
+
+
+@router.command("help", help_key="help.help", order=2)
+async def show_help(ctx: Context) -> None:
+    from handlers import build_router
+
+    scope = await ctx.scope()
+    lines = [ctx.t("help.title")]
+    specs = sorted(build_router().commands.values(), key=lambda s: (s.order, s.name))
+    for spec in specs:
+        if spec.help_key is None:
+            continue
+        if spec.roles and not scope.has(*spec.roles):
+            continue
+        lines.append(f"/{spec.name} — {ctx.t(spec.help_key)}")
+    ctx.reply("\n".join(lines))
+
+
+@router.command("cancel", help_key="help.cancel", order=3)
+async def cancel(ctx: Context) -> None:
+    if ctx.state is None:
+        ctx.say("common.nothing_to_cancel")
+        return
+    ctx.finish()
+    ctx.say("common.cancelled")
+
+
+def _int(args: list[str]) -> int:
+    try:
+        return int(args[0])
+    except (IndexError, ValueError):
+        return -1

@@ -1,0 +1,39 @@
+"""/profile: what the bot knows about you, and changing language or home."""
+
+from __future__ import annotations
+
+from handlers.context import Context
+from handlers.onboarding import ask_home
+from handlers.router import Router
+from storage import territory
+
+router = Router()
+
+
+@router.command("profile", help_key="help.profile", order=4)
+async def profile(ctx: Context) -> None:
+    r = ctx.resident
+    estate = await ctx.session.get(territory.Estate, r.estate_id) if r.estate_id else None
+    building = await ctx.session.get(territory.Building, r.building_id) if r.building_id \
+        else None
+    scope = await ctx.scope()
+    ctx.say(
+        "profile.summary",
+        [[ctx.button(ctx.t("profile.change_language"), "prof", "lang"),
+          ctx.button(ctx.t("profile.change_home"), "prof", "home")]],
+        language=ctx.t("profile.language_name"),
+        estate=territory.localized(estate, ctx.lang) if estate else ctx.t("profile.unset"),
+        building=building.number if building else "-",
+        unit=r.unit or "-",
+        verified=ctx.t("profile.verified") if r.verified else ctx.t("profile.unverified"),
+        roles=", ".join(sorted(scope.kinds)) or "-",
+    )
+
+
+@router.button("prof")
+async def change(ctx: Context) -> None:
+    if ctx.args and ctx.args[0] == "home":
+        await ask_home(ctx)
+        return
+    ctx.reply(ctx.t("start.choose_language"), [[
+        ctx.button("中文", "lang", "zh-Hans"), ctx.button("English", "lang", "en")]])

@@ -1,0 +1,118 @@
+"""Becoming a verified resident: /join CODE, or asking staff; staff's /invite and /pending."""
+
+from __future__ import annotations
+
+from handlers.context import Context
+from handlers.router import Router
+from storage import audit, territory
+from storage import verification as ver
+from storage.people import Identity, Resident
+
+router = Router()
+STAFF = ("admin", "staff", "committee")
+
+
+@router.command("join", help_key="help.join", order=5)
+async def join(ctx: Context) -> None:
+    code = ctx.inbound.args.strip()
+    if not code:
+        ctx.say("verify.join_usage")
+        return
+    result = await ver.redeem_invite(ctx.session, ctx.resident, code)
+    if isinstance(result, ver.InviteError):
+        ctx.say(f"verify.invite_{result.value}")
+        return
+    estate = await ctx.session.get(territory.Estate, result.estate_id)
+    await audit.record(ctx.session, ctx.resident.id, "verify.invite", f"invite:{result.id}")
+    ctx.say("verify.done", estate=territory.localized(estate, ctx.lang))
+
+
+@router.button("verreq")
+@router.command("verify", help_key="help.verify", order=6)
+async def request(ctx: Context) -> None:
+    if ctx.resident.verified:
+        ctx.say("verify.already")
+        return
+    if ctx.resident.estate_id is None:
+        ctx.say("verify.need_home")
+        return
+    if await ver.request_verification(ctx.session, ctx.resident):
+        ctx.say("verify.requested")
+    else:
+        ctx.say("verify.already_requested")
+
+
+@router.command("invite", help_key="help.invite", roles=STAFF, order=50)
+async def invite(ctx: Context) -> None:
+    scope = await ctx.scope()
+    estates = [e for e in await territory.estates(ctx.session) if scope.covers_estate(e.id)]
+    if not estates:
+        ctx.say("common.not_allowed")
+        return
+    ctx.say("verify.invite_which", [
+        [ctx.button(territory.localized(e, ctx.lang), "inv", e.id)] for e in estates])
+
+
+@router.button("inv")
+async def invite_for(ctx: Context) -> None:
+    scope = await ctx.scope()
+    try:
+        estate_id = int(ctx.args[0])
+    except (IndexError, ValueError):
+        estate_id = -1
+    if not scope.covers_estate(estate_id):
+        ctx.say("common.not_allowed")
+        return
+    code = await ver.create_invite(ctx.session, estate_id, None, ctx.resident.id, max_uses=50)
+    await audit.record(ctx.session, ctx.resident.id, "invite.create", f"estate:{estate_id}",
+                       invite_id=code.id)
+    estate = await ctx.session.get(territory.Estate, estate_id)
+    ctx.say("verify.invite_created", code=code.code, estate=territory.localized(estate, ctx.lang),
+            uses=code.max_uses, days=14)
+
+
+@router.command("pending", help_key="help.pending", roles=STAFF, order=51)
+async def pending(ctx: Context) -> None:
+    scope = await ctx.scope()
+    rows = await ver.pending(ctx.session, None if scope.everything else scope.estate_ids)
+    if not rows:
+        ctx.say("verify.none_pending")
+        return
+    for req, resident in rows:
+        estate = await ctx.session.get(territory.Estate, req.estate_id)
+        ctx.say("verify.pending_item", [[
+            ctx.button(ctx.t("verify.approve"), "vdec", req.id, 1),
+            ctx.button(ctx.t("verify.reject"), "vdec", req.id, 0)]],
+            name=resident.display_name or f"#{resident.id}", unit=resident.unit or "-",
+            estate=territory.localized(estate, ctx.lang))
+
+
+@router.button("vdec")
+async def decide(ctx: Context) -> None:
+    try:
+        req_id, approve = int(ctx.args[0]), ctx.args[1] == "1"
+    except (IndexError, ValueError):
+        ctx.say("common.button_invalid")
+        return
+    req = await ctx.session.get(ver.VerificationRequest, req_id)
+    if req is None or not (await ctx.scope()).covers_estate(req.estate_id):
+        ctx.say("common.not_allowed")
+        return
+    done = await ver.decide(ctx.session, req_id, approve, ctx.resident.id)
+    if done is None:
+        ctx.say("verify.already_decided")
+        return
+    await audit.record(ctx.session, ctx.resident.id,
+                       "verify.approve" if approve else "verify.reject",
+                       f"resident:{req.resident_id}")
+    ctx.say("verify.decided_approved" if approve else "verify.decided_rejected")
+    resident = await ctx.session.get(Resident, req.resident_id)
+    from sqlalchemy import select
+
+    for ident in (await ctx.session.scalars(
+            select(Identity).where(Identity.resident_id == resident.id))).all():
+        lang = resident.language or ctx.services.settings.bot.default_language
+        from bot.messaging.model import Outbound
+
+        await ctx.push(ident.id, Outbound(text=ctx.t_for(
+            lang, "verify.you_approved" if approve else "verify.you_rejected")))

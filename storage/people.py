@@ -1,0 +1,195 @@
+"""Residents, their platform identities, households and roles."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    String,
+    UniqueConstraint,
+    select,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from storage.base import Base, utcnow
+
+
+class Resident(Base):
+    __tablename__ = "residents"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    display_name: Mapped[str | None] = mapped_column(String(120))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    language: Mapped[str | None] = mapped_column(String(10))
+    estate_id: Mapped[int | None] = mapped_column(ForeignKey("estates.id"), index=True)
+    building_id: Mapped[int | None] = mapped_column(ForeignKey("buildings.id"), index=True)
+    unit: Mapped[str | None] = mapped_column(String(20))
+    household_id: Mapped[int | None] = mapped_column(ForeignKey("households.id"), index=True)
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    verified_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Identity(Base):
+    __tablename__ = "identities"
+    __table_args__ = (UniqueConstraint("platform", "platform_user_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform: Mapped[str] = mapped_column(String(20))
+    platform_user_id: Mapped[str] = mapped_column(String(64))
+    chat_id: Mapped[str] = mapped_column(String(64))
+    resident_id: Mapped[int] = mapped_column(ForeignKey("residents.id"), index=True)
+    unreachable_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Household(Base):
+    __tablename__ = "households"
+    __table_args__ = (UniqueConstraint("building_id", "unit"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    building_id: Mapped[int] = mapped_column(ForeignKey("buildings.id"))
+    unit: Mapped[str] = mapped_column(String(20))
+
+
+class RoleKind(enum.StrEnum):
+    ADMIN = "admin"  # scope: the whole sub-district
+    STAFF = "staff"  # scope: a station
+    COMMITTEE = "committee"  # scope: a residents' committee
+    TEAM = "team"  # scope: a zone team
+
+
+ROLE_SCOPE = {
+    RoleKind.ADMIN: None,
+    RoleKind.STAFF: "station",
+    RoleKind.COMMITTEE: "committee",
+    RoleKind.TEAM: "team",
+}
+
+
+class Role(Base):
+    __tablename__ = "roles"
+    __table_args__ = (UniqueConstraint("resident_id", "kind", "scope_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    resident_id: Mapped[int] = mapped_column(ForeignKey("residents.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    scope_id: Mapped[int | None]  # station / committee / team id, by kind; none for admin
+    granted_by: Mapped[int | None] = mapped_column(ForeignKey("residents.id"))
+    granted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+async def identity_for(
+    session: AsyncSession, platform: str, platform_user_id: str
+) -> Identity | None:
+    return await session.scalar(
+        select(Identity).where(
+            Identity.platform == platform, Identity.platform_user_id == platform_user_id
+        )
+    )
+
+
+async def get_or_create_identity(
+    session: AsyncSession,
+    platform: str,
+    platform_user_id: str,
+    chat_id: str,
+    display_name: str | None,
+) -> tuple[Identity, Resident, bool]:
+    """The identity and resident behind a platform account, created on first contact."""
+    identity = await identity_for(session, platform, platform_user_id)
+    if identity is not None:
+        resident = await session.get(Resident, identity.resident_id)
+        if identity.chat_id != chat_id:
+            identity.chat_id = chat_id
+        if identity.unreachable_at is not None:
+            # They wrote to us, so they can be reached again.
+            identity.unreachable_at = None
+        return identity, resident, False
+    resident = Resident(display_name=display_name)
+    session.add(resident)
+    await session.flush()
+    identity = Identity(
+        platform=platform, platform_user_id=platform_user_id, chat_id=chat_id,
+        resident_id=resident.id,
+    )
+    session.add(identity)
+    await session.flush()
+    return identity, resident, True
+
+
+async def household_for(session: AsyncSession, building_id: int, unit: str) -> Household:
+    row = await session.scalar(
+        select(Household).where(Household.building_id == building_id, Household.unit == unit)
+    )
+    if row is None:
+        row = Household(building_id=building_id, unit=unit)
+        session.add(row)
+        await session.flush()
+    return row
+
+
+async def set_home(
+    session: AsyncSession,
+    resident: Resident,
+    estate_id: int,
+    building_id: int | None = None,
+    unit: str | None = None,
+) -> None:
+    if resident.estate_id != estate_id:
+        # A new home must be verified again.
+        resident.verified = False
+        resident.verified_at = None
+    resident.estate_id = estate_id
+    resident.building_id = building_id
+    resident.unit = unit
+    resident.household_id = (
+        (await household_for(session, building_id, unit)).id if building_id and unit else None
+    )
+
+
+async def roles_of(session: AsyncSession, resident_id: int) -> list[Role]:
+    rows = await session.scalars(select(Role).where(Role.resident_id == resident_id))
+    return list(rows.all())
+
+
+async def grant_role(
+    session: AsyncSession, resident_id: int, kind: RoleKind, scope_id: int | None,
+    granted_by: int | None,
+) -> Role | None:
+    """Grant a role; None when the resident already holds it."""
+    existing = await session.scalar(
+        select(Role).where(
+            Role.resident_id == resident_id, Role.kind == kind.value, Role.scope_id.is_(scope_id)
+            if scope_id is None else Role.scope_id == scope_id,
+        )
+    )
+    if existing is not None:
+        return None
+    role = Role(resident_id=resident_id, kind=kind.value, scope_id=scope_id, granted_by=granted_by)
+    session.add(role)
+    await session.flush()
+    return role
+
+
+async def revoke_role(
+    session: AsyncSession, resident_id: int, kind: RoleKind, scope_id: int | None
+) -> bool:
+    cond = Role.scope_id.is_(None) if scope_id is None else Role.scope_id == scope_id
+    role = await session.scalar(
+        select(Role).where(Role.resident_id == resident_id, Role.kind == kind.value, cond)
+    )
+    if role is None:
+        return False
+    await session.delete(role)
+    return True
+
+
+async def all_roles(session: AsyncSession) -> list[Role]:
+    return list((await session.scalars(select(Role).order_by(Role.resident_id, Role.id))).all())
+
+
+async def mark_unreachable(session: AsyncSession, identity_id: int) -> None:
+    identity = await session.get(Identity, identity_id)
+    if identity is not None and identity.unreachable_at is None:
+        identity.unreachable_at = utcnow()

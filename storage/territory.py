@@ -1,0 +1,106 @@
+"""Territory: sub-district → stations → committees → estates → buildings, and zones with teams."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ForeignKey, String, UniqueConstraint, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from storage.base import Base
+
+
+class Subdistrict(Base):
+    __tablename__ = "subdistricts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name_zh: Mapped[str] = mapped_column(String(120))
+    name_en: Mapped[str] = mapped_column(String(120))
+    boundary: Mapped[dict | None]  # GeoJSON geometry
+
+
+class Station(Base):
+    __tablename__ = "stations"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    subdistrict_id: Mapped[int] = mapped_column(ForeignKey("subdistricts.id"))
+    name_zh: Mapped[str] = mapped_column(String(120))
+    name_en: Mapped[str] = mapped_column(String(120))
+
+
+class Committee(Base):
+    __tablename__ = "committees"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    station_id: Mapped[int] = mapped_column(ForeignKey("stations.id"))
+    name_zh: Mapped[str] = mapped_column(String(120))
+    name_en: Mapped[str] = mapped_column(String(120))
+
+
+class Estate(Base):
+    __tablename__ = "estates"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    committee_id: Mapped[int] = mapped_column(ForeignKey("committees.id"))
+    name_zh: Mapped[str] = mapped_column(String(120))
+    name_en: Mapped[str] = mapped_column(String(120))
+    aliases: Mapped[list] = mapped_column(default=list)
+    latitude: Mapped[float]
+    longitude: Mapped[float]
+    boundary: Mapped[dict | None]
+
+
+class Building(Base):
+    __tablename__ = "buildings"
+    __table_args__ = (UniqueConstraint("estate_id", "number"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id"))
+    number: Mapped[str] = mapped_column(String(20))
+
+
+class Zone(Base):
+    __tablename__ = "zones"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name_zh: Mapped[str] = mapped_column(String(120))
+    name_en: Mapped[str] = mapped_column(String(120))
+    boundary: Mapped[dict]
+
+
+class Team(Base):
+    __tablename__ = "teams"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    zone_id: Mapped[int | None] = mapped_column(ForeignKey("zones.id"))
+    name_zh: Mapped[str] = mapped_column(String(120))
+    name_en: Mapped[str] = mapped_column(String(120))
+    # Report categories this team answers for; empty means every category in its zone.
+    categories: Mapped[list] = mapped_column(default=list)
+
+
+def localized(row: Any, lang: str) -> str:
+    return row.name_en if lang == "en" else row.name_zh
+
+
+async def estates(session: AsyncSession) -> list[Estate]:
+    return list((await session.scalars(select(Estate).order_by(Estate.id))).all())
+
+
+async def zones(session: AsyncSession) -> list[Zone]:
+    return list((await session.scalars(select(Zone).order_by(Zone.id))).all())
+
+
+async def estate_by_code(session: AsyncSession, code: str) -> Estate | None:
+    return await session.scalar(select(Estate).where(Estate.code == code))
+
+
+async def building(session: AsyncSession, estate_id: int, number: str) -> Building | None:
+    return await session.scalar(
+        select(Building).where(Building.estate_id == estate_id, Building.number == number)
+    )
+
+
+async def buildings_of(session: AsyncSession, estate_id: int) -> list[Building]:
+    rows = await session.scalars(select(Building).where(Building.estate_id == estate_id))
+    return sorted(rows.all(), key=lambda b: (len(b.number), b.number))

@@ -1,0 +1,83 @@
+"""Load (or reload) the territory from its data file; rows are matched by code, so reloading
+an edited file updates in place and never breaks residents' homes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.territory import Building, Committee, Estate, Station, Subdistrict, Team, Zone
+
+
+class TerritoryError(ValueError):
+    pass
+
+
+async def _upsert(session: AsyncSession, model, code: str, **values):
+    row = await session.scalar(select(model).where(model.code == code))
+    if row is None:
+        row = model(code=code, **values)
+        session.add(row)
+    else:
+        for key, value in values.items():
+            setattr(row, key, value)
+    await session.flush()
+    return row
+
+
+def _names(item: dict[str, Any]) -> dict[str, str]:
+    try:
+        return {"name_zh": item["name_zh"], "name_en": item["name_en"]}
+    except KeyError as exc:
+        raise TerritoryError(f"{item.get('code', '?')}: missing {exc.args[0]}") from None
+
+
+async def load_territory(session: AsyncSession, data: dict[str, Any]) -> dict[str, int]:
+    """Upsert every place in `data` (geometry already validated); returns counts by kind."""
+    counts = dict.fromkeys(
+        ("stations", "committees", "estates", "buildings", "zones", "teams"), 0
+    )
+    sd = data.get("subdistrict")
+    if not sd:
+        raise TerritoryError("no subdistrict")
+    subdistrict = await _upsert(session, Subdistrict, sd["code"], boundary=sd.get("boundary"),
+                                **_names(sd))
+    for st in data.get("stations", []):
+        station = await _upsert(session, Station, st["code"], subdistrict_id=subdistrict.id,
+                                **_names(st))
+        counts["stations"] += 1
+        for cm in st.get("committees", []):
+            committee = await _upsert(session, Committee, cm["code"], station_id=station.id,
+                                      **_names(cm))
+            counts["committees"] += 1
+            for es in cm.get("estates", []):
+                estate = await _upsert(
+                    session, Estate, es["code"], committee_id=committee.id,
+                    aliases=list(es.get("aliases", [])), latitude=float(es["latitude"]),
+                    longitude=float(es["longitude"]), boundary=es.get("boundary"), **_names(es),
+                )
+                counts["estates"] += 1
+                known = set((await session.scalars(
+                    select(Building.number).where(Building.estate_id == estate.id))).all())
+                for number in es.get("buildings", []):
+                    if str(number) not in known:
+                        session.add(Building(estate_id=estate.id, number=str(number)))
+                    counts["buildings"] += 1
+    zone_ids = {}
+    for feature in data.get("zones", {}).get("features", []):
+        props = feature.get("properties", {})
+        zone = await _upsert(session, Zone, props["code"], boundary=feature["geometry"],
+                             **_names(props))
+        zone_ids[zone.code] = zone.id
+        counts["zones"] += 1
+    for tm in data.get("teams", []):
+        zone_code = tm.get("zone")
+        if zone_code is not None and zone_code not in zone_ids:
+            raise TerritoryError(f"team {tm['code']}: unknown zone {zone_code}")
+        await _upsert(session, Team, tm["code"], zone_id=zone_ids.get(zone_code),
+                      categories=list(tm.get("categories", [])), **_names(tm))
+        counts["teams"] += 1
+    await session.flush()
+    return counts

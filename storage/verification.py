@@ -1,0 +1,161 @@
+"""Verifying residents: invite codes staff hand out, and a queue staff approve from."""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import ForeignKey, String, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from storage.base import Base, utcnow
+from storage.people import Resident, set_home
+
+# No 0/O/1/I: codes are read aloud and copied from paper.
+_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+class Invite(Base):
+    __tablename__ = "invites"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id"))
+    building_id: Mapped[int | None] = mapped_column(ForeignKey("buildings.id"))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("residents.id"))
+    max_uses: Mapped[int] = mapped_column(default=1)
+    uses: Mapped[int] = mapped_column(default=0)
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RequestStatus(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class VerificationRequest(Base):
+    __tablename__ = "verification_requests"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    resident_id: Mapped[int] = mapped_column(ForeignKey("residents.id"), index=True)
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id"), index=True)
+    status: Mapped[str] = mapped_column(String(12), default=RequestStatus.PENDING.value)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("residents.id"))
+    decided_at: Mapped[datetime | None]
+
+
+async def create_invite(
+    session: AsyncSession, estate_id: int, building_id: int | None, created_by: int | None,
+    *, max_uses: int = 1, valid_days: int = 14,
+) -> Invite:
+    for _ in range(10):
+        code = "".join(secrets.choice(_ALPHABET) for _ in range(8))
+        if await session.scalar(select(Invite.id).where(Invite.code == code)) is None:
+            break
+    invite = Invite(
+        code=code, estate_id=estate_id, building_id=building_id, created_by=created_by,
+        max_uses=max_uses, expires_at=utcnow() + timedelta(days=valid_days),
+    )
+    session.add(invite)
+    await session.flush()
+    return invite
+
+
+class InviteError(enum.StrEnum):
+    UNKNOWN = "unknown"
+    EXPIRED = "expired"
+    USED_UP = "used_up"
+
+
+def normalize_code(text: str) -> str:
+    return "".join(ch for ch in text.upper() if ch.isalnum())
+
+
+async def redeem_invite(
+    session: AsyncSession, resident: Resident, code: str
+) -> Invite | InviteError:
+    invite = await session.scalar(select(Invite).where(Invite.code == normalize_code(code)))
+    if invite is None:
+        return InviteError.UNKNOWN
+    if invite.expires_at < utcnow():
+        return InviteError.EXPIRED
+    # The guarded update holds the use count even when two people redeem at once.
+    taken = await session.execute(
+        update(Invite)
+        .where(Invite.id == invite.id, Invite.uses < Invite.max_uses)
+        .values(uses=Invite.uses + 1)
+    )
+    if taken.rowcount != 1:
+        return InviteError.USED_UP
+    if resident.estate_id != invite.estate_id or (
+        invite.building_id and resident.building_id != invite.building_id
+    ):
+        await set_home(session, resident, invite.estate_id, invite.building_id, resident.unit
+                       if invite.building_id == resident.building_id else None)
+    resident.verified = True
+    resident.verified_at = utcnow()
+    await _close_pending(session, resident.id, RequestStatus.APPROVED, None)
+    return invite
+
+
+async def request_verification(session: AsyncSession, resident: Resident) -> bool:
+    """Queue the resident for staff approval; False when a request is already waiting."""
+    existing = await session.scalar(
+        select(VerificationRequest.id).where(
+            VerificationRequest.resident_id == resident.id,
+            VerificationRequest.status == RequestStatus.PENDING.value,
+        )
+    )
+    if existing is not None:
+        return False
+    session.add(VerificationRequest(resident_id=resident.id, estate_id=resident.estate_id))
+    return True
+
+
+async def pending(session: AsyncSession, estate_ids: set[int] | None, limit: int = 10):
+    q = (
+        select(VerificationRequest, Resident)
+        .join(Resident, Resident.id == VerificationRequest.resident_id)
+        .where(VerificationRequest.status == RequestStatus.PENDING.value)
+        .order_by(VerificationRequest.id)
+        .limit(limit)
+    )
+    if estate_ids is not None:
+        q = q.where(VerificationRequest.estate_id.in_(estate_ids))
+    return list((await session.execute(q)).all())
+
+
+async def decide(
+    session: AsyncSession, request_id: int, approve: bool, decided_by: int
+) -> VerificationRequest | None:
+    """Approve or reject a pending request; None when it was already decided."""
+    req = await session.get(VerificationRequest, request_id)
+    if req is None or req.status != RequestStatus.PENDING.value:
+        return None
+    status = RequestStatus.APPROVED if approve else RequestStatus.REJECTED
+    done = await session.execute(
+        update(VerificationRequest)
+        .where(VerificationRequest.id == request_id,
+               VerificationRequest.status == RequestStatus.PENDING.value)
+        .values(status=status.value, decided_by=decided_by, decided_at=utcnow())
+    )
+    if done.rowcount != 1:
+        return None
+    if approve:
+        resident = await session.get(Resident, req.resident_id)
+        resident.verified = True
+        resident.verified_at = utcnow()
+    await session.refresh(req)
+    return req
+
+
+async def _close_pending(session, resident_id, status, decided_by) -> None:
+    await session.execute(
+        update(VerificationRequest)
+        .where(VerificationRequest.resident_id == resident_id,
+               VerificationRequest.status == RequestStatus.PENDING.value)
+        .values(status=status.value, decided_by=decided_by, decided_at=utcnow())
+    )
