@@ -18,6 +18,9 @@ from bot.messaging.model import (
     parse_command,
 )
 
+# Update ids are unique across adapters, as a platform's are across restarts of the bot.
+_UPDATE_IDS = itertools.count(1)
+
 
 @dataclass
 class Sent:
@@ -67,7 +70,7 @@ class MemoryAdapter:
         await self._on_inbound(inbound)
 
     def _inbound(self, user: str, kind: Kind, **kw) -> Inbound:
-        kw.setdefault("update_id", str(next(self._ids)))
+        kw.setdefault("update_id", str(next(_UPDATE_IDS)))
         kw.setdefault("language_hint", "zh-hans")
         return Inbound(platform=self.platform, user_id=user, chat_id=user, kind=kind, **kw)
 
@@ -79,9 +82,11 @@ class MemoryAdapter:
         else:
             await self.deliver(self._inbound(user, Kind.TEXT, text=text, **kw))
 
-    async def press(self, user: str, label_or_payload: str, **kw) -> None:
-        """Press a button of the latest message to `user` that has one with this label."""
-        payload = self.find_button(user, label_or_payload) or label_or_payload
+    async def press(self, user: str, label_or_payload: str, *, raw: bool = False, **kw) -> None:
+        """Press a button of the latest message to `user` that has one with this label
+        (`raw`: send this exact payload, as a forger would)."""
+        payload = label_or_payload if raw else (
+            self.find_button(user, label_or_payload) or label_or_payload)
         await self.deliver(self._inbound(user, Kind.BUTTON, payload=payload,
                                          callback_id=str(next(self._ids)), **kw))
 

@@ -1,0 +1,68 @@
+"""Duplicates, forgeries and odd messages: a clear answer or silence, never a crash."""
+
+from __future__ import annotations
+
+from bot.messaging.model import Inbound, Kind
+
+
+async def _ready(make_app, url, **bot):
+    app, chat = await make_app(url, **bot)
+    await chat.say("u", "/start")
+    await chat.press("u", "English")
+    await chat.say("u", "/cancel")
+    return app, chat
+
+
+async def test_duplicate_update_is_handled_once(make_app, sqlite_url):
+    app, chat = await _ready(make_app, sqlite_url)
+    inbound = Inbound(platform="memory", user_id="u", chat_id="u", kind=Kind.COMMAND,
+                      command="help", text="/help", update_id="dup-1")
+    before = len(chat.texts_to("u"))
+    await chat.deliver(inbound)
+    await chat.deliver(inbound)
+    assert len(chat.texts_to("u")) == before + 1
+
+
+async def test_forged_and_foreign_button_payloads_are_refused(make_app, sqlite_url):
+    app, chat = await _ready(make_app, sqlite_url)
+    await chat.say("v", "/start")
+    payload_for_v = chat.find_button("v", "English")
+    for forged in ["lang:en", "lang:en~AAAAAAAA", payload_for_v, "x" * 200, ""]:
+        await chat.press("u", forged, raw=True)
+        assert chat.last_text("u") == "This button is no longer valid. Please start again."
+
+
+async def test_unknown_command(make_app, sqlite_url):
+    app, chat = await _ready(make_app, sqlite_url)
+    await chat.say("u", "/frobnicate now")
+    assert chat.last_text("u").startswith("There is no /frobnicate command.")
+
+
+async def test_empty_zero_width_long_and_emoji_messages(make_app, sqlite_url):
+    app, chat = await _ready(make_app, sqlite_url)
+    for text in ["", "   ", "\u200b\u200c\ufeff"]:
+        await chat.say("u", text)
+        assert "empty message" in chat.last_text("u")
+    await chat.say("u", "长" * 5000)
+    assert "too long" in chat.last_text("u")
+    await chat.say("u", "😀🎉🏠")
+    assert "didn't understand" in chat.last_text("u")
+    # Inside a conversation the same inputs are answered by that step.
+    await chat.say("u", "/profile")
+    await chat.press("u", "Change home")
+    await chat.say("u", "😀🎉🏠")
+    assert "could not find an estate" in chat.last_text("u")
+
+
+async def test_a_flooding_resident_is_slowed_down_once(make_app, sqlite_url):
+    app, chat = await _ready(make_app, sqlite_url, flood_burst=8, flood_rate=2.0)
+    before = len(chat.texts_to("u"))
+    for _ in range(30):
+        await chat.say("u", "/help")
+    answers = chat.texts_to("u")[before:]
+    slow = [t for t in answers if "太快" in t]  # the guard runs before the profile loads
+    assert len(slow) == 1
+    assert len(answers) < 15  # burst of 8, plus what refilled meanwhile, plus the warning
+    # Others are not affected.
+    await chat.say("w", "/start")
+    assert "请选择语言" in chat.last_text("w")
