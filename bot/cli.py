@@ -33,9 +33,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.cmd == "run" else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
+    # The terminal chat shares the screen with the log: only warnings there.
+    serving = args.cmd == "run" and settings.telegram.bot_token is not None
+    logging.basicConfig(level=logging.INFO if serving else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.cmd == "db":
         from storage.migrate import upgrade
 
