@@ -95,8 +95,10 @@ async def build_app(
     )
     deliverer = Deliverer(engine, sessions, adapters,
                           max_attempts=settings.bot.delivery_max_attempts)
+    router = build_router()
+    services.extra["commands"] = list(router.commands.values())  # what /help lists
     dispatcher = Dispatcher(
-        sessions, build_router(), services, adapters,
+        sessions, router, services, adapters,
         flood=FloodGuard(settings.bot.flood_burst, settings.bot.flood_rate) if flood_guard
         else None,
         wake_delivery=deliverer.wake, on_first_contact=first_contact,

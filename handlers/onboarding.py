@@ -170,11 +170,9 @@ async def _done(ctx: Context) -> None:
 
 @router.command("help", help_key="help.help", order=2)
 async def show_help(ctx: Context) -> None:
-    from handlers import build_router
-
     scope = await ctx.scope()
     lines = [ctx.t("help.title")]
-    specs = sorted(build_router().commands.values(), key=lambda s: (s.order, s.name))
+    specs = sorted(ctx.services.extra["commands"], key=lambda s: (s.order, s.name))
     for spec in specs:
         if spec.help_key is None:
             continue

@@ -1,0 +1,181 @@
+"""Updates handled per second through aiogram and the fake Bot API server, and start-up time.
+
+Run by hand from the repository root::
+
+    .venv/bin/python bench/updates_per_second.py [--updates N] [--users U]
+
+(a) a bare aiogram echo bot (one message handler answering message.answer(text));
+(b) this bot (build_app + TelegramAdapter, SQLite file in a temporary directory, flood guard on,
+    updates spread over U distinct users), answering "/help";
+then the time from spawning ``python -m bot run`` to its first getUpdates on a fresh database
+(migrations and the demo territory load included).
+
+Each rate is timed from pushing N text messages until the fake has answered N sendMessage
+calls. Both bots are warmed up first (one message per user, not timed), so (b) measures known
+residents rather than first contact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from aiogram import Dispatcher  # noqa: E402
+from aiogram.types import Message  # noqa: E402
+
+from bot.app import build_app  # noqa: E402
+from bot.config import BotSettings, DatabaseSettings, Settings  # noqa: E402
+from bot.messaging.telegram import TelegramAdapter  # noqa: E402
+from tests.fakes.telegram_server import FakeTelegram  # noqa: E402
+
+DEMO = ROOT / "content" / "territory" / "demo.json"
+BASE_USER = 10_000
+
+
+async def _wait_sent(fake: FakeTelegram, target: int, limit: float) -> None:
+    deadline = time.perf_counter() + limit
+    while fake.calls["sendMessage"] < target:
+        if time.perf_counter() > deadline:
+            raise TimeoutError(
+                f"only {fake.calls['sendMessage']} of {target} sendMessage calls answered "
+                f"within {limit:.0f}s"
+            )
+        await asyncio.sleep(0.005)
+
+
+async def _settle(fake: FakeTelegram, quiet: float = 0.3) -> int:
+    """Wait until no sendMessage arrived for `quiet` seconds; return the count."""
+    last = -1
+    while fake.calls["sendMessage"] != last:
+        last = fake.calls["sendMessage"]
+        await asyncio.sleep(quiet)
+    return last
+
+
+async def _drive(fake: FakeTelegram, n: int, users: int, text: str, limit: float) -> float:
+    # Warm-up: one message per user, not timed.
+    for i in range(users):
+        fake.push_message(BASE_USER + i, text, language_code="en")
+    await _wait_sent(fake, users, limit)
+    base = await _settle(fake)
+    start = time.perf_counter()
+    for k in range(n):
+        fake.push_message(BASE_USER + k % users, text, language_code="en")
+    await _wait_sent(fake, base + n, limit)
+    return n / (time.perf_counter() - start)
+
+
+async def bench_echo(n: int, users: int, limit: float) -> float:
+    fake = FakeTelegram(record_sent=False)
+    await fake.start()
+    bot = fake.make_bot()
+    dp = Dispatcher()
+
+    @dp.message()
+    async def echo(message: Message) -> None:
+        await message.answer(message.text or "")
+
+    task = asyncio.create_task(dp.start_polling(bot, handle_signals=False,
+                                                close_bot_session=False, polling_timeout=1))
+    try:
+        return await _drive(fake, n, users, "hello", limit)
+    finally:
+        await dp.stop_polling()
+        await asyncio.wait_for(task, 10)
+        await bot.session.close()
+        await fake.stop()
+
+
+async def bench_bot(n: int, users: int, limit: float) -> tuple[float, int]:
+    fake = FakeTelegram(record_sent=False)
+    await fake.start()
+    app = None
+    with tempfile.TemporaryDirectory() as tmp:
+        # The guard stays on (its cost is measured) but with a burst that fits the run, so
+        # no resident is throttled: ceil(N/U) messages each, plus the warm-up one.
+        burst = max(BotSettings().flood_burst, math.ceil(n / users) + 2)
+        settings = Settings(
+            database=DatabaseSettings(DATABASE_URL=f"sqlite+aiosqlite:///{tmp}/bot.sqlite3"),
+            bot=BotSettings(media_dir=Path(tmp) / "media", flood_burst=burst),
+        )
+        adapter = TelegramAdapter(fake.token, api_base=fake.base_url, polling_timeout=1)
+        try:
+            app = await build_app(settings, {"telegram": adapter}, territory=DEMO)
+            await app.start()
+            return await _drive(fake, n, users, "/help", limit), burst
+        finally:
+            if app is not None:
+                await app.stop()
+            await fake.stop()
+
+
+async def bench_startup(limit: float) -> float:
+    fake = FakeTelegram(record_sent=False)
+    await fake.start()
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("TELEGRAM_", "BOT_", "DATABASE_"))}
+        env.update(
+            TELEGRAM_BOT_TOKEN=fake.token,
+            TELEGRAM_API_BASE=fake.base_url,
+            TELEGRAM_POLLING_TIMEOUT="1",
+            DATABASE_URL=f"sqlite+aiosqlite:///{tmp}/bot.sqlite3",
+            BOT_MEDIA_DIR=str(Path(tmp) / "media"),
+        )
+        log_path = Path(tmp) / "bot.log"
+        with log_path.open("wb") as log_file:
+            start = time.perf_counter()
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot", "run", cwd=ROOT, env=env,
+                stdout=asyncio.subprocess.DEVNULL, stderr=log_file)
+            try:
+                while fake.calls["getUpdates"] == 0:
+                    if proc.returncode is not None:
+                        err = log_path.read_text(errors="replace")[-2000:]
+                        raise RuntimeError(f"bot exited with {proc.returncode}:\n{err}")
+                    if time.perf_counter() - start > limit:
+                        raise TimeoutError("no getUpdates from the bot")
+                    await asyncio.sleep(0.01)
+                return time.perf_counter() - start
+            finally:
+                if proc.returncode is None:
+                    proc.send_signal(signal.SIGTERM)
+                    try:
+                        await asyncio.wait_for(proc.wait(), 15)
+                    except TimeoutError:
+                        proc.kill()
+                        await proc.wait()
+                await fake.stop()
+
+
+async def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--updates", type=int, default=2000, help="text messages per bot")
+    p.add_argument("--users", type=int, default=200, help="distinct senders")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds per measurement")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    echo = await bench_echo(args.updates, args.users, args.timeout)
+    print(f"(a) bare aiogram echo bot : {echo:8.0f} updates/s  ({args.updates} updates)")
+    ours, burst = await bench_bot(args.updates, args.users, args.timeout)
+    print(f"(b) resident bot, /help   : {ours:8.0f} updates/s  ({args.updates} updates, "
+          f"{args.users} users, flood guard on, burst {burst})")
+    print(f"    ratio (b)/(a)         : {ours / echo:8.3f}  (echo is {echo / ours:.1f}x faster)")
+    startup = await bench_startup(args.timeout)
+    print(f"start-up of `python -m bot run` to first getUpdates (fresh SQLite): {startup:.2f} s")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

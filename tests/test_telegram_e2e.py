@@ -1,0 +1,213 @@
+"""End to end through aiogram and the fake Bot API server: polling and webhook."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import aiohttp
+
+from bot.app import build_app
+from bot.config import BotSettings, DatabaseSettings, Settings
+from bot.messaging.telegram import TelegramAdapter
+from tests.fakes.telegram_server import FakeTelegram
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "content" / "territory" / "demo.json"
+
+
+def _settings(tmp_path: Path) -> Settings:
+    return Settings(
+        database=DatabaseSettings(DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/bot.sqlite3"),
+        bot=BotSettings(media_dir=tmp_path / "media", flood_burst=10_000),
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _start(tmp_path: Path, fake: FakeTelegram, **adapter_kw):
+    adapter = TelegramAdapter(fake.token, api_base=fake.base_url, polling_timeout=1,
+                              **adapter_kw)
+    app = await build_app(_settings(tmp_path), {"telegram": adapter}, territory=DEMO)
+    await app.start()
+    return app
+
+
+def _button(fake: FakeTelegram, entry: dict, label: str) -> str:
+    for text, data in fake.buttons(entry):
+        if text == label:
+            return data
+    raise AssertionError(f"no button {label!r} in {fake.buttons(entry)}")
+
+
+async def test_english_resident_onboards_through_polling(tmp_path):
+    fake = FakeTelegram()
+    await fake.start()
+    app = None
+    try:
+        app = await _start(tmp_path, fake)
+        uid = 1001
+        fake.push_message(uid, "/start", language_code="en")
+        greeting = await fake.wait_for_text(uid, "Please choose a language")
+        labels = [t for t, _ in fake.buttons(greeting)]
+        assert labels == ["中文", "English"]
+
+        mark = len(fake.sent)
+        fake.push_callback(uid, _button(fake, greeting, "English"), language_code="en",
+                           message_id=greeting["message_id"])
+        await fake.wait_for_text(uid, "Language set to English", since=mark)
+        await fake.wait_for_text(uid, "Which estate do you live in?", since=mark)
+
+        mark = len(fake.sent)
+        fake.push_message(uid, "zhonghai mingchen", language_code="en")  # a typo
+        confirm = await fake.wait_for_text(uid, "Do you live in Zhonghai Mingcheng?", since=mark)
+
+        mark = len(fake.sent)
+        fake.push_callback(uid, _button(fake, confirm, "Yes"), language_code="en",
+                           message_id=confirm["message_id"])
+        building = await fake.wait_for_text(uid, "pick or type your building number",
+                                             since=mark)
+
+        mark = len(fake.sent)
+        fake.push_callback(uid, _button(fake, building, "3"), language_code="en",
+                           message_id=building["message_id"])
+        await fake.wait_for_text(uid, "Type your unit and door number", since=mark)
+
+        mark = len(fake.sent)
+        fake.push_message(uid, "2-301", language_code="en")
+        await fake.wait_for_text(uid, "Your home is saved: Zhonghai Mingcheng.", since=mark)
+        await fake.wait_for_text(uid, "What you can do:", since=mark)
+
+        mark = len(fake.sent)
+        fake.push_message(uid, "/profile", language_code="en")
+        profile = await fake.wait_for_text(uid, "My profile", since=mark)
+        assert "Estate: Zhonghai Mingcheng" in profile["text"]
+        assert "Building: 3" in profile["text"]
+        assert "Unit: 2-301" in profile["text"]
+        assert not fake.internal_errors
+    finally:
+        if app is not None:
+            await app.stop()
+        await fake.stop()
+
+
+async def test_chinese_resident_shares_location(tmp_path):
+    fake = FakeTelegram()
+    await fake.start()
+    app = None
+    try:
+        app = await _start(tmp_path, fake)
+        uid = 2002
+        fake.push_message(uid, "/start", language_code="zh-hans")
+        greeting = await fake.wait_for_text(uid, "请选择语言")
+
+        mark = len(fake.sent)
+        fake.push_callback(uid, _button(fake, greeting, "中文"),
+                           message_id=greeting["message_id"])
+        await fake.wait_for_text(uid, "语言已设为中文", since=mark)
+        await fake.wait_for_text(uid, "您住在哪个小区", since=mark)
+
+        mark = len(fake.sent)
+        fake.push_location(uid, 30.633, 104.040)
+        confirm = await fake.wait_for_text(uid, "中海名城", since=mark)
+        assert confirm["text"] == "您住在“中海名城”吗？"
+        assert [t for t, _ in fake.buttons(confirm)] == ["是", "不是"]
+    finally:
+        if app is not None:
+            await app.stop()
+        await fake.stop()
+
+
+async def test_forged_button_and_duplicate_update(tmp_path):
+    fake = FakeTelegram()
+    await fake.start()
+    app = None
+    try:
+        app = await _start(tmp_path, fake)
+        uid = 3003
+        fake.push_message(uid, "/start")
+        greeting = await fake.wait_for_text(uid, "请选择语言")
+
+        mark = len(fake.sent)
+        fake.push_callback(uid, "estate:1~AAAAAAAA", message_id=greeting["message_id"])
+        await fake.wait_for(
+            lambda e: e["chat_id"] == uid and (
+                "按钮已失效" in (e["text"] or "") or "no longer valid" in (e["text"] or "")),
+            since=mark,
+        )
+        # The callback query itself is answered (the spinner stops).
+        await fake.wait_for(
+            lambda e: e["method"] == "answerCallbackQuery" and e["chat_id"] == uid, since=mark)
+
+        mark = len(fake.sent)
+        update = {
+            "update_id": 777_000,
+            "message": {
+                "message_id": 9_000,
+                "from": {"id": uid, "is_bot": False, "first_name": "Resident",
+                         "language_code": "zh-hans"},
+                "chat": {"id": uid, "type": "private", "first_name": "Resident"},
+                "date": 1_700_000_000,
+                "text": "/help",
+                "entities": [{"type": "bot_command", "offset": 0, "length": 5}],
+            },
+        }
+        fake.push_raw_update(json.loads(json.dumps(update)))
+        fake.push_raw_update(json.loads(json.dumps(update)))
+        await fake.wait_for_text(uid, "/start", since=mark)
+        # Give a second (wrong) reply time to arrive: /help again as a marker, then count.
+        fake.push_message(uid, "/cancel")
+        await fake.wait_for_text(uid, "当前没有进行中的操作", since=mark)
+        help_replies = [e for e in fake.sent[mark:]
+                        if e["chat_id"] == uid and "/start" in (e["text"] or "")]
+        assert len(help_replies) == 1, fake.dump_sent()
+    finally:
+        if app is not None:
+            await app.stop()
+        await fake.stop()
+
+
+async def test_webhook_checks_the_secret(tmp_path):
+    fake = FakeTelegram()
+    await fake.start()
+    app = None
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/tg/hook"
+    try:
+        app = await _start(tmp_path, fake, webhook_url=url, webhook_secret="s3cret",
+                           webhook_host="127.0.0.1", webhook_port=port)
+        assert fake.webhook is not None and fake.webhook["url"] == url
+        assert fake.webhook.get("secret_token") == "s3cret"
+        uid = 4004
+        update = {
+            "update_id": 555_000,
+            "message": {
+                "message_id": 1,
+                "from": {"id": uid, "is_bot": False, "first_name": "Web",
+                         "language_code": "en"},
+                "chat": {"id": uid, "type": "private", "first_name": "Web"},
+                "date": 1_700_000_000,
+                "text": "/start",
+                "entities": [{"type": "bot_command", "offset": 0, "length": 6}],
+            },
+        }
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, json=update,
+                                 headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"}) as r:
+                assert r.status == 401
+            async with http.post(url, json=update) as r:
+                assert r.status == 401
+            assert fake.sent_count == 0
+            async with http.post(url, json=update,
+                                 headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret"}) as r:
+                assert r.status == 200
+        await fake.wait_for_text(uid, "Please choose a language")
+    finally:
+        if app is not None:
+            await app.stop()
+        await fake.stop()
