@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from bot.messaging.model import Outbound
 from handlers.context import Context
 from handlers.router import Router
 from storage import audit, territory
 from storage import verification as ver
-from storage.people import Identity, Resident
+from storage.people import Resident, identities_of
 
 router = Router()
 STAFF = ("admin", "staff", "committee")
@@ -107,12 +108,7 @@ async def decide(ctx: Context) -> None:
                        f"resident:{req.resident_id}")
     ctx.say("verify.decided_approved" if approve else "verify.decided_rejected")
     resident = await ctx.session.get(Resident, req.resident_id)
-    from sqlalchemy import select
-
-    for ident in (await ctx.session.scalars(
-            select(Identity).where(Identity.resident_id == resident.id))).all():
-        lang = resident.language or ctx.services.settings.bot.default_language
-        from bot.messaging.model import Outbound
-
+    lang = resident.language or ctx.services.settings.bot.default_language
+    for ident in await identities_of(ctx.session, resident.id):
         await ctx.push(ident.id, Outbound(text=ctx.t_for(
             lang, "verify.you_approved" if approve else "verify.you_rejected")))

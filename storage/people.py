@@ -193,3 +193,8 @@ async def mark_unreachable(session: AsyncSession, identity_id: int) -> None:
     identity = await session.get(Identity, identity_id)
     if identity is not None and identity.unreachable_at is None:
         identity.unreachable_at = utcnow()
+
+
+async def identities_of(session: AsyncSession, resident_id: int) -> list[Identity]:
+    rows = await session.scalars(select(Identity).where(Identity.resident_id == resident_id))
+    return list(rows.all())
