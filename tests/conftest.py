@@ -76,16 +76,6 @@ async def _drop_pg(name: str) -> None:
     await admin.close()
 
 
-@pytest.fixture
-async def pg_url():
-    if not PG_OK:
-        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432")
-    name, url = await _create_pg()
-    COVERED.add("postgresql")
-    yield url
-    await _drop_pg(name)
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def db_url(request, tmp_path):
     """Both databases: storage tests run on each."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from sqlalchemy import func, select
 
 from bot.app import load_territory_file
@@ -17,83 +18,70 @@ from storage.territory import Estate, Team
 from tests.conftest import DEMO
 
 
-async def _db(url):
-    await upgrade_async(url)
-    engine = create_engine(url)
-    sessions = session_factory(engine)
-    await load_territory_file(sessions, DEMO)
-    return engine, sessions
+@pytest.fixture
+async def sessions(db_url):
+    """A migrated database with the demo territory, on each backend."""
+    await upgrade_async(db_url)
+    engine = create_engine(db_url)
+    factory = session_factory(engine)
+    await load_territory_file(factory, DEMO)
+    yield factory
+    await engine.dispose()
 
 
-async def test_territory_loads_and_reloads_in_place(db_url):
-    engine, sessions = await _db(db_url)
-    try:
-        counts = await load_territory_file(sessions, DEMO)  # a second load updates, adds none
-        assert counts["estates"] == 4 and counts["committees"] == 3 and counts["zones"] == 3
-        async with sessions() as s:
-            assert await s.scalar(select(func.count()).select_from(Estate)) == 4
-            assert await s.scalar(select(func.count()).select_from(Team)) == 4
-    finally:
-        await engine.dispose()
+async def test_territory_loads_and_reloads_in_place(sessions):
+    counts = await load_territory_file(sessions, DEMO)  # a second load updates, adds none
+    assert counts["estates"] == 4 and counts["committees"] == 3 and counts["zones"] == 3
+    async with sessions() as s:
+        assert await s.scalar(select(func.count()).select_from(Estate)) == 4
+        assert await s.scalar(select(func.count()).select_from(Team)) == 4
 
 
-async def test_update_ids_are_claimed_once_even_when_racing(db_url):
-    engine, sessions = await _db(db_url)
-    try:
-        async def claim():
-            async with sessions() as s, s.begin():
-                return await updates.claim(s, "telegram", "77")
-
-        results = await asyncio.gather(*(claim() for _ in range(5)), return_exceptions=True)
-        wins = [r for r in results if r is True]
-        assert len(wins) == 1, results
-    finally:
-        await engine.dispose()
-
-
-async def test_roles_scope_and_invites(db_url):
-    engine, sessions = await _db(db_url)
-    try:
+async def test_update_ids_are_claimed_once_even_when_racing(sessions):
+    async def claim():
         async with sessions() as s, s.begin():
-            assert await roles_service.change_role(
-                s, "telegram:5", "committee", "victoria", actor_id=None, grant=True,
-                create_missing=True)
-            assert not await roles_service.change_role(
-                s, "telegram:5", "committee", "victoria", actor_id=None, grant=True,
-                create_missing=True)
-            _, member, _ = await get_or_create_identity(s, "telegram", "5", "5", None)
-            scope = await scope_of(s, member.id)
-            codes = set((await s.scalars(select(Estate.code).where(
-                Estate.id.in_(scope.estate_ids)))).all())
-            assert codes == {"victoria", "rongcheng-houjie"}  # one committee, two estates
-            assert scope.has(RoleKind.COMMITTEE) and not scope.has(RoleKind.ADMIN)
-            victoria = await s.scalar(select(Estate).where(Estate.code == "victoria"))
-            invite = await ver.create_invite(s, victoria.id, None, member.id, max_uses=1)
-            _, r1, _ = await get_or_create_identity(s, "telegram", "6", "6", None)
-            _, r2, _ = await get_or_create_identity(s, "telegram", "7", "7", None)
-            assert (await ver.redeem_invite(s, r1, invite.code.lower())).id == invite.id
-            assert r1.verified and r1.estate_id == victoria.id
-            assert await ver.redeem_invite(s, r2, invite.code) == ver.InviteError.USED_UP
-            assert await ver.redeem_invite(s, r2, "NOPE") == ver.InviteError.UNKNOWN
-    finally:
-        await engine.dispose()
+            return await updates.claim(s, "telegram", "77")
+
+    results = await asyncio.gather(*(claim() for _ in range(5)), return_exceptions=True)
+    wins = [r for r in results if r is True]
+    assert len(wins) == 1, results
 
 
-async def test_outbox_claims_never_overlap(db_url):
-    engine, sessions = await _db(db_url)
-    try:
+async def test_roles_scope_and_invites(sessions):
+    async with sessions() as s, s.begin():
+        assert await roles_service.change_role(
+            s, "telegram:5", "committee", "victoria", actor_id=None, grant=True,
+            create_missing=True)
+        assert not await roles_service.change_role(
+            s, "telegram:5", "committee", "victoria", actor_id=None, grant=True,
+            create_missing=True)
+        _, member, _ = await get_or_create_identity(s, "telegram", "5", "5", None)
+        scope = await scope_of(s, member.id)
+        codes = set((await s.scalars(select(Estate.code).where(
+            Estate.id.in_(scope.estate_ids)))).all())
+        assert codes == {"victoria", "rongcheng-houjie"}  # one committee, two estates
+        assert scope.has(RoleKind.COMMITTEE) and not scope.has(RoleKind.ADMIN)
+        victoria = await s.scalar(select(Estate).where(Estate.code == "victoria"))
+        invite = await ver.create_invite(s, victoria.id, None, member.id, max_uses=1)
+        _, r1, _ = await get_or_create_identity(s, "telegram", "6", "6", None)
+        _, r2, _ = await get_or_create_identity(s, "telegram", "7", "7", None)
+        assert (await ver.redeem_invite(s, r1, invite.code.lower())).id == invite.id
+        assert r1.verified and r1.estate_id == victoria.id
+        assert await ver.redeem_invite(s, r2, invite.code) == ver.InviteError.USED_UP
+        assert await ver.redeem_invite(s, r2, "NOPE") == ver.InviteError.UNKNOWN
+
+
+async def test_outbox_claims_never_overlap(sessions):
+    async with sessions() as s, s.begin():
+        ident, _, _ = await get_or_create_identity(s, "memory", "x", "x", None)
+        for i in range(50):
+            await outbox.enqueue(s, ident.id, {"text": f"m{i}"}, dedupe_key=f"k{i}")
+        assert await outbox.enqueue(s, ident.id, {"text": "again"}, dedupe_key="k1") is None
+
+    async def claim():
         async with sessions() as s, s.begin():
-            ident, _, _ = await get_or_create_identity(s, "memory", "x", "x", None)
-            for i in range(50):
-                await outbox.enqueue(s, ident.id, {"text": f"m{i}"}, dedupe_key=f"k{i}")
-            assert await outbox.enqueue(s, ident.id, {"text": "again"}, dedupe_key="k1") is None
+            return [c.id for c in await outbox.claim(s, 10)]
 
-        async def claim():
-            async with sessions() as s, s.begin():
-                return [c.id for c in await outbox.claim(s, 10)]
-
-        batches = await asyncio.gather(*(claim() for _ in range(8)))
-        ids = [i for b in batches for i in b]
-        assert len(ids) == len(set(ids)) == 50
-    finally:
-        await engine.dispose()
+    batches = await asyncio.gather(*(claim() for _ in range(8)))
+    ids = [i for b in batches for i in b]
+    assert len(ids) == len(set(ids)) == 50
