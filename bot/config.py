@@ -56,6 +56,19 @@ class BotSettings(BaseSettings):
     delivery_max_attempts: int = 6
 
 
+class VolunteeringSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VOLUNTEER_", **_common)
+
+    # Reminders this many hours before a shift starts (the day before, and shortly before).
+    reminder_hours: list[int] = [24, 2]
+    # Volunteers may give up a confirmed place until this many hours before the start.
+    cancel_cutoff_hours: float = 6.0
+    # The check-in button works from this many minutes before the start until the end.
+    checkin_early_minutes: int = 30
+    # A font with Chinese glyphs for the yearly card; found with fontconfig when unset.
+    card_font: Path | None = None
+
+
 class Settings:
     """All settings of one process, built once by the composition root."""
 
@@ -64,5 +77,6 @@ class Settings:
         self.telegram = overrides.pop("telegram", None) or TelegramSettings()
         self.webhook = overrides.pop("webhook", None) or WebhookSettings()
         self.bot = overrides.pop("bot", None) or BotSettings()
+        self.volunteering = overrides.pop("volunteering", None) or VolunteeringSettings()
         if overrides:
             raise TypeError(f"unknown settings: {sorted(overrides)}")

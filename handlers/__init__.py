@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from handlers import admin, onboarding, profile, verification
+from handlers import (
+    admin,
+    onboarding,
+    profile,
+    verification,
+    volunteering,
+    volunteering_hours,
+    volunteering_organise,
+    volunteering_teams,
+)
 from handlers.router import Router
 
-MODULES = [onboarding, profile, verification, admin]
+MODULES = [onboarding, profile, verification, admin, volunteering, volunteering_organise,
+           volunteering_teams, volunteering_hours]
 
 
 def build_router() -> Router:

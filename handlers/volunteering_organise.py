@@ -1,0 +1,545 @@
+"""Organisers: /newactivity (a conversation ending in a preview), publish and announce; /roster
+per shift with attendance, check-in code, CSV export, capacity and cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import functools
+import io
+import re
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from bot.messaging.model import Button, Kind, Outbound
+from bot.scheduler import Job
+from handlers.context import Context
+from handlers.router import Router
+from handlers.volunteering import (
+    category_name,
+    int_arg,
+    local,
+    place_name,
+    reminder_hours,
+    tell,
+    tell_promoted,
+    when,
+)
+from storage import audit, outbox, territory
+from storage import volunteer_teams as vteams
+from storage import volunteering as vol
+from storage.people import RoleKind
+
+router = Router()
+
+TITLE, CATEGORY, PLACE, DESCRIPTION, SHIFTS, AUDIENCE, CAPACITY = (
+    "vol.title", "vol.category", "vol.place", "vol.description", "vol.shifts", "vol.audience",
+    "vol.capacity")
+MAX_TITLE, MAX_DESCRIPTION, MAX_SKILLS, MAX_SHIFTS = 80, 1000, 120, 20
+ROSTER_BUTTONS = 20
+ANNOUNCE_BATCH = 1000
+STAFF = (RoleKind.ADMIN, RoleKind.STAFF, RoleKind.COMMITTEE)
+_SHIFT = re.compile(
+    r"^(\d{4})-(\d{1,2})-(\d{1,2})\s+(\d{1,2}):(\d{2})\s*[-–~至到]\s*(\d{1,2}):(\d{2})"
+    r"\s+(\d{1,4})(?:\s+(.+))?$")
+
+
+async def may_organise(ctx: Context) -> bool:
+    """Staff and committee members organise; so do leads of a volunteer team."""
+    scope = await ctx.scope()
+    return scope.has(*STAFF) or bool(await vteams.led_teams(ctx.session, ctx.resident.id))
+
+
+async def may_manage(ctx: Context, activity: vol.Activity) -> bool:
+    scope = await ctx.scope()
+    return (activity.organiser_id == ctx.resident.id or scope.everything
+            or (activity.estate_id is not None and activity.estate_id in scope.estate_ids)
+            or (activity.committee_id is not None
+                and activity.committee_id in scope.committee_ids))
+
+
+async def _allowed_estates(ctx: Context) -> list[territory.Estate]:
+    scope = await ctx.scope()
+    estates = await territory.estates(ctx.session)
+    allowed = [e for e in estates if scope.covers_estate(e.id)]
+    if not allowed and ctx.resident.estate_id:
+        # A team lead without a territorial role organises at home.
+        allowed = [e for e in estates if e.id == ctx.resident.estate_id]
+    return allowed
+
+
+# -- /newactivity --------------------------------------------------------------------------
+
+@router.command("newactivity", help_key="volunteering.help_newactivity", order=40)
+async def new_activity(ctx: Context) -> None:
+    if not await may_organise(ctx):
+        ctx.say("common.not_allowed")
+        return
+    ctx.goto(TITLE)
+    ctx.say("volunteering.ask_title", limit=MAX_TITLE)
+
+
+@router.state(TITLE)
+async def title_typed(ctx: Context) -> None:
+    text = ctx.inbound.text if ctx.inbound.kind == Kind.TEXT else ""
+    if not text:
+        ctx.say("volunteering.expect_text")
+        return
+    if len(text) > MAX_TITLE:
+        ctx.say("volunteering.title_too_long", limit=MAX_TITLE, length=len(text))
+        return
+    ctx.remember(title=text)
+    ctx.state = CATEGORY
+    _ask_category(ctx)
+
+
+def _ask_category(ctx: Context) -> None:
+    buttons = [[ctx.button(category_name(ctx, c), "vnc", c)] for c in vol.CATEGORIES]
+    ctx.say("volunteering.ask_category", buttons)
+
+
+@router.state(CATEGORY)
+async def category_typed(ctx: Context) -> None:
+    ctx.say("volunteering.press_a_button")
+    _ask_category(ctx)
+
+
+@router.button("vnc")
+async def category_chosen(ctx: Context) -> None:
+    category = ctx.args[0] if ctx.args else ""
+    if ctx.state != CATEGORY or category not in vol.CATEGORIES:
+        ctx.say("volunteering.step_over")
+        return
+    ctx.remember(category=category)
+    ctx.state = PLACE
+    await _ask_place(ctx)
+
+
+async def _ask_place(ctx: Context) -> None:
+    buttons = [[ctx.button(territory.localized(e, ctx.lang), "vnp", e.id)]
+               for e in (await _allowed_estates(ctx))[:10]]
+    ctx.reply(ctx.t("volunteering.ask_place"), buttons,
+              request_location=ctx.t("volunteering.share_point"))
+
+
+@router.button("vnp")
+async def place_chosen(ctx: Context) -> None:
+    estate_id = int_arg(ctx)
+    if ctx.state != PLACE:
+        ctx.say("volunteering.step_over")
+        return
+    if estate_id not in {e.id for e in await _allowed_estates(ctx)}:
+        ctx.say("common.not_allowed")
+        return
+    ctx.remember(estate_id=estate_id, latitude=None, longitude=None)
+    await _after_place(ctx)
+
+
+@router.state(PLACE)
+async def place_input(ctx: Context) -> None:
+    inbound = ctx.inbound
+    if inbound.kind == Kind.LOCATION:
+        place = ctx.services.geo.locate(inbound.latitude, inbound.longitude)
+        if not place.inside:
+            ctx.say("volunteering.point_outside")
+            return
+        ctx.remember(estate_id=place.estate_id, latitude=inbound.latitude,
+                     longitude=inbound.longitude)
+        await _after_place(ctx)
+        return
+    if inbound.kind == Kind.TEXT:
+        allowed = {e.id for e in await _allowed_estates(ctx)}
+        for estate_id, score in ctx.services.geo.match_estate(inbound.text):
+            if score >= 80 and estate_id in allowed:
+                ctx.remember(estate_id=estate_id, latitude=None, longitude=None)
+                await _after_place(ctx)
+                return
+    ctx.say("volunteering.place_unknown")
+    await _ask_place(ctx)
+
+
+async def _after_place(ctx: Context) -> None:
+    if ctx.data.get("shifts"):
+        # Back here to change the place: the rest is already given.
+        ctx.state = AUDIENCE
+        await _ask_audience(ctx)
+        return
+    ctx.state = DESCRIPTION
+    ctx.say("volunteering.ask_description", limit=MAX_DESCRIPTION)
+
+
+@router.state(DESCRIPTION)
+async def description_typed(ctx: Context) -> None:
+    text = ctx.inbound.text if ctx.inbound.kind == Kind.TEXT else ""
+    if not text:
+        ctx.say("volunteering.expect_text")
+        return
+    if len(text) > MAX_DESCRIPTION:
+        ctx.say("volunteering.description_too_long", limit=MAX_DESCRIPTION, length=len(text))
+        return
+    ctx.remember(description=text, shifts=[])
+    ctx.state = SHIFTS
+    ctx.say("volunteering.ask_shifts")
+
+
+def parse_shift(line: str, tz: ZoneInfo, now: datetime) -> vol.ShiftSpec | str:
+    """A typed shift ("2026-12-05 09:00-11:00 10 first aid"), or the key of what is wrong."""
+    match = _SHIFT.match(line.replace("：", ":").strip())
+    if not match:
+        return "shift_format"
+    y, mo, d, h1, m1, h2, m2, cap = (int(g) for g in match.groups()[:8])
+    skills = (match.group(9) or "").strip()
+    try:
+        start = datetime(y, mo, d, h1, m1, tzinfo=tz)
+        end = datetime(y, mo, d, h2, m2, tzinfo=tz)
+    except ValueError:
+        return "shift_bad_date"
+    if end <= start:
+        return "shift_end_before_start"
+    if start <= now:
+        return "shift_in_past"
+    if start > now + timedelta(days=366):
+        return "shift_too_far"
+    if not 1 <= cap <= vol.MAX_CAPACITY:
+        return "shift_capacity"
+    if len(skills) > MAX_SKILLS:
+        return "shift_skills_too_long"
+    return vol.ShiftSpec(start, end, cap, skills)
+
+
+@router.state(SHIFTS)
+async def shifts_typed(ctx: Context) -> None:
+    if ctx.inbound.kind != Kind.TEXT:
+        ctx.say("volunteering.expect_text")
+        return
+    tz = ZoneInfo(ctx.services.settings.bot.timezone)
+    shifts = list(ctx.data.get("shifts", []))
+    added, errors = 0, []
+    for line in [x for x in ctx.inbound.text.splitlines() if x.strip()]:
+        parsed = parse_shift(line, tz, ctx.now)
+        if isinstance(parsed, str):
+            errors.append(ctx.t(f"volunteering.{parsed}", line=line.strip()[:60],
+                                max=vol.MAX_CAPACITY))
+            continue
+        if len(shifts) >= MAX_SHIFTS:
+            errors.append(ctx.t("volunteering.too_many_shifts", limit=MAX_SHIFTS))
+            break
+        shifts.append([parsed.starts_at.isoformat(), parsed.ends_at.isoformat(),
+                       parsed.capacity, parsed.skills])
+        added += 1
+    ctx.remember(shifts=shifts)
+    if errors:
+        ctx.reply("\n".join(errors))
+    if shifts:
+        listed = "\n".join(
+            f"{i + 1}. {_fmt_spec(ctx, s)}" for i, s in enumerate(shifts))
+        ctx.say("volunteering.shifts_so_far", [[ctx.button(ctx.t("volunteering.shifts_done"),
+                                                           "vnd")]], shifts=listed)
+    else:
+        ctx.say("volunteering.ask_shifts")
+
+
+def _fmt_spec(ctx: Context, spec: list) -> str:
+    start, end = (local(ctx, datetime.fromisoformat(x)) for x in spec[:2])
+    skills = f" · {spec[3]}" if spec[3] else ""
+    return f"{start:%Y-%m-%d %H:%M}–{end:%H:%M} × {spec[2]}{skills}"
+
+
+@router.button("vnd")
+async def shifts_done(ctx: Context) -> None:
+    if ctx.state != SHIFTS or not ctx.data.get("shifts"):
+        ctx.say("volunteering.step_over")
+        return
+    ctx.state = AUDIENCE
+    await _ask_audience(ctx)
+
+
+async def _audiences(ctx: Context) -> list[str]:
+    scope = await ctx.scope()
+    options = []
+    if ctx.data.get("estate_id"):
+        options.append("estate")
+    if ctx.data.get("estate_id") or len(scope.committee_ids) == 1:
+        # A point outside any estate still belongs to the organiser's own committee.
+        options.append("committee")
+    if scope.has(RoleKind.ADMIN, RoleKind.STAFF):
+        options.append("everyone")
+    return options
+
+
+async def _ask_audience(ctx: Context) -> None:
+    options = await _audiences(ctx)
+    if not options:
+        # Nobody to publish to from this place: choose another, keeping everything else.
+        ctx.state = PLACE
+        ctx.say("volunteering.no_audience")
+        await _ask_place(ctx)
+        return
+    ctx.say("volunteering.ask_audience", [
+        [ctx.button(ctx.t(f"volunteering.audience_{a}"), "vna", a)] for a in options])
+
+
+@router.state(AUDIENCE)
+async def audience_typed(ctx: Context) -> None:
+    ctx.say("volunteering.press_a_button")
+    await _ask_audience(ctx)
+
+
+@router.button("vna")
+async def audience_chosen(ctx: Context) -> None:
+    audience = ctx.args[0] if ctx.args else ""
+    if ctx.state != AUDIENCE or audience not in await _audiences(ctx):
+        ctx.say("volunteering.step_over")
+        return
+    d = ctx.data
+    scope = await ctx.scope()
+    committee_id = None
+    if not d.get("estate_id") and len(scope.committee_ids) == 1:
+        committee_id = next(iter(scope.committee_ids))
+    activity = await vol.create_activity(
+        ctx.session, title=d["title"], category=d["category"], description=d["description"],
+        audience=audience, organiser_id=ctx.resident.id, estate_id=d.get("estate_id"),
+        latitude=d.get("latitude"), longitude=d.get("longitude"), committee_id=committee_id,
+        shifts=[vol.ShiftSpec(datetime.fromisoformat(a), datetime.fromisoformat(b), c, s)
+                for a, b, c, s in d["shifts"]])
+    ctx.finish()
+    ctx.say("volunteering.preview", [
+        [ctx.button(ctx.t("volunteering.publish"), "vpub", activity.id, 0),
+         ctx.button(ctx.t("volunteering.publish_announce"), "vpub", activity.id, 1)],
+        [ctx.button(ctx.t("volunteering.discard"), "vdis", activity.id)]],
+        title=activity.title, category=category_name(ctx, activity.category),
+        place=await place_name(ctx, activity), description=activity.description,
+        audience=ctx.t(f"volunteering.audience_{audience}"),
+        shifts="\n".join(_fmt_spec(ctx, s) for s in d["shifts"]))
+
+
+@router.button("vpub")
+async def publish(ctx: Context) -> None:
+    activity = await ctx.session.get(vol.Activity, int_arg(ctx))
+    if activity is None or not await may_manage(ctx, activity):
+        ctx.say("common.not_allowed")
+        return
+    if not await vol.publish(ctx.session, activity.id):
+        ctx.say("volunteering.already_published")
+        return
+    await audit.record(ctx.session, ctx.resident.id, "volunteering.publish",
+                       f"activity:{activity.id}", audience=activity.audience)
+    if int_arg(ctx, 1) == 1 and await vol.request_announcement(ctx.session, activity.id):
+        await audit.record(ctx.session, ctx.resident.id, "volunteering.announce",
+                           f"activity:{activity.id}")
+        ctx.say("volunteering.published_announcing", title=activity.title,
+                audience=await vol.audience_size(ctx.session, activity))
+        return
+    ctx.say("volunteering.published", title=activity.title)
+
+
+async def send_announcements(sessions, services, deliverer, *, batches: int = 20) -> None:
+    """Event notices to each activity's audience, a batch per transaction: bulk priority,
+    at most once per resident (the dedupe key), resumable after a restart (the cursor)."""
+    default = services.settings.bot.default_language
+    queued = 0
+    for _ in range(batches):
+        async with sessions() as session, session.begin():
+            claimed = await vol.claim_announcement_batch(session, ANNOUNCE_BATCH)
+            if claimed is None:
+                break
+            activity, recipients = claimed
+            first = min(s.starts_at for s in await vol.shifts_of(session, activity.id))
+            rows = []
+            for rid, identity_id, lang in recipients:
+                if rid == activity.organiser_id:
+                    continue
+                lang = lang or default
+                t = functools.partial(services.texts.get, lang)
+                out = Outbound(
+                    text=t("volunteering.announcement", title=activity.title,
+                           category=t(f"volunteering.cat_{activity.category}"),
+                           when=f"{local(services, first):%Y-%m-%d %H:%M}"),
+                    buttons=[[Button(t("volunteering.see_activity"), services.signer.sign(
+                        identity_id, "vact", activity.id))]])
+                rows.append({"identity_id": identity_id, "payload": out.to_json(),
+                             "priority": int(outbox.Priority.BULK),
+                             "group_key": f"vol-ann:{activity.id}",
+                             "dedupe_key": f"vol-ann:{activity.id}:{rid}"})
+            await vol.enqueue_many(session, rows)
+            queued += len(rows)
+    if queued and deliverer is not None:
+        deliverer.wake()
+
+
+@router.button("vdis")
+async def discard(ctx: Context) -> None:
+    activity = await ctx.session.get(vol.Activity, int_arg(ctx))
+    if activity is None or activity.organiser_id != ctx.resident.id:
+        ctx.say("common.not_allowed")
+        return
+    ctx.say("volunteering.discarded" if await vol.discard_draft(ctx.session, activity.id)
+            else "volunteering.already_published")
+
+
+# -- /roster -------------------------------------------------------------------------------
+
+@router.command("roster", help_key="volunteering.help_roster", order=41)
+async def rosters(ctx: Context) -> None:
+    scope = await ctx.scope()
+    estate_ids = None if scope.everything else scope.estate_ids
+    rows = await vol.organised_shifts(ctx.session, organiser_id=ctx.resident.id,
+                                      estate_ids=estate_ids, committee_ids=scope.committee_ids,
+                                      since=ctx.now - timedelta(days=1))
+    if not rows:
+        ctx.say("volunteering.no_rosters")
+        return
+    ctx.say("volunteering.roster_pick", [
+        [ctx.button(f"{a.title[:24]} · {local(ctx, s.starts_at):%m-%d %H:%M} "
+                    f"({s.taken}/{s.capacity})", "vros", s.id)] for s, a in rows[:30]])
+
+
+async def _managed_shift(ctx: Context) -> tuple[vol.Shift, vol.Activity] | None:
+    shift = await ctx.session.get(vol.Shift, int_arg(ctx))
+    activity = await ctx.session.get(vol.Activity, shift.activity_id) if shift else None
+    if activity is None or not await may_manage(ctx, activity):
+        ctx.say("common.not_allowed")
+        return None
+    return shift, activity
+
+
+@router.button("vros")
+async def show_roster(ctx: Context) -> None:
+    found = await _managed_shift(ctx)
+    if found:
+        await render_roster(ctx, *found)
+
+
+async def render_roster(ctx: Context, shift: vol.Shift, activity: vol.Activity) -> None:
+    lines = await vol.roster(ctx.session, shift.id)
+    confirmed = [x for x in lines if x.signup.status == vol.SignupStatus.CONFIRMED.value]
+    attended = [x for x in lines if x.signup.status == vol.SignupStatus.ATTENDED.value]
+    waiting = [x for x in lines if x.signup.status == vol.SignupStatus.WAITLISTED.value]
+    none = ctx.t("volunteering.nobody")
+    buttons = [[ctx.button(ctx.t("volunteering.mark_attended", name=x.name[:20]), "vatt",
+                           x.signup.id)] for x in confirmed[:ROSTER_BUTTONS]]
+    if shift.status == vol.ShiftStatus.OPEN.value:
+        buttons.append([ctx.button(ctx.t("volunteering.csv_button"), "vcsv", shift.id),
+                        ctx.button(ctx.t("volunteering.capacity_button"), "vcap", shift.id)])
+        buttons.append([ctx.button(ctx.t("volunteering.cancel_shift_button"), "vcsh",
+                                   shift.id)])
+    ctx.say("volunteering.roster", buttons, title=activity.title, when=when(ctx, shift),
+            taken=shift.taken, capacity=shift.capacity, code=shift.checkin_code,
+            status=ctx.t(f"volunteering.shift_status_{shift.status}"),
+            confirmed="\n".join(f"• {x.name}" for x in confirmed) or none,
+            attended="\n".join(f"✓ {x.name}" for x in attended) or none,
+            waiting="\n".join(f"{x.position}. {x.name}" for x in waiting) or none)
+
+
+@router.button("vatt")
+async def mark_attended(ctx: Context) -> None:
+    signup = await ctx.session.get(vol.Signup, int_arg(ctx))
+    shift = await ctx.session.get(vol.Shift, signup.shift_id) if signup else None
+    activity = await ctx.session.get(vol.Activity, shift.activity_id) if shift else None
+    if activity is None or not await may_manage(ctx, activity):
+        ctx.say("common.not_allowed")
+        return
+    if ctx.now < shift.starts_at - timedelta(
+            minutes=ctx.services.settings.volunteering.checkin_early_minutes):
+        ctx.say("volunteering.attendance_too_early")
+        return
+    if await vol.mark_attended(ctx.session, signup.id, ctx.resident.id, ctx.now):
+        await audit.record(ctx.session, ctx.resident.id, "volunteering.attended",
+                           f"signup:{signup.id}")
+        ctx.say("volunteering.attendance_marked")
+    else:
+        ctx.say("volunteering.attendance_unchanged")
+    await ctx.session.refresh(shift)
+    await render_roster(ctx, shift, activity)
+
+
+@router.button("vcsv")
+async def export_csv(ctx: Context) -> None:
+    found = await _managed_shift(ctx)
+    if not found:
+        return
+    shift, activity = found
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["queue_no", "resident", "name", "status", "waitlist_position",
+                     "signed_up_at", "attended_at"])
+    for line in await vol.roster(ctx.session, shift.id):
+        s = line.signup
+        writer.writerow([s.queue_no, s.resident_id, line.name, s.status, line.position or "",
+                         local(ctx, s.created_at).isoformat(timespec="minutes"),
+                         local(ctx, s.attended_at).isoformat(timespec="minutes")
+                         if s.attended_at else ""])
+    # A BOM so spreadsheet programs read the Chinese names as UTF-8.
+    rel = await asyncio.to_thread(ctx.services.media.save,
+                                  ("\ufeff" + buf.getvalue()).encode(), ".csv")
+    await audit.record(ctx.session, ctx.resident.id, "volunteering.export",
+                       f"shift:{shift.id}")
+    ctx.reply(ctx.t("volunteering.csv_caption", title=activity.title, when=when(ctx, shift)),
+              document=str(ctx.services.media.path(rel)),
+              document_name=f"roster-{shift.id}-{local(ctx, shift.starts_at):%Y%m%d}.csv")
+
+
+@router.button("vcap")
+async def ask_capacity(ctx: Context) -> None:
+    found = await _managed_shift(ctx)
+    if found:
+        ctx.goto(CAPACITY, shift_id=found[0].id)
+        ctx.say("volunteering.ask_capacity", taken=found[0].taken, capacity=found[0].capacity)
+
+
+@router.state(CAPACITY)
+async def capacity_typed(ctx: Context) -> None:
+    text = (ctx.inbound.text or "").strip()
+    if not text.isdigit():
+        ctx.say("volunteering.capacity_not_number", max=vol.MAX_CAPACITY)
+        return
+    shift = await ctx.session.get(vol.Shift, ctx.data.get("shift_id", -1))
+    activity = await ctx.session.get(vol.Activity, shift.activity_id) if shift else None
+    if activity is None or not await may_manage(ctx, activity):
+        ctx.finish()
+        ctx.say("common.not_allowed")
+        return
+    outcome, taken, promoted = await vol.set_capacity(ctx.session, shift.id, int(text), ctx.now,
+                                                      reminder_hours(ctx))
+    if outcome == vol.CapacityOutcome.INVALID:
+        ctx.say("volunteering.capacity_not_number", max=vol.MAX_CAPACITY)
+        return
+    if outcome == vol.CapacityOutcome.BELOW_SIGNUPS:
+        ctx.say("volunteering.capacity_below", taken=taken, asked=int(text))
+        return
+    ctx.finish()
+    await audit.record(ctx.session, ctx.resident.id, "volunteering.capacity",
+                       f"shift:{shift.id}", capacity=int(text))
+    ctx.say("volunteering.capacity_changed", capacity=int(text), promoted=len(promoted))
+    await tell_promoted(ctx, promoted)
+
+
+@router.button("vcsh")
+async def confirm_cancel_shift(ctx: Context) -> None:
+    found = await _managed_shift(ctx)
+    if found:
+        shift, activity = found
+        ctx.say("volunteering.cancel_shift_confirm", [[
+            ctx.button(ctx.t("volunteering.cancel_shift_yes"), "vcsy", shift.id),
+            ctx.button(ctx.t("common.no"), "vros", shift.id)]],
+            title=activity.title, when=when(ctx, shift), taken=shift.taken)
+
+
+@router.button("vcsy")
+async def cancel_shift(ctx: Context) -> None:
+    found = await _managed_shift(ctx)
+    if not found:
+        return
+    shift, activity = found
+    affected = await vol.cancel_shift(ctx.session, shift.id, ctx.now)
+    if affected is None:
+        ctx.say("volunteering.shift_already_cancelled")
+        return
+    await audit.record(ctx.session, ctx.resident.id, "volunteering.cancel_shift",
+                       f"shift:{shift.id}", told=len(affected))
+    await tell(ctx, [s.resident_id for s in affected], "volunteering.shift_cancelled",
+               dedupe=f"vol-cx:{shift.id}", title=activity.title, when=when(ctx, shift))
+    ctx.say("volunteering.shift_cancelled_done", told=len(affected))
+
+
+jobs = [Job("volunteer-announcements", 10, send_announcements)]
