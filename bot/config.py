@@ -54,6 +54,8 @@ class BotSettings(BaseSettings):
     # Secret that signs button payloads; generated and stored in the database when unset.
     secret: SecretStr | None = None
     delivery_max_attempts: int = 6
+    # Font for drawn images (charts, cards); the bundled WenQuanYi Micro Hei when unset.
+    font_file: str | None = None
 
 
 class VolunteeringSettings(BaseSettings):
@@ -65,8 +67,6 @@ class VolunteeringSettings(BaseSettings):
     cancel_cutoff_hours: float = 6.0
     # The check-in button works from this many minutes before the start until the end.
     checkin_early_minutes: int = 30
-    # A font with Chinese glyphs for the yearly card; found with fontconfig when unset.
-    card_font: Path | None = None
 
 
 class Settings:

@@ -71,14 +71,13 @@ async def yearly_card(ctx: Context) -> None:
         if ctx.resident.estate_id else None
     labels = {k: [ctx.t_for(lang, f"volunteering.card_{k}", year=year)
                   for lang in ("zh-Hans", "en")] for k in ("title", "hours", "shifts", "top")}
-    png, has_cjk = await asyncio.to_thread(
+    png = await asyncio.to_thread(
         render_card, year=year, name=ctx.resident.display_name or f"#{ctx.resident.id}",
         estate=(estate.name_zh, estate.name_en) if estate else None, total=total,
         shifts=shifts, top=sorted(by_activity.items(), key=lambda x: -x[1])[:5], labels=labels,
-        font_path=ctx.services.settings.volunteering.card_font)
+        font_path=ctx.services.settings.bot.font_file)
     rel = await asyncio.to_thread(ctx.services.media.save, png, ".png")
-    ctx.reply(ctx.t("volunteering.card_caption" if has_cjk else
-                    "volunteering.card_caption_no_cjk", year=year, total=hours_text(total)),
+    ctx.reply(ctx.t("volunteering.card_caption", year=year, total=hours_text(total)),
               photo=str(ctx.services.media.path(rel)))
 
 
