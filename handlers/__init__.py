@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from handlers import admin, onboarding, profile, verification
+from handlers import admin, onboarding, profile, report_staff, reports, verification
 from handlers.router import Router
 
-MODULES = [onboarding, profile, verification, admin]
+MODULES = [onboarding, profile, verification, admin, reports, report_staff]
 
 
 def build_router() -> Router:

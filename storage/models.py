@@ -1,7 +1,7 @@
 """Every model module, imported so `Base.metadata` is complete (Alembic reads it)."""
 
-from storage import audit, dialog, kv, outbox, people, territory, updates, verification
+from storage import audit, dialog, kv, outbox, people, reports, territory, updates, verification
 from storage.base import Base
 
-__all__ = ["Base", "audit", "dialog", "kv", "outbox", "people", "territory", "updates",
+__all__ = ["Base", "audit", "dialog", "kv", "outbox", "people", "reports", "territory", "updates",
            "verification"]
