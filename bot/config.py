@@ -69,6 +69,20 @@ class VolunteeringSettings(BaseSettings):
     checkin_early_minutes: int = 30
 
 
+class ReportSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REPORT_", **_common)
+
+    reference_prefix: str = "Z"
+    max_photos: int = 3
+    max_photo_bytes: int = 10 * 1024 * 1024
+    max_voice_seconds: int = 300
+    max_voice_bytes: int = 5 * 1024 * 1024
+    max_description: int = 1000
+    stats_days: int = 30  # /stats period when none is given
+    categories_file: Path | None = None  # default: content/reports/categories.toml
+    holidays_file: Path | None = None  # default: content/reports/holidays.toml
+
+
 class Settings:
     """All settings of one process, built once by the composition root."""
 
@@ -78,5 +92,6 @@ class Settings:
         self.webhook = overrides.pop("webhook", None) or WebhookSettings()
         self.bot = overrides.pop("bot", None) or BotSettings()
         self.volunteering = overrides.pop("volunteering", None) or VolunteeringSettings()
+        self.reports = overrides.pop("reports", None) or ReportSettings()
         if overrides:
             raise TypeError(f"unknown settings: {sorted(overrides)}")

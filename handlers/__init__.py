@@ -6,6 +6,8 @@ from handlers import (
     admin,
     onboarding,
     profile,
+    report_staff,
+    reports,
     verification,
     volunteering,
     volunteering_hours,
@@ -14,8 +16,9 @@ from handlers import (
 )
 from handlers.router import Router
 
-MODULES = [onboarding, profile, verification, admin, volunteering, volunteering_organise,
-           volunteering_teams, volunteering_hours]
+MODULES = [onboarding, profile, verification, admin,
+           reports, report_staff,
+           volunteering, volunteering_organise, volunteering_teams, volunteering_hours]
 
 
 def build_router() -> Router:

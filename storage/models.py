@@ -6,6 +6,7 @@ from storage import (
     kv,
     outbox,
     people,
+    reports,
     territory,
     updates,
     verification,
@@ -15,5 +16,5 @@ from storage import (
 )
 from storage.base import Base
 
-__all__ = ["Base", "audit", "dialog", "kv", "outbox", "people", "territory", "updates",
+__all__ = ["Base", "audit", "dialog", "kv", "outbox", "people", "reports", "territory", "updates",
            "verification", "volunteer_hours", "volunteer_teams", "volunteering"]

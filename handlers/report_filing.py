@@ -1,0 +1,275 @@
+"""Filing a report and telling people about it: shared by the resident conversation, the staff
+actions, the escalation job, and other features (an emergency notice's "I need help").
+
+Everything here works on a session and the services, so callers outside a conversation can use
+it; every push goes through the outbox, in the recipient's own language.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from bot.messaging.model import Button, Outbound
+from bot.report_catalog import Catalog, WorkCalendar
+from bot.report_routing import route
+from storage import outbox, territory
+from storage import reports as rep
+from storage.access import Scope, scope_of
+from storage.people import Resident, identities_of
+
+STAFF_ACTIONS = {  # button code -> the status it moves to
+    "a": rep.Status.ACKNOWLEDGED,
+    "p": rep.Status.IN_PROGRESS,
+}
+MAP_URL = "https://uri.amap.com/marker?position={lon:.6f},{lat:.6f}"
+
+
+# -- content -------------------------------------------------------------------------------
+
+def catalog(services) -> Catalog:
+    cat = services.extra.get("report_catalog")
+    if cat is None:
+        path = services.settings.reports.categories_file
+        cat = Catalog.load(path) if path else Catalog.load()
+        services.extra["report_catalog"] = cat
+    return cat
+
+
+def calendar(services) -> WorkCalendar:
+    cal = services.extra.get("report_calendar")
+    if cal is None:
+        tz = services.settings.bot.timezone
+        path = services.settings.reports.holidays_file
+        cal = WorkCalendar.load(tz, path) if path else WorkCalendar.load(tz)
+        services.extra["report_calendar"] = cal
+    return cal
+
+
+def lang_of(services, resident: Resident) -> str:
+    return resident.language or services.settings.bot.default_language
+
+
+def t(services, lang: str, key: str, **values) -> str:
+    return services.texts.get(lang, key, **values)
+
+
+def local_time(services, at: datetime) -> str:
+    return at.astimezone(ZoneInfo(services.settings.bot.timezone)).strftime("%Y-%m-%d %H:%M")
+
+
+def status_label(services, lang: str, report: rep.Report) -> str:
+    label = t(services, lang, f"reports.status_{report.status}")
+    if report.status == rep.Status.CLOSED and report.close_reason:
+        label += t(services, lang, "reports.reason_suffix",
+                   reason=t(services, lang, f"reports.reason_{report.close_reason}"))
+    return label
+
+
+def category_name(services, lang: str, key: str) -> str:
+    cat = catalog(services).get(key)
+    return cat.name(lang) if cat else key
+
+
+# -- who may do what -----------------------------------------------------------------------
+
+def may_act(scope: Scope, report: rep.Report) -> bool:
+    """Members of the report's team, and station staff and admins covering its estate."""
+    if scope.everything or (report.team_id is not None and report.team_id in scope.team_ids):
+        return True
+    if "staff" not in scope.kinds:
+        return False
+    return report.estate_id in scope.estate_ids if report.estate_id else bool(scope.station_ids)
+
+
+# -- filing --------------------------------------------------------------------------------
+
+async def file_report(session, services, resident: Resident, *, category: str,
+                      description: str, latitude: float | None = None,
+                      longitude: float | None = None, exact_point: bool = False,
+                      estate_id: int | None = None, building_id: int | None = None,
+                      photos: tuple[str, ...] = (), voice: str | None = None,
+                      voice_duration: int | None = None, urgent: bool = False) -> rep.Report:
+    """Route, number and store a report, then send its card to the team."""
+    cat = catalog(services).get(category) or catalog(services).get("other")
+    now = services.clock()
+    where = await route(session, services.geo, cat.key, latitude=latitude, longitude=longitude,
+                        estate_id=estate_id)
+    cal = calendar(services)
+    report = await rep.create(session, rep.NewReport(
+        reporter_id=resident.id, category=cat.key, description=description,
+        ack_due_at=cal.add_working_days(now, cat.ack_days),
+        fix_due_at=cal.add_working_days(now, cat.fix_days),
+        latitude=latitude, longitude=longitude, exact_point=exact_point,
+        estate_id=where.estate_id, building_id=building_id, zone_id=where.zone_id,
+        team_id=where.team_id, urgent=urgent, photos=tuple(photos), voice=voice,
+        voice_duration=voice_duration,
+    ), now, now.astimezone(ZoneInfo(services.settings.bot.timezone)).year,
+        services.settings.reports.reference_prefix)
+    await send_card_to_team(session, services, report, reason="new")
+    return report
+
+
+async def file_urgent_report(session, services, resident: Resident, *, category: str,
+                             description: str) -> rep.Report:
+    """An urgent report for a resident at their home (e.g. "I need help" on an emergency
+    notice): routed by their estate, the team told at once. The caller replies to the resident
+    and wakes delivery (in a handler: `ctx.pushed = True`)."""
+    estate = (await session.get(territory.Estate, resident.estate_id)
+              if resident.estate_id else None)
+    return await file_report(
+        session, services, resident, category=category, description=description,
+        latitude=estate.latitude if estate else None,
+        longitude=estate.longitude if estate else None, exact_point=False,
+        estate_id=resident.estate_id, building_id=resident.building_id, urgent=True)
+
+
+# -- the card ------------------------------------------------------------------------------
+
+async def card_text(session, services, report: rep.Report, lang: str, *,
+                    show_reporter: bool, header_key: str | None = None) -> str:
+    lines = []
+    if header_key:
+        lines.append(t(services, lang, header_key))
+    if report.urgent:
+        lines.append(t(services, lang, "reports.card_urgent"))
+    lines.append(t(services, lang, "reports.card_title", ref=report.reference,
+                   category=category_name(services, lang, report.category)))
+    lines.append(t(services, lang, "reports.card_status", status=status_label(services, lang,
+                                                                              report)))
+    place = await place_text(session, services, report, lang)
+    lines.append(t(services, lang, "reports.card_place", place=place))
+    if report.latitude is not None and report.exact_point:
+        lines.append(MAP_URL.format(lat=report.latitude, lon=report.longitude))
+    if report.description:
+        lines.append(t(services, lang, "reports.card_description", text=report.description))
+    if report.team_id:
+        team = await session.get(territory.Team, report.team_id)
+        lines.append(t(services, lang, "reports.card_team", team=territory.localized(team, lang)))
+    lines.append(t(services, lang, "reports.card_due", ack=local_time(services, report.ack_due_at),
+                   fix=local_time(services, report.fix_due_at)))
+    if show_reporter:
+        person = await session.get(Resident, report.reporter_id)
+        lines.append(t(services, lang, "reports.card_reporter",
+                       name=person.display_name or f"#{person.id}", phone=person.phone or "-"))
+    return "\n".join(lines)
+
+
+async def place_text(session, services, report: rep.Report, lang: str) -> str:
+    parts = []
+    if report.estate_id:
+        estate = await session.get(territory.Estate, report.estate_id)
+        parts.append(territory.localized(estate, lang))
+        if report.building_id:
+            building = await session.get(territory.Building, report.building_id)
+            parts.append(t(services, lang, "reports.building", number=building.number))
+    if report.zone_id:
+        zone = await session.get(territory.Zone, report.zone_id)
+        parts.append(territory.localized(zone, lang))
+    if report.latitude is not None and report.exact_point:
+        parts.append(f"{report.latitude:.5f}, {report.longitude:.5f}")
+    return " · ".join(parts) or t(services, lang, "reports.place_unknown")
+
+
+def staff_buttons(services, identity_id: int, report: rep.Report, lang: str
+                  ) -> list[list[Button]]:
+    if report.status not in [s.value for s in rep.OPEN]:
+        return []
+
+    def b(key: str, action: str, *args) -> Button:
+        return Button(t(services, lang, key), services.signer.sign(identity_id, action, *args))
+
+    rid = report.id
+    return [
+        [b("reports.btn_ack", "rs", rid, "a"), b("reports.btn_progress", "rs", rid, "p")],
+        [b("reports.btn_fixed", "rs", rid, "f"), b("reports.btn_not_ours", "rs", rid, "r")],
+        [b("reports.btn_duplicate", "rs", rid, "d"), b("reports.btn_close", "rs", rid, "c")],
+    ]
+
+
+async def card_outbounds(session, services, report: rep.Report, identity_id: int, lang: str, *,
+                         show_reporter: bool, header_key: str | None = None) -> list[Outbound]:
+    """The card: text with the action buttons, then its photos and voice note."""
+    outs = [Outbound(text=await card_text(session, services, report, lang,
+                                          show_reporter=show_reporter, header_key=header_key),
+                     buttons=staff_buttons(services, identity_id, report, lang))]
+    for media in await rep.media_of(session, report.id):
+        path = str(services.media.path(media.path))
+        if media.kind == "photo":
+            outs.append(Outbound(photo=path, text=t(services, lang, "reports.card_photo_caption",
+                                                    ref=report.reference)))
+        elif media.kind == "voice":
+            outs.append(Outbound(voice=path, text=t(services, lang, "reports.card_voice_caption",
+                                                    ref=report.reference,
+                                                    seconds=media.duration or 0)))
+    return outs
+
+
+async def push_card(session, services, report: rep.Report, resident_id: int, *,
+                    header_key: str | None = None, priority=None) -> int:
+    person = await session.get(Resident, resident_id)
+    lang = lang_of(services, person)
+    show = may_act(await scope_of(session, resident_id), report)
+    sent = 0
+    for ident in await identities_of(session, resident_id):
+        for out in await card_outbounds(session, services, report, ident.id, lang,
+                                        show_reporter=show, header_key=header_key):
+            await outbox.enqueue(session, ident.id, out.to_json(),
+                                 priority=priority or (outbox.Priority.URGENT if report.urgent
+                                                       else outbox.Priority.NORMAL),
+                                 group=f"report:{report.id}")
+            sent += 1
+    return sent
+
+
+async def send_card_to_team(session, services, report: rep.Report, *, reason: str) -> int:
+    """The team's members get the card; a team nobody has joined yet falls to station staff."""
+    members = await rep.team_members(session, report.team_id)
+    if not members:
+        members = await rep.station_staff_for(session, report.estate_id)
+    header = {"new": None, "reopened": "reports.card_header_reopened",
+              "reassigned": "reports.card_header_reassigned"}.get(reason)
+    sent = 0
+    for resident_id in members:
+        sent += await push_card(session, services, report, resident_id, header_key=header)
+    return sent
+
+
+# -- telling the reporter and followers ----------------------------------------------------
+
+async def notify_status(session, services, report: rep.Report, *, note: str | None = None,
+                        photo: str | None = None, include_reporter: bool = True) -> int:
+    """The new status, to the reporter and every follower; on fixed, the reporter is asked
+    whether it really is."""
+    sent = 0
+    people = [(report.reporter_id, True)] if include_reporter else []
+    people += [(rid, False) for rid in await rep.followers(session, report.id)]
+    for resident_id, is_reporter in people:
+        person = await session.get(Resident, resident_id)
+        lang = lang_of(services, person)
+        key = "reports.update_yours" if is_reporter else "reports.update_followed"
+        text = t(services, lang, key, ref=report.reference,
+                 category=category_name(services, lang, report.category),
+                 status=status_label(services, lang, report))
+        if note:
+            text += "\n" + t(services, lang, "reports.update_note", note=note)
+        for ident in await identities_of(session, resident_id):
+            if is_reporter and report.status == rep.Status.FIXED:
+                out = Outbound(text=text + "\n\n" + t(services, lang, "reports.ask_fixed"),
+                               buttons=[[
+                                   Button(t(services, lang, "reports.btn_fixed_yes"),
+                                          services.signer.sign(ident.id, "rcf", report.id, 1)),
+                                   Button(t(services, lang, "reports.btn_fixed_no"),
+                                          services.signer.sign(ident.id, "rcf", report.id, 0))]])
+            else:
+                out = Outbound(text=text)
+            key_v = f"report:{report.id}:v{report.version}:{ident.id}"
+            await outbox.enqueue(session, ident.id, out.to_json(), group=f"report:{report.id}",
+                                 dedupe_key=key_v)
+            if photo:
+                await outbox.enqueue(session, ident.id, Outbound(
+                    photo=str(services.media.path(photo)),
+                    text=t(services, lang, "reports.card_photo_caption",
+                           ref=report.reference)).to_json(), group=f"report:{report.id}")
+            sent += 1
+    return sent

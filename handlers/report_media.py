@@ -1,0 +1,88 @@
+"""Photos and voice notes for reports: checked, cleaned of metadata, kept in the media store."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import warnings
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from bot.messaging.model import Kind
+
+PHOTO_TYPES = {"image/jpeg", "image/png", "image/webp"}
+VOICE_TYPES = {"audio/ogg", "audio/opus", "audio/mpeg", "audio/mp4", "audio/aac", "audio/amr",
+               "audio/x-m4a", "audio/wav"}
+MAX_PIXELS = 50_000_000
+
+
+class MediaRefused(Exception):
+    """Why a file was not taken: a text key under `reports.`."""
+
+    def __init__(self, key: str, **values) -> None:
+        super().__init__(key)
+        self.key = key
+        self.values = values
+
+
+def clean_photo(data: bytes) -> bytes:
+    """Re-encode as JPEG from the pixels alone: EXIF (GPS position, camera, time) is dropped,
+    the picture is turned upright first so nothing looks wrong without it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                if img.format not in ("JPEG", "PNG", "WEBP"):
+                    raise MediaRefused("photo_unsupported")
+                if img.width * img.height > MAX_PIXELS:
+                    raise MediaRefused("photo_unsupported")
+                upright = ImageOps.exif_transpose(img).convert("RGB")
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError,
+                Image.DecompressionBombWarning, ValueError):
+            raise MediaRefused("photo_unsupported") from None
+    pixels = Image.frombytes("RGB", upright.size, upright.tobytes())
+    out = io.BytesIO()
+    pixels.save(out, format="JPEG", quality=85, optimize=True)
+    return out.getvalue()
+
+
+async def _fetch(ctx) -> bytes:
+    adapter = ctx.services.extra["adapters"][ctx.inbound.platform]
+    return await adapter.fetch_media(ctx.inbound.media)
+
+
+async def take_photo(ctx) -> str:
+    """The inbound photo (or image sent as a file), cleaned and stored; its media path."""
+    limits = ctx.services.settings.reports
+    ref = ctx.inbound.media
+    if ref is None:
+        raise MediaRefused("photo_unsupported")
+    if ctx.inbound.kind == Kind.DOCUMENT and (ref.mime_type or "").lower() not in PHOTO_TYPES:
+        raise MediaRefused("photo_unsupported")
+    mb = limits.max_photo_bytes // (1024 * 1024)
+    if ref.size is not None and ref.size > limits.max_photo_bytes:
+        raise MediaRefused("photo_too_large", mb=mb)
+    data = await _fetch(ctx)
+    if len(data) > limits.max_photo_bytes:
+        raise MediaRefused("photo_too_large", mb=mb)
+    cleaned = await asyncio.to_thread(clean_photo, data)
+    return await asyncio.to_thread(ctx.services.media.save, cleaned, ".jpg")
+
+
+async def take_voice(ctx) -> tuple[str, int]:
+    limits = ctx.services.settings.reports
+    ref = ctx.inbound.media
+    if ref is None or not ref.duration or ref.duration <= 0:
+        raise MediaRefused("voice_empty")
+    if ref.duration > limits.max_voice_seconds:
+        raise MediaRefused("voice_too_long", seconds=limits.max_voice_seconds)
+    if ref.mime_type and ref.mime_type.lower() not in VOICE_TYPES:
+        raise MediaRefused("voice_unsupported")
+    if ref.size is not None and ref.size > limits.max_voice_bytes:
+        raise MediaRefused("voice_too_long", seconds=limits.max_voice_seconds)
+    data = await _fetch(ctx)
+    if not data:
+        raise MediaRefused("voice_empty")
+    if len(data) > limits.max_voice_bytes:
+        raise MediaRefused("voice_too_long", seconds=limits.max_voice_seconds)
+    return await asyncio.to_thread(ctx.services.media.save, data, ".ogg"), int(ref.duration)

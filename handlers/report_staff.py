@@ -1,0 +1,336 @@
+"""Teams and staff work reports: the card's buttons, /queue, /stats, and the SLA escalation.
+
+Only members of the report's team (and station staff and admins covering its estate) may act;
+each action is a guarded transition, audited, and told to the reporter and followers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from bot.messaging.model import Kind
+from bot.scheduler import Job
+from handlers import report_filing as filing
+from handlers.context import Context
+from handlers.report_media import MediaRefused, take_photo
+from handlers.router import Router
+from storage import audit, outbox, territory
+from storage import report_stats as stats
+from storage import reports as rep
+
+router = Router()
+
+FIX_NOTE, DUP_OF = "report.fixnote", "report.dupof"
+TEAM_ROLES = ("team", "staff", "admin")
+MAX_NOTE = 500
+REASONS = {"n": rep.CloseReason.NOT_RESPONSIBLE, "u": rep.CloseReason.UNABLE,
+           "d": rep.CloseReason.DUPLICATE}
+
+
+def _int(args: list[str], i: int = 0) -> int:
+    try:
+        return int(args[i])
+    except (IndexError, ValueError):
+        return -1
+
+
+async def _report_for_action(ctx: Context, report_id: int) -> rep.Report | None:
+    """The report, when this person may act on it; otherwise a clear refusal and None."""
+    report = await ctx.session.get(rep.Report, report_id, populate_existing=True)
+    if report is None:
+        ctx.say("common.button_invalid")
+        return None
+    if not filing.may_act(await ctx.scope(), report):
+        ctx.say("reports.not_your_team", ref=report.reference)
+        return None
+    return report
+
+
+def _moved_on(ctx: Context, report: rep.Report) -> None:
+    ctx.say("reports.moved_on", ref=report.reference,
+            status=filing.status_label(ctx.services, ctx.lang, report))
+
+
+async def _after_transition(ctx: Context, report_id: int, action: str, *,
+                            note: str | None = None, photo: str | None = None,
+                            **detail) -> rep.Report:
+    report = await ctx.session.get(rep.Report, report_id, populate_existing=True)
+    await audit.record(ctx.session, ctx.resident.id, f"report.{action}", report.reference,
+                       status=report.status, **detail)
+    await filing.notify_status(ctx.session, ctx.services, report, note=note, photo=photo)
+    ctx.pushed = True
+    ctx.say("reports.done_staff", ref=report.reference,
+            status=filing.status_label(ctx.services, ctx.lang, report))
+    return report
+
+
+# -- the card's buttons --------------------------------------------------------------------
+
+@router.button("rs")
+async def staff_action(ctx: Context) -> None:
+    report = await _report_for_action(ctx, _int(ctx.args))
+    if report is None:
+        return
+    action = ctx.args[1] if len(ctx.args) > 1 else ""
+    if report.status not in [s.value for s in rep.OPEN]:
+        _moved_on(ctx, report)
+        return
+    if action in filing.STAFF_ACTIONS:
+        to = filing.STAFF_ACTIONS[action]
+        if await rep.transition(ctx.session, report.id, to, actor_id=ctx.resident.id,
+                                now=ctx.now) is None:
+            await ctx.session.refresh(report)
+            _moved_on(ctx, report)
+            return
+        await _after_transition(ctx, report.id, "ack" if action == "a" else "progress")
+    elif action == "f":
+        ctx.goto(FIX_NOTE, rid=report.id)
+        ctx.say("reports.ask_fix_note", [[ctx.button(ctx.t("reports.btn_no_note"), "rfx",
+                                                     report.id)]], ref=report.reference)
+    elif action == "r":
+        teams = (await ctx.session.scalars(select(territory.Team).where(
+            territory.Team.id != (report.team_id or -1)).order_by(territory.Team.id))).all()
+        ctx.say("reports.ask_reassign", [[ctx.button(territory.localized(tm, ctx.lang), "rto",
+                                                     report.id, tm.id)] for tm in teams],
+                ref=report.reference)
+    elif action == "d":
+        ctx.goto(DUP_OF, rid=report.id)
+        ctx.say("reports.ask_duplicate_of", ref=report.reference)
+    elif action == "c":
+        ctx.say("reports.ask_close_reason", [
+            [ctx.button(ctx.t("reports.reason_not_responsible"), "rcl", report.id, "n")],
+            [ctx.button(ctx.t("reports.reason_unable"), "rcl", report.id, "u")]],
+            ref=report.reference)
+    else:
+        ctx.say("common.button_invalid")
+
+
+@router.state(FIX_NOTE)
+async def fix_note(ctx: Context) -> None:
+    rid = ctx.data.get("rid")
+    if ctx.inbound.kind in (Kind.PHOTO, Kind.DOCUMENT):
+        try:
+            path = await take_photo(ctx)
+        except MediaRefused as no:
+            ctx.say(f"reports.{no.key}", **no.values)
+            return
+        ctx.remember(photo=path)
+        ctx.say("reports.fix_photo_saved", [[ctx.button(ctx.t("reports.btn_no_note"), "rfx",
+                                                        rid)]])
+        return
+    if ctx.inbound.kind != Kind.TEXT:
+        ctx.say("reports.ask_fix_note_again")
+        return
+    if len(ctx.inbound.text) > MAX_NOTE:
+        ctx.say("reports.description_too_long", limit=MAX_NOTE, length=len(ctx.inbound.text))
+        return
+    await _mark_fixed(ctx, rid, ctx.inbound.text)
+
+
+@router.button("rfx")
+async def fix_without_note(ctx: Context) -> None:
+    await _mark_fixed(ctx, _int(ctx.args), None)
+
+
+async def _mark_fixed(ctx: Context, report_id: int, note: str | None) -> None:
+    photo = ctx.data.get("photo") if ctx.state == FIX_NOTE and ctx.data.get("rid") == report_id \
+        else None
+    if ctx.state == FIX_NOTE:
+        ctx.finish()
+    report = await _report_for_action(ctx, report_id)
+    if report is None:
+        return
+    if await rep.transition(ctx.session, report.id, rep.Status.FIXED, actor_id=ctx.resident.id,
+                            now=ctx.now, note=note, photo=photo) is None:
+        await ctx.session.refresh(report)
+        _moved_on(ctx, report)
+        return
+    await _after_transition(ctx, report.id, "fix", note=note, photo=photo)
+
+
+@router.button("rto")
+async def reassign(ctx: Context) -> None:
+    report = await _report_for_action(ctx, _int(ctx.args))
+    if report is None:
+        return
+    team = await ctx.session.get(territory.Team, _int(ctx.args, 1))
+    if team is None or team.id == report.team_id:
+        ctx.say("common.button_invalid")
+        return
+    if not await rep.reassign(ctx.session, report.id, report.team_id, team.id,
+                              actor_id=ctx.resident.id, now=ctx.now):
+        await ctx.session.refresh(report)
+        _moved_on(ctx, report)
+        return
+    report = await ctx.session.get(rep.Report, report.id, populate_existing=True)
+    await audit.record(ctx.session, ctx.resident.id, "report.reassign", report.reference,
+                       to_team=team.code)
+    await filing.send_card_to_team(ctx.session, ctx.services, report, reason="reassigned")
+    ctx.pushed = True
+    ctx.say("reports.reassigned", ref=report.reference, team=territory.localized(team, ctx.lang))
+
+
+@router.button("rcl")
+async def close(ctx: Context) -> None:
+    report = await _report_for_action(ctx, _int(ctx.args))
+    if report is None:
+        return
+    reason = REASONS.get(ctx.args[1] if len(ctx.args) > 1 else "")
+    if reason is None or reason == rep.CloseReason.DUPLICATE:
+        ctx.say("common.button_invalid")
+        return
+    if await rep.transition(ctx.session, report.id, rep.Status.CLOSED, actor_id=ctx.resident.id,
+                            now=ctx.now, reason=reason) is None:
+        await ctx.session.refresh(report)
+        _moved_on(ctx, report)
+        return
+    await _after_transition(ctx, report.id, "close", reason=reason.value)
+
+
+@router.state(DUP_OF)
+async def duplicate_of(ctx: Context) -> None:
+    rid = ctx.data.get("rid")
+    if ctx.inbound.kind != Kind.TEXT:
+        ctx.say("reports.ask_duplicate_of_again")
+        return
+    original = await rep.by_reference(ctx.session, ctx.inbound.text.strip())
+    if original is None or original.id == rid:
+        ctx.say("reports.duplicate_unknown", text=ctx.inbound.text[:30])
+        return
+    if original.status == rep.Status.CLOSED:
+        ctx.say("reports.duplicate_closed", ref=original.reference)
+        return
+    ctx.finish()
+    report = await _report_for_action(ctx, rid)
+    if report is None:
+        return
+    if await rep.transition(ctx.session, report.id, rep.Status.CLOSED, actor_id=ctx.resident.id,
+                            now=ctx.now, reason=rep.CloseReason.DUPLICATE,
+                            duplicate_of=original.id, note=original.reference) is None:
+        await ctx.session.refresh(report)
+        _moved_on(ctx, report)
+        return
+    await rep.merge_followers(ctx.session, report.id, original.id)
+    await _after_transition(ctx, report.id, "duplicate",
+                            note=ctx.t("reports.duplicate_note", ref=original.reference),
+                            original=original.reference)
+
+
+@router.button("rcard")
+async def show_card(ctx: Context) -> None:
+    report = await _report_for_action(ctx, _int(ctx.args))
+    if report is None:
+        return
+    for out in await filing.card_outbounds(ctx.session, ctx.services, report, ctx.identity.id,
+                                           ctx.lang, show_reporter=True):
+        ctx.replies.append(out)
+
+
+# -- /queue --------------------------------------------------------------------------------
+
+@router.command("queue", help_key="reports.help_queue", roles=TEAM_ROLES, order=40)
+async def show_queue(ctx: Context) -> None:
+    scope = await ctx.scope()
+    staff_estates = scope.estate_ids if "staff" in scope.kinds else set()
+    rows, total = await rep.queue(ctx.session, ctx.now, team_ids=scope.team_ids,
+                                  estate_ids=staff_estates, everything=scope.everything)
+    if not rows:
+        ctx.say("reports.queue_empty")
+        return
+    lines = [ctx.t("reports.queue_title", shown=len(rows), total=total)]
+    buttons = []
+    for report in rows:
+        late = report.fix_due_at < ctx.now
+        lines.append(ctx.t("reports.queue_line_late" if late else "reports.queue_line",
+                           ref=report.reference,
+                           category=filing.category_name(ctx.services, ctx.lang, report.category),
+                           status=filing.status_label(ctx.services, ctx.lang, report),
+                           due=filing.local_time(ctx.services, report.fix_due_at),
+                           age=_age(ctx, report)))
+        if len(buttons) < 10:
+            buttons.append([ctx.button(report.reference, "rcard", report.id)])
+    ctx.reply("\n".join(lines), buttons)
+
+
+def _age(ctx: Context, report: rep.Report) -> str:
+    hours = int((ctx.now - report.created_at).total_seconds() // 3600)
+    return ctx.t("reports.age_days", n=hours // 24) if hours >= 24 else \
+        ctx.t("reports.age_hours", n=hours)
+
+
+# -- /stats --------------------------------------------------------------------------------
+
+@router.command("stats", help_key="reports.help_stats", roles=("staff", "admin"), order=41)
+async def show_stats(ctx: Context) -> None:
+    arg = ctx.inbound.args.strip()
+    days = ctx.services.settings.reports.stats_days
+    if arg:
+        if not arg.isdigit() or not 1 <= int(arg) <= 3660:
+            ctx.say("reports.stats_usage")
+            return
+        days = int(arg)
+    until = ctx.now
+    since = until - timedelta(days=days)
+    table = await stats.compute(ctx.session, since, until)
+    header = [ctx.t(f"reports.col_{c}") for c in COLUMNS]
+    lines = [ctx.t("reports.stats_title", days=days, total=table.total.received)]
+    lines.append(ctx.t("reports.stats_by_zone"))
+    csv_rows = [[ctx.t("reports.col_kind"), *header]]
+    for kind, items in (("zone", table.zones), ("team", table.teams)):
+        if kind == "team":
+            lines.append(ctx.t("reports.stats_by_team"))
+        for row, fig in items:
+            name = territory.localized(row, ctx.lang) if row is not None else \
+                ctx.t("reports.stats_none")
+            cells = _cells(name, fig)
+            lines.append(ctx.t("reports.stats_line", name=name, received=cells[1],
+                               ack=cells[2], fix=cells[3], sla=cells[4], reopen=cells[5],
+                               rating=cells[6]))
+            csv_rows.append([ctx.t(f"reports.stats_{kind}"), *cells])
+    ctx.reply("\n".join(lines))
+    buf = io.StringIO()
+    csv.writer(buf).writerows(csv_rows)
+    name = f"report-stats-{until:%Y%m%d}-{days}d.csv"
+    rel = await asyncio.to_thread(ctx.services.media.save,
+                                  ("\ufeff" + buf.getvalue()).encode("utf-8"), ".csv")
+    ctx.reply(ctx.t("reports.stats_csv"), document=str(ctx.services.media.path(rel)),
+              document_name=name)
+    await audit.record(ctx.session, ctx.resident.id, "report.stats", None, days=days)
+
+
+COLUMNS = ("name", "received", "ack", "fix", "sla", "reopen", "rating")
+
+
+def _cells(name: str, fig: stats.Figures) -> list[str]:
+    def hours(v):
+        return "-" if v is None else f"{v:.1f}h"
+
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.0f}%"
+
+    return [name, str(fig.received), hours(fig.median_ack), hours(fig.median_fix),
+            pct(fig.in_sla_share), pct(fig.reopen_rate),
+            "-" if fig.mean_rating is None else f"{fig.mean_rating:.2f}"]
+
+
+# -- escalation ----------------------------------------------------------------------------
+
+async def escalate_overdue(sessions, services, deliverer) -> None:
+    async with sessions() as session, session.begin():
+        claimed = await rep.claim_overdue(session, services.clock())
+        for report in claimed:
+            for resident_id in await rep.station_staff_for(session, report.estate_id):
+                await filing.push_card(session, services, report, resident_id,
+                                       header_key="reports.card_header_overdue",
+                                       priority=outbox.Priority.URGENT)
+            await audit.record(session, None, "report.escalate", report.reference)
+    if claimed and deliverer is not None:
+        deliverer.wake()
+
+
+jobs = [Job("report-escalate", 300, escalate_overdue)]
