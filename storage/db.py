@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 
 from sqlalchemy import event
+from sqlalchemy.dialects.sqlite.aiosqlite import (
+    AsyncAdapt_aiosqlite_connection,
+    AsyncAdapt_aiosqlite_cursor,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -34,6 +39,8 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(sync, "connect")
     def _on_connect(dbapi_conn, _record):
+        if type(dbapi_conn) is AsyncAdapt_aiosqlite_connection:
+            dbapi_conn.__class__ = _ClosingConnection
         # Let SQLAlchemy, not the driver, decide when a transaction begins.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
@@ -48,6 +55,48 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         # IMMEDIATE takes the write lock up front: a deferred transaction that reads and then
         # writes can fail with SQLITE_BUSY at once instead of waiting its turn.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class _ClosingCursor(AsyncAdapt_aiosqlite_cursor):
+    """SQLAlchemy's aiosqlite cursor, except that a failed statement closes its driver cursor.
+
+    The stock adapter leaves the driver cursor of a failed statement open. A constraint error
+    inside a savepoint (our "insert once" idiom: dedupe keys, double taps) then stalls that
+    connection's ROLLBACK TO SAVEPOINT while other writers wait in BEGIN IMMEDIATE, until their
+    busy timeout ends in "database is locked". tests/test_sqlite_concurrency.py reproduces it.
+    """
+
+    __slots__ = ()
+
+    def execute(self, operation, parameters=None):
+        try:
+            cursor = self.await_(self._connection.cursor())
+            try:
+                if parameters is None:
+                    self.await_(cursor.execute(operation))
+                else:
+                    self.await_(cursor.execute(operation, parameters))
+            except Exception:
+                self.await_(cursor.close())
+                raise
+            if cursor.description:
+                self.description = cursor.description
+                self.lastrowid = self.rowcount = -1
+                self._rows = deque(self.await_(cursor.fetchall()))
+            else:
+                self.description = None
+                self.lastrowid = cursor.lastrowid
+                self.rowcount = cursor.rowcount
+            self.await_(cursor.close())
+        except Exception as error:
+            self._adapt_connection._handle_exception(error)
+
+
+class _ClosingConnection(AsyncAdapt_aiosqlite_connection):
+    __slots__ = ()
+
+    def cursor(self, server_side: bool = False):
+        return super().cursor(server_side) if server_side else _ClosingCursor(self)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
