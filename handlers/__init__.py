@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-from handlers import admin, onboarding, profile, verification
+from handlers import (
+    admin,
+    alerts,
+    guides,
+    notice_answers,
+    notice_jobs,
+    notice_manage,
+    notices,
+    onboarding,
+    profile,
+    subscribe,
+    verification,
+)
 from handlers.router import Router
 
-MODULES = [onboarding, profile, verification, admin]
+MODULES = [onboarding, profile, verification, admin, notices, notice_manage, notice_answers,
+           notice_jobs, subscribe, guides, alerts]
 
 
 def build_router() -> Router:
