@@ -127,7 +127,7 @@ async def _run_telegram(settings: Settings) -> int:
         per_second=1000.0 if tg.paid_broadcasts else tg.per_second,
         per_chat_per_second=tg.per_chat_per_second, polling_timeout=tg.polling_timeout,
         webhook_url=wh.url, webhook_secret=wh.secret.get_secret_value() if wh.secret else None,
-        webhook_host=wh.host, webhook_port=wh.port,
+        webhook_host=wh.host, webhook_port=wh.port, paid_broadcast=tg.paid_broadcasts,
     )
     territory = await _territory_if_empty(settings)
     app = await build_app(settings, {"telegram": adapter}, migrate=False, territory=territory)

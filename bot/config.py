@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _common = {"env_file": ".env", "extra": "ignore"}
@@ -83,6 +83,49 @@ class ReportSettings(BaseSettings):
     holidays_file: Path | None = None  # default: content/reports/holidays.toml
 
 
+class WeatherSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WEATHER_", **_common)
+
+    # Anything speaking Open-Meteo's /v1/forecast, e.g. https://api.open-meteo.com; unset, no
+    # morning forecast is sent (so a test or a fresh install never calls out by surprise).
+    base_url: str | None = None
+    send_at: str = "07:00"  # local time (settings.bot.timezone) of the morning forecast
+    give_up_at: str = "11:00"  # a forecast not fetched by then is dropped for the day
+    retry_minutes: float = 10.0
+    timeout_seconds: float = 15.0
+    # A warning instead of a plain forecast (China Meteorological Administration thresholds:
+    # 25 mm a day is heavy rain, 35 °C a high-temperature day).
+    heavy_rain_mm: float = 25.0
+    heat_celsius: float = 35.0
+
+    @field_validator("send_at", "give_up_at")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        hours, _, minutes = value.strip().partition(":")
+        if not (hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60):
+            raise ValueError("expected a local time as HH:MM, e.g. 07:00")
+        return value.strip()
+
+
+class CapSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CAP_", **_common)
+
+    feed_url: str | None = None  # an Atom/RSS feed of CAP entries, or one CAP document
+    folder: Path | None = None  # or a folder where CAP files are dropped
+    poll_seconds: float = 300.0
+    timeout_seconds: float = 15.0
+    max_bytes: int = 1_000_000  # larger documents are refused unread
+    max_entries: int = 50  # CAP documents fetched per feed poll
+
+
+class NoticeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NOTICES_", **_common)
+
+    # Recipients queued per fan-out transaction (one cursor step); bigger is faster, smaller
+    # keeps each transaction short.
+    fanout_batch: int = 500
+
+
 class Settings:
     """All settings of one process, built once by the composition root."""
 
@@ -93,5 +136,8 @@ class Settings:
         self.bot = overrides.pop("bot", None) or BotSettings()
         self.volunteering = overrides.pop("volunteering", None) or VolunteeringSettings()
         self.reports = overrides.pop("reports", None) or ReportSettings()
+        self.notices = overrides.pop("notices", None) or NoticeSettings()
+        self.weather = overrides.pop("weather", None) or WeatherSettings()
+        self.cap = overrides.pop("cap", None) or CapSettings()
         if overrides:
             raise TypeError(f"unknown settings: {sorted(overrides)}")

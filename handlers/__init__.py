@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from handlers import (
     admin,
+    alerts,
+    guides,
+    notice_answers,
+    notice_jobs,
+    notice_manage,
+    notices,
     onboarding,
     profile,
     report_staff,
     reports,
+    subscribe,
     verification,
     volunteering,
     volunteering_hours,
@@ -18,6 +25,7 @@ from handlers.router import Router
 
 MODULES = [onboarding, profile, verification, admin,
            reports, report_staff,
+           notices, notice_manage, notice_answers, notice_jobs, subscribe, guides, alerts,
            volunteering, volunteering_organise, volunteering_teams, volunteering_hours]
 
 

@@ -1,12 +1,16 @@
 """Every model module, imported so `Base.metadata` is complete (Alembic reads it)."""
 
 from storage import (
+    alerts,
     audit,
     dialog,
+    guides,
     kv,
+    notices,
     outbox,
     people,
     reports,
+    subscriptions,
     territory,
     updates,
     verification,
@@ -16,5 +20,6 @@ from storage import (
 )
 from storage.base import Base
 
-__all__ = ["Base", "audit", "dialog", "kv", "outbox", "people", "reports", "territory", "updates",
-           "verification", "volunteer_hours", "volunteer_teams", "volunteering"]
+__all__ = ["Base", "alerts", "audit", "dialog", "guides", "kv", "notices", "outbox", "people",
+           "reports", "subscriptions", "territory", "updates", "verification", "volunteer_hours",
+           "volunteer_teams", "volunteering"]

@@ -145,6 +145,16 @@ async def mark_sent(session: AsyncSession, msg_id: int, message_ref: str | None)
     )
 
 
+async def mark_sent_many(session: AsyncSession, sent: list[tuple[int, str | None]]) -> None:
+    """Many `mark_sent` at once (one executemany by primary key: a round costs one trip)."""
+    if not sent:
+        return
+    now = utcnow()
+    await session.execute(update(OutboxMessage), [
+        {"id": msg_id, "status": Status.SENT.value, "sent_at": now, "message_ref": ref,
+         "error": None} for msg_id, ref in sent])
+
+
 async def mark_retry(
     session: AsyncSession, msg_id: int, at: datetime, error: str | None, *,
     count_attempt: bool = True,
@@ -207,3 +217,41 @@ async def next_due(session: AsyncSession) -> datetime | None:
         select(func.min(OutboxMessage.next_attempt_at))
         .where(OutboxMessage.status == Status.PENDING.value)
     )
+
+
+async def enqueue_many(session: AsyncSession, rows: list[dict]) -> int:
+    """Queue many messages in one statement (bulk fan-out); rows whose `dedupe_key` was queued
+    before are skipped. Each row: identity_id, payload, priority, group_key, dedupe_key,
+    next_attempt_at. Returns how many were new."""
+    if not rows:
+        return 0
+    dialect = session.bind.dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    now = utcnow()
+    values = [{"status": Status.PENDING.value, "attempts": 0, "created_at": now, **row}
+              for row in rows]
+    stmt = insert(OutboxMessage).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    stmt = stmt.returning(OutboxMessage.id)
+    result = await session.execute(stmt, values)
+    return len(result.all())
+
+
+async def cancel_group(session: AsyncSession, group: str) -> int:
+    """Messages of a group not yet handed to the platform are cancelled."""
+    result = await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.group_key == group, OutboxMessage.status == Status.PENDING.value)
+        .values(status=Status.CANCELLED.value)
+    )
+    return result.rowcount or 0
+
+
+async def by_dedupe_key(session: AsyncSession, dedupe_key: str) -> OutboxMessage | None:
+    """The message queued under this key, e.g. to learn the platform ref of a sent message
+    (`message_ref`) before editing it in place."""
+    return await session.scalar(
+        select(OutboxMessage).where(OutboxMessage.dedupe_key == dedupe_key)
+        .execution_options(populate_existing=True))

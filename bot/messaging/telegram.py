@@ -46,6 +46,7 @@ from bot.messaging.model import (
 log = logging.getLogger(__name__)
 
 CAPTION_LIMIT = 1024
+PAID_RATE = 1000.0
 
 
 def message_to_inbound(message: Message, update_id: int | None) -> Inbound:
@@ -128,12 +129,17 @@ class TelegramAdapter:
     def __init__(self, token: str, *, api_base: str | None = None, per_second: float = 30.0,
                  per_chat_per_second: float = 1.0, polling_timeout: int = 30,
                  webhook_url: str | None = None, webhook_secret: str | None = None,
-                 webhook_host: str = "0.0.0.0", webhook_port: int = 8080) -> None:
+                 webhook_host: str = "0.0.0.0", webhook_port: int = 8080,
+                 paid_broadcast: bool = False) -> None:
         # One HTTP session for the bot's whole life; the base URL is configurable.
         session = (AiohttpSession(api=TelegramAPIServer.from_base(api_base)) if api_base
                    else AiohttpSession())
         self.bot = Bot(token=token, session=session)
-        self.limits = Limits(per_second=per_second, per_chat_per_second=per_chat_per_second)
+        # Paid broadcasts (Telegram Stars) lift the bot's limit to 1,000 messages a second;
+        # every send must then ask for it with allow_paid_broadcast.
+        self.paid_broadcast = paid_broadcast
+        self.limits = Limits(per_second=max(per_second, PAID_RATE) if paid_broadcast
+                             else per_second, per_chat_per_second=per_chat_per_second)
         self.polling_timeout = polling_timeout
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
@@ -226,6 +232,7 @@ class TelegramAdapter:
             except TelegramBadRequest:
                 pass  # too old to answer; the message below still goes out
         markup = _markup(out)
+        paid = {"allow_paid_broadcast": True} if self.paid_broadcast else {}
         if out.edit_of:
             msg = await self.bot.edit_message_text(
                 text=out.text, chat_id=int(chat_id), message_id=int(out.edit_of),
@@ -234,21 +241,21 @@ class TelegramAdapter:
         if out.photo:
             caption = out.text if len(out.text) <= CAPTION_LIMIT else None
             msg = await self.bot.send_photo(int(chat_id), _file(out.photo), caption=caption,
-                                            reply_markup=markup if caption else None)
+                                            reply_markup=markup if caption else None, **paid)
             if caption is not None or not out.text:
                 return SendResult.sent(str(msg.message_id))
         if out.document:
             msg = await self.bot.send_document(
                 int(chat_id), _file(out.document, out.document_name),
-                caption=out.text[:CAPTION_LIMIT] or None, reply_markup=markup)
+                caption=out.text[:CAPTION_LIMIT] or None, reply_markup=markup, **paid)
             return SendResult.sent(str(msg.message_id))
         if out.voice:
             msg = await self.bot.send_voice(int(chat_id), _file(out.voice),
-                                            caption=out.text[:CAPTION_LIMIT] or None)
+                                            caption=out.text[:CAPTION_LIMIT] or None, **paid)
             return SendResult.sent(str(msg.message_id))
         if not out.text:
             return SendResult.sent(None)
-        msg = await self.bot.send_message(int(chat_id), out.text, reply_markup=markup)
+        msg = await self.bot.send_message(int(chat_id), out.text, reply_markup=markup, **paid)
         return SendResult.sent(str(msg.message_id))
 
     async def fetch_media(self, ref: MediaRef) -> bytes:

@@ -1,7 +1,7 @@
 """volunteering
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0004
 Create Date: 2026-11-23 17:35:21.706821
 """
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 import storage.base
 
 revision = '0005'
-down_revision = '0002'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,274 @@
+"""Service guides: /guide by topic, questions answered from the guides in any free text, and
+questions no guide answers sent to the staff of the resident's station, whose answer comes back
+in chat."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from functools import cache
+
+from bot.guides import TOPICS, Guide, GuideIndex, load_guides
+from bot.messaging.model import Kind, Outbound
+from bot.scheduler import Job
+from handlers.context import Context
+from handlers.router import Router
+from storage import audit, territory
+from storage import guides as store
+from storage.people import Resident, identities_of
+
+router = Router()
+
+ASK, ANSWER = "guide.question", "guide.answer"
+MIN_QUESTION, MAX_QUESTION, MAX_ANSWER = 2, 500, 2000
+MAX_OPEN = 3
+# /guide QUESTION shows weaker matches than free text: free text may be meant for another
+# feature, so it is answered from the guides only when the match is clearly good.
+ASKED_CUTOFF, FREE_CUTOFF = 55.0, 70.0
+
+
+@cache
+def guide_index() -> GuideIndex:
+    return GuideIndex(load_guides())
+
+
+def _guide_buttons(ctx: Context, guides: list[Guide]) -> list[list]:
+    return [[ctx.button(g.field(ctx.lang, "title"), "gshow", g.number)] for g in guides]
+
+
+@router.command("guide", "guides", help_key="guides.help", order=20)
+async def guide(ctx: Context) -> None:
+    question = ctx.inbound.args.strip()
+    if question:
+        await _answer_question(ctx, question)
+        return
+    rows = [[ctx.button(ctx.t(f"guides.topic_{topic}"), "gtop", i)]
+            for i, topic in enumerate(TOPICS)]
+    rows.append([ctx.button(ctx.t("guides.ask_staff"), "gask", 0)])
+    ctx.say("guides.choose_topic", rows)
+
+
+@router.button("gtop")
+async def topic(ctx: Context) -> None:
+    i = _int(ctx.args)
+    if not 0 <= i < len(TOPICS):
+        ctx.say("common.button_invalid")
+        return
+    guides = [g for g in guide_index().guides if g.topic == TOPICS[i]]
+    rows = _guide_buttons(ctx, guides)
+    rows.append([ctx.button(ctx.t("guides.back"), "gmenu")])
+    ctx.say("guides.choose_guide", rows, topic=ctx.t(f"guides.topic_{TOPICS[i]}"))
+
+
+@router.button("gmenu")
+async def menu(ctx: Context) -> None:
+    ctx.inbound = _without_args(ctx)
+    await guide(ctx)
+
+
+@router.button("gshow")
+async def show(ctx: Context) -> None:
+    found = guide_index().by_number.get(_int(ctx.args))
+    if found is None:
+        ctx.say("guides.unknown_guide")
+        return
+    ctx.reply(render(ctx, found))
+
+
+def render(ctx: Context, g: Guide) -> str:
+    lang = ctx.lang
+    return ctx.t("guides.detail", title=g.field(lang, "title"), office=g.field(lang, "office"),
+                 hours=g.field(lang, "hours"),
+                 bring="\n".join(f"• {item}" for item in g.field(lang, "bring")),
+                 steps="\n".join(f"{n}. {s}" for n, s in enumerate(g.field(lang, "steps"), 1)))
+
+
+async def _answer_question(ctx: Context, question: str) -> None:
+    if len(question) > MAX_QUESTION:
+        ctx.say("guides.question_too_long", limit=MAX_QUESTION)
+        return
+    matches = guide_index().search(question, cutoff=ASKED_CUTOFF)
+    # Kept as a draft, so the "ask staff" button needs only its id and no conversation state:
+    # the resident may go on chatting and still press it later.
+    draft = await store.ask(ctx.session, ctx.resident, question, ctx.lang, draft=True)
+    ask_row = [ctx.button(ctx.t("guides.ask_staff"), "gask", draft.id)]
+    if matches:
+        ctx.say("guides.found", [*_guide_buttons(ctx, [m.guide for m in matches]), ask_row])
+    else:
+        ctx.say("guides.not_found", [ask_row], question=question[:80])
+
+
+@router.text_fallback(80)
+async def free_question(ctx: Context) -> bool:
+    """A question typed outside any conversation, answered only when a guide clearly fits."""
+    if ctx.state is not None or ctx.inbound.kind != Kind.TEXT:
+        return False
+    text = ctx.inbound.text or ""
+    if len(text) > MAX_QUESTION:
+        return False
+    matches = guide_index().search(text, cutoff=FREE_CUTOFF)
+    if not matches:
+        return False
+    ctx.say("guides.found_free", _guide_buttons(ctx, [m.guide for m in matches]))
+    return True
+
+
+@router.button("gask")
+async def ask_staff(ctx: Context) -> None:
+    draft_id = _int(ctx.args)
+    if draft_id <= 0:
+        ctx.goto(ASK)
+        ctx.say("guides.type_question")
+        return
+    if not await _room_for_question(ctx):
+        return
+    if not await store.send_draft(ctx.session, draft_id, ctx.resident.id):
+        ctx.say("guides.nothing_to_ask")
+        return
+    await _notify_staff(ctx, await ctx.session.get(store.GuideQuestion, draft_id))
+
+
+@router.state(ASK)
+async def question_input(ctx: Context) -> None:
+    if ctx.inbound.kind != Kind.TEXT:
+        ctx.say("guides.text_only")
+        return
+    question = ctx.inbound.text or ""
+    if len(question) < MIN_QUESTION:
+        ctx.say("guides.question_too_short")
+        return
+    if len(question) > MAX_QUESTION:
+        ctx.say("guides.question_too_long", limit=MAX_QUESTION)
+        return
+    if not await _room_for_question(ctx):
+        ctx.finish()
+        return
+    ctx.finish()
+    await _notify_staff(ctx, await store.ask(ctx.session, ctx.resident, question, ctx.lang))
+
+
+async def _room_for_question(ctx: Context) -> bool:
+    count = await store.open_count(ctx.session, ctx.resident.id)
+    if count >= MAX_OPEN:
+        ctx.say("guides.too_many_open", count=count)
+        return False
+    return True
+
+
+async def _notify_staff(ctx: Context, question: store.GuideQuestion) -> None:
+    staff = await store.answerers(ctx.session, question.station_id)
+    if not staff:
+        # Nobody could answer: say so instead of leaving the question to wait for no one.
+        question.status = "draft"
+        ctx.say("guides.no_staff")
+        return
+    estate = (await ctx.session.get(territory.Estate, question.estate_id)
+              if question.estate_id else None)
+    for ident in staff:
+        resident = await ctx.session.get(Resident, ident.resident_id)
+        lang = resident.language or ctx.services.settings.bot.default_language
+        place = territory.localized(estate, lang) if estate else ctx.t_for(lang,
+                                                                             "guides.no_estate")
+        await ctx.push(ident.id, Outbound(
+            text=ctx.t_for(lang, "guides.staff_question", estate=place,
+                           question=question.question),
+            buttons=[[ctx.button(ctx.t_for(lang, "guides.answer"), "gans", question.id,
+                                 identity_id=ident.id)]]),
+            group=f"guideq:{question.id}", dedupe_key=f"guideq:{question.id}:{ident.id}")
+    ctx.say("guides.asked")
+
+
+@router.command("questions", help_key="guides.help_questions", roles=("staff", "admin"),
+                order=55)
+async def open_questions(ctx: Context) -> None:
+    """Questions still waiting, for staff who missed (or dismissed) the push."""
+    scope = await ctx.scope()
+    rows = await store.open_questions(ctx.session, None if scope.everything
+                                      else scope.station_ids)
+    if not rows:
+        ctx.say("guides.no_open_questions")
+        return
+    for question in rows:
+        estate = (await ctx.session.get(territory.Estate, question.estate_id)
+                  if question.estate_id else None)
+        place = territory.localized(estate, ctx.lang) if estate else ctx.t("guides.no_estate")
+        ctx.say("guides.staff_question", [[ctx.button(ctx.t("guides.answer"), "gans",
+                                                      question.id)]],
+                estate=place, question=question.question)
+
+
+async def _may_answer(ctx: Context, question: store.GuideQuestion | None) -> bool:
+    if question is None:
+        return False
+    scope = await ctx.scope()
+    if scope.everything:
+        return True
+    return "staff" in scope.kinds and (question.station_id is None
+                                       or question.station_id in scope.station_ids)
+
+
+@router.button("gans")
+async def answer_button(ctx: Context) -> None:
+    question = await ctx.session.get(store.GuideQuestion, _int(ctx.args))
+    if not await _may_answer(ctx, question):
+        ctx.say("common.not_allowed")
+        return
+    if question.status != "open":
+        ctx.say("guides.already_answered")
+        return
+    ctx.goto(ANSWER, question_id=question.id)
+    ctx.say("guides.type_answer", question=question.question)
+
+
+@router.state(ANSWER)
+async def answer_input(ctx: Context) -> None:
+    question = await ctx.session.get(store.GuideQuestion, ctx.data.get("question_id", -1))
+    if not await _may_answer(ctx, question):
+        ctx.finish()
+        ctx.say("common.not_allowed")
+        return
+    if ctx.inbound.kind != Kind.TEXT:
+        ctx.say("guides.answer_text_only")
+        return
+    text = ctx.inbound.text or ""
+    if len(text) > MAX_ANSWER:
+        ctx.say("guides.answer_too_long", limit=MAX_ANSWER)
+        return
+    ctx.finish()
+    if not await store.answer(ctx.session, question.id, text, ctx.resident.id):
+        ctx.say("guides.already_answered")
+        return
+    await audit.record(ctx.session, ctx.resident.id, "guide.answer", f"question:{question.id}",
+                       resident_id=question.resident_id)
+    resident = await ctx.session.get(Resident, question.resident_id)
+    lang = resident.language or question.lang
+    for ident in await identities_of(ctx.session, resident.id):
+        if ident.unreachable_at is None:
+            await ctx.push(ident.id, Outbound(text=ctx.t_for(
+                lang, "guides.reply_to_resident", question=question.question, answer=text)),
+                group=f"guideq:{question.id}", dedupe_key=f"guidea:{question.id}:{ident.id}")
+    ctx.say("guides.answered")
+
+
+async def prune_drafts(sessions, services, deliverer) -> None:
+    # The scheduler runs this a second after start: building the index here (jieba takes over
+    # a second to load) spares the first resident who types a question the wait.
+    await asyncio.to_thread(guide_index)
+    async with sessions() as session, session.begin():
+        await store.prune_drafts(session, services.clock() - timedelta(days=7))
+
+
+jobs = [Job("guide-drafts-prune", 3600, prune_drafts)]
+
+
+def _int(args: list[str]) -> int:
+    try:
+        return int(args[0])
+    except (IndexError, ValueError):
+        return -1
+
+
+def _without_args(ctx: Context):
+    from dataclasses import replace
+
+    return replace(ctx.inbound, args="")

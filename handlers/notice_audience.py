@@ -1,0 +1,157 @@
+"""Who a notice goes to, within what the sender is responsible for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.access import Scope
+from storage.notices import Audience, NoticeError
+from storage.territory import Building, Committee, Estate, Station, Zone, localized
+
+# Typed audience words, both languages.
+KIND_WORDS = {
+    "all": Audience.SUBDISTRICT, "subdistrict": Audience.SUBDISTRICT,
+    "全部": Audience.SUBDISTRICT, "全街道": Audience.SUBDISTRICT, "街道": Audience.SUBDISTRICT,
+    "station": Audience.STATION, "工作站": Audience.STATION, "站": Audience.STATION,
+    "committee": Audience.COMMITTEE, "居委": Audience.COMMITTEE, "居委会": Audience.COMMITTEE,
+    "estate": Audience.ESTATE, "小区": Audience.ESTATE,
+    "building": Audience.BUILDING, "楼": Audience.BUILDING, "楼栋": Audience.BUILDING,
+    "zone": Audience.ZONE, "片区": Audience.ZONE,
+}
+MODELS = {Audience.STATION: Station, Audience.COMMITTEE: Committee, Audience.ESTATE: Estate,
+          Audience.ZONE: Zone}
+
+
+@dataclass
+class Resolved:
+    kind: str
+    target_id: int | None
+    estate_ids: list[int] | None  # None: the whole sub-district
+    building_ids: list[int] | None
+
+
+def allowed_kinds(scope: Scope) -> list[Audience]:
+    kinds = [Audience.SUBDISTRICT] if scope.everything else []
+    if scope.everything or scope.station_ids:
+        kinds.append(Audience.STATION)
+    if scope.everything or scope.committee_ids:
+        kinds += [Audience.COMMITTEE, Audience.ESTATE, Audience.BUILDING, Audience.ZONE]
+    return kinds
+
+
+async def targets(session: AsyncSession, geo, scope: Scope, kind: Audience) -> list:
+    """Rows the sender may choose for this kind (buildings are chosen by estate, then typed)."""
+    if kind == Audience.STATION:
+        rows = (await session.scalars(select(Station).order_by(Station.id))).all()
+        return [r for r in rows if scope.everything or r.id in scope.station_ids]
+    if kind == Audience.COMMITTEE:
+        rows = (await session.scalars(select(Committee).order_by(Committee.id))).all()
+        return [r for r in rows if scope.everything or r.id in scope.committee_ids]
+    if kind in (Audience.ESTATE, Audience.BUILDING):
+        rows = (await session.scalars(select(Estate).order_by(Estate.id))).all()
+        return [r for r in rows if scope.covers_estate(r.id)]
+    if kind == Audience.ZONE:
+        rows = (await session.scalars(select(Zone).order_by(Zone.id))).all()
+        return [z for z in rows if await _zone_estates(session, geo, scope, z.id)]
+    return []
+
+
+async def _zone_estates(session: AsyncSession, geo, scope: Scope, zone_id: int) -> list[int]:
+    ids = (await session.scalars(select(Estate.id).order_by(Estate.id))).all()
+    return [e for e in ids if geo.zone_of_estate(e) == zone_id and scope.covers_estate(e)]
+
+
+async def resolve(session: AsyncSession, geo, scope: Scope, kind: str,
+                  target_id: int | None) -> Resolved:
+    """The estates/buildings behind an audience, or NoticeError unknown_audience/out_of_scope."""
+    if kind not in set(Audience):
+        raise NoticeError("unknown_audience")
+    kind = Audience(kind)
+    if kind not in allowed_kinds(scope):
+        raise NoticeError("out_of_scope")
+    if kind == Audience.SUBDISTRICT:
+        return Resolved(kind, None, None, None)
+    if target_id is None:
+        raise NoticeError("unknown_audience")
+    if kind == Audience.BUILDING:
+        building = await session.get(Building, target_id)
+        if building is None:
+            raise NoticeError("unknown_audience")
+        if not scope.covers_estate(building.estate_id):
+            raise NoticeError("out_of_scope")
+        return Resolved(kind, target_id, [building.estate_id], [building.id])
+    row = await session.get(MODELS[kind], target_id)
+    if row is None:
+        raise NoticeError("unknown_audience")
+    if kind == Audience.ZONE:
+        estates = await _zone_estates(session, geo, scope, row.id)
+        if not estates:
+            raise NoticeError("out_of_scope")
+        return Resolved(kind, row.id, estates, None)
+    if kind == Audience.STATION:
+        if not (scope.everything or row.id in scope.station_ids):
+            raise NoticeError("out_of_scope")
+        estates = (await session.scalars(
+            select(Estate.id).join(Committee, Committee.id == Estate.committee_id)
+            .where(Committee.station_id == row.id))).all()
+        return Resolved(kind, row.id, list(estates), None)
+    if kind == Audience.COMMITTEE:
+        if not (scope.everything or row.id in scope.committee_ids):
+            raise NoticeError("out_of_scope")
+        estates = (await session.scalars(
+            select(Estate.id).where(Estate.committee_id == row.id))).all()
+        return Resolved(kind, row.id, list(estates), None)
+    if not scope.covers_estate(row.id):
+        raise NoticeError("out_of_scope")
+    return Resolved(kind, row.id, [row.id], None)
+
+
+async def parse_typed(session: AsyncSession, text: str) -> tuple[str, int | None]:
+    """"committee zhonghai", "小区 victoria", "building victoria 3", "all" → (kind, target id);
+    NoticeError unknown_audience when no such place exists."""
+    words = text.replace("，", " ").replace(",", " ").split()
+    if not words or words[0].lower() not in KIND_WORDS:
+        raise NoticeError("unknown_audience")
+    kind = KIND_WORDS[words[0].lower()]
+    if kind == Audience.SUBDISTRICT:
+        return kind, None
+    if kind == Audience.BUILDING:
+        if len(words) != 3:
+            raise NoticeError("unknown_audience")
+        estate = await _by_name(session, Estate, words[1])
+        building = estate and await session.scalar(select(Building).where(
+            Building.estate_id == estate.id, Building.number == words[2]))
+        if not building:
+            raise NoticeError("unknown_audience")
+        return kind, building.id
+    if len(words) != 2:
+        raise NoticeError("unknown_audience")
+    row = await _by_name(session, MODELS[kind], words[1])
+    if row is None:
+        raise NoticeError("unknown_audience")
+    return kind, row.id
+
+
+async def _by_name(session: AsyncSession, model, word: str):
+    word_l = word.lower()
+    rows = (await session.scalars(select(model))).all()
+    return next((r for r in rows if word_l in (r.code.lower(), r.name_en.lower(), r.name_zh)),
+                None)
+
+
+async def describe(session: AsyncSession, lang: str, texts, kind: str,
+                   target_id: int | None) -> str:
+    label = texts.get(lang, f"notices.aud_{kind}")
+    if kind == Audience.SUBDISTRICT or target_id is None:
+        return label
+    if kind == Audience.BUILDING:
+        building = await session.get(Building, target_id)
+        if building is None:
+            return label
+        estate = await session.get(Estate, building.estate_id)
+        return f"{label} {localized(estate, lang)} {building.number}"
+    row = await session.get(MODELS[Audience(kind)], target_id)
+    return f"{label} {localized(row, lang)}" if row else label

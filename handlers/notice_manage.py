@@ -1,0 +1,214 @@
+"""/notices: a staff member's notices with their figures; edit or cancel until sent; the
+answers to an emergency, building by building."""
+
+from __future__ import annotations
+
+from handlers import notice_audience as aud
+from handlers.context import Context
+from handlers.notice_time import MAX_DAYS_AHEAD, BadTime, parse_when, show
+from handlers.notices import MAX_TEXT, STAFF
+from handlers.router import Router
+from storage import audit, notices, outbox
+from storage.notices import Notice, NoticeError, NoticeStatus
+from storage.territory import Building, Estate, localized
+
+router = Router()
+
+SILENT_LIMIT = 20
+
+
+@router.command("notices", help_key="notices.help_list", roles=STAFF, order=41)
+async def list_notices(ctx: Context) -> None:
+    scope = await ctx.scope()
+    rows = await notices.recent_by(ctx.session, None if scope.everything else ctx.resident.id)
+    if not rows:
+        ctx.say("notices.list_empty")
+        return
+    lines = [ctx.t("notices.list_title")]
+    for notice in rows:
+        lines.append(await _line(ctx, notice))
+    buttons = [ctx.button(f"#{n.id}", "nview", n.id) for n in rows]
+    ctx.reply("\n".join(lines), [buttons[i:i + 5] for i in range(0, len(buttons), 5)])
+
+
+async def _line(ctx: Context, notice: Notice) -> str:
+    figures = await outbox.figures(ctx.session, notice.group)
+    return ctx.t("notices.list_line", **await _values(ctx, notice, figures))
+
+
+async def _values(ctx: Context, notice: Notice, figures: dict[str, int]) -> dict:
+    return dict(
+        id=notice.id, category=ctx.t(f"notices.cat_{notice.category}"),
+        status=ctx.t(f"notices.status_{notice.status}"),
+        audience=await aud.describe(ctx.session, ctx.lang, ctx.services.texts,
+                                    notice.audience_kind,
+                                    notice.audience_ids[0] if notice.audience_ids else None),
+        when=show(notice.scheduled_at, ctx.services.settings.bot.timezone),
+        total=notice.recipients, sent=figures["sent"],
+        queued=figures["pending"] + figures["sending"], failed=figures["failed"],
+        unreachable=figures["unreachable"],
+    )
+
+
+async def _mine(ctx: Context, arg_index: int = 0) -> Notice | None:
+    """The notice named by the button, if this person may manage it."""
+    try:
+        notice = await notices.get(ctx.session, int(ctx.args[arg_index]))
+    except (IndexError, ValueError):
+        notice = None
+    if notice is None:
+        ctx.say("notices.not_found")
+        return None
+    scope = await ctx.scope()
+    covered = notice.estate_ids is not None and all(scope.covers_estate(e)
+                                                    for e in notice.estate_ids)
+    if not (scope.everything or notice.created_by == ctx.resident.id
+            or (notice.created_by is None and covered)):
+        ctx.say("notices.not_yours")
+        return None
+    return notice
+
+
+@router.button("nview")
+async def view(ctx: Context) -> None:
+    notice = await _mine(ctx)
+    if notice is None:
+        return
+    figures = await outbox.figures(ctx.session, notice.group)
+    buttons = []
+    if notice.status == NoticeStatus.SCHEDULED:
+        buttons.append([ctx.button(ctx.t("notices.btn_edit_text"), "nedit", notice.id, "t"),
+                        ctx.button(ctx.t("notices.btn_edit_time"), "nedit", notice.id, "w")])
+    if notice.status in (NoticeStatus.SCHEDULED, NoticeStatus.SENDING) or (
+            notice.status == NoticeStatus.SENT and figures["pending"]):
+        buttons.append([ctx.button(ctx.t("notices.btn_cancel_notice"), "nstop", notice.id)])
+    if notice.category == "emergency" and notice.status != NoticeStatus.SCHEDULED:
+        buttons.append([ctx.button(ctx.t("notices.btn_answers"), "nanswers", notice.id)])
+    ctx.reply(ctx.t("notices.detail", text=notices.text_for(notice, ctx.lang),
+                    **await _values(ctx, notice, figures)), buttons, photo=notice.photo)
+
+
+@router.button("nedit")
+async def edit(ctx: Context) -> None:
+    notice = await _mine(ctx)
+    if notice is None:
+        return
+    if notice.status != NoticeStatus.SCHEDULED:
+        ctx.say("notices.not_editable", id=notice.id)
+        return
+    what = ctx.args[1] if len(ctx.args) > 1 else "t"
+    tz = ctx.services.settings.bot.timezone
+    if what == "w":
+        ctx.goto("notice.edit_time", notice=notice.id)
+        ctx.say("notices.edit_time_prompt", id=notice.id, tz=tz)
+    else:
+        ctx.goto("notice.edit_text", notice=notice.id)
+        ctx.say("notices.edit_text_prompt", id=notice.id)
+
+
+@router.state("notice.edit_text")
+async def edit_text(ctx: Context) -> None:
+    notice_id = ctx.data.get("notice")
+    text = (ctx.inbound.text or "").strip()
+    if not text:
+        ctx.say("notices.error_empty_text")
+        return
+    if len(text) > MAX_TEXT:
+        ctx.say("notices.error_too_long", limit=MAX_TEXT)
+        return
+    notice = await notices.get(ctx.session, notice_id)
+    try:
+        # The new text replaces every language version: a stale translation must not go out.
+        changed = notice is not None and await notices.update_scheduled(
+            ctx.session, notice_id, texts={ctx.lang: text})
+    except NoticeError as exc:
+        ctx.say(f"notices.error_{exc.code}")
+        return
+    await _edited(ctx, notice_id, changed, "text")
+
+
+@router.state("notice.edit_time")
+async def edit_time(ctx: Context) -> None:
+    notice_id = ctx.data.get("notice")
+    try:
+        at = parse_when(ctx.inbound.text or "", ctx.now, ctx.services.settings.bot.timezone)
+    except BadTime as exc:
+        ctx.say(f"notices.time_{exc.code}", days=MAX_DAYS_AHEAD)
+        return
+    changed = await notices.update_scheduled(ctx.session, notice_id, scheduled_at=at)
+    await _edited(ctx, notice_id, changed, "time")
+
+
+async def _edited(ctx: Context, notice_id: int, changed: bool, what: str) -> None:
+    ctx.finish()
+    if not changed:
+        ctx.say("notices.not_editable", id=notice_id)
+        return
+    await audit.record(ctx.session, ctx.resident.id, "notice.edit", f"notice:{notice_id}",
+                       what=what)
+    ctx.say("notices.edited", id=notice_id)
+
+
+@router.button("nstop")
+async def stop(ctx: Context) -> None:
+    notice = await _mine(ctx)
+    if notice is None:
+        return
+    if not await notices.cancel_notice(ctx.session, notice.id):
+        ctx.say("notices.cannot_cancel", id=notice.id)
+        return
+    await audit.record(ctx.session, ctx.resident.id, "notice.cancel", f"notice:{notice.id}")
+    ctx.say("notices.cancelled", id=notice.id)
+
+
+@router.button("nanswers")
+async def answers(ctx: Context) -> None:
+    notice = await _mine(ctx)
+    if notice is None:
+        return
+    if notice.category != "emergency":
+        ctx.say("notices.not_emergency")
+        return
+    rows = await notices.answers_by_building(ctx.session, notice.id)
+    if not rows:
+        ctx.say("notices.answers_none")
+        return
+    scope = await ctx.scope()
+    lines = [ctx.t("notices.answers_title", id=notice.id)]
+    for row in rows:
+        place = await _place(ctx, row.building_id)
+        lines.append(ctx.t("notices.answers_line", estate=place[0], building=place[1],
+                           safe=row.safe, help=row.help, silent=row.silent, total=row.recipients))
+    # Names and phones only of residents whose home this staff member covers.
+    needing = [r for r in await notices.residents_by_answer(ctx.session, notice.id, "help", 50)
+               if scope.covers_estate(r.estate_id)]
+    if needing:
+        lines.append(ctx.t("notices.answers_help_title"))
+        for r in needing:
+            estate, number = await _place(ctx, r.building_id, r.estate_id)
+            lines.append(ctx.t("notices.answers_help_line", name=_name(ctx, r),
+                               phone=r.phone or "-", estate=estate, building=number,
+                               unit=r.unit or "-"))
+    silent = [r for r in await notices.residents_by_answer(ctx.session, notice.id, None,
+                                                           SILENT_LIMIT)
+              if scope.covers_estate(r.estate_id)]
+    if silent:
+        lines.append(ctx.t("notices.answers_silent_title", limit=SILENT_LIMIT))
+        for r in silent:
+            estate, number = await _place(ctx, r.building_id, r.estate_id)
+            lines.append(ctx.t("notices.answers_silent_line", name=_name(ctx, r),
+                               estate=estate, building=number, unit=r.unit or "-"))
+    ctx.reply("\n".join(lines))
+
+
+async def _place(ctx: Context, building_id: int | None, estate_id: int | None = None
+                 ) -> tuple[str, str]:
+    row = await ctx.session.get(Building, building_id) if building_id else None
+    estate = await ctx.session.get(Estate, row.estate_id if row else estate_id) \
+        if (row or estate_id) else None
+    return (localized(estate, ctx.lang) if estate else ctx.t("notices.unknown"),
+            row.number if row else "-")
+
+
+def _name(ctx: Context, resident) -> str:
+    return resident.display_name or f"#{resident.id}"

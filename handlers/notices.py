@@ -1,0 +1,294 @@
+"""/notice: staff write a notice, choose who gets it (within their scope), preview, send now
+or at a time. The draft lives in the dialog state, so it survives a restart."""
+
+from __future__ import annotations
+
+from bot.messaging.model import Kind
+from handlers import notice_audience as aud
+from handlers.context import Context
+from handlers.notice_time import BadTime, parse_when, show
+from handlers.router import Router
+from storage import audit, notices
+from storage.notices import Audience, NoticeError
+from storage.subscriptions import CATEGORIES
+from storage.territory import Estate, building, localized
+
+router = Router()
+
+STAFF = ("staff", "committee", "admin")
+MAX_TEXT = 3500  # leaves room for the category header within one platform message
+KINDS = list(Audience)
+
+
+@router.command("notice", help_key="notices.help", roles=STAFF, order=40)
+async def new_notice(ctx: Context) -> None:
+    ctx.goto("notice.category")
+    labels = [ctx.button(ctx.t(f"notices.cat_{c}"), "ncat", i) for i, c in enumerate(CATEGORIES)]
+    ctx.say("notices.choose_category", [labels[:3], labels[3:]])
+
+
+@router.button("ncat")
+async def category_pressed(ctx: Context) -> None:
+    index = _int(ctx.args, 0)
+    if ctx.state != "notice.category" or index is None or not 0 <= index < len(CATEGORIES):
+        ctx.say("notices.expired")
+        return
+    await _set_category(ctx, CATEGORIES[index])
+
+
+@router.state("notice.category")
+async def category_typed(ctx: Context) -> None:
+    text = (ctx.inbound.text or "").strip().lower()
+    for category in CATEGORIES:
+        names = {category, *(n.lower() for n in
+                             ctx.services.texts.all_languages(f"notices.cat_{category}"))}
+        if text in names:
+            await _set_category(ctx, category)
+            return
+    ctx.say("notices.unknown_category")
+
+
+async def _set_category(ctx: Context, category: str) -> None:
+    ctx.goto("notice.audience", category=category)
+    scope = await ctx.scope()
+    buttons = [ctx.button(ctx.t(f"notices.aud_{k}"), "nkind", KINDS.index(k))
+               for k in aud.allowed_kinds(scope)]
+    ctx.say("notices.choose_audience", [buttons[i:i + 3] for i in range(0, len(buttons), 3)])
+
+
+@router.button("nkind")
+async def kind_pressed(ctx: Context) -> None:
+    index = _int(ctx.args, 0)
+    if not _drafting(ctx) or index is None or not 0 <= index < len(KINDS):
+        ctx.say("notices.expired")
+        return
+    kind = KINDS[index]
+    if kind == Audience.SUBDISTRICT:
+        await _set_audience(ctx, kind, None)
+        return
+    rows = await aud.targets(ctx.session, ctx.services.geo, await ctx.scope(), kind)
+    label = ctx.t(f"notices.aud_{kind}")
+    if not rows:
+        ctx.say("notices.no_targets", kind=label)
+        return
+    action = "nbe" if kind == Audience.BUILDING else "ntgt"
+    buttons = [ctx.button(localized(r, ctx.lang), action, index, r.id) for r in rows]
+    ctx.say("notices.choose_target", [buttons[i:i + 2] for i in range(0, len(buttons), 2)],
+            kind=ctx.t("notices.aud_estate") if kind == Audience.BUILDING else label)
+
+
+@router.button("ntgt")
+async def target_pressed(ctx: Context) -> None:
+    index, target = _int(ctx.args, 0), _int(ctx.args, 1)
+    if not _drafting(ctx) or index is None or target is None or not 0 <= index < len(KINDS):
+        ctx.say("notices.expired")
+        return
+    await _set_audience(ctx, KINDS[index], target)
+
+
+@router.button("nbe")
+async def building_estate_pressed(ctx: Context) -> None:
+    estate_id = _int(ctx.args, 1)
+    if not _drafting(ctx) or estate_id is None:
+        ctx.say("notices.expired")
+        return
+    estate = await ctx.session.get(Estate, estate_id)
+    if estate is None or not (await ctx.scope()).covers_estate(estate_id):
+        ctx.say("notices.error_out_of_scope")
+        return
+    ctx.goto("notice.building", category=ctx.data["category"], estate=estate_id)
+    ctx.say("notices.ask_building", estate=localized(estate, ctx.lang))
+
+
+@router.state("notice.building")
+async def building_typed(ctx: Context) -> None:
+    estate = await ctx.session.get(Estate, ctx.data.get("estate") or 0)
+    if estate is None:
+        ctx.say("notices.expired")
+        ctx.finish()
+        return
+    number = (ctx.inbound.text or "").strip().removesuffix("号楼").removesuffix("栋")
+    row = await building(ctx.session, estate.id, number) if number else None
+    if row is None:
+        ctx.say("notices.unknown_building", estate=localized(estate, ctx.lang),
+                value=(ctx.inbound.text or "")[:20])
+        return
+    await _set_audience(ctx, Audience.BUILDING, row.id)
+
+
+@router.state("notice.audience")
+async def audience_typed(ctx: Context) -> None:
+    try:
+        kind, target = await aud.parse_typed(ctx.session, ctx.inbound.text or "")
+    except NoticeError as exc:
+        ctx.say(f"notices.error_{exc.code}")
+        return
+    await _set_audience(ctx, kind, target)
+
+
+async def _set_audience(ctx: Context, kind: str, target: int | None) -> None:
+    try:
+        await aud.resolve(ctx.session, ctx.services.geo, await ctx.scope(), kind, target)
+    except NoticeError as exc:
+        ctx.say(f"notices.error_{exc.code}")
+        return
+    ctx.goto("notice.text", category=ctx.data["category"], kind=str(kind), target=target)
+    ctx.say("notices.ask_text", audience=await aud.describe(
+        ctx.session, ctx.lang, ctx.services.texts, kind, target))
+
+
+@router.state("notice.text")
+async def text_given(ctx: Context) -> None:
+    inbound = ctx.inbound
+    if inbound.kind == Kind.PHOTO and inbound.media is not None:
+        ctx.remember(photo=inbound.media.platform_id)
+        if not (inbound.text or "").strip():
+            ctx.say("notices.photo_kept")
+            return
+    elif inbound.kind != Kind.TEXT:
+        ctx.say("notices.error_empty_text")
+        return
+    text = (inbound.text or "").strip()
+    if not text:
+        ctx.say("notices.error_empty_text")
+        return
+    if len(text) > MAX_TEXT:
+        ctx.say("notices.error_too_long", limit=MAX_TEXT)
+        return
+    ctx.remember(text=text, lang=ctx.lang)
+    await _preview(ctx)
+
+
+def _other(lang: str) -> str:
+    return "en" if lang == "zh-Hans" else "zh-Hans"
+
+
+@router.state("notice.text2")
+async def second_language_given(ctx: Context) -> None:
+    text = (ctx.inbound.text or "").strip() if ctx.inbound.kind == Kind.TEXT else ""
+    if not text:
+        ctx.say("notices.error_empty_text")
+        return
+    if len(text) > MAX_TEXT:
+        ctx.say("notices.error_too_long", limit=MAX_TEXT)
+        return
+    ctx.remember(text2=text)
+    await _preview(ctx)
+
+
+def _texts(data: dict, fallback: str) -> dict[str, str]:
+    first = data.get("lang") or fallback
+    texts = {first: data["text"]}
+    if data.get("text2"):
+        texts[_other(first)] = data["text2"]
+    return texts
+
+
+async def _preview(ctx: Context) -> None:
+    data = ctx.data
+    ctx.state = "notice.preview"
+    resolved = await aud.resolve(ctx.session, ctx.services.geo, await ctx.scope(),
+                                 data["kind"], data["target"])
+    probe = notices.Notice(category=data["category"], urgent=data["category"] == "emergency",
+                           estate_ids=resolved.estate_ids, building_ids=resolved.building_ids)
+    count = await notices.count_reachable(ctx.session, probe)
+    category = ctx.t(f"notices.cat_{data['category']}")
+    ctx.say("notices.preview_title")
+    for lang, text in _texts(data, ctx.lang).items():
+        ctx.reply(ctx.t_for(lang, "notices.push", category=ctx.t_for(
+            lang, f"notices.cat_{data['category']}"), text=text), photo=data.get("photo"))
+    buttons = [
+        [ctx.button(ctx.t("notices.btn_send_now"), "npv", "now"),
+         ctx.button(ctx.t("notices.btn_schedule"), "npv", "time")],
+        [ctx.button(ctx.t("notices.btn_edit_text"), "npv", "edit"),
+         ctx.button(ctx.t("notices.btn_discard"), "npv", "drop")],
+    ]
+    if not data.get("text2"):
+        buttons.insert(1, [ctx.button(ctx.t("notices.btn_add_other"), "npv", "lang2")])
+    audience = await aud.describe(ctx.session, ctx.lang, ctx.services.texts, data["kind"],
+                                  data["target"])
+    ctx.say("notices.preview_summary", buttons, category=category, count=count,
+            audience=audience)
+
+
+@router.state("notice.preview")
+async def preview_typed(ctx: Context) -> None:
+    ctx.say("notices.use_buttons")
+
+
+@router.button("npv")
+async def preview_pressed(ctx: Context) -> None:
+    choice = ctx.args[0] if ctx.args else ""
+    if ctx.state not in ("notice.preview", "notice.when", "notice.text2") or \
+            not ctx.data.get("text"):
+        ctx.say("notices.expired")
+        return
+    if choice == "now":
+        await _create(ctx, None)
+    elif choice == "time":
+        ctx.state = "notice.when"
+        ctx.say("notices.ask_time", tz=ctx.services.settings.bot.timezone)
+    elif choice == "lang2":
+        ctx.state = "notice.text2"
+        ctx.say("notices.ask_other")
+    elif choice == "edit":
+        ctx.state = "notice.text"
+        ctx.data.pop("text", None)
+        ctx.data.pop("text2", None)
+        ctx.say("notices.ask_text", audience=await aud.describe(
+            ctx.session, ctx.lang, ctx.services.texts, ctx.data["kind"], ctx.data["target"]))
+    elif choice == "drop":
+        ctx.finish()
+        ctx.say("notices.discarded")
+
+
+@router.state("notice.when")
+async def when_typed(ctx: Context) -> None:
+    tz = ctx.services.settings.bot.timezone
+    try:
+        at = parse_when(ctx.inbound.text or "", ctx.now, tz)
+    except BadTime as exc:
+        from handlers.notice_time import MAX_DAYS_AHEAD
+
+        ctx.say(f"notices.time_{exc.code}", days=MAX_DAYS_AHEAD)
+        return
+    await _create(ctx, at)
+
+
+async def _create(ctx: Context, at) -> None:
+    data = ctx.data
+    try:
+        # Checked again: roles may have changed while the draft waited.
+        resolved = await aud.resolve(ctx.session, ctx.services.geo, await ctx.scope(),
+                                     data["kind"], data["target"])
+        notice = await notices.create_notice(
+            ctx.session, category=data["category"], audience_kind=resolved.kind,
+            audience_ids=[resolved.target_id] if resolved.target_id else [],
+            estate_ids=resolved.estate_ids, building_ids=resolved.building_ids,
+            texts=_texts(data, ctx.lang), photo=data.get("photo"),
+            scheduled_at=at or ctx.now, created_by=ctx.resident.id,
+            sender_identity_id=ctx.identity.id)
+    except NoticeError as exc:
+        ctx.say(f"notices.error_{exc.code}")
+        return
+    await audit.record(ctx.session, ctx.resident.id, "notice.create", f"notice:{notice.id}",
+                       category=notice.category, audience=resolved.kind,
+                       target_id=resolved.target_id, scheduled=at.isoformat() if at else None)
+    ctx.finish()
+    if at is None:
+        ctx.say("notices.sending", id=notice.id)
+    else:
+        ctx.say("notices.scheduled", id=notice.id,
+                at=show(at, ctx.services.settings.bot.timezone))
+
+
+def _drafting(ctx: Context) -> bool:
+    return bool(ctx.state and ctx.state.startswith("notice.") and ctx.data.get("category"))
+
+
+def _int(args: list[str], i: int) -> int | None:
+    try:
+        return int(args[i])
+    except (IndexError, ValueError):
+        return None
+
