@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from handlers import admin, onboarding, profile, verification
+from handlers import (
+    admin,
+    onboarding,
+    poll_ballots,
+    polls,
+    profile,
+    proposals,
+    surveys,
+    verification,
+)
 from handlers.router import Router
 
-MODULES = [onboarding, profile, verification, admin]
+MODULES = [onboarding, profile, verification, admin, polls, poll_ballots, surveys, proposals]
 
 
 def build_router() -> Router:
