@@ -126,6 +126,21 @@ class NoticeSettings(BaseSettings):
     fanout_batch: int = 500
 
 
+class DeliberationSettings(BaseSettings):
+    """Polls, surveys and the council's agenda."""
+
+    model_config = SettingsConfigDict(env_prefix="POLLS_", **_common)
+
+    # Residents reached per fan-out step (invitations, results); each step is one transaction.
+    fanout_batch: int = 500
+    # Supporters a proposal needs to reach the council's agenda; per committee code overrides,
+    # e.g. POLLS_PROPOSAL_THRESHOLDS='{"zhonghai": 30}'.
+    proposal_threshold: int = 20
+    proposal_thresholds: dict[str, int] = Field(default_factory=dict)
+    # Only verified residents may propose and support.
+    proposals_verified_only: bool = True
+
+
 class Settings:
     """All settings of one process, built once by the composition root."""
 
@@ -139,5 +154,6 @@ class Settings:
         self.notices = overrides.pop("notices", None) or NoticeSettings()
         self.weather = overrides.pop("weather", None) or WeatherSettings()
         self.cap = overrides.pop("cap", None) or CapSettings()
+        self.polls = overrides.pop("polls", None) or DeliberationSettings()
         if overrides:
             raise TypeError(f"unknown settings: {sorted(overrides)}")

@@ -11,10 +11,14 @@ from handlers import (
     notice_manage,
     notices,
     onboarding,
+    poll_ballots,
+    polls,
     profile,
+    proposals,
     report_staff,
     reports,
     subscribe,
+    surveys,
     verification,
     volunteering,
     volunteering_hours,
@@ -26,7 +30,8 @@ from handlers.router import Router
 MODULES = [onboarding, profile, verification, admin,
            reports, report_staff,
            notices, notice_manage, notice_answers, notice_jobs, subscribe, guides, alerts,
-           volunteering, volunteering_organise, volunteering_teams, volunteering_hours]
+           volunteering, volunteering_organise, volunteering_teams, volunteering_hours,
+           polls, poll_ballots, surveys, proposals]
 
 
 def build_router() -> Router:

@@ -9,8 +9,11 @@ from storage import (
     notices,
     outbox,
     people,
+    polls,
+    proposals,
     reports,
     subscriptions,
+    surveys,
     territory,
     updates,
     verification,
@@ -21,5 +24,5 @@ from storage import (
 from storage.base import Base
 
 __all__ = ["Base", "alerts", "audit", "dialog", "guides", "kv", "notices", "outbox", "people",
-           "reports", "subscriptions", "territory", "updates", "verification", "volunteer_hours",
-           "volunteer_teams", "volunteering"]
+           "polls", "proposals", "reports", "subscriptions", "surveys", "territory", "updates",
+           "verification", "volunteer_hours", "volunteer_teams", "volunteering"]

@@ -1,0 +1,92 @@
+"""Pieces shared by the /newpoll and /newsurvey conversations: which areas the author may address,
+a closing time typed by a person, and the committee an area belongs to."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from handlers.context import Context
+from storage import territory
+from storage.audience import Audience
+from storage.territory import Building, Committee, Estate
+
+MAX_DAYS = 90
+_RELATIVE = re.compile(r"^(\d{1,4})\s*([hd])$", re.IGNORECASE)
+_ABSOLUTE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})\s+(\d{1,2}):(\d{2})$")
+
+
+async def area_buttons(ctx: Context, action: str, step: str) -> list[list]:
+    """One button per committee and estate the author's roles cover."""
+    scope = await ctx.scope()
+    rows = []
+    committees = (await ctx.session.scalars(
+        select(Committee).order_by(Committee.id))).all()
+    for c in committees:
+        if scope.everything or c.id in scope.committee_ids:
+            rows.append([ctx.button(territory.localized(c, ctx.lang), action, step, "c", c.id)])
+    for e in await territory.estates(ctx.session):
+        if scope.covers_estate(e.id):
+            rows.append([ctx.button(territory.localized(e, ctx.lang), action, step, "e", e.id)])
+    return rows
+
+
+async def may_address(ctx: Context, kind: str, area_id: int) -> bool:
+    scope = await ctx.scope()
+    if scope.everything:
+        return True
+    if kind == "committee":
+        return area_id in scope.committee_ids
+    if kind == "estate":
+        return scope.covers_estate(area_id)
+    b = await ctx.session.get(Building, area_id)
+    return b is not None and scope.covers_estate(b.estate_id)
+
+
+async def committee_of(ctx: Context, kind: str, area_id: int) -> int | None:
+    if kind == "committee":
+        return area_id
+    if kind == "building":
+        b = await ctx.session.get(Building, area_id)
+        area_id = b.estate_id if b else None
+    e = await ctx.session.get(Estate, area_id) if area_id else None
+    return e.committee_id if e else None
+
+
+async def area_name(ctx: Context, audience: Audience) -> str:
+    if audience.kind == "committee":
+        return territory.localized(await ctx.session.get(Committee, audience.area_id), ctx.lang)
+    if audience.kind == "estate":
+        return territory.localized(await ctx.session.get(Estate, audience.area_id), ctx.lang)
+    b = await ctx.session.get(Building, audience.area_id)
+    estate = await ctx.session.get(Estate, b.estate_id)
+    return ctx.t("polls.building_of", estate=territory.localized(estate, ctx.lang),
+                 number=b.number)
+
+
+def parse_closing(text: str, now: datetime, tz_name: str) -> datetime | str:
+    """A closing time (`2026-12-01 20:00` local, `48h`, `3d`), or the key of what is wrong."""
+    text = text.strip()
+    if m := _RELATIVE.match(text):
+        amount, unit = int(m.group(1)), m.group(2).lower()
+        at = now + (timedelta(hours=amount) if unit == "h" else timedelta(days=amount))
+    elif m := _ABSOLUTE.match(text):
+        try:
+            local = datetime(*(int(g) for g in m.groups()), tzinfo=ZoneInfo(tz_name))
+        except ValueError:
+            return "closes_invalid"
+        at = local.astimezone(now.tzinfo)
+    else:
+        return "closes_invalid"
+    if at <= now + timedelta(minutes=5):
+        return "closes_past"
+    if at > now + timedelta(days=MAX_DAYS):
+        return "closes_too_far"
+    return at
+
+
+def local_time(ctx: Context, at: datetime) -> str:
+    return at.astimezone(ZoneInfo(ctx.services.settings.bot.timezone)).strftime("%Y-%m-%d %H:%M")

@@ -1,0 +1,268 @@
+"""Voting: ballots with buttons signed for one resident, votes, results; and the job that closes
+polls at their time and streams invitations and results to every eligible resident.
+
+Multiple-choice selections travel in the signed button payload (a bit mask), not in the dialog
+state, so nothing of an anonymous voter's choice is kept on the server outside the counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from zoneinfo import ZoneInfo
+
+from bot.messaging.model import Button, Outbound
+from bot.scheduler import Job
+from handlers import poll_chart
+from handlers.context import Context, Services
+from handlers.polls import rules
+from handlers.router import Router
+from storage import audit, outbox, polls
+from storage.audience import recipients_after
+from storage.people import Resident, identities_of
+
+log = logging.getLogger(__name__)
+router = Router()
+MAX_BATCHES_PER_TICK = 40
+
+
+def _texts(services: Services, lang: str):
+    return lambda key, **v: services.texts.get(lang, key, **v)
+
+
+def _local(services: Services, at) -> str:
+    return at.astimezone(ZoneInfo(services.settings.bot.timezone)).strftime("%Y-%m-%d %H:%M")
+
+
+def ballot(services: Services, lang: str, identity_id: int, poll: polls.Poll,
+           options: list[polls.PollOption], mask: int = 0, edit_of: str | None = None
+           ) -> Outbound:
+    t = _texts(services, lang)
+    sign = services.signer.sign
+    listing = "\n".join(f"{o.position + 1}. {o.label}" for o in options)
+    text = t("polls.ballot", number=poll.id, question=poll.question, options=listing,
+             rules=rules(t, poll.multiple, poll.anonymous, poll.per_household,
+                         poll.live_results),
+             closes=_local(services, poll.closes_at))
+    rows: list[list[Button]] = []
+    for o in options:
+        if poll.multiple:
+            mark = "☑" if mask >> o.position & 1 else "☐"
+            rows.append([Button(f"{mark} {o.position + 1}. {o.label}",
+                                sign(identity_id, "pm", poll.id, mask ^ (1 << o.position)))])
+        else:
+            rows.append([Button(f"{o.position + 1}. {o.label}",
+                                sign(identity_id, "pv", poll.id, o.position))])
+    if poll.multiple:
+        rows.append([Button(t("polls.submit"), sign(identity_id, "ps", poll.id, mask))])
+    if poll.live_results:
+        rows.append([Button(t("polls.show_results"), sign(identity_id, "pr", poll.id))])
+    return Outbound(text=text, buttons=rows, edit_of=edit_of)
+
+
+def results_text(t, poll: polls.Poll, res: polls.Results) -> str:
+    lines = [t("polls.results_title" if poll.status == "closed" else "polls.results_live",
+               number=poll.id, question=poll.question)]
+    for o in res.options:
+        lines.append(t("polls.results_line", n=o.position + 1, label=o.label, votes=o.votes,
+                       percent=o.percent))
+    lines.append(t("polls.results_turnout", voters=res.voters, eligible=res.eligible,
+                   percent=res.turnout))
+    if res.quorum is None:
+        lines.append(t("polls.results_no_quorum"))
+    else:
+        lines.append(t("polls.results_quorum_met" if res.quorum_met
+                       else "polls.results_quorum_not_met", quorum=res.quorum))
+    return "\n".join(lines)
+
+
+def chart(services: Services, res: polls.Results) -> str:
+    data = poll_chart.render([o.votes for o in res.options], [str(o.percent) for o in res.options],
+                             f"{res.voters} / {res.eligible}  ({res.turnout}%)")
+    return str(services.media.path(services.media.save(data, ".png")))
+
+
+# -- residents ---------------------------------------------------------------------------------
+def _ints(args: list[str], n: int) -> list[int] | None:
+    try:
+        values = [int(a) for a in args[:n]]
+    except ValueError:
+        return None
+    return values if len(values) == n and all(v >= 0 for v in values) else None
+
+
+@router.command("polls", help_key="polls.help_polls", order=20)
+async def list_open(ctx: Context) -> None:
+    found = await polls.open_for(ctx.session, ctx.resident)
+    if not found:
+        ctx.say("polls.none_open")
+        return
+    ctx.say("polls.open_list", [[ctx.button(f"#{p.id} {p.question[:40]}", "pb", p.id)]
+                                for p in found])
+
+
+@router.button("pb")
+async def show_ballot(ctx: Context) -> None:
+    args = _ints(ctx.args, 1)
+    poll = await ctx.session.get(polls.Poll, args[0]) if args else None
+    if poll is None:
+        ctx.say("common.button_invalid")
+        return
+    refused = await polls.may_vote(ctx.session, poll, ctx.resident, ctx.now)
+    if refused is not None:
+        ctx.say(f"polls.refused_{refused.value}")
+        return
+    options = await polls.options_of(ctx.session, poll.id)
+    ctx.replies.append(ballot(ctx.services, ctx.lang, ctx.identity.id, poll, options))
+
+
+@router.button("pv")
+async def vote_single(ctx: Context) -> None:
+    args = _ints(ctx.args, 2)
+    if args is None:
+        ctx.say("common.button_invalid")
+        return
+    await _cast(ctx, args[0], [args[1]])
+
+
+@router.button("pm")
+async def toggle(ctx: Context) -> None:
+    args = _ints(ctx.args, 2)
+    poll = await ctx.session.get(polls.Poll, args[0]) if args else None
+    if poll is None or not poll.multiple:
+        ctx.say("common.button_invalid")
+        return
+    options = await polls.options_of(ctx.session, poll.id)
+    if args[1] >= 1 << len(options):
+        ctx.say("polls.refused_bad_choice")
+        return
+    if poll.status != "open" or poll.closes_at <= ctx.now:
+        ctx.say("polls.refused_closed")
+        return
+    ctx.replies.append(ballot(ctx.services, ctx.lang, ctx.identity.id, poll, options,
+                              mask=args[1], edit_of=ctx.inbound.message_ref))
+
+
+@router.button("ps")
+async def submit(ctx: Context) -> None:
+    args = _ints(ctx.args, 2)
+    if args is None:
+        ctx.say("common.button_invalid")
+        return
+    if args[1] == 0:
+        ctx.say("polls.choose_one")
+        return
+    positions = [i for i in range(polls.MAX_OPTIONS + 1) if args[1] >> i & 1]
+    if args[1] >= 1 << (polls.MAX_OPTIONS + 1):
+        positions.append(polls.MAX_OPTIONS + 1)  # certainly not an option: refused below
+    await _cast(ctx, args[0], positions)
+
+
+async def _cast(ctx: Context, poll_id: int, positions: list[int]) -> None:
+    outcome = await polls.cast(ctx.session, poll_id, ctx.resident, positions, ctx.now)
+    poll = await ctx.session.get(polls.Poll, poll_id)
+    if outcome not in (polls.Outcome.CAST, polls.Outcome.CHANGED, polls.Outcome.UNCHANGED):
+        ctx.say(f"polls.refused_{outcome.value}")
+        return
+    if poll.anonymous:
+        # The reply names no option: if the platform delays it, it waits in the outbox, and
+        # the outbox must not learn an anonymous choice.
+        ctx.say("polls.voted_anonymous", number=poll.id)
+    else:
+        labels = {o.position: o.label for o in await polls.options_of(ctx.session, poll_id)}
+        chosen = ", ".join(f"{p + 1}. {labels[p]}" for p in sorted(positions))
+        key = {polls.Outcome.CAST: "polls.voted_named", polls.Outcome.CHANGED: "polls.changed",
+               polls.Outcome.UNCHANGED: "polls.unchanged"}[outcome]
+        ctx.say(key, number=poll.id, choice=chosen)
+        ctx.say("polls.can_change", closes=_local(ctx.services, poll.closes_at))
+    if poll.live_results:
+        ctx.reply(results_text(ctx.t, poll, await polls.results(ctx.session, poll)))
+
+
+@router.button("pr")
+async def show_results(ctx: Context) -> None:
+    args = _ints(ctx.args, 1)
+    poll = await ctx.session.get(polls.Poll, args[0]) if args else None
+    if poll is None:
+        ctx.say("common.button_invalid")
+        return
+    if not poll.live_results and poll.status != "closed":
+        ctx.say("polls.results_hidden", closes=_local(ctx.services, poll.closes_at))
+        return
+    ctx.reply(results_text(ctx.t, poll, await polls.results(ctx.session, poll)))
+
+
+# -- the clock ---------------------------------------------------------------------------------
+async def tick(sessions, services: Services, deliverer) -> None:
+    now = services.clock()
+    async with sessions() as session, session.begin():
+        due = await polls.due(session, now)
+    for poll_id in due:
+        async with sessions() as session, session.begin():
+            if await polls.close(session, poll_id, now):
+                await audit.record(session, None, "poll.close", f"poll:{poll_id}")
+    async with sessions() as session:
+        pending = [p.id for p in await polls.pending_fanout(session)]
+    queued = False
+    for poll_id in pending:
+        for _ in range(MAX_BATCHES_PER_TICK):
+            try:
+                more = await _fanout_step(sessions, services, poll_id)
+            except _LostRace:
+                break
+            queued = True
+            if not more:
+                break
+    if queued and deliverer is not None:
+        deliverer.wake()
+
+
+class _LostRace(Exception):
+    """Another worker moved the cursor first: this transaction's pushes are rolled back."""
+
+
+async def _fanout_step(sessions, services: Services, poll_id: int) -> bool:
+    """One batch of invitations (open poll) or results (closed poll); True if more remain."""
+    batch = services.settings.polls.fanout_batch
+    default = services.settings.bot.default_language
+    async with sessions() as session, session.begin():
+        poll = await session.get(polls.Poll, poll_id)
+        inviting = poll.status == "open"
+        cursor = poll.invited_upto if inviting else poll.results_upto
+        recipients, last = await recipients_after(session, poll.audience, cursor, batch)
+        options = await polls.options_of(session, poll_id)
+        messages: dict[str, dict] = {}
+        if not inviting:
+            res = await polls.results(session, poll)
+            charts = services.extra.setdefault("poll_charts", {})
+            photo = charts.get(poll_id)
+            if photo is None:  # once per poll and process: the counters no longer move
+                photo = await asyncio.to_thread(chart, services, res)  # Pillow is CPU work
+                charts[poll_id] = photo
+            if cursor == 0:  # the author hears the result even when not a voter
+                lang = (await session.get(Resident, poll.author_id)).language
+                author = [(i.id, lang) for i in await identities_of(session, poll.author_id)]
+            else:
+                author = []
+        targets = [(r.identity_id, r.language) for r in recipients]
+        for identity_id, lang in targets + (author if not inviting else []):
+            lang = lang or default
+            if inviting:
+                payload = ballot(services, lang, identity_id, poll, options).to_json()
+            else:
+                if lang not in messages:
+                    messages[lang] = Outbound(
+                        text=results_text(_texts(services, lang), poll, res),
+                        photo=photo).to_json()
+                payload = messages[lang]
+            kind = "inv" if inviting else "res"
+            await outbox.enqueue(session, identity_id, payload, priority=outbox.Priority.BULK,
+                                 group=f"poll:{poll_id}", dedupe_key=f"poll:{poll_id}:{kind}:"
+                                 f"{identity_id}")
+        column = "invited_upto" if inviting else "results_upto"
+        if not await polls.advance_cursor(session, poll_id, column, cursor, last):
+            raise _LostRace
+        return last is not None
+
+
+jobs = [Job("polls", 30, tick)]

@@ -1,0 +1,257 @@
+"""The council's agenda: /propose, support from neighbours, the threshold that puts a proposal on
+the agenda, the council's decision (/agenda) and what the committee did. Proposer and supporters
+hear of every status change through the outbox."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from bot.messaging.model import Outbound
+from handlers.context import Context
+from handlers.router import Router
+from storage import audit, proposals
+from storage.audience import Audience, refusal
+from storage.people import Identity, Resident
+from storage.territory import Committee, Estate
+
+router = Router()
+TITLE, BODY, NOTE, DONE = "proposal.title", "proposal.body", "proposal.note", "proposal.done"
+COUNCIL = ("admin", "staff", "committee")
+MAX_TITLE, MAX_BODY, MAX_NOTE = 120, 2000, 1000
+
+
+async def _home_committee(ctx: Context) -> Committee | None:
+    if ctx.resident.estate_id is None:
+        return None
+    estate = await ctx.session.get(Estate, ctx.resident.estate_id)
+    return await ctx.session.get(Committee, estate.committee_id)
+
+
+async def _refused(ctx: Context, committee_id: int) -> str | None:
+    verified = ctx.services.settings.polls.proposals_verified_only
+    return await refusal(ctx.session, Audience("committee", committee_id, verified), ctx.resident)
+
+
+@router.command("propose", help_key="proposals.help_propose", order=22)
+async def propose(ctx: Context) -> None:
+    committee = await _home_committee(ctx)
+    reason = "not_registered" if committee is None else await _refused(ctx, committee.id)
+    if reason:
+        ctx.say(f"polls.refused_{reason}")
+        return
+    ctx.goto(TITLE)
+    ctx.say("proposals.ask_title", limit=MAX_TITLE)
+
+
+@router.state(TITLE)
+async def typed_title(ctx: Context) -> None:
+    text = ctx.inbound.text or ""
+    if not 3 <= len(text) <= MAX_TITLE:
+        ctx.say("proposals.title_length", limit=MAX_TITLE)
+        return
+    ctx.goto(BODY, title=text)
+    ctx.say("proposals.ask_body", limit=MAX_BODY)
+
+
+@router.state(BODY)
+async def typed_body(ctx: Context) -> None:
+    text = ctx.inbound.text or ""
+    if not 10 <= len(text) <= MAX_BODY:
+        ctx.say("proposals.body_length", limit=MAX_BODY)
+        return
+    committee = await _home_committee(ctx)
+    if committee is None or await _refused(ctx, committee.id):
+        ctx.finish()
+        ctx.say("common.not_allowed")
+        return
+    settings = ctx.services.settings.polls
+    threshold = settings.proposal_thresholds.get(committee.code, settings.proposal_threshold)
+    row = await proposals.submit(ctx.session, committee_id=committee.id,
+                                 author_id=ctx.resident.id, title=ctx.data["title"], body=text,
+                                 threshold=threshold)
+    await audit.record(ctx.session, ctx.resident.id, "proposal.submit", f"proposal:{row.id}")
+    ctx.finish()
+    ctx.say("proposals.submitted", number=row.id, threshold=threshold)
+
+
+def _line(ctx: Context, p: proposals.Proposal) -> str:
+    return ctx.t("proposals.line", number=p.id, title=p.title,
+                 status=ctx.t(f"proposals.status_{p.status}"), supporters=p.supporters,
+                 threshold=p.threshold)
+
+
+@router.command("proposals", help_key="proposals.help_proposals", order=23)
+async def listing(ctx: Context) -> None:
+    scope = await ctx.scope()
+    committees = set(scope.committee_ids)
+    if scope.everything:
+        committees |= set((await ctx.session.scalars(select(Committee.id))).all())
+    home = await _home_committee(ctx)
+    if home is not None:
+        committees.add(home.id)
+    rows = await proposals.of_committee(ctx.session, committees) if committees else []
+    if not rows:
+        ctx.say("proposals.none")
+        return
+    lines, buttons = [ctx.t("proposals.list_title")], []
+    for p in rows:
+        lines.append(_line(ctx, p))
+        if p.decision_note:
+            lines.append(ctx.t("proposals.decision_note", note=p.decision_note))
+        if p.implementation_note:
+            lines.append(ctx.t("proposals.implementation_note", note=p.implementation_note))
+        if p.status == proposals.Status.OPEN and p.author_id != ctx.resident.id and \
+                home is not None and home.id == p.committee_id:
+            buttons.append([ctx.button(ctx.t("proposals.support", number=p.id), "psu", p.id)])
+        buttons.append([ctx.button(ctx.t("proposals.read", number=p.id), "prd", p.id)])
+    ctx.reply("\n".join(lines), buttons)
+
+
+async def _proposal(ctx: Context) -> proposals.Proposal | None:
+    try:
+        row = await ctx.session.get(proposals.Proposal, int(ctx.args[0]))
+    except (IndexError, ValueError):
+        row = None
+    if row is None:
+        ctx.say("common.button_invalid")
+    return row
+
+
+@router.button("prd")
+async def read(ctx: Context) -> None:
+    p = await _proposal(ctx)
+    if p is not None:
+        ctx.reply(f"{_line(ctx, p)}\n\n{p.body}")
+
+
+@router.button("psu")
+async def support(ctx: Context) -> None:
+    p = await _proposal(ctx)
+    if p is None:
+        return
+    reason = await _refused(ctx, p.committee_id)
+    if reason:
+        ctx.say(f"polls.refused_{reason}")
+        return
+    outcome = await proposals.support(ctx.session, p, ctx.resident.id, ctx.now)
+    ctx.say(f"proposals.support_{outcome.value}", number=p.id, supporters=p.supporters,
+            threshold=p.threshold)
+    if outcome == proposals.Support.REACHED:
+        await audit.record(ctx.session, None, "proposal.agenda", f"proposal:{p.id}",
+                           supporters=p.supporters)
+        await _tell(ctx, p, "agenda")
+
+
+async def _tell(ctx: Context, p: proposals.Proposal, status: str) -> None:
+    """Proposer and supporters hear of a status change, each in their own language."""
+    people = [p.author_id, *await proposals.supporters_of(ctx.session, p.id)]
+    rows = await ctx.session.execute(
+        select(Identity.id, Resident.language).join(Resident, Resident.id == Identity.resident_id)
+        .where(Resident.id.in_(people), Identity.unreachable_at.is_(None)))
+    default = ctx.services.settings.bot.default_language
+    for identity_id, lang in rows.all():
+        lang = lang or default
+        text = ctx.t_for(lang, f"proposals.news_{status}", number=p.id, title=p.title,
+                         note=p.implementation_note if status == "done" else
+                         (p.decision_note or ""))
+        await ctx.push(identity_id, Outbound(text=text),
+                       dedupe_key=f"proposal:{p.id}:{status}:{identity_id}")
+
+
+@router.command("agenda", help_key="proposals.help_agenda", roles=COUNCIL, order=42)
+async def agenda(ctx: Context) -> None:
+    scope = await ctx.scope()
+    committees = set(scope.committee_ids)
+    if scope.everything:
+        committees |= set((await ctx.session.scalars(select(Committee.id))).all())
+    rows = await proposals.of_committee(
+        ctx.session, committees, statuses=(proposals.Status.AGENDA, proposals.Status.ADOPTED),
+        limit=20)
+    if not rows:
+        ctx.say("proposals.agenda_empty")
+        return
+    for p in rows:
+        if p.status == proposals.Status.AGENDA:
+            buttons = [[ctx.button(ctx.t(f"proposals.decide_{d}"), "pdc", p.id, i)
+                        for i, d in enumerate(proposals.DECISIONS)]]
+        else:
+            buttons = [[ctx.button(ctx.t("proposals.record_done"), "pim", p.id)]]
+        ctx.reply(f"{_line(ctx, p)}\n\n{p.body}", buttons)
+
+
+async def _council_may(ctx: Context, p: proposals.Proposal) -> bool:
+    scope = await ctx.scope()
+    if scope.everything or p.committee_id in scope.committee_ids:
+        return True
+    ctx.say("common.not_allowed")
+    return False
+
+
+@router.button("pdc")
+async def decide_pressed(ctx: Context) -> None:
+    p = await _proposal(ctx)
+    if p is None or not await _council_may(ctx, p):
+        return
+    try:
+        decision = proposals.DECISIONS[int(ctx.args[1])]
+    except (IndexError, ValueError):
+        ctx.say("common.button_invalid")
+        return
+    if p.status != proposals.Status.AGENDA:
+        ctx.say("proposals.already_decided")
+        return
+    ctx.goto(NOTE, proposal=p.id, decision=decision)
+    ctx.say("proposals.ask_note", decision=ctx.t(f"proposals.status_{decision}"),
+            limit=MAX_NOTE)
+
+
+@router.state(NOTE)
+async def typed_note(ctx: Context) -> None:
+    text = ctx.inbound.text or ""
+    if not 2 <= len(text) <= MAX_NOTE:
+        ctx.say("proposals.note_length", limit=MAX_NOTE)
+        return
+    p = await ctx.session.get(proposals.Proposal, ctx.data["proposal"])
+    decision = ctx.data["decision"]
+    ctx.finish()
+    if not await _council_may(ctx, p):
+        return
+    if not await proposals.decide(ctx.session, p.id, decision, text, ctx.resident.id, ctx.now):
+        ctx.say("proposals.already_decided")
+        return
+    await ctx.session.refresh(p)
+    await audit.record(ctx.session, ctx.resident.id, "proposal.decide", f"proposal:{p.id}",
+                       decision=decision)
+    ctx.say("proposals.decided", number=p.id, decision=ctx.t(f"proposals.status_{decision}"))
+    await _tell(ctx, p, decision)
+
+
+@router.button("pim")
+async def done_pressed(ctx: Context) -> None:
+    p = await _proposal(ctx)
+    if p is None or not await _council_may(ctx, p):
+        return
+    if p.status != proposals.Status.ADOPTED:
+        ctx.say("proposals.not_adopted")
+        return
+    ctx.goto(DONE, proposal=p.id)
+    ctx.say("proposals.ask_done", limit=MAX_NOTE)
+
+
+@router.state(DONE)
+async def typed_done(ctx: Context) -> None:
+    text = ctx.inbound.text or ""
+    if not 2 <= len(text) <= MAX_NOTE:
+        ctx.say("proposals.note_length", limit=MAX_NOTE)
+        return
+    p = await ctx.session.get(proposals.Proposal, ctx.data["proposal"])
+    ctx.finish()
+    if not await _council_may(ctx, p):
+        return
+    if not await proposals.implemented(ctx.session, p.id, text, ctx.resident.id, ctx.now):
+        ctx.say("proposals.not_adopted")
+        return
+    await ctx.session.refresh(p)
+    await audit.record(ctx.session, ctx.resident.id, "proposal.implemented", f"proposal:{p.id}")
+    ctx.say("proposals.done_recorded", number=p.id)
+    await _tell(ctx, p, "done")

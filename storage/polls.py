@@ -1,0 +1,377 @@
+"""Polls: one vote per resident or household, held by the database; anonymous ballots kept apart
+from who voted.
+
+Every poll records *that* a voter key took part in `poll_participations` (primary key: poll and
+voter key, so a second vote fails in the database, also under concurrent taps). What was chosen
+goes to per-option counters in `poll_tallies`. A named poll also keeps each vote in `poll_votes`
+(who chose what, so it can be changed before close). An anonymous poll keeps nothing else: the
+counters carry no voter, no time and no order, so no table, log or export joins a choice to a
+person. Anonymous votes therefore cannot be changed; named ones can, when the poll allows it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    String,
+    UniqueConstraint,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from storage.audience import Audience, count_eligible, percent, refusal
+from storage.base import Base, utcnow
+from storage.people import Resident
+
+MIN_OPTIONS, MAX_OPTIONS = 2, 12
+
+
+class Poll(Base):
+    __tablename__ = "polls"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    committee_id: Mapped[int | None] = mapped_column(ForeignKey("committees.id"), index=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("residents.id"))
+    question: Mapped[str] = mapped_column(String(300))
+    multiple: Mapped[bool] = mapped_column(Boolean, default=False)
+    area_kind: Mapped[str] = mapped_column(String(12))
+    area_id: Mapped[int]
+    verified_only: Mapped[bool] = mapped_column(Boolean, default=True)
+    per_household: Mapped[bool] = mapped_column(Boolean, default=False)
+    anonymous: Mapped[bool] = mapped_column(Boolean, default=True)
+    live_results: Mapped[bool] = mapped_column(Boolean, default=False)
+    quorum: Mapped[int | None]  # minimum number of voters for the result to count
+    closes_at: Mapped[datetime] = mapped_column(index=True)
+    status: Mapped[str] = mapped_column(String(10), default="open", index=True)
+    eligible: Mapped[int | None]  # counted when the poll closes
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None]
+    # Fan-out cursors (last resident reached): invitations, then results after close.
+    invited_upto: Mapped[int] = mapped_column(default=0)
+    invites_done: Mapped[bool] = mapped_column(Boolean, default=False)
+    results_upto: Mapped[int] = mapped_column(default=0)
+    results_done: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    @property
+    def audience(self) -> Audience:
+        return Audience(self.area_kind, self.area_id, self.verified_only)
+
+    @property
+    def changeable(self) -> bool:
+        return not self.anonymous
+
+
+class PollOption(Base):
+    __tablename__ = "poll_options"
+    __table_args__ = (UniqueConstraint("poll_id", "position"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    poll_id: Mapped[int] = mapped_column(ForeignKey("polls.id"), index=True)
+    position: Mapped[int]  # 0-based
+    label: Mapped[str] = mapped_column(String(100))
+
+
+class PollParticipation(Base):
+    """That a voter key voted; deliberately without time or sequence."""
+
+    __tablename__ = "poll_participations"
+    poll_id: Mapped[int] = mapped_column(ForeignKey("polls.id"), primary_key=True)
+    voter_key: Mapped[str] = mapped_column(String(24), primary_key=True)
+
+
+class PollTally(Base):
+    """Running count per option: the only place an anonymous choice lands."""
+
+    __tablename__ = "poll_tallies"
+    poll_id: Mapped[int] = mapped_column(ForeignKey("polls.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    votes: Mapped[int] = mapped_column(default=0)
+
+
+class PollVote(Base):
+    """Named polls only: who chose what."""
+
+    __tablename__ = "poll_votes"
+    poll_id: Mapped[int] = mapped_column(ForeignKey("polls.id"), primary_key=True)
+    voter_key: Mapped[str] = mapped_column(String(24), primary_key=True)
+    resident_id: Mapped[int] = mapped_column(ForeignKey("residents.id"), index=True)
+    choices: Mapped[list] = mapped_column(default=list)  # option positions
+    cast_at: Mapped[datetime] = mapped_column(default=utcnow)
+    changed_at: Mapped[datetime | None]
+
+
+@dataclass(frozen=True)
+class PollDraft:
+    question: str
+    options: list[str]
+    multiple: bool
+    audience: Audience
+    per_household: bool
+    anonymous: bool
+    live_results: bool
+    closes_at: datetime
+    quorum: int | None
+    committee_id: int | None
+
+
+async def create(session: AsyncSession, draft: PollDraft, author_id: int) -> Poll:
+    if not MIN_OPTIONS <= len(draft.options) <= MAX_OPTIONS:
+        raise ValueError("a poll has 2 to 12 options")
+    poll = Poll(
+        committee_id=draft.committee_id, author_id=author_id, question=draft.question,
+        multiple=draft.multiple, area_kind=draft.audience.kind, area_id=draft.audience.area_id,
+        verified_only=draft.audience.verified_only, per_household=draft.per_household,
+        anonymous=draft.anonymous, live_results=draft.live_results, quorum=draft.quorum,
+        closes_at=draft.closes_at,
+    )
+    session.add(poll)
+    await session.flush()
+    for position, label in enumerate(draft.options):
+        session.add(PollOption(poll_id=poll.id, position=position, label=label))
+        session.add(PollTally(poll_id=poll.id, position=position, votes=0))
+    await session.flush()
+    return poll
+
+
+async def options_of(session: AsyncSession, poll_id: int) -> list[PollOption]:
+    rows = await session.scalars(
+        select(PollOption).where(PollOption.poll_id == poll_id).order_by(PollOption.position))
+    return list(rows.all())
+
+
+class Outcome(enum.StrEnum):
+    CAST = "cast"
+    CHANGED = "changed"
+    UNCHANGED = "unchanged"  # the same choices again
+    CLOSED = "closed"
+    ALREADY = "already_voted"
+    HOUSEHOLD = "household_voted"
+    BAD_CHOICE = "bad_choice"
+    NO_HOUSEHOLD = "no_household"
+    NOT_REGISTERED = "not_registered"
+    NOT_IN_AREA = "not_in_area"
+    NOT_VERIFIED = "not_verified"
+
+
+def voter_key(poll: Poll, resident: Resident) -> str | None:
+    if poll.per_household:
+        return f"h{resident.household_id}" if resident.household_id else None
+    return f"r{resident.id}"
+
+
+def valid_choices(poll: Poll, option_count: int, choices: list[int]) -> bool:
+    """Positions that exist in this poll, no repeats, one unless multiple choice."""
+    if not choices or len(set(choices)) != len(choices):
+        return False
+    if not poll.multiple and len(choices) != 1:
+        return False
+    return all(0 <= c < option_count for c in choices)
+
+
+async def may_vote(session: AsyncSession, poll: Poll, resident: Resident,
+                   now: datetime) -> Outcome | None:
+    """Why the resident cannot vote at all (before looking at earlier votes), or None."""
+    if poll.status != "open" or poll.closes_at <= now:
+        return Outcome.CLOSED
+    reason = await refusal(session, poll.audience, resident)
+    if reason is not None:
+        return Outcome(reason)
+    if voter_key(poll, resident) is None:
+        return Outcome.NO_HOUSEHOLD
+    return None
+
+
+async def cast(session: AsyncSession, poll_id: int, resident: Resident, choices: list[int],
+               now: datetime) -> Outcome:
+    poll = await session.get(Poll, poll_id)
+    if poll is None:
+        return Outcome.BAD_CHOICE
+    refused = await may_vote(session, poll, resident, now)
+    if refused is not None:
+        return refused
+    count = await session.scalar(
+        select(func.count()).select_from(PollOption).where(PollOption.poll_id == poll_id))
+    if not valid_choices(poll, count, choices):
+        return Outcome.BAD_CHOICE
+    key = voter_key(poll, resident)
+    choices = sorted(choices)
+    if await session.get(PollParticipation, (poll_id, key)) is not None:
+        # The usual second tap; the primary key below still decides a true race.
+        return await _change(session, poll, key, resident, choices, now)
+    try:
+        async with session.begin_nested():
+            session.add(PollParticipation(poll_id=poll_id, voter_key=key))
+            if not poll.anonymous:
+                session.add(PollVote(poll_id=poll_id, voter_key=key, resident_id=resident.id,
+                                     choices=choices, cast_at=now))
+            await session.flush()
+            if not await _still_open(session, poll_id, now):
+                raise _Closed
+            await _count(session, poll_id, choices, +1)
+    except _Closed:
+        return Outcome.CLOSED
+    except IntegrityError:
+        return await _change(session, poll, key, resident, choices, now)
+    return Outcome.CAST
+
+
+class _Closed(Exception):
+    pass
+
+
+async def _still_open(session: AsyncSession, poll_id: int, now: datetime) -> bool:
+    """Orders a vote against closing: the shared lock lets voters run side by side but makes
+    `close` wait for them, and a vote that comes after the close sees it and is undone with its
+    participation row. (SQLite runs one writer at a time, so there it is a plain read.)"""
+    return await session.scalar(
+        select(Poll.id).where(Poll.id == poll_id, Poll.status == "open", Poll.closes_at > now)
+        .with_for_update(read=True)) is not None
+
+
+async def _change(session: AsyncSession, poll: Poll, key: str, resident: Resident,
+                  choices: list[int], now: datetime) -> Outcome:
+    if not poll.changeable:
+        return Outcome.HOUSEHOLD if poll.per_household else Outcome.ALREADY
+    vote = await session.scalar(
+        select(PollVote).where(PollVote.poll_id == poll.id, PollVote.voter_key == key)
+        .with_for_update())
+    if vote is None or vote.resident_id != resident.id:
+        return Outcome.HOUSEHOLD if poll.per_household else Outcome.ALREADY
+    if not await _still_open(session, poll.id, now):
+        return Outcome.CLOSED
+    if sorted(vote.choices) == choices:
+        return Outcome.UNCHANGED
+    await _count(session, poll.id, list(vote.choices), -1)
+    await _count(session, poll.id, choices, +1)
+    vote.choices = choices
+    vote.changed_at = now
+    return Outcome.CHANGED
+
+
+async def _count(session: AsyncSession, poll_id: int, positions: list[int], delta: int) -> None:
+    for position in sorted(positions):  # one lock order for every voter: no deadlocks
+        await session.execute(
+            update(PollTally).where(PollTally.poll_id == poll_id, PollTally.position == position)
+            .values(votes=PollTally.votes + delta).execution_options(synchronize_session=False))
+
+
+async def has_voted(session: AsyncSession, poll: Poll, resident: Resident) -> bool:
+    key = voter_key(poll, resident)
+    if key is None:
+        return False
+    return await session.get(PollParticipation, (poll.id, key)) is not None
+
+
+async def my_choices(session: AsyncSession, poll: Poll, resident: Resident) -> list[int] | None:
+    """A named vote's choices (None for anonymous polls: nobody can know them)."""
+    if poll.anonymous:
+        return None
+    key = voter_key(poll, resident)
+    vote = await session.get(PollVote, (poll.id, key)) if key else None
+    return list(vote.choices) if vote and vote.resident_id == resident.id else None
+
+
+@dataclass(frozen=True)
+class OptionResult:
+    position: int
+    label: str
+    votes: int
+    percent: object  # Decimal, of voters
+
+
+@dataclass(frozen=True)
+class Results:
+    options: list[OptionResult]
+    voters: int
+    eligible: int
+    turnout: object  # Decimal
+    quorum: int | None
+    quorum_met: bool
+
+
+async def results(session: AsyncSession, poll: Poll) -> Results:
+    labels = {o.position: o.label for o in await options_of(session, poll.id)}
+    rows = (await session.execute(
+        select(PollTally.position, PollTally.votes).where(PollTally.poll_id == poll.id)
+        .order_by(PollTally.position))).all()
+    voters = await session.scalar(select(func.count()).select_from(PollParticipation).where(
+        PollParticipation.poll_id == poll.id)) or 0
+    eligible = poll.eligible if poll.eligible is not None else await count_eligible(
+        session, poll.audience, per_household=poll.per_household)
+    options = [OptionResult(p, labels[p], v, percent(v, voters)) for p, v in rows]
+    return Results(options, voters, eligible, percent(voters, eligible), poll.quorum,
+                   poll.quorum is None or voters >= poll.quorum)
+
+
+async def recount(session: AsyncSession, poll_id: int) -> dict[int, int]:
+    """A named poll's counts from the votes themselves: checks the counters."""
+    counts: dict[int, int] = {}
+    for choices in (await session.scalars(
+            select(PollVote.choices).where(PollVote.poll_id == poll_id))).all():
+        for c in choices:
+            counts[c] = counts.get(c, 0) + 1
+    return counts
+
+
+async def due(session: AsyncSession, now: datetime, limit: int = 20) -> list[int]:
+    rows = await session.scalars(
+        select(Poll.id).where(Poll.status == "open", Poll.closes_at <= now)
+        .order_by(Poll.closes_at).limit(limit))
+    return list(rows.all())
+
+
+async def close(session: AsyncSession, poll_id: int, now: datetime) -> bool:
+    """Close once: True only for the one caller whose guarded update changed the row."""
+    poll = await session.get(Poll, poll_id)
+    if poll is None:
+        return False
+    eligible = await count_eligible(session, poll.audience, per_household=poll.per_household)
+    done = await session.execute(
+        update(Poll).where(Poll.id == poll_id, Poll.status == "open")
+        .values(status="closed", closed_at=now, eligible=eligible)
+        .execution_options(synchronize_session=False))
+    if done.rowcount == 1:
+        await session.refresh(poll)
+        return True
+    return False
+
+
+async def advance_cursor(session: AsyncSession, poll_id: int, column: str, old: int,
+                         new: int | None) -> bool:
+    """Move a fan-out cursor from `old`; False when another worker moved it first."""
+    done_column = {"invited_upto": "invites_done", "results_upto": "results_done"}[column]
+    values = {done_column: True} if new is None else {column: new}
+    moved = await session.execute(
+        update(Poll).where(Poll.id == poll_id, getattr(Poll, column) == old,
+                           getattr(Poll, done_column).is_(False))
+        .values(**values).execution_options(synchronize_session=False))
+    return moved.rowcount == 1
+
+
+async def pending_fanout(session: AsyncSession, limit: int = 20) -> list[Poll]:
+    rows = await session.scalars(
+        select(Poll).where(
+            ((Poll.status == "open") & Poll.invites_done.is_(False))
+            | ((Poll.status == "closed") & Poll.results_done.is_(False)))
+        .order_by(Poll.id).limit(limit))
+    return list(rows.all())
+
+
+async def open_for(session: AsyncSession, resident: Resident, limit: int = 10) -> list[Poll]:
+    """Open polls whose area includes this resident (verification checked when voting)."""
+    rows = await session.scalars(
+        select(Poll).where(Poll.status == "open").order_by(Poll.closes_at).limit(200))
+    found = []
+    for poll in rows.all():
+        if await refusal(session, Audience(poll.area_kind, poll.area_id, False), resident) is None:
+            found.append(poll)
+        if len(found) >= limit:
+            break
+    return found
