@@ -76,9 +76,11 @@ def results_text(t, poll: polls.Poll, res: polls.Results) -> str:
     return "\n".join(lines)
 
 
-def chart(services: Services, res: polls.Results) -> str:
-    data = poll_chart.render([o.votes for o in res.options], [str(o.percent) for o in res.options],
-                             f"{res.voters} / {res.eligible}  ({res.turnout}%)")
+def chart(services: Services, poll: polls.Poll, res: polls.Results) -> str:
+    data = poll_chart.render(poll.question, [o.label for o in res.options],
+                             [o.votes for o in res.options], [str(o.percent) for o in res.options],
+                             f"{res.voters} / {res.eligible}  ({res.turnout}%)",
+                             services.settings.bot.font_file)
     return str(services.media.path(services.media.save(data, ".png")))
 
 
@@ -237,7 +239,7 @@ async def _fanout_step(sessions, services: Services, poll_id: int) -> bool:
             charts = services.extra.setdefault("poll_charts", {})
             photo = charts.get(poll_id)
             if photo is None:  # once per poll and process: the counters no longer move
-                photo = await asyncio.to_thread(chart, services, res)  # Pillow is CPU work
+                photo = await asyncio.to_thread(chart, services, poll, res)  # Pillow is CPU work
                 charts[poll_id] = photo
             if cursor == 0:  # the author hears the result even when not a voter
                 lang = (await session.get(Resident, poll.author_id)).language
