@@ -5,10 +5,10 @@ from __future__ import annotations
 from bot.messaging.model import Outbound
 from handlers.context import Context
 from handlers.notice_jobs import EMERGENCY_ACTION
+from handlers.report_filing import file_urgent_report
 from handlers.router import Router
 from storage import notices, outbox
 from storage.notices import Notice
-from storage.territory import Building, Estate, localized
 
 router = Router()
 
@@ -26,42 +26,38 @@ async def answered(ctx: Context) -> None:
         return
     previous = await notices.record_response(ctx.session, notice.id, ctx.resident.id, answer)
     if answer == "help" and previous != "help":
-        await request_help(ctx, notice)
+        reference = await request_help(ctx, notice)
+        if reference:
+            ctx.say("notices.answer_help_report", ref=reference)
+            return
     ctx.say(f"notices.answer_{answer}")
 
 
-async def request_help(ctx: Context, notice: Notice) -> None:
-    """The one place where "I need help" turns into action.
+async def request_help(ctx: Context, notice: Notice) -> str | None:
+    """The one place where "I need help" turns into action; runs once per (notice, resident).
 
-    The general team of the zone around the resident's home hears at once, at URGENT priority,
-    with the resident's name, phone and home (those teams cover that home, so they may see it).
-    With no such team (or nobody in it), the staff member who sent the notice is told instead.
-
-    LEAD: the reports feature's urgent report belongs here as well, e.g.
-    `await reports.create_urgent(ctx.session, resident=ctx.resident, source=f"notice:{notice.id}")`
-    — one report per (notice, resident), since this runs only when the answer becomes "help".
+    A resident with a home gets an urgent report there (category safety): it is routed to the
+    team for that zone, whose members get its card at URGENT priority with the resident's name,
+    phone and home, and it is followed in /queue, its SLA and the resident's /myreports like any
+    report. Returns its reference. Without a home on record there is nothing to route by, so
+    the staff member who sent the notice is told who asked instead.
     """
     resident = ctx.resident
-    zone_id = ctx.services.geo.zone_of_estate(resident.estate_id) if resident.estate_id else None
-    targets = await notices.zone_team_identities(ctx.session, zone_id)
-    if not targets and notice.sender_identity_id is not None:
-        targets = [notice.sender_identity_id]
-    estate = await ctx.session.get(Estate, resident.estate_id) if resident.estate_id else None
-    building = await ctx.session.get(Building, resident.building_id) \
-        if resident.building_id else None
-    for identity_id in targets:
-        lang = await _language_of(ctx, identity_id)
-        values = dict(id=notice.id, name=resident.display_name or f"#{resident.id}",
-                      phone=resident.phone or "-")
-        if estate is None:
-            text = ctx.t_for(lang, "notices.help_alert_no_home", **values)
-        else:
-            text = ctx.t_for(lang, "notices.help_alert", estate=localized(estate, lang),
-                             building=building.number if building else "-",
-                             unit=resident.unit or "-", **values)
-        await ctx.push(identity_id, Outbound(text=text), priority=outbox.Priority.URGENT,
-                       group=f"notice:{notice.id}:help",
-                       dedupe_key=f"nh{notice.id}:{resident.id}:{identity_id}")
+    if resident.estate_id is not None:
+        report = await file_urgent_report(
+            ctx.session, ctx.services, resident, category="safety",
+            description=ctx.t("notices.help_report", id=notice.id, unit=resident.unit or "-"))
+        ctx.pushed = True
+        return report.reference
+    if notice.sender_identity_id is not None:
+        lang = await _language_of(ctx, notice.sender_identity_id)
+        text = ctx.t_for(lang, "notices.help_alert_no_home", id=notice.id,
+                         name=resident.display_name or f"#{resident.id}",
+                         phone=resident.phone or "-")
+        await ctx.push(notice.sender_identity_id, Outbound(text=text),
+                       priority=outbox.Priority.URGENT, group=f"notice:{notice.id}:help",
+                       dedupe_key=f"nh{notice.id}:{resident.id}")
+    return None
 
 
 async def _language_of(ctx: Context, identity_id: int) -> str:

@@ -512,21 +512,3 @@ async def count_reachable(session: AsyncSession, notice: Notice) -> int:
     inner = audience_query(notice, 0, None).with_only_columns(Identity.id).subquery()
     return await session.scalar(select(func.count()).select_from(inner)) or 0
 
-
-async def zone_team_identities(session: AsyncSession, zone_id: int | None) -> list[int]:
-    """Reachable identities of the general team of a zone (a team with no categories)."""
-    from storage.people import Role, RoleKind
-    from storage.territory import Team
-
-    if zone_id is None:
-        return []
-    teams = (await session.scalars(select(Team).where(Team.zone_id == zone_id))).all()
-    team_ids = [t.id for t in teams if not t.categories]
-    if not team_ids:
-        return []
-    rows = await session.scalars(
-        select(Identity.id).join(Role, Role.resident_id == Identity.resident_id)
-        .where(Role.kind == RoleKind.TEAM.value, Role.scope_id.in_(team_ids),
-               Identity.unreachable_at.is_(None))
-        .distinct().order_by(Identity.id))
-    return list(rows.all())

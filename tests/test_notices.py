@@ -12,6 +12,7 @@ from handlers.notice_jobs import fan_out
 from handlers.notice_jobs import render_for as render
 from storage import notices, outbox, roles_service, subscriptions
 from storage.outbox import OutboxMessage, Priority
+from storage.reports import Report
 from tests.notice_support import add_resident, pump
 
 
@@ -211,13 +212,17 @@ async def test_emergency_answers_reach_the_zone_team(make_app, db_url):
     await chat.press("v2", chat.find_button("v1", "I need help"), raw=True)
     assert "button" in chat.last_text("v2").lower() or "按钮" in chat.last_text("v2")
     await chat.press("v1", "I need help")
-    assert "passed to the team" in chat.last_text("v1")
-    await chat.press("v1", "I need help")  # a double tap: one alert only
+    assert "urgent report Z-" in chat.last_text("v1")
+    await chat.press("v1", "I need help")  # a double tap: one report only
     await chat.press("v2", "我很安全")
     assert "平安" in chat.last_text("v2")
     await pump(app)
-    alerts = [t for t in chat.texts_to("south") if "HELP" in t or "求助" in t]
-    assert len(alerts) == 1 and "v1" in alerts[0] and "1" in alerts[0]
+    # The call for help is an urgent report, whose card reaches the zone's team.
+    alerts = [t for t in chat.texts_to("south") if "紧急" in t]
+    assert len(alerts) == 1 and "v1" in alerts[0] and "#1" in alerts[0]
+    async with app.sessions() as s:
+        urgent = (await s.scalars(select(Report).where(Report.urgent.is_(True)))).all()
+    assert [r.category for r in urgent] == ["safety"]
     # Staff see who answered, building by building.
     await chat.say("cm", "/notices")
     await chat.press("cm", "#1")

@@ -167,9 +167,11 @@ async def test_emergency_help_reaches_the_zone_team(tmp_path):
             return bool(fake.messages_to(301)) and bool(fake.messages_to(302))
         await _until(delivered, app)
         mark = await _press(fake, 301, "I need help")
-        await fake.wait_for_text(301, "passed to the team", since=mark)
-        alert = await fake.wait_for_text(900, "求助", since=mark)  # in the team's language
-        assert "Wang" in alert["text"] and "维多利亚 4 号楼 402" in alert["text"]
+        await fake.wait_for_text(301, "urgent report Z-", since=mark)
+        # The urgent report's card, in the team's language, says who and where.
+        alert = await fake.wait_for_text(900, "紧急", since=mark)
+        assert "Wang" in alert["text"] and "维多利亚" in alert["text"]
+        assert "4栋" in alert["text"] and "402" in alert["text"]
         assert not fake.messages_to(901)  # another zone's team hears nothing
         async with app.sessions() as s:
             rows = await notices.answers_by_building(s, 1)
