@@ -181,8 +181,11 @@ class Dispatcher:
             return
         for out in replies:
             result = await adapter.send(inbound.chat_id, out)
-            if result.status == SendStatus.RETRY and identity_id is not None and out.text:
-                # The platform asked us to wait: the outbox sends it, replies first.
+            if (result.status == SendStatus.RETRY and identity_id is not None and out.text
+                    and out.edit_of is None):
+                # The platform asked us to wait: the outbox sends it, replies first. Edits are
+                # not kept: a late redraw could overwrite a newer one, and an anonymous
+                # ballot's ticks must never be written down.
                 async with self.sessions() as session, session.begin():
                     out.answer_callback = None
                     await outbox.enqueue(session, identity_id, out.to_json(),
