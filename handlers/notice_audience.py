@@ -20,6 +20,7 @@ KIND_WORDS = {
     "estate": Audience.ESTATE, "小区": Audience.ESTATE,
     "building": Audience.BUILDING, "楼": Audience.BUILDING, "楼栋": Audience.BUILDING,
     "zone": Audience.ZONE, "片区": Audience.ZONE,
+    "volunteers": Audience.VOLUNTEERS, "志愿者": Audience.VOLUNTEERS,
 }
 MODELS = {Audience.STATION: Station, Audience.COMMITTEE: Committee, Audience.ESTATE: Estate,
           Audience.ZONE: Zone}
@@ -39,6 +40,8 @@ def allowed_kinds(scope: Scope) -> list[Audience]:
         kinds.append(Audience.STATION)
     if scope.everything or scope.committee_ids:
         kinds += [Audience.COMMITTEE, Audience.ESTATE, Audience.BUILDING, Audience.ZONE]
+    if kinds:
+        kinds.append(Audience.VOLUNTEERS)
     return kinds
 
 
@@ -74,6 +77,11 @@ async def resolve(session: AsyncSession, geo, scope: Scope, kind: str,
         raise NoticeError("out_of_scope")
     if kind == Audience.SUBDISTRICT:
         return Resolved(kind, None, None, None)
+    if kind == Audience.VOLUNTEERS:
+        if scope.everything:
+            return Resolved(kind, None, None, None)
+        estates = (await session.scalars(select(Estate.id).order_by(Estate.id))).all()
+        return Resolved(kind, None, [e for e in estates if scope.covers_estate(e)], None)
     if target_id is None:
         raise NoticeError("unknown_audience")
     if kind == Audience.BUILDING:
@@ -116,7 +124,7 @@ async def parse_typed(session: AsyncSession, text: str) -> tuple[str, int | None
     if not words or words[0].lower() not in KIND_WORDS:
         raise NoticeError("unknown_audience")
     kind = KIND_WORDS[words[0].lower()]
-    if kind == Audience.SUBDISTRICT:
+    if kind in (Audience.SUBDISTRICT, Audience.VOLUNTEERS):
         return kind, None
     if kind == Audience.BUILDING:
         if len(words) != 3:
@@ -145,7 +153,7 @@ async def _by_name(session: AsyncSession, model, word: str):
 async def describe(session: AsyncSession, lang: str, texts, kind: str,
                    target_id: int | None) -> str:
     label = texts.get(lang, f"notices.aud_{kind}")
-    if kind == Audience.SUBDISTRICT or target_id is None:
+    if kind in (Audience.SUBDISTRICT, Audience.VOLUNTEERS) or target_id is None:
         return label
     if kind == Audience.BUILDING:
         building = await session.get(Building, target_id)

@@ -63,7 +63,7 @@ async def kind_pressed(ctx: Context) -> None:
         ctx.say("notices.expired")
         return
     kind = KINDS[index]
-    if kind == Audience.SUBDISTRICT:
+    if kind in (Audience.SUBDISTRICT, Audience.VOLUNTEERS):
         await _set_audience(ctx, kind, None)
         return
     rows = await aud.targets(ctx.session, ctx.services.geo, await ctx.scope(), kind)
@@ -190,7 +190,8 @@ async def _preview(ctx: Context) -> None:
     resolved = await aud.resolve(ctx.session, ctx.services.geo, await ctx.scope(),
                                  data["kind"], data["target"])
     probe = notices.Notice(category=data["category"], urgent=data["category"] == "emergency",
-                           estate_ids=resolved.estate_ids, building_ids=resolved.building_ids)
+                           audience_kind=resolved.kind, estate_ids=resolved.estate_ids,
+                           building_ids=resolved.building_ids)
     count = await notices.count_reachable(ctx.session, probe)
     category = ctx.t(f"notices.cat_{data['category']}")
     ctx.say("notices.preview_title")

@@ -361,7 +361,7 @@ async def send_announcements(sessions, services, deliverer, *, batches: int = 20
                              "priority": int(outbox.Priority.BULK),
                              "group_key": f"vol-ann:{activity.id}",
                              "dedupe_key": f"vol-ann:{activity.id}:{rid}"})
-            await vol.enqueue_many(session, rows)
+            await outbox.enqueue_many(session, rows)
             queued += len(rows)
     if queued and deliverer is not None:
         deliverer.wake()

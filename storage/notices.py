@@ -38,6 +38,7 @@ from storage import outbox
 from storage.base import Base, utcnow
 from storage.people import Identity, Resident
 from storage.subscriptions import CATEGORIES, Subscription, SubscriptionOptOut
+from storage.volunteer_teams import volunteer_resident_ids
 
 LANGUAGES = ("zh-Hans", "en")
 FANOUT_LEASE = timedelta(seconds=60)
@@ -58,6 +59,7 @@ class Audience(enum.StrEnum):
     ESTATE = "estate"
     BUILDING = "building"
     ZONE = "zone"
+    VOLUNTEERS = "volunteers"  # everyone signed up as a volunteer, within `estate_ids`
 
 
 class Notice(Base):
@@ -344,6 +346,8 @@ def audience_query(notice: Notice, after: int, limit: int):
         q = q.where(Resident.estate_id.in_(notice.estate_ids))
     if notice.building_ids is not None:
         q = q.where(Resident.building_id.in_(notice.building_ids))
+    if notice.audience_kind == Audience.VOLUNTEERS:
+        q = q.where(Resident.id.in_(volunteer_resident_ids()))
     if not notice.ignores_preferences:
         q = q.where(~exists().where(and_(SubscriptionOptOut.resident_id == Resident.id,
                                          SubscriptionOptOut.category == notice.category)))

@@ -221,8 +221,8 @@ async def next_due(session: AsyncSession) -> datetime | None:
 
 async def enqueue_many(session: AsyncSession, rows: list[dict]) -> int:
     """Queue many messages in one statement (bulk fan-out); rows whose `dedupe_key` was queued
-    before are skipped. Each row: identity_id, payload, priority, group_key, dedupe_key,
-    next_attempt_at. Returns how many were new."""
+    before are skipped. Each row: identity_id, payload, priority, group_key, dedupe_key and
+    optionally next_attempt_at (default: now). Returns how many were new."""
     if not rows:
         return 0
     dialect = session.bind.dialect.name
@@ -231,8 +231,8 @@ async def enqueue_many(session: AsyncSession, rows: list[dict]) -> int:
     else:
         from sqlalchemy.dialects.sqlite import insert
     now = utcnow()
-    values = [{"status": Status.PENDING.value, "attempts": 0, "created_at": now, **row}
-              for row in rows]
+    values = [{"status": Status.PENDING.value, "attempts": 0, "created_at": now,
+               "next_attempt_at": now, **row} for row in rows]
     stmt = insert(OutboxMessage).on_conflict_do_nothing(index_elements=["dedupe_key"])
     stmt = stmt.returning(OutboxMessage.id)
     result = await session.execute(stmt, values)

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint, func, select, update
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    String,
+    UniqueConstraint,
+    func,
+    select,
+    union,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.base import Base, utcnow
-from storage.volunteering import one_identity_each
+from storage.volunteering import ACTIVE, Signup, SignupStatus, one_identity_each
 
 
 class VolunteerTeam(Base):
@@ -108,3 +117,12 @@ async def team_recipients(session: AsyncSession, team_id: int
     """(resident id, identity id, language) of every member, one identity each."""
     return await one_identity_each(session, select(VolunteerTeamMember.resident_id).where(
         VolunteerTeamMember.team_id == team_id))
+
+
+def volunteer_resident_ids():
+    """Everyone signed up as a volunteer: residents with a sign-up that was not cancelled
+    (waiting, confirmed or attended), or in a volunteer team. A select of resident ids."""
+    return union(
+        select(Signup.resident_id).where(
+            Signup.status.in_([*ACTIVE, SignupStatus.ATTENDED.value])),
+        select(VolunteerTeamMember.resident_id))

@@ -30,7 +30,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.base import Base, utcnow
-from storage.outbox import OutboxMessage
 from storage.people import Identity, Resident
 from storage.territory import Estate
 
@@ -721,21 +720,6 @@ async def claim_announcement_batch(session: AsyncSession, limit: int
         activity.announce_state = "done"
     await session.flush()
     return activity, batch
-
-
-async def enqueue_many(session: AsyncSession, rows: list[dict]) -> None:
-    """Outbox rows in one statement; a dedupe key already queued is skipped."""
-    if not rows:
-        return
-    if session.bind.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    now = utcnow()
-    values = [{"status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
-               **row} for row in rows]
-    await session.execute(insert(OutboxMessage).values(values)
-                          .on_conflict_do_nothing(index_elements=["dedupe_key"]))
 
 
 async def one_identity_each(session: AsyncSession, resident_ids_query, limit: int | None = None

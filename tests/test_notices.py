@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from handlers.notice_jobs import fan_out
 from handlers.notice_jobs import render_for as render
 from storage import notices, outbox, roles_service, subscriptions
+from storage import volunteer_teams as vteams
 from storage.outbox import OutboxMessage, Priority
 from storage.reports import Report
 from tests.notice_support import add_resident, pump
@@ -464,3 +465,30 @@ async def test_replies_go_ahead_of_a_bulk_backlog(make_app, sqlite_url):
     await deliverer.drain_once()
     first_round = [m.out.text for m in chat.sent]
     assert first_round[:2] == ["reply", "urgent"] and len(first_round) == 50
+
+
+async def test_volunteers_audience_is_volunteers_within_scope(make_app, sqlite_url):
+    """"Everyone signed up as a volunteer", within the sender's responsibility."""
+    app, chat = await make_app(sqlite_url)
+    await _town(app)
+    async with app.sessions() as s, s.begin():
+        v1 = await add_resident(s, "v-team", "victoria", "1")
+        z1 = await add_resident(s, "z-team", "zhonghai-mingcheng", "3")
+        team = await vteams.create_team(s, "Elderly care", None, v1.resident_id)
+        assert await vteams.join_team(s, team.id, z1.resident_id)
+    await chat.say("cm", "/notice")
+    await chat.press("cm", "活动")
+    await chat.press("cm", "志愿者")
+    await chat.say("cm", "周六志愿者培训")
+    assert "目前可送达：1" in chat.last_text("cm")  # z-team lives outside victoria committee
+    await chat.press("cm", "立即发送")
+    await pump(app)
+    assert chat.texts_to("v-team") == ["【Event】\n周六志愿者培训"]
+    for user in ("v1", "v2", "r1", "z-team"):
+        assert chat.texts_to(user) == []
+    # The admin's "volunteers" reach every volunteer, typed as well as pressed.
+    await chat.say("boss", "/notice")
+    await chat.press("boss", "活动")
+    await chat.say("boss", "志愿者")
+    await chat.say("boss", "感谢所有志愿者")
+    assert "目前可送达：2" in chat.last_text("boss")

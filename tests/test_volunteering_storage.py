@@ -260,8 +260,8 @@ async def test_announcement_goes_out_in_batches_once(db_url):
                 activity, batch = claimed
                 rows = [{"identity_id": iid, "payload": {"text": "x"}, "priority": 90,
                          "group_key": "g", "dedupe_key": f"k:{rid}"} for rid, iid, _ in batch]
-                await vol.enqueue_many(s, rows)
-                await vol.enqueue_many(s, rows)  # a retried batch adds nothing
+                await outbox.enqueue_many(s, rows)
+                await outbox.enqueue_many(s, rows)  # a retried batch adds nothing
                 seen += [rid for rid, _, _ in batch]
         assert seen == ids[:6]  # the whole estate, in order, once; not the other estate
         async with sessions() as s:
