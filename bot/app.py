@@ -56,8 +56,8 @@ class App:
         for adapter in reversed(self.started):
             await adapter.stop()
         self.started.clear()
-        if self.scheduler is not None and self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         await self.deliverer.stop()
         await self.engine.dispose()
 

@@ -6,6 +6,7 @@ loses nor doubles a job: the database says what is due, and claiming it is a gua
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -45,13 +46,32 @@ async def prune_updates(sessions, services, deliverer) -> None:
 CORE_JOBS = [Job("prune-updates", 3600, prune_updates)]
 
 
-def build_scheduler(sessions, services, deliverer) -> AsyncIOScheduler:
+class Scheduler(AsyncIOScheduler):
+    """APScheduler that can stop politely: jobs in progress finish their transaction."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.running_jobs: set[asyncio.Task] = set()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        if self.running:
+            self.shutdown(wait=False)
+        pending = {t for t in self.running_jobs if not t.done()}
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=grace)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+
+
+def build_scheduler(sessions, services, deliverer) -> Scheduler:
     from handlers import build_jobs
 
-    scheduler = AsyncIOScheduler(timezone=UTC)
+    scheduler = Scheduler(timezone=UTC)
     for job in [*CORE_JOBS, *build_jobs()]:
         scheduler.add_job(
-            _guard(job), "interval", seconds=job.seconds, id=job.id, replace_existing=True,
+            _guard(job, scheduler.running_jobs), "interval", seconds=job.seconds, id=job.id, replace_existing=True,
             args=[sessions, services, deliverer], max_instances=1, coalesce=True,
             next_run_time=datetime.now(UTC) + timedelta(seconds=1),
         )
@@ -66,10 +86,16 @@ async def run_jobs_once(sessions, services, deliverer) -> None:
         await job.run(sessions, services, deliverer)
 
 
-def _guard(job: Job):
+def _guard(job: Job, running: set):
     async def run(sessions, services, deliverer) -> None:
+        task = asyncio.current_task()
+        running.add(task)
         try:
             await job.run(sessions, services, deliverer)
+        except asyncio.CancelledError:
+            log.info("job %s stopped by shutdown", job.id)  # its transaction rolled back
         except Exception:
             log.exception("job %s failed", job.id)
+        finally:
+            running.discard(task)
     return run

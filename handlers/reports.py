@@ -256,6 +256,27 @@ async def photo_given(ctx: Context) -> None:
     if kind == Kind.LOCATION:
         await _location(ctx)
         return
+    if kind == Kind.TEXT:
+        # Residents type on rather than press buttons: a "skip" or "done" moves on, and a
+        # sentence is more of the description, not a mistake.
+        text = ctx.inbound.text.strip()
+        words = {w.lower() for key in ("common.skip", "reports.btn_photos_done",
+                                       "reports.btn_no_photos")
+                 for w in ctx.services.texts.all_languages(key)}
+        if text.lower() in words:
+            ctx.remember(photos_done=True)
+            await advance(ctx)
+            return
+        desc = f"{ctx.data.get('desc') or ''}\n{text}".strip()
+        limit = ctx.services.settings.reports.max_description
+        if len(desc) > limit:
+            ctx.say("reports.description_too_long", limit=limit, length=len(desc))
+            return
+        ctx.remember(desc=desc)
+        ctx.say("reports.description_added", [[ctx.button(ctx.t(
+            "reports.btn_photos_done" if ctx.data.get("photos") else "reports.btn_no_photos"),
+            "rph")], _cancel_row(ctx)])
+        return
     ctx.say("reports.expect_photo", [[ctx.button(ctx.t("reports.btn_photos_done"), "rph")],
                                      _cancel_row(ctx)])
 
