@@ -25,7 +25,7 @@ from handlers.volunteering import (
     tell_promoted,
     when,
 )
-from storage import audit, outbox, territory
+from storage import audit, outbox, subscriptions, territory
 from storage import volunteer_teams as vteams
 from storage import volunteering as vol
 from storage.people import RoleKind
@@ -345,6 +345,8 @@ async def send_announcements(sessions, services, deliverer, *, batches: int = 20
                 break
             activity, recipients = claimed
             first = min(s.starts_at for s in await vol.shifts_of(session, activity.id))
+            quiet = await subscriptions.quiet_hours_of(session, [r for r, _, _ in recipients])
+            now, tz = services.clock(), services.settings.bot.timezone
             rows = []
             for rid, identity_id, lang in recipients:
                 if rid == activity.organiser_id:
@@ -360,7 +362,9 @@ async def send_announcements(sessions, services, deliverer, *, batches: int = 20
                 rows.append({"identity_id": identity_id, "payload": out.to_json(),
                              "priority": int(outbox.Priority.BULK),
                              "group_key": f"vol-ann:{activity.id}",
-                             "dedupe_key": f"vol-ann:{activity.id}:{rid}"})
+                             "dedupe_key": f"vol-ann:{activity.id}:{rid}",
+                             "next_attempt_at": subscriptions.quiet_until(
+                                 now, *quiet.get(rid, (None, None)), tz) or now})
             await outbox.enqueue_many(session, rows)
             queued += len(rows)
     if queued and deliverer is not None:

@@ -75,6 +75,18 @@ async def set_quiet_hours(session: AsyncSession, resident_id: int,
     await session.flush()
 
 
+async def quiet_hours_of(session: AsyncSession, resident_ids: list[int]
+                         ) -> dict[int, tuple[int, int]]:
+    """Quiet hours (start, end minutes) of those residents who set them, in one query."""
+    if not resident_ids:
+        return {}
+    rows = await session.execute(
+        select(Subscription.resident_id, Subscription.quiet_start, Subscription.quiet_end)
+        .where(Subscription.resident_id.in_(resident_ids),
+               Subscription.quiet_start.is_not(None)))
+    return {rid: (start, end) for rid, start, end in rows.all()}
+
+
 def parse_quiet_hours(text: str) -> tuple[int, int] | None:
     """`22:00-07:00` (also `22-7`, `22：00～07：00`) → minutes; None when it is not that shape
     or both ends are the same."""

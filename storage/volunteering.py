@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    exists,
     func,
     or_,
     select,
@@ -31,6 +32,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.base import Base, utcnow
 from storage.people import Identity, Resident
+from storage.subscriptions import SubscriptionOptOut
 from storage.territory import Estate
 
 CATEGORIES = ("elderly_care", "environment", "safety_patrol", "culture", "other")
@@ -711,8 +713,12 @@ async def claim_announcement_batch(session: AsyncSession, limit: int
         .limit(1).with_for_update(skip_locked=True))
     if activity is None:
         return None
-    batch = await audience_recipients(session, activity, after=activity.announce_cursor,
-                                      limit=limit)
+    # An announcement is an event notice: residents who switched events off are skipped.
+    wanted = _audience(activity).where(
+        Resident.id > activity.announce_cursor,
+        ~exists().where(SubscriptionOptOut.resident_id == Resident.id,
+                        SubscriptionOptOut.category == "event"))
+    batch = await one_identity_each(session, wanted, limit)
     if batch:
         activity.announce_cursor = batch[-1][0]
         activity.announced += sum(1 for rid, _, _ in batch if rid != activity.organiser_id)

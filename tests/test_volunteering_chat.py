@@ -8,10 +8,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
+
 from bot.delivery import Deliverer
 from bot.scheduler import run_jobs_once
-from storage import audit, roles_service
+from storage import audit, roles_service, subscriptions
 from storage import volunteering as vol
+from storage.outbox import OutboxMessage
+from storage.people import Identity
 
 TZ = ZoneInfo("Asia/Shanghai")
 
@@ -318,3 +322,26 @@ async def test_half_filled_activity_survives_restart(make_app, sqlite_url):
     async with app2.sessions() as s:
         activity = await s.get(vol.Activity, 1)
         assert activity.status == "draft" and activity.category == "safety_patrol"
+
+
+async def test_announcements_follow_event_subscriptions_and_quiet_hours(make_app, sqlite_url):
+    app, chat, deliverer = await _setup(make_app, sqlite_url)
+    now_local = app.services.clock().astimezone(TZ)
+    quiet = f"{now_local - timedelta(hours=1):%H:%M}-{now_local + timedelta(hours=2):%H:%M}"
+    await chat.say("r2", "/subscribe")
+    await chat.press("r2", "Set quiet hours")
+    await chat.say("r2", quiet)
+    async with app.sessions() as s, s.begin():
+        r3 = await s.scalar(select(Identity.resident_id).where(Identity.platform_user_id == "r3"))
+        await subscriptions.set_category(s, r3, "event", False)
+    await _publish(app, chat, "org")
+    await run_jobs_once(app.sessions, app.services, deliverer)
+    await deliverer.drain_once()
+    assert "New volunteer activity: Park clean-up" in chat.last_text("r1")
+    assert not any("New volunteer activity" in t for t in chat.texts_to("r2"))  # waits
+    assert not any("New volunteer activity" in t for t in chat.texts_to("r3"))  # events off
+    async with app.sessions() as s:
+        waiting = (await s.scalars(select(OutboxMessage).where(
+            OutboxMessage.group_key.like("vol-ann:%"),
+            OutboxMessage.status == "pending"))).all()
+    assert len(waiting) == 1 and waiting[0].next_attempt_at > app.services.clock()
