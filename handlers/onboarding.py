@@ -178,6 +178,8 @@ async def show_help(ctx: Context) -> None:
             continue
         if spec.roles and not scope.has(*spec.roles):
             continue
+        if spec.visible is not None and not await spec.visible(ctx):
+            continue
         lines.append(f"/{spec.name} — {ctx.t(spec.help_key)}")
     ctx.reply("\n".join(lines))
 

@@ -17,6 +17,9 @@ class CommandSpec:
     help_key: str | None  # text key shown by /help; None hides the command
     roles: tuple[str, ...] = ()  # any of these role kinds may use it; empty: everyone
     order: int = 100
+    # For rights that are not roles (a volunteer-team lead): /help lists the command only when
+    # this says the person may use it. The handler still checks.
+    visible: Callable[..., Awaitable[bool]] | None = None
 
 
 @dataclass
@@ -28,11 +31,11 @@ class Router:
     text_fallbacks: list[tuple[int, Handler]] = field(default_factory=list)
 
     def command(self, *names: str, help_key: str | None = None, roles: tuple[str, ...] = (),
-                order: int = 100):
+                order: int = 100, visible: Callable[..., Awaitable[bool]] | None = None):
         def register(fn: Handler) -> Handler:
             for name in names:
                 self.commands[name] = CommandSpec(name, fn, help_key if name == names[0]
-                                                  else None, roles, order)
+                                                  else None, roles, order, visible)
             return fn
         return register
 

@@ -70,7 +70,8 @@ async def _allowed_estates(ctx: Context) -> list[territory.Estate]:
 
 # -- /newactivity --------------------------------------------------------------------------
 
-@router.command("newactivity", help_key="volunteering.help_newactivity", order=40)
+@router.command("newactivity", help_key="volunteering.help_newactivity", order=40,
+                visible=may_organise)
 async def new_activity(ctx: Context) -> None:
     if not await may_organise(ctx):
         ctx.say("common.not_allowed")
@@ -383,7 +384,7 @@ async def discard(ctx: Context) -> None:
 
 # -- /roster -------------------------------------------------------------------------------
 
-@router.command("roster", help_key="volunteering.help_roster", order=41)
+@router.command("roster", help_key="volunteering.help_roster", order=41, visible=may_organise)
 async def rosters(ctx: Context) -> None:
     scope = await ctx.scope()
     estate_ids = None if scope.everything else scope.estate_ids

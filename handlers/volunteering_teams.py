@@ -104,7 +104,11 @@ async def team_lead(ctx: Context) -> None:
     ctx.say("volunteering.teamlead_done", who=parts[1], name=team.name)
 
 
-@router.command("teammsg", help_key="volunteering.help_teammsg", order=44)
+async def leads_a_team(ctx: Context) -> bool:
+    return bool(await vteams.led_teams(ctx.session, ctx.resident.id))
+
+
+@router.command("teammsg", help_key="volunteering.help_teammsg", order=44, visible=leads_a_team)
 async def team_message(ctx: Context) -> None:
     led = await vteams.led_teams(ctx.session, ctx.resident.id)
     if not led:

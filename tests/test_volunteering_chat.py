@@ -345,3 +345,13 @@ async def test_announcements_follow_event_subscriptions_and_quiet_hours(make_app
             OutboxMessage.group_key.like("vol-ann:%"),
             OutboxMessage.status == "pending"))).all()
     assert len(waiting) == 1 and waiting[0].next_attempt_at > app.services.clock()
+
+
+async def test_help_lists_organiser_commands_only_to_organisers(make_app, sqlite_url):
+    app, chat, _ = await _setup(make_app, sqlite_url)
+    await chat.say("r1", "/help")
+    shown = chat.last_text("r1")
+    assert "/volunteer" in shown and "/newactivity" not in shown and "/teammsg" not in shown
+    await chat.say("org", "/help")
+    shown = chat.last_text("org")
+    assert "/newactivity" in shown and "/roster" in shown and "/teammsg" not in shown
