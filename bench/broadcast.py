@@ -2,7 +2,7 @@
 
 Run by hand from the repository root::
 
-    /work/venv/bin/python bench/broadcast.py [--sizes 10000 100000] [--rates 30 1000]
+    .venv/bin/python bench/broadcast.py [--sizes 10000 100000] [--rates 30 1000]
         [--window 60] [--db sqlite|postgresql]
 
 Each (audience size, rate) runs in its own subprocess, so its peak memory is its own:

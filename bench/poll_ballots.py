@@ -2,7 +2,7 @@
 
 Run by hand from the repository root::
 
-    /work/venv/bin/python bench/poll_ballots.py [--ballots 100000] [--cast 2000] [--workers 20]
+    .venv/bin/python bench/poll_ballots.py [--ballots 100000] [--cast 2000] [--workers 20]
 
 For each database: 100,000 verified residents are bulk-inserted in one estate; an anonymous and
 a named single-choice poll are created. `--cast` votes go through `storage.polls.cast` (the code

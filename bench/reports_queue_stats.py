@@ -2,7 +2,7 @@
 
 Run by hand from the repository root::
 
-    /work/venv/bin/python bench/reports_queue_stats.py [--reports N] [--pg DSN]
+    .venv/bin/python bench/reports_queue_stats.py [--reports N] [--pg DSN]
 
 Builds a fresh database by the migrations, loads the demo territory, bulk-inserts N reports
 spread over a year (about 8 % still open, the rest fixed or closed, some overdue) across the

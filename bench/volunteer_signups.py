@@ -2,7 +2,7 @@
 
 Run by hand from the repository root::
 
-    /work/venv/bin/python bench/volunteer_signups.py [--residents N] [--places P] [--shifts S]
+    .venv/bin/python bench/volunteer_signups.py [--residents N] [--places P] [--shifts S]
 
 N residents sign up at once (asyncio.gather, one session and transaction each, at most 30 in
 flight: the size of the PostgreSQL connection pool) for S shifts of
