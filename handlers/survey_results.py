@@ -29,6 +29,12 @@ def table(t, survey: surveys.Survey, results: list[surveys.QuestionResult], star
     return "\n".join(lines)
 
 
+def table_chunks(t, survey: surveys.Survey, results: list[surveys.QuestionResult], started: int,
+                 completed: int) -> list[str]:
+    """The table in messages short enough for any platform."""
+    return _chunks(table(t, survey, results, started, completed).split("\n"))
+
+
 def csv_bytes(t, results: list[surveys.QuestionResult]) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out)
@@ -64,8 +70,8 @@ async def results_reply(session, services, lang: str, survey: surveys.Survey, *,
 
     results = await surveys.results(session, survey)
     started, completed = await surveys.respondents(session, survey.id)
-    replies = [Outbound(text=chunk) for chunk in _chunks(
-        table(t, survey, results, started, completed).split("\n"))]
+    replies = [Outbound(text=chunk)
+               for chunk in table_chunks(t, survey, results, started, completed)]
     path = services.media.path(services.media.save(csv_bytes(t, results), ".csv"))
     replies.append(Outbound(text=t("surveys.csv_caption", number=survey.id), document=str(path),
                             document_name=f"survey-{survey.id}.csv"))

@@ -11,7 +11,7 @@ from bot.scheduler import Job
 from handlers import drafting
 from handlers.context import Context, Services
 from handlers.router import Router
-from handlers.survey_results import results_reply
+from handlers.survey_results import results_reply, table_chunks
 from storage import audit, outbox, surveys
 from storage.audience import Audience, recipients_after, refusal
 from storage.people import Resident, identities_of
@@ -390,6 +390,7 @@ async def tick(sessions, services: Services, deliverer) -> None:
                     author.language or default, "surveys.closed_author",
                     number=survey_id)).to_json(),
                     dedupe_key=f"survey:{survey_id}:closed:{ident.id}")
+            await _push_results(session, services, survey)
         pending = [s.id for s in await surveys.pending_invites(session)]
     for survey_id in pending:
         for _ in range(40):
@@ -401,6 +402,27 @@ async def tick(sessions, services: Services, deliverer) -> None:
                 break
     if deliverer is not None:
         deliverer.wake()
+
+
+async def _push_results(session, services: Services, survey) -> None:
+    """Everyone who answered hears the results table at close (free text stays with the
+    committee), in their language; one bulk insert, once per identity and chunk."""
+    default = services.settings.bot.default_language
+    results = await surveys.results(session, survey)
+    started, completed = await surveys.respondents(session, survey.id)
+    chunks: dict[str, list[str]] = {}
+    rows = []
+    for identity_id, lang in await surveys.respondent_identities(session, survey.id):
+        lang = lang or default
+        if lang not in chunks:
+            def t(key, _lang=lang, **values):
+                return services.texts.get(_lang, key, **values)
+            chunks[lang] = table_chunks(t, survey, results, started, completed)
+        rows += [{"identity_id": identity_id, "payload": Outbound(text=chunk).to_json(),
+                  "priority": int(outbox.Priority.BULK), "group_key": f"survey:{survey.id}",
+                  "dedupe_key": f"survey:{survey.id}:res:{identity_id}:{n}"}
+                 for n, chunk in enumerate(chunks[lang])]
+    await outbox.enqueue_many(session, rows)
 
 
 class _LostRace(Exception):

@@ -196,6 +196,20 @@ async def respondents(session: AsyncSession, survey_id: int) -> tuple[int, int]:
     return started, completed
 
 
+async def respondent_identities(session: AsyncSession, survey_id: int
+                                ) -> list[tuple[int, str | None]]:
+    """Reachable identities (and language) of everyone who answered at least one question."""
+    from storage.people import Identity, Resident
+
+    rows = await session.execute(
+        select(Identity.id, Resident.language)
+        .join(Resident, Resident.id == Identity.resident_id)
+        .join(SurveyResponse, SurveyResponse.resident_id == Resident.id)
+        .where(SurveyResponse.survey_id == survey_id, Identity.unreachable_at.is_(None))
+        .order_by(Identity.id))
+    return [(iid, lang) for iid, lang in rows.all()]
+
+
 async def close_due(session: AsyncSession, now: datetime) -> list[int]:
     """Close every survey past its time; the guarded update makes each close happen once."""
     ids = list((await session.scalars(select(Survey.id).where(

@@ -98,10 +98,17 @@ async def test_survey_of_196_residents(make_app, sqlite_url):
     # Residents see results only after close; the committee any time, with the free text.
     await chat.say("r3", "/surveys")
     assert chat.find_button("r3", "Results #1") is None
+    await make_resident(app.sessions, "memory", "silent", building="1")
     app.services.clock.advance(timedelta(days=8))
     await run_jobs_once(app.sessions, app.services, None)
+    await run_jobs_once(app.sessions, app.services, None)  # closes once, pushes once
     await _drain(app)
-    assert "has closed" in chat.last_text(a)
+    assert any("has closed" in t for t in chat.texts_to(a))
+    # Everyone who answered hears the results, without the free text; others do not.
+    pushed = [t for t in chat.texts_to("r5") if "Respondents: 196" in t]
+    assert len(pushed) == 1 and "  By the gate | 37 | 18.88%" in pushed[0]
+    assert not any("More shade, says resident" in t for t in chat.texts_to("r5"))
+    assert not any("Respondents:" in t for t in chat.texts_to("silent"))
     chat.clear()
     await chat.say(a, "/surveys")
     await chat.press(a, "Results #1")
