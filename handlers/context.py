@@ -69,6 +69,23 @@ class Context:
         target = self.identity.id if identity_id is None else identity_id
         return Button(label, self.services.signer.sign(target, action, *args))
 
+    # -- a pressed button's arguments --------------------------------------------------
+    def int_arg(self, i: int = 0, default: int | None = -1) -> int | None:
+        """Argument `i` as an int; `default` when missing or not a number (payloads are signed,
+        but a button drawn by an older version may carry other arguments)."""
+        try:
+            return int(self.args[i])
+        except (IndexError, ValueError):
+            return default
+
+    def int_args(self, n: int) -> list[int] | None:
+        """The first `n` arguments as non-negative ints, or None when they are not."""
+        try:
+            values = [int(a) for a in self.args[:n]]
+        except ValueError:
+            return None
+        return values if len(values) == n and all(v >= 0 for v in values) else None
+
     # -- conversation state ------------------------------------------------------------
     def goto(self, state: str, **data: Any) -> None:
         """Enter a state; `data` replaces what the conversation remembered."""

@@ -50,7 +50,7 @@ async def guide(ctx: Context) -> None:
 
 @router.button("gtop")
 async def topic(ctx: Context) -> None:
-    i = _int(ctx.args)
+    i = ctx.int_arg()
     if not 0 <= i < len(TOPICS):
         ctx.say("common.button_invalid")
         return
@@ -68,7 +68,7 @@ async def menu(ctx: Context) -> None:
 
 @router.button("gshow")
 async def show(ctx: Context) -> None:
-    found = guide_index().by_number.get(_int(ctx.args))
+    found = guide_index().by_number.get(ctx.int_arg())
     if found is None:
         ctx.say("guides.unknown_guide")
         return
@@ -115,7 +115,7 @@ async def free_question(ctx: Context) -> bool:
 
 @router.button("gask")
 async def ask_staff(ctx: Context) -> None:
-    draft_id = _int(ctx.args)
+    draft_id = ctx.int_arg()
     if draft_id <= 0:
         ctx.goto(ASK)
         ctx.say("guides.type_question")
@@ -209,7 +209,7 @@ async def _may_answer(ctx: Context, question: store.GuideQuestion | None) -> boo
 
 @router.button("gans")
 async def answer_button(ctx: Context) -> None:
-    question = await ctx.session.get(store.GuideQuestion, _int(ctx.args))
+    question = await ctx.session.get(store.GuideQuestion, ctx.int_arg())
     if not await _may_answer(ctx, question):
         ctx.say("common.not_allowed")
         return
@@ -259,13 +259,6 @@ async def prune_drafts(sessions, services, deliverer) -> None:
 
 
 jobs = [Job("guide-drafts-prune", 3600, prune_drafts)]
-
-
-def _int(args: list[str]) -> int:
-    try:
-        return int(args[0])
-    except (IndexError, ValueError):
-        return -1
 
 
 def _without_args(ctx: Context):

@@ -29,7 +29,7 @@ async def new_notice(ctx: Context) -> None:
 
 @router.button("ncat")
 async def category_pressed(ctx: Context) -> None:
-    index = _int(ctx.args, 0)
+    index = ctx.int_arg(0, None)
     if ctx.state != "notice.category" or index is None or not 0 <= index < len(CATEGORIES):
         ctx.say("notices.expired")
         return
@@ -58,7 +58,7 @@ async def _set_category(ctx: Context, category: str) -> None:
 
 @router.button("nkind")
 async def kind_pressed(ctx: Context) -> None:
-    index = _int(ctx.args, 0)
+    index = ctx.int_arg(0, None)
     if not _drafting(ctx) or index is None or not 0 <= index < len(KINDS):
         ctx.say("notices.expired")
         return
@@ -79,7 +79,7 @@ async def kind_pressed(ctx: Context) -> None:
 
 @router.button("ntgt")
 async def target_pressed(ctx: Context) -> None:
-    index, target = _int(ctx.args, 0), _int(ctx.args, 1)
+    index, target = ctx.int_arg(0, None), ctx.int_arg(1, None)
     if not _drafting(ctx) or index is None or target is None or not 0 <= index < len(KINDS):
         ctx.say("notices.expired")
         return
@@ -88,7 +88,7 @@ async def target_pressed(ctx: Context) -> None:
 
 @router.button("nbe")
 async def building_estate_pressed(ctx: Context) -> None:
-    estate_id = _int(ctx.args, 1)
+    estate_id = ctx.int_arg(1, None)
     if not _drafting(ctx) or estate_id is None:
         ctx.say("notices.expired")
         return
@@ -285,11 +285,3 @@ async def _create(ctx: Context, at) -> None:
 
 def _drafting(ctx: Context) -> bool:
     return bool(ctx.state and ctx.state.startswith("notice.") and ctx.data.get("category"))
-
-
-def _int(args: list[str], i: int) -> int | None:
-    try:
-        return int(args[i])
-    except (IndexError, ValueError):
-        return None
-

@@ -94,7 +94,7 @@ async def home_again(ctx: Context) -> None:
 
 @router.button("estate")
 async def estate_chosen(ctx: Context) -> None:
-    estate = await ctx.session.get(territory.Estate, _int(ctx.args))
+    estate = await ctx.session.get(territory.Estate, ctx.int_arg())
     if estate is None:
         ctx.say("common.button_invalid")
         return
@@ -126,7 +126,7 @@ async def building_typed(ctx: Context) -> None:
 
 @router.button("bldg")
 async def building_chosen(ctx: Context) -> None:
-    bid = _int(ctx.args)
+    bid = ctx.int_arg()
     if bid == 0:
         await _done(ctx)
         return
@@ -191,10 +191,3 @@ async def cancel(ctx: Context) -> None:
         return
     ctx.finish()
     ctx.say("common.cancelled")
-
-
-def _int(args: list[str]) -> int:
-    try:
-        return int(args[0])
-    except (IndexError, ValueError):
-        return -1

@@ -85,13 +85,6 @@ def chart(services: Services, poll: polls.Poll, res: polls.Results) -> str:
 
 
 # -- residents ---------------------------------------------------------------------------------
-def _ints(args: list[str], n: int) -> list[int] | None:
-    try:
-        values = [int(a) for a in args[:n]]
-    except ValueError:
-        return None
-    return values if len(values) == n and all(v >= 0 for v in values) else None
-
 
 @router.command("polls", help_key="polls.help_polls", order=20)
 async def list_open(ctx: Context) -> None:
@@ -105,7 +98,7 @@ async def list_open(ctx: Context) -> None:
 
 @router.button("pb")
 async def show_ballot(ctx: Context) -> None:
-    args = _ints(ctx.args, 1)
+    args = ctx.int_args(1)
     poll = await ctx.session.get(polls.Poll, args[0]) if args else None
     if poll is None:
         ctx.say("common.button_invalid")
@@ -120,7 +113,7 @@ async def show_ballot(ctx: Context) -> None:
 
 @router.button("pv")
 async def vote_single(ctx: Context) -> None:
-    args = _ints(ctx.args, 2)
+    args = ctx.int_args(2)
     if args is None:
         ctx.say("common.button_invalid")
         return
@@ -129,7 +122,7 @@ async def vote_single(ctx: Context) -> None:
 
 @router.button("pm")
 async def toggle(ctx: Context) -> None:
-    args = _ints(ctx.args, 2)
+    args = ctx.int_args(2)
     poll = await ctx.session.get(polls.Poll, args[0]) if args else None
     if poll is None or not poll.multiple:
         ctx.say("common.button_invalid")
@@ -147,7 +140,7 @@ async def toggle(ctx: Context) -> None:
 
 @router.button("ps")
 async def submit(ctx: Context) -> None:
-    args = _ints(ctx.args, 2)
+    args = ctx.int_args(2)
     if args is None:
         ctx.say("common.button_invalid")
         return
@@ -183,7 +176,7 @@ async def _cast(ctx: Context, poll_id: int, positions: list[int]) -> None:
 
 @router.button("pr")
 async def show_results(ctx: Context) -> None:
-    args = _ints(ctx.args, 1)
+    args = ctx.int_args(1)
     poll = await ctx.session.get(polls.Poll, args[0]) if args else None
     if poll is None:
         ctx.say("common.button_invalid")

@@ -32,13 +32,6 @@ REASONS = {"n": rep.CloseReason.NOT_RESPONSIBLE, "u": rep.CloseReason.UNABLE,
            "d": rep.CloseReason.DUPLICATE}
 
 
-def _int(args: list[str], i: int = 0) -> int:
-    try:
-        return int(args[i])
-    except (IndexError, ValueError):
-        return -1
-
-
 async def _report_for_action(ctx: Context, report_id: int) -> rep.Report | None:
     """The report, when this person may act on it; otherwise a clear refusal and None."""
     report = await ctx.session.get(rep.Report, report_id, populate_existing=True)
@@ -73,7 +66,7 @@ async def _after_transition(ctx: Context, report_id: int, action: str, *,
 
 @router.button("rs")
 async def staff_action(ctx: Context) -> None:
-    report = await _report_for_action(ctx, _int(ctx.args))
+    report = await _report_for_action(ctx, ctx.int_arg())
     if report is None:
         return
     action = ctx.args[1] if len(ctx.args) > 1 else ""
@@ -134,7 +127,7 @@ async def fix_note(ctx: Context) -> None:
 
 @router.button("rfx")
 async def fix_without_note(ctx: Context) -> None:
-    await _mark_fixed(ctx, _int(ctx.args), None)
+    await _mark_fixed(ctx, ctx.int_arg(), None)
 
 
 async def _mark_fixed(ctx: Context, report_id: int, note: str | None) -> None:
@@ -155,10 +148,10 @@ async def _mark_fixed(ctx: Context, report_id: int, note: str | None) -> None:
 
 @router.button("rto")
 async def reassign(ctx: Context) -> None:
-    report = await _report_for_action(ctx, _int(ctx.args))
+    report = await _report_for_action(ctx, ctx.int_arg())
     if report is None:
         return
-    team = await ctx.session.get(territory.Team, _int(ctx.args, 1))
+    team = await ctx.session.get(territory.Team, ctx.int_arg(1))
     if team is None or team.id == report.team_id:
         ctx.say("common.button_invalid")
         return
@@ -177,7 +170,7 @@ async def reassign(ctx: Context) -> None:
 
 @router.button("rcl")
 async def close(ctx: Context) -> None:
-    report = await _report_for_action(ctx, _int(ctx.args))
+    report = await _report_for_action(ctx, ctx.int_arg())
     if report is None:
         return
     reason = REASONS.get(ctx.args[1] if len(ctx.args) > 1 else "")
@@ -223,7 +216,7 @@ async def duplicate_of(ctx: Context) -> None:
 
 @router.button("rcard")
 async def show_card(ctx: Context) -> None:
-    report = await _report_for_action(ctx, _int(ctx.args))
+    report = await _report_for_action(ctx, ctx.int_arg())
     if report is None:
         return
     for out in await filing.card_outbounds(ctx.session, ctx.services, report, ctx.identity.id,

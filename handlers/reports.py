@@ -21,13 +21,6 @@ CATEGORY, DESCRIBE, PHOTOS, WHERE, CONFIRM = (
 DRAFT_STATES = (CATEGORY, DESCRIBE, PHOTOS, WHERE, CONFIRM)
 
 
-def _int(args: list[str], i: int = 0) -> int:
-    try:
-        return int(args[i])
-    except (IndexError, ValueError):
-        return -1
-
-
 def _cancel_row(ctx: Context) -> list:
     return [ctx.button(ctx.t("reports.btn_cancel"), "rx")]
 
@@ -149,7 +142,7 @@ async def category_chosen(ctx: Context) -> None:
     if not _require_draft(ctx):
         return
     cats = filing.catalog(ctx.services).categories
-    i = _int(ctx.args)
+    i = ctx.int_arg()
     if not 0 <= i < len(cats):
         ctx.say("common.button_invalid")
         return
@@ -360,7 +353,7 @@ async def _at_estate(ctx: Context, estate_id: int, building_id: int | None = Non
 @router.button("rest")
 async def estate_chosen(ctx: Context) -> None:
     if _require_draft(ctx):
-        await _at_estate(ctx, _int(ctx.args))
+        await _at_estate(ctx, ctx.int_arg())
 
 
 @router.button("rhome")
@@ -403,7 +396,7 @@ async def check_duplicates(ctx: Context) -> None:
 async def follow_instead(ctx: Context) -> None:
     if not _require_draft(ctx):
         return
-    report = await ctx.session.get(rep.Report, _int(ctx.args))
+    report = await ctx.session.get(rep.Report, ctx.int_arg())
     if report is None or report.status not in [s.value for s in rep.OPEN]:
         ctx.say("reports.duplicate_gone")
         await show_summary(ctx)
@@ -535,7 +528,7 @@ async def my_reports(ctx: Context) -> None:
 
 @router.button("rcf")
 async def is_it_fixed(ctx: Context) -> None:
-    report = await ctx.session.get(rep.Report, _int(ctx.args))
+    report = await ctx.session.get(rep.Report, ctx.int_arg())
     if report is None or report.reporter_id != ctx.resident.id:
         ctx.say("common.not_allowed")
         return
@@ -568,8 +561,8 @@ async def is_it_fixed(ctx: Context) -> None:
 
 @router.button("rrate")
 async def rated(ctx: Context) -> None:
-    report = await ctx.session.get(rep.Report, _int(ctx.args))
-    stars = _int(ctx.args, 1)
+    report = await ctx.session.get(rep.Report, ctx.int_arg())
+    stars = ctx.int_arg(1)
     if report is None or report.reporter_id != ctx.resident.id:
         ctx.say("common.not_allowed")
         return

@@ -302,17 +302,9 @@ async def _answer(ctx: Context, survey_id: int, question_id: int, choices: list[
     await _next(ctx, survey, response)
 
 
-def _ints(args: list[str], n: int) -> list[int] | None:
-    try:
-        values = [int(a) for a in args[:n]]
-    except ValueError:
-        return None
-    return values if len(values) == n and all(v >= 0 for v in values) else None
-
-
 @router.button("sa")
 async def choose(ctx: Context) -> None:
-    args = _ints(ctx.args, 3)
+    args = ctx.int_args(3)
     if args is None:
         ctx.say("common.button_invalid")
         return
@@ -321,7 +313,7 @@ async def choose(ctx: Context) -> None:
 
 @router.button("sm")
 async def toggle(ctx: Context) -> None:
-    args = _ints(ctx.args, 3)
+    args = ctx.int_args(3)
     survey = await _usable(ctx, args[0]) if args else None
     if survey is None:
         return
@@ -337,7 +329,7 @@ async def toggle(ctx: Context) -> None:
 
 @router.button("sx")
 async def submit(ctx: Context) -> None:
-    args = _ints(ctx.args, 3)
+    args = ctx.int_args(3)
     if args is None or args[2] >= 1 << MAX_OPTIONS:
         ctx.say("common.button_invalid")
         return

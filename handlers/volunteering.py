@@ -38,13 +38,6 @@ def reminder_hours(ctx_or_services) -> tuple[int, ...]:
     return tuple(services.settings.volunteering.reminder_hours)
 
 
-def int_arg(ctx: Context, i: int = 0) -> int:
-    try:
-        return int(ctx.args[i])
-    except (IndexError, ValueError):
-        return -1
-
-
 def category_name(ctx: Context, category: str) -> str:
     return ctx.t(f"volunteering.cat_{category}")
 
@@ -134,7 +127,7 @@ def _nearness(activity: vol.Activity, first: datetime, home, estates: dict) -> t
 
 @router.button("vact")
 async def show_activity(ctx: Context) -> None:
-    activity = await ctx.session.get(vol.Activity, int_arg(ctx))
+    activity = await ctx.session.get(vol.Activity, ctx.int_arg())
     home = await ctx.session.get(territory.Estate, ctx.resident.estate_id) \
         if ctx.resident.estate_id else None
     if activity is None or activity.status != vol.ActivityStatus.PUBLISHED.value or \
@@ -177,7 +170,7 @@ async def place_name(ctx: Context, activity: vol.Activity) -> str:
 
 @router.button("vsu")
 async def sign_up(ctx: Context) -> None:
-    shift = await ctx.session.get(vol.Shift, int_arg(ctx))
+    shift = await ctx.session.get(vol.Shift, ctx.int_arg())
     activity = await ctx.session.get(vol.Activity, shift.activity_id) if shift else None
     home = await ctx.session.get(territory.Estate, ctx.resident.estate_id) \
         if ctx.resident.estate_id else None
@@ -212,7 +205,7 @@ async def sign_up(ctx: Context) -> None:
 
 @router.button("vcx")
 async def cancel(ctx: Context) -> None:
-    signup = await ctx.session.get(vol.Signup, int_arg(ctx))
+    signup = await ctx.session.get(vol.Signup, ctx.int_arg())
     if signup is None or signup.resident_id != ctx.resident.id:
         ctx.say("common.button_invalid")
         return
@@ -260,7 +253,7 @@ async def my_shifts(ctx: Context) -> None:
 
 @router.button("vci")
 async def check_in_button(ctx: Context) -> None:
-    signup = await ctx.session.get(vol.Signup, int_arg(ctx))
+    signup = await ctx.session.get(vol.Signup, ctx.int_arg())
     if signup is None or signup.resident_id != ctx.resident.id:
         ctx.say("common.button_invalid")
         return

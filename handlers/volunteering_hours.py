@@ -8,7 +8,7 @@ from datetime import datetime
 
 from handlers.context import Context
 from handlers.router import Router
-from handlers.volunteering import int_arg, local
+from handlers.volunteering import local
 from handlers.volunteering_card import render_card
 from storage import territory
 from storage import volunteer_hours as vhours
@@ -62,7 +62,7 @@ async def my_hours(ctx: Context) -> None:
 
 @router.button("vcard")
 async def yearly_card(ctx: Context) -> None:
-    year = int_arg(ctx)
+    year = ctx.int_arg()
     if not 2000 <= year <= 2100:
         ctx.say("common.button_invalid")
         return
@@ -83,7 +83,7 @@ async def yearly_card(ctx: Context) -> None:
 
 @router.button("vlb")
 async def leaderboard_opt(ctx: Context) -> None:
-    opt_in = int_arg(ctx) == 1
+    opt_in = ctx.int_arg() == 1
     await vhours.set_leaderboard(ctx.session, ctx.resident.id, opt_in)
     ctx.say("volunteering.leaderboard_joined" if opt_in else "volunteering.leaderboard_left")
 

@@ -17,7 +17,6 @@ from handlers.context import Context
 from handlers.router import Router
 from handlers.volunteering import (
     category_name,
-    int_arg,
     local,
     place_name,
     reminder_hours,
@@ -125,7 +124,7 @@ async def _ask_place(ctx: Context) -> None:
 
 @router.button("vnp")
 async def place_chosen(ctx: Context) -> None:
-    estate_id = int_arg(ctx)
+    estate_id = ctx.int_arg()
     if ctx.state != PLACE:
         ctx.say("volunteering.step_over")
         return
@@ -316,7 +315,7 @@ async def audience_chosen(ctx: Context) -> None:
 
 @router.button("vpub")
 async def publish(ctx: Context) -> None:
-    activity = await ctx.session.get(vol.Activity, int_arg(ctx))
+    activity = await ctx.session.get(vol.Activity, ctx.int_arg())
     if activity is None or not await may_manage(ctx, activity):
         ctx.say("common.not_allowed")
         return
@@ -325,7 +324,7 @@ async def publish(ctx: Context) -> None:
         return
     await audit.record(ctx.session, ctx.resident.id, "volunteering.publish",
                        f"activity:{activity.id}", audience=activity.audience)
-    if int_arg(ctx, 1) == 1 and await vol.request_announcement(ctx.session, activity.id):
+    if ctx.int_arg(1) == 1 and await vol.request_announcement(ctx.session, activity.id):
         await audit.record(ctx.session, ctx.resident.id, "volunteering.announce",
                            f"activity:{activity.id}")
         ctx.say("volunteering.published_announcing", title=activity.title,
@@ -374,7 +373,7 @@ async def send_announcements(sessions, services, deliverer, *, batches: int = 20
 
 @router.button("vdis")
 async def discard(ctx: Context) -> None:
-    activity = await ctx.session.get(vol.Activity, int_arg(ctx))
+    activity = await ctx.session.get(vol.Activity, ctx.int_arg())
     if activity is None or activity.organiser_id != ctx.resident.id:
         ctx.say("common.not_allowed")
         return
@@ -400,7 +399,7 @@ async def rosters(ctx: Context) -> None:
 
 
 async def _managed_shift(ctx: Context) -> tuple[vol.Shift, vol.Activity] | None:
-    shift = await ctx.session.get(vol.Shift, int_arg(ctx))
+    shift = await ctx.session.get(vol.Shift, ctx.int_arg())
     activity = await ctx.session.get(vol.Activity, shift.activity_id) if shift else None
     if activity is None or not await may_manage(ctx, activity):
         ctx.say("common.not_allowed")
@@ -438,7 +437,7 @@ async def render_roster(ctx: Context, shift: vol.Shift, activity: vol.Activity) 
 
 @router.button("vatt")
 async def mark_attended(ctx: Context) -> None:
-    signup = await ctx.session.get(vol.Signup, int_arg(ctx))
+    signup = await ctx.session.get(vol.Signup, ctx.int_arg())
     shift = await ctx.session.get(vol.Shift, signup.shift_id) if signup else None
     activity = await ctx.session.get(vol.Activity, shift.activity_id) if shift else None
     if activity is None or not await may_manage(ctx, activity):

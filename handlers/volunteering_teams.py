@@ -6,7 +6,6 @@ from __future__ import annotations
 from bot.messaging.model import Kind, Outbound
 from handlers.context import Context
 from handlers.router import Router
-from handlers.volunteering import int_arg
 from storage import audit, roles_service, territory
 from storage import volunteer_teams as vteams
 from storage.people import RoleKind
@@ -37,7 +36,7 @@ async def list_teams(ctx: Context) -> None:
 
 @router.button("vtj")
 async def join(ctx: Context) -> None:
-    team = await ctx.session.get(vteams.VolunteerTeam, int_arg(ctx))
+    team = await ctx.session.get(vteams.VolunteerTeam, ctx.int_arg())
     if team is None:
         ctx.say("common.button_invalid")
         return
@@ -48,7 +47,7 @@ async def join(ctx: Context) -> None:
 
 @router.button("vtl")
 async def leave(ctx: Context) -> None:
-    team = await ctx.session.get(vteams.VolunteerTeam, int_arg(ctx))
+    team = await ctx.session.get(vteams.VolunteerTeam, ctx.int_arg())
     if team is None:
         ctx.say("common.button_invalid")
         return
@@ -122,7 +121,7 @@ async def team_message(ctx: Context) -> None:
 
 @router.button("vtm")
 async def team_chosen(ctx: Context) -> None:
-    team_id = int_arg(ctx)
+    team_id = ctx.int_arg()
     led = {t.id: t for t in await vteams.led_teams(ctx.session, ctx.resident.id)}
     if team_id not in led:
         ctx.say("common.not_allowed")
