@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,6 +26,10 @@ class Services:
     clock: Any  # callable returning an aware datetime
     media: Any = None  # bot.media.MediaStore
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def local_time(self, at: datetime) -> str:
+        """A moment as residents read it: date and minute in the bot's timezone."""
+        return at.astimezone(ZoneInfo(self.settings.bot.timezone)).strftime("%Y-%m-%d %H:%M")
 
 
 @dataclass

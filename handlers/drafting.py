@@ -86,7 +86,3 @@ def parse_closing(text: str, now: datetime, tz_name: str) -> datetime | str:
     if at > now + timedelta(days=MAX_DAYS):
         return "closes_too_far"
     return at
-
-
-def local_time(ctx: Context, at: datetime) -> str:
-    return at.astimezone(ZoneInfo(ctx.services.settings.bot.timezone)).strftime("%Y-%m-%d %H:%M")

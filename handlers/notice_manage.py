@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from handlers import notice_audience as aud
 from handlers.context import Context
-from handlers.notice_time import MAX_DAYS_AHEAD, BadTime, parse_when, show
+from handlers.notice_time import MAX_DAYS_AHEAD, BadTime, parse_when
 from handlers.notices import MAX_TEXT, STAFF
 from handlers.router import Router
 from storage import audit, notices, outbox
@@ -43,7 +43,7 @@ async def _values(ctx: Context, notice: Notice, figures: dict[str, int]) -> dict
         audience=await aud.describe(ctx.session, ctx.lang, ctx.services.texts,
                                     notice.audience_kind,
                                     notice.audience_ids[0] if notice.audience_ids else None),
-        when=show(notice.scheduled_at, ctx.services.settings.bot.timezone),
+        when=ctx.services.local_time(notice.scheduled_at),
         total=notice.recipients, sent=figures["sent"],
         queued=figures["pending"] + figures["sending"], failed=figures["failed"],
         unreachable=figures["unreachable"],

@@ -52,7 +52,3 @@ def parse_when(text: str, now: datetime, tz: str) -> datetime:
     if at - local_now > timedelta(days=MAX_DAYS_AHEAD):
         raise BadTime("far")
     return at.astimezone(now.tzinfo)
-
-
-def show(at: datetime, tz: str) -> str:
-    return at.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")

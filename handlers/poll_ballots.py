@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from zoneinfo import ZoneInfo
 
 from bot.messaging.model import Button, Outbound
 from bot.scheduler import Job
@@ -30,10 +29,6 @@ def _texts(services: Services, lang: str):
     return lambda key, **v: services.texts.get(lang, key, **v)
 
 
-def _local(services: Services, at) -> str:
-    return at.astimezone(ZoneInfo(services.settings.bot.timezone)).strftime("%Y-%m-%d %H:%M")
-
-
 def ballot(services: Services, lang: str, identity_id: int, poll: polls.Poll,
            options: list[polls.PollOption], mask: int = 0, edit_of: str | None = None
            ) -> Outbound:
@@ -43,7 +38,7 @@ def ballot(services: Services, lang: str, identity_id: int, poll: polls.Poll,
     text = t("polls.ballot", number=poll.id, question=poll.question, options=listing,
              rules=rules(t, poll.multiple, poll.anonymous, poll.per_household,
                          poll.live_results),
-             closes=_local(services, poll.closes_at))
+             closes=services.local_time(poll.closes_at))
     rows: list[list[Button]] = []
     for o in options:
         if poll.multiple:
@@ -169,7 +164,7 @@ async def _cast(ctx: Context, poll_id: int, positions: list[int]) -> None:
         key = {polls.Outcome.CAST: "polls.voted_named", polls.Outcome.CHANGED: "polls.changed",
                polls.Outcome.UNCHANGED: "polls.unchanged"}[outcome]
         ctx.say(key, number=poll.id, choice=chosen)
-        ctx.say("polls.can_change", closes=_local(ctx.services, poll.closes_at))
+        ctx.say("polls.can_change", closes=ctx.services.local_time(poll.closes_at))
     if poll.live_results:
         ctx.reply(results_text(ctx.t, poll, await polls.results(ctx.session, poll)))
 
@@ -182,7 +177,7 @@ async def show_results(ctx: Context) -> None:
         ctx.say("common.button_invalid")
         return
     if not poll.live_results and poll.status != "closed":
-        ctx.say("polls.results_hidden", closes=_local(ctx.services, poll.closes_at))
+        ctx.say("polls.results_hidden", closes=ctx.services.local_time(poll.closes_at))
         return
     ctx.reply(results_text(ctx.t, poll, await polls.results(ctx.session, poll)))
 

@@ -180,7 +180,7 @@ async def preview(ctx: Context) -> None:
             area=await drafting.area_name(ctx, draft.audience),
             who=ctx.t("polls.opt_verified_only" if draft.audience.verified_only
                       else "polls.opt_anyone"),
-            closes=drafting.local_time(ctx, draft.closes_at),
+            closes=ctx.services.local_time(draft.closes_at),
             quorum=draft.quorum or ctx.t("polls.no_quorum"))
 
 
@@ -207,4 +207,3 @@ async def publish(ctx: Context) -> None:
                        per_household=poll.per_household)
     ctx.finish()
     ctx.say("polls.published", number=poll.id)
-

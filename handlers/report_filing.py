@@ -7,7 +7,6 @@ it; every push goes through the outbox, in the recipient's own language.
 
 from __future__ import annotations
 
-from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from bot.messaging.model import Button, Outbound
@@ -52,10 +51,6 @@ def lang_of(services, resident: Resident) -> str:
 
 def t(services, lang: str, key: str, **values) -> str:
     return services.texts.get(lang, key, **values)
-
-
-def local_time(services, at: datetime) -> str:
-    return at.astimezone(ZoneInfo(services.settings.bot.timezone)).strftime("%Y-%m-%d %H:%M")
 
 
 def status_label(services, lang: str, report: rep.Report) -> str:
@@ -146,8 +141,8 @@ async def card_text(session, services, report: rep.Report, lang: str, *,
     if report.team_id:
         team = await session.get(territory.Team, report.team_id)
         lines.append(t(services, lang, "reports.card_team", team=territory.localized(team, lang)))
-    lines.append(t(services, lang, "reports.card_due", ack=local_time(services, report.ack_due_at),
-                   fix=local_time(services, report.fix_due_at)))
+    lines.append(t(services, lang, "reports.card_due", ack=services.local_time(report.ack_due_at),
+                   fix=services.local_time(report.fix_due_at)))
     if show_reporter:
         person = await session.get(Resident, report.reporter_id)
         lines.append(t(services, lang, "reports.card_reporter",

@@ -243,7 +243,7 @@ async def show_queue(ctx: Context) -> None:
                            ref=report.reference,
                            category=filing.category_name(ctx.services, ctx.lang, report.category),
                            status=filing.status_label(ctx.services, ctx.lang, report),
-                           due=filing.local_time(ctx.services, report.fix_due_at),
+                           due=ctx.services.local_time(report.fix_due_at),
                            age=_age(ctx, report)))
         if len(buttons) < 10:
             buttons.append([ctx.button(report.reference, "rcard", report.id)])

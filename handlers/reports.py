@@ -497,7 +497,7 @@ async def file_it(ctx: Context) -> None:
     team = await ctx.session.get(territory.Team, report.team_id) if report.team_id else None
     ctx.say("reports.filed", ref=report.reference,
             team=territory.localized(team, ctx.lang) if team else ctx.t("reports.no_team"),
-            due=filing.local_time(ctx.services, report.fix_due_at))
+            due=ctx.services.local_time(report.fix_due_at))
 
 
 def _keep_language(ctx: Context) -> None:
@@ -520,7 +520,7 @@ async def my_reports(ctx: Context) -> None:
                            ref=report.reference,
                            category=filing.category_name(ctx.services, ctx.lang, report.category),
                            status=filing.status_label(ctx.services, ctx.lang, report),
-                           date=filing.local_time(ctx.services, report.created_at)[:10]))
+                           date=ctx.services.local_time(report.created_at)[:10]))
     ctx.reply("\n".join(lines))
 
 

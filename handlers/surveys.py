@@ -171,7 +171,7 @@ async def _preview(ctx: Context) -> None:
                                  ctx.button(ctx.t("polls.discard"), "nsv", "preview", 0)]],
             title=d["title"], questions=questions, area=await drafting.area_name(ctx, audience),
             who=ctx.t("polls.opt_verified_only" if d["verified"] else "polls.opt_anyone"),
-            closes=drafting.local_time(ctx, datetime.fromisoformat(d["closes_at"])))
+            closes=ctx.services.local_time(datetime.fromisoformat(d["closes_at"])))
 
 
 async def _publish(ctx: Context) -> None:
@@ -436,19 +436,13 @@ async def _invite_step(sessions, services: Services, survey_id: int) -> int | No
             await outbox.enqueue(
                 session, r.identity_id, Outbound(text=services.texts.get(
                     lang, "surveys.invitation", number=survey_id, title=survey.title,
-                    count=count, closes=_local(services, survey.closes_at)),
+                    count=count, closes=services.local_time(survey.closes_at)),
                     buttons=[[button]]).to_json(),
                 priority=outbox.Priority.BULK, group=f"survey:{survey_id}",
                 dedupe_key=f"survey:{survey_id}:inv:{r.identity_id}")
         if not await surveys.advance_invites(session, survey_id, cursor, last):
             raise _LostRace
         return last
-
-
-def _local(services: Services, at) -> str:
-    from zoneinfo import ZoneInfo
-
-    return at.astimezone(ZoneInfo(services.settings.bot.timezone)).strftime("%Y-%m-%d %H:%M")
 
 
 jobs = [Job("surveys", 30, tick)]
