@@ -101,7 +101,7 @@ async def build_app(
         sessions, router, services, adapters,
         flood=FloodGuard(settings.bot.flood_burst, settings.bot.flood_rate) if flood_guard
         else None,
-        wake_delivery=deliverer.wake, on_first_contact=first_contact,
+        deliverer=deliverer, on_first_contact=first_contact,
     )
     services.extra["adapters"] = adapters
     scheduler = build_scheduler(sessions, services, deliverer)

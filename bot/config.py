@@ -118,6 +118,15 @@ class CapSettings(BaseSettings):
     max_entries: int = 50  # CAP documents fetched per feed poll
 
 
+class OutboxSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OUTBOX_", **_common)
+
+    # Finished messages (sent, failed, unreachable, cancelled) are deleted after this many
+    # days, in batches; a notice's figures are kept apart and stay.
+    keep_days: float = Field(default=30.0, gt=0)
+    prune_batch: int = Field(default=5000, ge=100)
+
+
 class NoticeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NOTICES_", **_common)
 
@@ -152,6 +161,7 @@ class Settings:
         self.volunteering = overrides.pop("volunteering", None) or VolunteeringSettings()
         self.reports = overrides.pop("reports", None) or ReportSettings()
         self.notices = overrides.pop("notices", None) or NoticeSettings()
+        self.outbox = overrides.pop("outbox", None) or OutboxSettings()
         self.weather = overrides.pop("weather", None) or WeatherSettings()
         self.cap = overrides.pop("cap", None) or CapSettings()
         self.polls = overrides.pop("polls", None) or DeliberationSettings()

@@ -1,19 +1,29 @@
-"""Drains the outbox through the adapters at the rate each platform allows.
+"""Sends everything the bot says, pushes and replies alike, at the rate each platform allows.
 
-A loop with a budget, never recursion: claim a batch, wait for a slot in the global and the
-per-chat budget, send, record the result. 429 pauses the whole sender for `retry_after`; 403
-marks the recipient unreachable; other failures back off and are retried a bounded number of
-times. Rows are claimed in the database, so a crash leaves nothing lost, and rows already
-marked sent are never sent again.
+One path for every message: a lane per chat keeps that chat's messages in order and at most
+`per_chat` a second (the next one leaves a full interval after the previous one was answered);
+one budget per platform grants sends in priority order (replies first) from a token bucket over
+a sliding second, with a bounded number of requests in flight. Results are written back as they
+come, in group commits, so a crash re-sends at most the requests in flight and the answers not
+yet committed (`Deliverer.double_bound`).
+
+A 429 for one chat pauses that chat; 429s for several chats at once mean the bot's own limit,
+and pause the whole platform; after any pause sends resume paced, never as a burst. 403 marks
+the recipient unreachable; other failures go back to the outbox with a backoff, and nothing
+later to the same chat overtakes them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
+import math
 import time
 from collections import OrderedDict, deque
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -25,70 +35,173 @@ from storage.base import utcnow
 log = logging.getLogger(__name__)
 
 STALE_CLAIM = timedelta(minutes=2)
-HEADROOM = 0.95  # of the platform's rate, kept so direct replies are not starved
 SENDER_LOCK_KEY = 0x5E17D
-ROUND_SECONDS = 2.0
+HEADROOM = 0.985  # of the platform's rate: arrivals bunch up a little on the way
+JITTER = 0.02  # seconds: the platform's "second" is counted over this much longer here
+BURST_SECONDS = 0.05  # tokens a bucket may hold: 50 ms of sending
+HOLD_SECONDS = 10.0  # a 429 up to this long is waited out in memory, longer ones in the outbox
+GLOBAL_FLOOD_CHATS = 3  # 429s for this many chats within a second: the bot's own limit
 MIN_FACTOR = 0.7
-RECOVERY = 0.05  # of the rate, per second without a 429: from the floor back to full in 6 s
+RECOVERY = 0.05  # of the rate, per second without a global 429
+CLAIM_SECONDS = 2.0  # rows claimed ahead: about two seconds of sending
+RECLAIM_GRACE = timedelta(seconds=30)  # PostgreSQL: another live worker's replies are younger
+FOLLOWS = "follows"  # a row handed back unsent, behind one of its chat that was held back
 
 
 class RateBudget:
-    """Spaces sends evenly: at most `rate` a second overall (also in any sliding second) and
-    `per_chat` a second per chat; after a 429 it aims a little lower and eases back up."""
+    """One platform's budget: a token bucket for the bot, at most `rate` grants in any sliding
+    second, at most `max_inflight` requests outstanding, grants in priority order; and per chat
+    the moment its next message may leave."""
 
-    def __init__(self, rate: float, per_chat: float, max_chats: int = 50_000) -> None:
-        self.rate = rate
-        self.interval = 1.0 / rate
+    def __init__(self, rate: float, per_chat: float, *, max_inflight: int | None = None,
+                 max_chats: int = 50_000) -> None:
+        self.rate = rate * HEADROOM
+        self.capacity = max(1, math.floor(rate))  # the platform's own count per second
+        self.burst = max(1.0, self.rate * BURST_SECONDS)
+        self.max_inflight = max_inflight or max(4, math.ceil(rate / 10))
         self.chat_interval = 1.0 / per_chat if per_chat > 0 else 0.0
-        self._next = 0.0
+        self.inflight = 0
+        self.factor = 1.0
+        self._tokens = 1.0
+        self._last = time.monotonic()
         self._paused_until = 0.0
-        self._span = max(1.0, 1.0 / rate)
-        self._capacity = max(1, int(rate * self._span))
-        self._window: deque[float] = deque()
-        self._factor = 1.0  # share of `rate` aimed at; lowered by 429s
-        self._eased_at = time.monotonic()
+        self._stamps: deque[float] = deque()
+        self._waiters: list[tuple[int, int, asyncio.Future]] = []
+        self._seq = itertools.count()
+        self._pacer: asyncio.Task | None = None
+        self._poke = asyncio.Event()
         self._chats: OrderedDict[str, float] = OrderedDict()
         self._max_chats = max_chats
+        self._floods: deque[tuple[float, str]] = deque()
+        self.global_pauses = 0
 
-    def pause(self, seconds: float) -> None:
-        """A 429: wait as told, and aim lower for a while (the platform measures arrivals,
-        which network and server jitter bunch up), recovering slowly while sends succeed."""
-        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
-        self._factor = max(MIN_FACTOR, self._factor * 0.9)
-        self._eased_at = self._paused_until
-
+    # -- per chat ---------------------------------------------------------------------------
     def chat_ready_in(self, chat: str) -> float:
         return max(0.0, self._chats.get(chat, 0.0) - time.monotonic())
 
-    def reserve_chat(self, chat: str) -> None:
-        self._chats[chat] = time.monotonic() + self.chat_interval
+    def _hold_chat(self, chat: str, until: float) -> None:
+        self._chats[chat] = max(self._chats.get(chat, 0.0), until)
         self._chats.move_to_end(chat)
         while len(self._chats) > self._max_chats:
             self._chats.popitem(last=False)
 
-    async def slot(self) -> None:
+    # -- the bot's budget ------------------------------------------------------------------
+    async def acquire(self, priority: int) -> None:
+        """Wait for a send slot; lower `priority` values are served first."""
+        fut = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, next(self._seq), fut))
+        if self._pacer is None or self._pacer.done():
+            self._pacer = asyncio.create_task(self._pace(), name="send-pacer")
+        else:
+            self._poke.set()
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():  # granted, then abandoned
+                self.inflight -= 1
+                self._poke.set()
+            raise
+
+    def release(self, chat: str, result: SendResult | None) -> None:
+        """A granted send is over (answered, or abandoned when `result` is None)."""
+        self.inflight -= 1
         now = time.monotonic()
-        start = max(now, self._next, self._paused_until)
-        self._next = start + self.interval / self._factor
-        if start > now:
-            await asyncio.sleep(start - now)
-        # Sends that overslept (a busy event loop) would leave together and exceed the
-        # platform's per-second window: never more than `rate` in any sliding window.
-        while True:
+        self._hold_chat(chat, now + self.chat_interval)
+        if result is not None and result.flood:
+            self._flood(chat, result.retry_after, now)
+        self._poke.set()
+
+    def pause(self, seconds: float) -> None:
+        """Pause every send for `seconds`; then resume paced, from an empty bucket."""
+        now = time.monotonic()
+        self._paused_until = max(self._paused_until, now + seconds)
+        self._tokens = 0.0
+        self._last = self._paused_until
+        self._poke.set()
+
+    def _flood(self, chat: str, seconds: float, now: float) -> None:
+        self._hold_chat(chat, now + seconds)
+        floods = self._floods
+        floods.append((now, chat))
+        while floods and floods[0][0] <= now - 1.0:
+            floods.popleft()
+        chats = {c for _, c in floods}
+        recent = sum(1 for t in self._stamps if t > now - 1.0)
+        if len(chats) >= GLOBAL_FLOOD_CHATS and 2 * len(chats) >= recent:
+            # Most of the last second's sends refused, across chats: the bot's own limit.
+            self.global_pauses += 1
+            self.factor = max(MIN_FACTOR, self.factor * 0.9)
+            self.pause(seconds)
+            floods.clear()
+
+    async def _pace(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            while waiters and waiters[0][2].done():  # given up (a cancelled lane)
+                heapq.heappop(waiters)
+            if not waiters:
+                break
             now = time.monotonic()
-            stamps = self._window
-            while stamps and stamps[0] <= now - self._span:
+            if now >= self._last:
+                elapsed = now - self._last
+                rate = self.rate * self.factor
+                self._tokens = min(self.burst, self._tokens + elapsed * rate)
+                self._last = now
+                if self.factor < 1.0:
+                    self.factor = min(1.0, self.factor + RECOVERY * elapsed)
+            stamps = self._stamps
+            while stamps and stamps[0] <= now - 1.0 - JITTER:
                 stamps.popleft()
-            capacity = max(1, int(self._capacity * self._factor))
-            wait = max(self._paused_until - now,
-                       stamps[0] + self._span - now if len(stamps) >= capacity else 0.0)
-            if wait <= 0:
+            if now < self._paused_until:
+                wait = self._paused_until - now
+            elif self.inflight >= self.max_inflight:
+                wait = None  # until a request is answered
+            elif len(stamps) >= max(1, math.floor(self.capacity * self.factor)):
+                wait = stamps[0] + 1.0 + JITTER - now
+            elif self._tokens < 1.0:
+                wait = (1.0 - self._tokens) / (self.rate * self.factor)
+            else:
+                _, _, fut = heapq.heappop(waiters)
+                self._tokens -= 1.0
                 stamps.append(now)
-                if self._factor < 1.0:
-                    self._factor = min(1.0, self._factor + RECOVERY * max(0.0, now - self._eased_at))
-                self._eased_at = max(self._eased_at, now)
-                return
-            await asyncio.sleep(wait)
+                self.inflight += 1
+                fut.set_result(None)
+                continue
+            self._poke.clear()
+            try:
+                await asyncio.wait_for(self._poke.wait(), wait)
+            except TimeoutError:
+                pass
+
+    def close(self) -> None:
+        if self._pacer is not None:
+            self._pacer.cancel()
+        for _, _, fut in self._waiters:
+            fut.cancel()
+        self._waiters.clear()
+
+
+@dataclass(eq=False)
+class _Item:
+    platform: str
+    chat_id: str
+    identity_id: int | None
+    out: Outbound
+    priority: int
+    row: outbox.Claimed | None = None  # None: never written down (edits, ballot ticks)
+    counted: bool = False  # claimed from the outbox by the background sender
+    holds: int = 0  # 429s waited out in memory
+    seq: int = 0
+    done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class _Lane:
+    __slots__ = ("busy", "items", "task")
+
+    def __init__(self) -> None:
+        self.items: list[_Item] = []
+        self.task: asyncio.Task | None = None
+        self.busy = False  # the first item is with the platform
 
 
 class Deliverer:
@@ -99,32 +212,47 @@ class Deliverer:
         adapters: dict[str, Adapter],
         *,
         max_attempts: int = 6,
-        concurrency: int | None = None,
+        max_inflight: int | None = None,
         batch: int = 500,
     ) -> None:
         self.engine = engine
         self.sessions = sessions
         self.adapters = adapters
         self.max_attempts = max_attempts
-        # Enough requests in flight to fill the budget at ~100 ms a round trip.
-        top = max((a.limits.per_second for a in adapters.values()), default=30.0)
-        self.concurrency = concurrency or max(32, int(top * 0.1))
         self.batch = batch
         self.budgets = {
-            name: RateBudget(a.limits.per_second * HEADROOM, a.limits.per_chat_per_second)
+            name: RateBudget(a.limits.per_second, a.limits.per_chat_per_second,
+                             max_inflight=max_inflight)
             for name, a in adapters.items()
         }
+        self._lanes: dict[tuple[str, str], _Lane] = {}
+        self._seq = itertools.count()
+        self._queued = 0  # claimed rows not yet answered
+        self._progress = asyncio.Event()
+        self._results: list[tuple[_Item, SendResult]] = []
+        self._writer: asyncio.Task | None = None
+        self._written = asyncio.Event()
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._closing = False
+        self.started_at: datetime = utcnow()
         self.sent = 0
         self.retried = 0
+
+    @property
+    def double_bound(self) -> int:
+        """Messages a crash may send twice: requests in flight, plus answers not yet written
+        (those that arrived during one commit, at most another window)."""
+        return 2 * max((b.max_inflight for b in self.budgets.values()), default=0)
 
     def wake(self) -> None:
         self._wake.set()
 
     def start(self) -> None:
         self._stop.clear()
+        self._closing = False
+        self.started_at = utcnow()
         self._task = asyncio.create_task(self.run(), name="deliverer")
 
     async def stop(self) -> None:
@@ -133,30 +261,67 @@ class Deliverer:
         if self._task is not None:
             await self._task
             self._task = None
+        await self._abandon_lanes()
+        await self.flush()
+        for budget in self.budgets.values():
+            budget.close()
 
+    # -- the background sender: claims due rows, keeps about two seconds of sending queued --
     async def run(self) -> None:
-        async with _SenderLease(self.engine) as lease:
-            recovered = False
-            while not self._stop.is_set():
-                if not await lease.held():
-                    await self._sleep(2.0)
-                    continue
-                if not recovered:
-                    # Holding the lease means no other sender is alive: claims still marked
-                    # "sending" were left by one that died, so resume them now, not minutes later.
-                    async with self.sessions() as session, session.begin():
-                        resumed = await outbox.reclaim_stale(session, timedelta(0))
-                    if resumed:
-                        log.info("resumed %d messages left in flight by a stopped sender",
-                                 resumed)
-                    recovered = True
-                try:
-                    worked = await self.drain_once()
-                except Exception:
-                    log.exception("delivery round failed")
-                    worked = False
-                if not worked:
-                    await self._sleep(1.0)
+        try:
+            async with _SenderLease(self.engine) as lease:
+                recovered = False
+                while not self._stop.is_set():
+                    if not await lease.held():
+                        await self._sleep(2.0)
+                        continue
+                    if not recovered:
+                        await self._recover()
+                        recovered = True
+                    try:
+                        claimed = await self._claim_more()
+                    except Exception:
+                        log.exception("claiming from the outbox failed")
+                        claimed = -1
+                    if claimed == 0:
+                        await self._sleep(1.0)
+                    elif claimed < 0:
+                        await self._sleep(2.0)
+        except asyncio.CancelledError:
+            # The process is going down hard: nothing more is sent or written, as in a crash.
+            for lane in list(self._lanes.values()):
+                if lane.task is not None:
+                    lane.task.cancel()
+            raise
+
+    async def _recover(self) -> None:
+        """Rows left "sending" by a sender that died are resumed now, not minutes later."""
+        grace = RECLAIM_GRACE if self.engine.dialect.name == "postgresql" else timedelta(0)
+        async with self.sessions() as session, session.begin():
+            resumed = await outbox.reclaim_stale(session, grace, claimed_before=self.started_at)
+        if resumed:
+            log.info("resumed %d messages left in flight by a stopped sender", resumed)
+
+    def _claim_size(self) -> int:
+        rate = max((b.rate for b in self.budgets.values()), default=self.batch)
+        return max(10, min(self.batch, int(rate * CLAIM_SECONDS)))
+
+    async def _claim_more(self) -> int:
+        """Top the queue up; the number claimed, or wait for room when it is full."""
+        size = self._claim_size()
+        room = size - self._queued
+        if room < size // 2:
+            self._progress.clear()
+            try:
+                await asyncio.wait_for(self._progress.wait(), 1.0)
+            except TimeoutError:
+                pass
+            return 1
+        async with self.sessions() as session, session.begin():
+            await outbox.reclaim_stale(session, STALE_CLAIM)
+            claimed = await outbox.claim(session, room)
+        self._submit_rows(claimed)
+        return len(claimed)
 
     async def _sleep(self, seconds: float) -> None:
         try:
@@ -165,79 +330,197 @@ class Deliverer:
             pass
         self._wake.clear()
 
-    def _round_size(self) -> int:
-        """About two seconds of sending: a reply or an emergency queued behind a bulk batch
-        waits at most that long, since each claim takes the highest priority first."""
-        rate = max((b.rate for b in self.budgets.values()), default=self.batch)
-        return max(10, min(self.batch, int(rate * ROUND_SECONDS)))
-
     async def drain_once(self) -> bool:
-        """Claim and send one batch; False when nothing was due."""
+        """Claim one batch, send it and write the results; False when nothing was due."""
         async with self.sessions() as session, session.begin():
             await outbox.reclaim_stale(session, STALE_CLAIM)
-            claimed = await outbox.claim(session, self._round_size())
+            claimed = await outbox.claim(session, self._claim_size())
         if not claimed:
             return False
-        sem = asyncio.Semaphore(self.concurrency)
-        results: list[tuple[outbox.Claimed, SendResult, float]] = []
+        await asyncio.gather(*(item.done for item in self._submit_rows(claimed)))
+        await self.flush()
+        return True
 
-        async def one(item: outbox.Claimed) -> None:
-            adapter = self.adapters.get(item.platform)
-            if adapter is None:
-                results.append((item, SendResult(SendStatus.FAILED, error="no adapter"), 0))
-                return
-            budget = self.budgets[item.platform]
-            wait = budget.chat_ready_in(item.chat_id)
-            if wait > 0:
-                # Not this chat's turn yet: hand it back rather than hold a sending slot.
-                results.append((item, SendResult(SendStatus.RETRY, retry_after=wait), -1))
-                return
-            budget.reserve_chat(item.chat_id)
-            async with sem:
-                await budget.slot()
+    # -- replies: sent at once by the process that handled the update ---------------------
+    async def send_replies(self, platform: str, chat_id: str, identity_id: int | None,
+                           replies: list[tuple[Outbound, int | None]]) -> None:
+        """Send one update's replies in order, through the same lane and budget as pushes;
+        `(outbound, row id)`, the id of its outbox row when it was written down."""
+        items = []
+        for out, row_id in replies:
+            row = None if row_id is None else outbox.Claimed(
+                row_id, identity_id, platform, chat_id, {}, 1, int(outbox.Priority.REPLY), None)
+            items.append(_Item(platform, chat_id, identity_id, out,
+                               int(outbox.Priority.REPLY), row))
+        self._submit(items)
+        await asyncio.gather(*(item.done for item in items))
+
+    # -- lanes --------------------------------------------------------------------------------
+    def _submit_rows(self, rows: list[outbox.Claimed]) -> list[_Item]:
+        items = [_Item(r.platform, r.chat_id, r.identity_id, Outbound.from_json(r.payload),
+                       r.priority, r, counted=True) for r in rows]
+        self._queued += len(items)
+        self._submit(items)
+        return items
+
+    def _submit(self, items: list[_Item]) -> None:
+        for item in items:
+            item.seq = next(self._seq)
+            key = (item.platform, item.chat_id)
+            lane = self._lanes.get(key)
+            if lane is None:
+                lane = self._lanes[key] = _Lane()
+            # In priority order, after anything of the same priority already waiting.
+            pos = len(lane.items)
+            while pos > 1 and (lane.items[pos - 1].priority, lane.items[pos - 1].seq) > (
+                    item.priority, item.seq):
+                pos -= 1
+            lane.items.insert(pos, item)
+            if lane.task is None:
+                lane.task = asyncio.create_task(self._run_lane(key, lane))
+
+    async def _run_lane(self, key: tuple[str, str], lane: _Lane) -> None:
+        platform, chat = key
+        adapter = self.adapters.get(platform)
+        budget = self.budgets.get(platform)
+        try:
+            while lane.items and not self._closing:
+                item = lane.items[0]
+                if adapter is None or budget is None:
+                    lane.items.pop(0)
+                    self._finish(item, SendResult(SendStatus.FAILED, error="no adapter"))
+                    continue
+                wait = budget.chat_ready_in(chat)
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    continue
+                await budget.acquire(item.priority)
+                result = None
+                lane.busy = True
                 try:
-                    result = await adapter.send(item.chat_id, Outbound.from_json(item.payload))
+                    result = await adapter.send(chat, item.out)
+                except asyncio.CancelledError:
+                    raise
                 except Exception as exc:  # an adapter bug must not stop the sender
                     log.exception("send failed")
                     result = SendResult(SendStatus.RETRY, retry_after=5, error=repr(exc))
-                if result.flood:
-                    budget.pause(result.retry_after)
-            results.append((item, result, 0))
+                finally:
+                    budget.release(chat, result)
+                lane.busy = False
+                if result.flood and result.retry_after <= HOLD_SECONDS and item.holds < 5:
+                    item.holds += 1
+                    item.out.answer_callback = None  # answered with the refused attempt
+                    continue  # the chat (or the bot) waits; this message stays first
+                lane.items.pop(0)
+                self._finish(item, result)
+                if result.status == SendStatus.UNREACHABLE:
+                    for rest in lane.items:  # marked with the identity in the outbox
+                        self._finish(rest, result, written=True)
+                    lane.items.clear()
+                elif result.status == SendStatus.RETRY and lane.items:
+                    # Held back: the rest of this chat waits in the outbox behind it.
+                    for rest in lane.items:
+                        self._finish(rest, SendResult(SendStatus.RETRY, error=FOLLOWS))
+                    lane.items.clear()
+        finally:
+            if self._lanes.get(key) is lane and not lane.items:
+                del self._lanes[key]
+            elif self._lanes.get(key) is lane:
+                lane.task = None  # cancelled: its rows stay claimed until recovered
 
-        await asyncio.gather(*(one(item) for item in claimed))
-        async with self.sessions() as session, session.begin():
-            sent = [(item.id, result.message_ref) for item, result, _ in results
-                    if result.status == SendStatus.SENT]
-            self.sent += len(sent)
-            await outbox.mark_sent_many(session, sent)
-            for item, result, flag in results:
-                if result.status != SendStatus.SENT:
-                    await self._record(session, item, result, requeue_only=flag < 0)
-        return True
-
-    async def _record(self, session: AsyncSession, item: outbox.Claimed, result: SendResult,
-                      *, requeue_only: bool) -> None:
+    def _finish(self, item: _Item, result: SendResult, *, written: bool = False) -> None:
+        if item.counted:
+            item.counted = False
+            self._queued -= 1
+        if item.row is not None:
+            if not written:
+                self._results.append((item, result))
+                if self._writer is None or self._writer.done():
+                    self._writer = asyncio.create_task(self._write_loop(), name="outbox-writer")
+        elif result.status != SendStatus.SENT:
+            log.warning("reply to %s not sent: %s %s", item.chat_id, result.status, result.error)
         if result.status == SendStatus.SENT:
             self.sent += 1
-            await outbox.mark_sent(session, item.id, result.message_ref)
-        elif result.status == SendStatus.UNREACHABLE:
-            await outbox.mark_unreachable(session, item.identity_id, item.id)
-        elif result.status == SendStatus.RETRY and (
-            requeue_only or result.flood or item.attempts < self.max_attempts
-        ):
-            self.retried += 1
-            flood = requeue_only or result.flood
-            delay = result.retry_after if flood else max(
-                result.retry_after, min(300.0, 2.0 ** item.attempts))
-            await outbox.mark_retry(session, item.id, utcnow() + timedelta(seconds=delay),
-                                    result.error, count_attempt=not flood)
-        else:
-            await outbox.mark_failed(session, item.id, result.error)
+        self._progress.set()
+        if not item.done.done():
+            item.done.set_result(result)
+
+    async def _abandon_lanes(self) -> None:
+        """A polite stop: lanes end after their current send; unsent rows go back to pending
+        (one still with the platform stays claimed: the next start resumes it)."""
+        self._closing = True
+        lanes = list(self._lanes.values())
+        tasks = [lane.task for lane in lanes if lane.task is not None]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=2.0)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+        rows = [i.row.id for lane in lanes
+                for n, i in enumerate(lane.items) if i.row is not None and not (n == 0 and lane.busy)]
+        for lane in lanes:
+            for item in lane.items:
+                if not item.done.done():
+                    item.done.cancel()
+        self._lanes.clear()
+        if rows:
+            async with self.sessions() as session, session.begin():
+                await outbox.release(session, rows)
+
+    # -- writing results back: group commits, as the answers come ----------------------------
+    async def _write_loop(self) -> None:
+        while self._results:
+            batch, self._results = self._results, []
+            try:
+                async with self.sessions() as session, session.begin():
+                    await self._write(session, batch)
+            except Exception:
+                log.exception("writing %d delivery results failed; retrying", len(batch))
+                self._results[:0] = batch
+                await asyncio.sleep(1.0)
+        self._written.set()
+
+    async def flush(self) -> None:
+        """Wait until every answer so far is written."""
+        while self._results or (self._writer is not None and not self._writer.done()):
+            if self._writer is None or self._writer.done():
+                self._writer = asyncio.create_task(self._write_loop(), name="outbox-writer")
+            await asyncio.shield(self._writer)
+
+    async def _write(self, session: AsyncSession, batch: list[tuple[_Item, SendResult]]) -> None:
+        sent = [(i.row.id, r.message_ref, i.row.group_key) for i, r in batch
+                if r.status == SendStatus.SENT]
+        await outbox.mark_sent_many(session, sent)
+        held: dict[int, datetime] = {}  # identity -> nothing of theirs leaves before
+        for item, result in batch:
+            if result.status == SendStatus.SENT:
+                continue
+            row = item.row
+            if result.status == SendStatus.UNREACHABLE:
+                await outbox.mark_unreachable(session, row.identity_id, row.id)
+            elif result.error == FOLLOWS:  # never attempted: waits behind the one held back
+                await outbox.mark_retry(session, row.id, held.get(row.identity_id, utcnow()),
+                                        None, count_attempt=False)
+            elif result.status == SendStatus.RETRY and (
+                    result.flood or row.attempts < self.max_attempts):
+                self.retried += 1
+                delay = result.retry_after if result.flood else max(
+                    result.retry_after, min(300.0, 2.0 ** row.attempts))
+                at = utcnow() + timedelta(seconds=delay)
+                held[row.identity_id] = max(at, held.get(row.identity_id, at))
+                await outbox.mark_retry(session, row.id, at, result.error,
+                                        count_attempt=not result.flood)
+            else:
+                await outbox.mark_failed(session, row.id, result.error)
+        for identity_id, at in held.items():
+            await outbox.push_back(session, identity_id, at)
 
 
 class _SenderLease:
-    """On PostgreSQL one process at a time holds the bot's sending budget (an advisory lock
-    on a connection kept open); SQLite has one writer anyway."""
+    """On PostgreSQL one process at a time claims the outbox's pushes (an advisory lock on a
+    connection kept open); SQLite has one writer anyway. Replies are sent by the process that
+    handled the update, lease or not."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -259,8 +542,10 @@ class _SenderLease:
 
     async def __aexit__(self, *exc) -> None:
         if self._conn is not None:
-            if self._held:
-                await self._conn.execute(text("SELECT pg_advisory_unlock(:k)"),
-                                         {"k": SENDER_LOCK_KEY})
-                await self._conn.commit()
-            await self._conn.close()
+            try:
+                if self._held:
+                    await self._conn.execute(text("SELECT pg_advisory_unlock(:k)"),
+                                             {"k": SENDER_LOCK_KEY})
+                    await self._conn.commit()
+            finally:
+                await self._conn.close()

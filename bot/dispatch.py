@@ -1,5 +1,10 @@
 """One platform update, end to end: dedupe, load the person and their conversation, route to a
-handler, commit once, then send the replies."""
+handler, write the replies to the outbox and commit once, then send the replies.
+
+Replies are written in the update's own transaction, already claimed by this process, so a crash
+between the commit and the send loses none: the next start resumes them. They leave through the
+deliverer's lane for the chat, inside the platform's budget, in order. Edits and messages marked
+`ephemeral` (a ballot's ticks) are never written down: they are sent from memory only."""
 
 from __future__ import annotations
 
@@ -9,16 +14,20 @@ import re
 import unicodedata
 import weakref
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.flood import FloodGuard
 from bot.i18n import normalize_language
-from bot.messaging.model import Adapter, Inbound, Kind, Outbound, SendStatus
+from bot.messaging.model import Adapter, Inbound, Kind, Outbound
 from handlers.context import Context, Services
 from handlers.router import Router
 from storage import dialog, outbox, updates
 from storage.people import get_or_create_identity
+
+if TYPE_CHECKING:
+    from bot.delivery import Deliverer
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +51,7 @@ class Dispatcher:
         adapters: dict[str, Adapter],
         *,
         flood: FloodGuard | None,
-        wake_delivery: Callable[[], None] = lambda: None,
+        deliverer: Deliverer,
         on_first_contact: Callable[[Context], Awaitable[None]] | None = None,
     ) -> None:
         self.sessions = sessions
@@ -50,7 +59,7 @@ class Dispatcher:
         self.services = services
         self.adapters = adapters
         self.flood = flood
-        self.wake_delivery = wake_delivery
+        self.deliverer = deliverer
         self.on_first_contact = on_first_contact
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
@@ -107,9 +116,15 @@ class Dispatcher:
             await self._route(ctx)
             if (ctx.state, ctx.data) != before:
                 await dialog.save(session, identity.id, ctx.state, ctx.data)
+            kept = [out for out in ctx.replies if out.edit_of is None and not out.ephemeral]
+            ids = iter(await outbox.enqueue_claimed(
+                session, identity.id, [out.to_json() for out in kept]) if kept else [])
+            replies = [(out, next(ids) if out.edit_of is None and not out.ephemeral else None)
+                       for out in ctx.replies]
         if ctx.pushed:
-            self.wake_delivery()
-        await self._send(inbound, ctx.replies, identity.id)
+            self.deliverer.wake()
+        await self.deliverer.send_replies(inbound.platform, inbound.chat_id, identity.id,
+                                          replies)
 
     async def _route(self, ctx: Context) -> None:
         inbound, router = ctx.inbound, self.router
@@ -176,24 +191,10 @@ class Dispatcher:
 
     async def _send(self, inbound: Inbound, replies: list[Outbound],
                     identity_id: int | None) -> None:
-        adapter = self.adapters.get(inbound.platform)
-        if adapter is None:
-            return
-        for out in replies:
-            result = await adapter.send(inbound.chat_id, out)
-            if (result.status == SendStatus.RETRY and identity_id is not None and out.text
-                    and out.edit_of is None):
-                # The platform asked us to wait: the outbox sends it, replies first. Edits are
-                # not kept: a late redraw could overwrite a newer one, and an anonymous
-                # ballot's ticks must never be written down.
-                async with self.sessions() as session, session.begin():
-                    out.answer_callback = None
-                    await outbox.enqueue(session, identity_id, out.to_json(),
-                                         priority=outbox.Priority.REPLY)
-                self.wake_delivery()
-            elif result.status != SendStatus.SENT:
-                log.warning("reply to %s not sent: %s %s", inbound.chat_id, result.status,
-                            result.error)
+        """Replies not written down (a flood warning, an internal error): same lane, same
+        budget, from memory."""
+        await self.deliverer.send_replies(inbound.platform, inbound.chat_id, identity_id,
+                                          [(out, None) for out in replies])
 
 
 def _with_text(inbound: Inbound, text: str) -> Inbound:

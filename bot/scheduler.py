@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from storage import updates
+from storage import outbox, updates
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,19 @@ async def prune_updates(sessions, services, deliverer) -> None:
         await updates.prune(session)
 
 
-CORE_JOBS = [Job("prune-updates", 3600, prune_updates)]
+async def prune_outbox(sessions, services, deliverer) -> None:
+    """Finished outbox rows older than OUTBOX_KEEP_DAYS go, a batch a transaction, so the
+    sender's table stays the size of what is in flight and the recent past."""
+    settings = services.settings.outbox
+    before = services.clock() - timedelta(days=settings.keep_days)
+    while True:
+        async with sessions() as session, session.begin():
+            gone = await outbox.prune(session, before, settings.prune_batch)
+        if gone < settings.prune_batch:
+            return
+
+
+CORE_JOBS = [Job("prune-updates", 3600, prune_updates), Job("prune-outbox", 3600, prune_outbox)]
 
 
 class Scheduler(AsyncIOScheduler):

@@ -129,8 +129,10 @@ async def toggle(ctx: Context) -> None:
     if poll.status != "open" or poll.closes_at <= ctx.now:
         ctx.say("polls.refused_closed")
         return
-    ctx.replies.append(ballot(ctx.services, ctx.lang, ctx.identity.id, poll, options,
-                              mask=args[1], edit_of=ctx.inbound.message_ref))
+    redraw = ballot(ctx.services, ctx.lang, ctx.identity.id, poll, options, mask=args[1],
+                    edit_of=ctx.inbound.message_ref)
+    redraw.ephemeral = True  # the ticks are a choice in the making: never written down
+    ctx.replies.append(redraw)
 
 
 @router.button("ps")
@@ -166,7 +168,9 @@ async def _cast(ctx: Context, poll_id: int, positions: list[int]) -> None:
         ctx.say(key, number=poll.id, choice=chosen)
         ctx.say("polls.can_change", closes=ctx.services.local_time(poll.closes_at))
     if poll.live_results:
-        ctx.reply(results_text(ctx.t, poll, await polls.results(ctx.session, poll)))
+        # Counts seen right after a vote would tell the vote if they were written down.
+        ctx.reply(results_text(ctx.t, poll, await polls.results(ctx.session, poll)),
+                  ephemeral=poll.anonymous)
 
 
 @router.button("pr")
@@ -235,6 +239,7 @@ async def _fanout_step(sessions, services: Services, poll_id: int) -> bool:
             else:
                 author = []
         targets = [(r.identity_id, r.language) for r in recipients]
+        rows, kind = [], "inv" if inviting else "res"
         for identity_id, lang in targets + (author if not inviting else []):
             lang = lang or default
             if inviting:
@@ -245,10 +250,11 @@ async def _fanout_step(sessions, services: Services, poll_id: int) -> bool:
                         text=results_text(_texts(services, lang), poll, res),
                         photo=photo).to_json()
                 payload = messages[lang]
-            kind = "inv" if inviting else "res"
-            await outbox.enqueue(session, identity_id, payload, priority=outbox.Priority.BULK,
-                                 group=f"poll:{poll_id}", dedupe_key=f"poll:{poll_id}:{kind}:"
-                                 f"{identity_id}")
+            rows.append({"identity_id": identity_id, "payload": payload,
+                         "priority": int(outbox.Priority.BULK), "group_key": f"poll:{poll_id}",
+                         "dedupe_key": f"poll:{poll_id}:{kind}:{identity_id}"})
+        # One statement a step, as notices do; the chart is uploaded once by the adapter.
+        await outbox.enqueue_many(session, rows)
         column = "invited_upto" if inviting else "results_upto"
         if not await polls.advance_cursor(session, poll_id, column, cursor, last):
             raise _LostRace

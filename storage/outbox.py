@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ForeignKey, Index, String, func, select, update
+from sqlalchemy import ForeignKey, Index, String, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -36,10 +36,15 @@ class Status(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+TERMINAL = (Status.SENT.value, Status.FAILED.value, Status.UNREACHABLE.value,
+            Status.CANCELLED.value)
+
+
 class OutboxMessage(Base):
     __tablename__ = "outbox"
     __table_args__ = (
         Index("ix_outbox_due", "status", "priority", "next_attempt_at", "id"),
+        Index("ix_outbox_created", "created_at"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id"), index=True)
@@ -56,6 +61,50 @@ class OutboxMessage(Base):
     # Makes enqueueing idempotent: the same logical push is queued at most once.
     dedupe_key: Mapped[str | None] = mapped_column(String(120), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OutboxGroup(Base):
+    """Running figures of a group (a notice, a poll), kept with the rows: progress reads one
+    row instead of counting a broadcast's 100,000, and the figures outlive pruned rows."""
+
+    __tablename__ = "outbox_groups"
+    group_key: Mapped[str] = mapped_column(String(60), primary_key=True)
+    total: Mapped[int] = mapped_column(default=0)
+    sent: Mapped[int] = mapped_column(default=0)
+    failed: Mapped[int] = mapped_column(default=0)
+    unreachable: Mapped[int] = mapped_column(default=0)
+    cancelled: Mapped[int] = mapped_column(default=0)
+
+
+def _insert(session: AsyncSession, model):
+    if session.bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(model)
+
+
+async def _count_queued(session: AsyncSession, counts: dict[str, int]) -> None:
+    """`counts[group]` more rows were queued in these groups."""
+    counts = {g: n for g, n in counts.items() if g and n}
+    if not counts:
+        return
+    stmt = _insert(session, OutboxGroup)
+    stmt = stmt.on_conflict_do_update(index_elements=["group_key"],
+                                      set_={"total": OutboxGroup.total + stmt.excluded.total})
+    await session.execute(stmt, [{"group_key": g, "total": n} for g, n in sorted(counts.items())])
+
+
+async def _count_finished(session: AsyncSession, status: str, groups: list[str | None]) -> None:
+    """Rows of these groups (one entry a row) reached a final `status`."""
+    counts: dict[str, int] = {}
+    for g in groups:
+        if g:
+            counts[g] = counts.get(g, 0) + 1
+    column = getattr(OutboxGroup, status)
+    for g, n in sorted(counts.items()):  # sorted: concurrent writers lock in one order
+        await session.execute(update(OutboxGroup).where(OutboxGroup.group_key == g)
+                              .values({column: column + n}))
 
 
 async def enqueue(
@@ -76,14 +125,29 @@ async def enqueue(
     if dedupe_key is None:
         session.add(row)
         await session.flush()
-        return row
-    try:
-        async with session.begin_nested():
-            session.add(row)
-            await session.flush()
-    except IntegrityError:
-        return None
+    else:
+        try:
+            async with session.begin_nested():
+                session.add(row)
+                await session.flush()
+        except IntegrityError:
+            return None
+    await _count_queued(session, {group: 1})
     return row
+
+
+async def enqueue_claimed(session: AsyncSession, identity_id: int, payloads: list[dict]
+                          ) -> list[int]:
+    """Replies: queued already claimed by this process, which sends them as soon as the
+    transaction commits. Kept in the outbox so a crash between commit and send loses none
+    (the next sender resumes them); never counted in a group."""
+    now = utcnow()
+    rows = [OutboxMessage(identity_id=identity_id, priority=int(Priority.REPLY), payload=p,
+                          status=Status.SENDING.value, attempts=1, claimed_at=now,
+                          next_attempt_at=now, created_at=now) for p in payloads]
+    session.add_all(rows)
+    await session.flush()
+    return [r.id for r in rows]
 
 
 @dataclass(frozen=True)
@@ -128,31 +192,34 @@ async def claim(
         .where(OutboxMessage.id.in_(ids))
         .order_by(OutboxMessage.priority, OutboxMessage.next_attempt_at, OutboxMessage.id)
     )
-    claimed = []
+    claimed, gone = [], []
     for msg, plat, chat_id, unreachable_at in rows.all():
         if unreachable_at is not None:
             msg.status = Status.UNREACHABLE.value
+            gone.append(msg.group_key)
             continue
         claimed.append(Claimed(msg.id, msg.identity_id, plat, chat_id, msg.payload,
                                msg.attempts, msg.priority, msg.group_key))
+    await _count_finished(session, Status.UNREACHABLE.value, gone)
     return claimed
 
 
-async def mark_sent(session: AsyncSession, msg_id: int, message_ref: str | None) -> None:
-    await session.execute(
-        update(OutboxMessage).where(OutboxMessage.id == msg_id)
-        .values(status=Status.SENT.value, sent_at=utcnow(), message_ref=message_ref, error=None)
-    )
+async def mark_sent(session: AsyncSession, msg_id: int, message_ref: str | None,
+                    group: str | None = None) -> None:
+    await mark_sent_many(session, [(msg_id, message_ref, group)])
 
 
-async def mark_sent_many(session: AsyncSession, sent: list[tuple[int, str | None]]) -> None:
-    """Many `mark_sent` at once (one executemany by primary key: a round costs one trip)."""
+async def mark_sent_many(session: AsyncSession,
+                         sent: list[tuple[int, str | None, str | None]]) -> None:
+    """Many `mark_sent` at once (one executemany by primary key), with the groups' figures.
+    Each entry: (id, message ref, group) of a row this sender claimed."""
     if not sent:
         return
     now = utcnow()
     await session.execute(update(OutboxMessage), [
         {"id": msg_id, "status": Status.SENT.value, "sent_at": now, "message_ref": ref,
-         "error": None} for msg_id, ref in sent])
+         "error": None} for msg_id, ref, _ in sent])
+    await _count_finished(session, Status.SENT.value, [g for _, _, g in sent])
 
 
 async def mark_retry(
@@ -166,10 +233,12 @@ async def mark_retry(
 
 
 async def mark_failed(session: AsyncSession, msg_id: int, error: str | None) -> None:
-    await session.execute(
-        update(OutboxMessage).where(OutboxMessage.id == msg_id)
+    groups = (await session.scalars(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == msg_id, OutboxMessage.status.not_in(TERMINAL))
         .values(status=Status.FAILED.value, error=(error or "")[:200])
-    )
+        .returning(OutboxMessage.group_key))).all()
+    await _count_finished(session, Status.FAILED.value, list(groups))
 
 
 async def mark_unreachable(session: AsyncSession, identity_id: int, msg_id: int) -> None:
@@ -178,38 +247,63 @@ async def mark_unreachable(session: AsyncSession, identity_id: int, msg_id: int)
         update(Identity).where(Identity.id == identity_id, Identity.unreachable_at.is_(None))
         .values(unreachable_at=utcnow())
     )
-    await session.execute(
+    groups = (await session.scalars(
         update(OutboxMessage)
         .where(OutboxMessage.identity_id == identity_id,
                OutboxMessage.status.in_([Status.PENDING.value, Status.SENDING.value]))
         .values(status=Status.UNREACHABLE.value)
-    )
+        .returning(OutboxMessage.group_key))).all()
+    await _count_finished(session, Status.UNREACHABLE.value, list(groups))
+
+
+async def push_back(session: AsyncSession, identity_id: int, at: datetime) -> None:
+    """Nothing else waiting for this recipient goes before `at`: a message held back (a 429,
+    a failed send) is not overtaken by a later one to the same chat."""
     await session.execute(
-        update(OutboxMessage).where(OutboxMessage.id == msg_id)
-        .values(status=Status.UNREACHABLE.value)
-    )
+        update(OutboxMessage)
+        .where(OutboxMessage.identity_id == identity_id,
+               OutboxMessage.status == Status.PENDING.value,
+               OutboxMessage.next_attempt_at < at)
+        .values(next_attempt_at=at))
 
 
-async def reclaim_stale(session: AsyncSession, older_than: timedelta) -> int:
-    """Claims left by a sender that died are handed back (at-least-once for those in flight)."""
+async def reclaim_stale(session: AsyncSession, older_than: timedelta,
+                        claimed_before: datetime | None = None) -> int:
+    """Claims left by a sender that died are handed back (at-least-once for those in flight).
+    `claimed_before`: only claims older than that moment (a sender's own start: what it claimed
+    itself is still on its way)."""
+    cutoff = utcnow() - older_than
+    if claimed_before is not None:
+        cutoff = min(cutoff, claimed_before)
     result = await session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.status == Status.SENDING.value,
-               OutboxMessage.claimed_at < utcnow() - older_than)
+               OutboxMessage.claimed_at < cutoff)
         .values(status=Status.PENDING.value)
     )
     return result.rowcount or 0
 
 
 async def figures(session: AsyncSession, group: str) -> dict[str, int]:
-    rows = await session.execute(
-        select(OutboxMessage.status, func.count())
-        .where(OutboxMessage.group_key == group)
-        .group_by(OutboxMessage.status)
-    )
+    """A group's figures from its counters: sent, failed, unreachable, cancelled, and the rest
+    (`pending`: queued or on their way)."""
+    row = await session.get(OutboxGroup, group, populate_existing=True)
     counts = {s.value: 0 for s in Status}
-    counts.update({status: n for status, n in rows.all()})
+    if row is not None:
+        counts.update(sent=row.sent, failed=row.failed, unreachable=row.unreachable,
+                      cancelled=row.cancelled)
+        counts["pending"] = max(0, row.total - row.sent - row.failed - row.unreachable
+                                - row.cancelled)
     return counts
+
+
+async def prune(session: AsyncSession, before: datetime, limit: int = 5000) -> int:
+    """Delete up to `limit` finished rows created before `before` (the figures stay in
+    `outbox_groups`); call until it returns less than `limit`."""
+    ids = select(OutboxMessage.id).where(OutboxMessage.created_at < before,
+                                         OutboxMessage.status.in_(TERMINAL)).limit(limit)
+    result = await session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
+    return result.rowcount or 0
 
 
 async def next_due(session: AsyncSession) -> datetime | None:
@@ -225,18 +319,19 @@ async def enqueue_many(session: AsyncSession, rows: list[dict]) -> int:
     optionally next_attempt_at (default: now). Returns how many were new."""
     if not rows:
         return 0
-    dialect = session.bind.dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
     now = utcnow()
     values = [{"status": Status.PENDING.value, "attempts": 0, "created_at": now,
-               "next_attempt_at": now, **row} for row in rows]
-    stmt = insert(OutboxMessage).on_conflict_do_nothing(index_elements=["dedupe_key"])
-    stmt = stmt.returning(OutboxMessage.id)
+               "next_attempt_at": now, "group_key": None, **row} for row in rows]
+    stmt = _insert(session, OutboxMessage).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    stmt = stmt.returning(OutboxMessage.group_key)
     result = await session.execute(stmt, values)
-    return len(result.all())
+    groups = list(result.scalars().all())
+    counts: dict[str, int] = {}
+    for g in groups:
+        if g:
+            counts[g] = counts.get(g, 0) + 1
+    await _count_queued(session, counts)
+    return len(groups)
 
 
 async def cancel_group(session: AsyncSession, group: str) -> int:
@@ -246,7 +341,9 @@ async def cancel_group(session: AsyncSession, group: str) -> int:
         .where(OutboxMessage.group_key == group, OutboxMessage.status == Status.PENDING.value)
         .values(status=Status.CANCELLED.value)
     )
-    return result.rowcount or 0
+    n = result.rowcount or 0
+    await _count_finished(session, Status.CANCELLED.value, [group] * n)
+    return n
 
 
 async def by_dedupe_key(session: AsyncSession, dedupe_key: str) -> OutboxMessage | None:
@@ -255,3 +352,11 @@ async def by_dedupe_key(session: AsyncSession, dedupe_key: str) -> OutboxMessage
     return await session.scalar(
         select(OutboxMessage).where(OutboxMessage.dedupe_key == dedupe_key)
         .execution_options(populate_existing=True))
+
+
+async def release(session: AsyncSession, ids: list[int]) -> None:
+    """Claimed rows never attempted (a sender stopping) go back to pending as they were."""
+    await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(ids), OutboxMessage.status == Status.SENDING.value)
+        .values(status=Status.PENDING.value, attempts=OutboxMessage.attempts - 1))

@@ -80,9 +80,13 @@ class Outbound:
     edit_of: str | None = None  # message ref to edit in place
     answer_callback: str | None = None  # ack a button press (spinner stops)
     notice: str | None = None  # short toast for a button press
+    # Never written down, not even in the outbox (an anonymous ballot's ticks): sent from
+    # memory only, so a crash may lose it.
+    ephemeral: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        del data["ephemeral"]
         data["buttons"] = [[[b.label, b.payload] for b in row] for row in self.buttons]
         return {k: v for k, v in data.items() if v not in (None, "", [])}
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+from collections import OrderedDict
 from urllib.parse import urlparse
 
 from aiogram import Bot
@@ -115,11 +117,43 @@ def _markup(out: Outbound):
     return None
 
 
-def _file(ref: str, name: str | None = None):
-    # A path on disk is uploaded; anything else is a Telegram file id sent again.
-    if "/" in ref or ref.startswith("."):
-        return FSInputFile(ref, filename=name)
-    return ref
+def _is_path(ref: str) -> bool:
+    return "/" in ref or ref.startswith(".")
+
+
+class _Uploads:
+    """Files uploaded once, sent again by Telegram's file id: a poll's chart or a notice's
+    photo going to 10,000 residents is one upload. Keyed by path, size and mtime, so a file
+    rewritten in place is uploaded anew."""
+
+    def __init__(self, limit: int = 1000) -> None:
+        self._ids: OrderedDict[tuple, str] = OrderedDict()
+        self._limit = limit
+
+    @staticmethod
+    def _key(path: str, name: str | None) -> tuple | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return path, name, st.st_size, st.st_mtime_ns
+
+    def file(self, ref: str, name: str | None = None):
+        if not _is_path(ref):
+            return ref  # a Telegram file id already
+        key = self._key(ref, name)
+        known = self._ids.get(key) if key else None
+        return known or FSInputFile(ref, filename=name)
+
+    def learn(self, ref: str | None, name: str | None, file_id: str | None) -> None:
+        if not ref or not file_id or not _is_path(ref):
+            return
+        key = self._key(ref, name)
+        if key is not None:
+            self._ids[key] = file_id
+            self._ids.move_to_end(key)
+            while len(self._ids) > self._limit:
+                self._ids.popitem(last=False)
 
 
 class TelegramAdapter:
@@ -149,6 +183,7 @@ class TelegramAdapter:
         self._task: asyncio.Task | None = None
         self._runner = None
         self.bound_port: int | None = None
+        self.uploads = _Uploads()
 
     # -- receiving -------------------------------------------------------------------------
     def _wire(self, on_inbound: InboundHandler) -> None:
@@ -240,17 +275,22 @@ class TelegramAdapter:
             return SendResult.sent(out.edit_of if msg is True else str(msg.message_id))
         if out.photo:
             caption = out.text if len(out.text) <= CAPTION_LIMIT else None
-            msg = await self.bot.send_photo(int(chat_id), _file(out.photo), caption=caption,
+            msg = await self.bot.send_photo(int(chat_id), self.uploads.file(out.photo),
+                                            caption=caption,
                                             reply_markup=markup if caption else None, **paid)
+            if msg.photo:
+                self.uploads.learn(out.photo, None, msg.photo[-1].file_id)
             if caption is not None or not out.text:
                 return SendResult.sent(str(msg.message_id))
         if out.document:
             msg = await self.bot.send_document(
-                int(chat_id), _file(out.document, out.document_name),
+                int(chat_id), self.uploads.file(out.document, out.document_name),
                 caption=out.text[:CAPTION_LIMIT] or None, reply_markup=markup, **paid)
+            if msg.document:
+                self.uploads.learn(out.document, out.document_name, msg.document.file_id)
             return SendResult.sent(str(msg.message_id))
         if out.voice:
-            msg = await self.bot.send_voice(int(chat_id), _file(out.voice),
+            msg = await self.bot.send_voice(int(chat_id), self.uploads.file(out.voice),
                                             caption=out.text[:CAPTION_LIMIT] or None, **paid)
             return SendResult.sent(str(msg.message_id))
         if not out.text:

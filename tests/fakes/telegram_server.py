@@ -399,6 +399,9 @@ class FakeTelegram:
         self.sent_count = 0
         self.sent_count_by_chat: Counter[int] = Counter()
         self.rate_limited_count = 0
+        self.limit_refusals = 0  # 429s from the configured rates (not injected faults)
+        self.refusal_log: list[tuple[float, int | None, str]] = []  # (when, chat, which limit)
+        self.accepted_at: list[tuple[float, int | None]] = []  # (monotonic, chat) per send
         self.dropped_updates: Counter[str] = Counter()
         self.internal_errors: list[Exception] = []
         self._sent_event = asyncio.Event()
@@ -407,6 +410,7 @@ class FakeTelegram:
         self.blocked: set[int] = set()
         self._flood_remaining = 0
         self._flood_retry_after = 1
+        self._chat_floods: dict[int, tuple[int, int]] = {}  # chat -> (429s left, retry_after)
         self._global_window = _Window(global_rate) if global_rate else None
         self._chat_windows: dict[int, _Window] = {}
         self._last_sweep = time.monotonic()
@@ -768,6 +772,11 @@ class FakeTelegram:
         """The next n sending calls answer 429 regardless of the configured rates."""
         self._flood_remaining = n
         self._flood_retry_after = retry_after
+
+    def flood_chat(self, chat_id: int, n: int = 1, retry_after: int = 1) -> None:
+        """The next n sending calls to this chat answer 429 (Telegram's per-chat limit, as
+        when the same chat is busy elsewhere)."""
+        self._chat_floods[chat_id] = (n, retry_after)
 
     # ------------------------------------------------------------------ HTTP layer
 
@@ -1313,6 +1322,13 @@ class FakeTelegram:
             self._flood_remaining -= 1
             n = self._flood_retry_after
             raise TelegramError(429, f"Too Many Requests: retry after {n}", retry_after=n)
+        if chat_id is not None and chat_id in self._chat_floods:
+            left, n = self._chat_floods[chat_id]
+            if left <= 1:
+                del self._chat_floods[chat_id]
+            else:
+                self._chat_floods[chat_id] = (left - 1, n)
+            raise TelegramError(429, f"Too Many Requests: retry after {n}", retry_after=n)
         now = time.monotonic()
         wait = 0.0
         if self._global_window is not None:
@@ -1330,7 +1346,12 @@ class FakeTelegram:
                         del self._chat_windows[cid]
         if wait > 0:
             n = max(1, math.ceil(wait))
+            self.limit_refusals += 1
+            over_chat = chat_window is not None and chat_window.wait_time(now) > 0
+            self.refusal_log.append((now, chat_id, "chat" if over_chat else "global"))
             raise TelegramError(429, f"Too Many Requests: retry after {n}", retry_after=n)
+        if self.record_sent:
+            self.accepted_at.append((now, chat_id))
         if self._global_window is not None:
             self._global_window.stamps.append(now)
         if chat_window is not None:
