@@ -3,7 +3,7 @@
 Run by hand from the repository root::
 
     .venv/bin/python bench/broadcast.py [--sizes 10000 100000] [--rates 30 1000]
-        [--window 60] [--db sqlite|postgresql]
+        [--window 60] [--db sqlite|postgresql] [--faults [--fault-size 3000]]
 
 Each (audience size, rate) runs in its own subprocess, so its peak memory is its own:
   1. residents and identities are bulk-inserted (not timed);
@@ -15,6 +15,12 @@ Each (audience size, rate) runs in its own subprocess, so its peak memory is its
      finish inside the window is extrapolated (audience / achieved rate) and marked so.
 The fake Bot API runs in a process of its own (Telegram is elsewhere too); peak RSS
 (ru_maxrss) is the bot's process only.
+
+`--faults` runs the failure case instead (bench/broadcast_faults.py): the bot as its own
+process (`python -m bot run`) against a fake enforcing 30/s and 1/s per chat, 5 % of sends
+answered 429 retry_after=3 and 1 % of residents blocked (403); a notice to `--fault-size`
+residents, SIGKILL at 40 %, restart. Then an onboarding burst: 80 residents sending /start at
+once.
 """
 
 from __future__ import annotations
@@ -100,9 +106,10 @@ class _FakeProcess:
         self.proc, self.base_url, self.token = proc, base_url, token
 
     @classmethod
-    async def start(cls, rate: float) -> _FakeProcess:
+    async def start(cls, rate: float, faults: dict | None = None) -> _FakeProcess:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--fake", str(rate), cwd=ROOT,
+            sys.executable, __file__, "--fake", str(rate), "--fake-faults",
+            json.dumps(faults or {}), cwd=ROOT,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
         hello = json.loads(await proc.stdout.readline())
         return cls(proc, hello["base_url"], hello["token"])
@@ -117,18 +124,39 @@ class _FakeProcess:
         await self.proc.wait()
 
 
-async def serve_fake(rate: float) -> None:
-    fake = FakeTelegram(global_rate=rate, record_sent=False)
+async def serve_fake(rate: float, faults: dict | None = None) -> None:
+    faults = faults or {}
+    fake = FakeTelegram(global_rate=rate, per_chat_rate=faults.get("per_chat"),
+                        record_sent=False)
     await fake.start()
+    fake.blocked.update(faults.get("blocked", []))
+    if faults.get("flood_share"):
+        fake.flood_share(faults["flood_share"], faults.get("retry_after", 3))
     print(json.dumps({"base_url": fake.base_url, "token": fake.token}), flush=True)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while line := await reader.readline():
         if line.strip() == b"stats":
-            print(json.dumps({"sent": fake.sent_count, "http_429": fake.rate_limited_count}),
-                  flush=True)
+            stamps = [t for t, _ in fake.accepted_at]
+            print(json.dumps({
+                "sent": fake.sent_count, "http_429": fake.rate_limited_count,
+                "limit_refusals": fake.limit_refusals, "busiest_second": busiest_second(stamps),
+                "doubles": sum(n - 1 for n in fake.sent_count_by_chat.values() if n > 1),
+                "chats": len(fake.sent_count_by_chat),
+                "first": stamps[0] if stamps else None, "last": stamps[-1] if stamps else None,
+                "now": time.monotonic()}), flush=True)
     await fake.stop()
+
+
+def busiest_second(stamps: list[float]) -> int:
+    """The most sends the fake accepted in any sliding second."""
+    best, lo = 0, 0
+    for hi, t in enumerate(stamps):
+        while stamps[lo] <= t - 1.0:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
 
 
 async def one(size: int, rate: float, window: float, db: str) -> dict:
@@ -195,9 +223,18 @@ def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--one", nargs=2, type=float, help=argparse.SUPPRESS)
     parser.add_argument("--fake", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--fake-faults", default="{}", help=argparse.SUPPRESS)
+    parser.add_argument("--faults", action="store_true",
+                        help="the failure case: 429s, 403s, SIGKILL, onboarding burst")
+    parser.add_argument("--fault-size", type=int, default=3000)
     args = parser.parse_args()
     if args.fake:
-        asyncio.run(serve_fake(args.fake))
+        asyncio.run(serve_fake(args.fake, json.loads(args.fake_faults)))
+        return
+    if args.faults:
+        from bench.broadcast_faults import run_faults
+
+        asyncio.run(run_faults(args.fault_size, args.db))
         return
     if args.one:
         result = asyncio.run(one(int(args.one[0]), args.one[1], args.window, args.db))

@@ -6,9 +6,14 @@ Run by hand from the repository root::
 
 (a) a bare aiogram echo bot (one message handler answering message.answer(text));
 (b) this bot (build_app + TelegramAdapter, SQLite file in a temporary directory, flood guard on,
-    updates spread over U distinct users), answering "/help";
+    updates spread over U distinct users), answering "/help", in this process;
+(c) the same bot as its own process, ``python -m bot run``, against the same fake;
 then the time from spawning ``python -m bot run`` to its first getUpdates on a fresh database
 (migrations and the demo territory load included).
+
+The fake enforces no limit here, so the bot is told the same (TELEGRAM_PER_SECOND and
+TELEGRAM_PER_CHAT_PER_SECOND raised): its replies still pass through the outbox, the lane of
+their chat and the budget, which then never makes them wait.
 
 Each rate is timed from pushing N text messages until the fake has answered N sendMessage
 calls. Both bots are warmed up first (one message per user, not timed), so (b) measures known
@@ -41,6 +46,37 @@ from tests.fakes.telegram_server import FakeTelegram  # noqa: E402
 
 DEMO = ROOT / "content" / "territory" / "demo.json"
 BASE_USER = 10_000
+UNLIMITED = 100_000.0  # the fake enforces no rate here; neither need the bot
+
+
+def _env(fake: FakeTelegram, tmp: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("TELEGRAM_", "BOT_", "DATABASE_"))}
+    env.update(
+        TELEGRAM_BOT_TOKEN=fake.token,
+        TELEGRAM_API_BASE=fake.base_url,
+        TELEGRAM_POLLING_TIMEOUT="1",
+        DATABASE_URL=f"sqlite+aiosqlite:///{tmp}/bot.sqlite3",
+        BOT_MEDIA_DIR=str(Path(tmp) / "media"),
+        **extra,
+    )
+    return env
+
+
+async def _spawn(env: dict[str, str], log_file):
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", cwd=ROOT, env=env,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=log_file)
+
+
+async def _terminate(proc) -> None:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), 15)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
 
 
 async def _wait_sent(fake: FakeTelegram, target: int, limit: float) -> None:
@@ -109,7 +145,8 @@ async def bench_bot(n: int, users: int, limit: float) -> tuple[float, int]:
             database=DatabaseSettings(DATABASE_URL=f"sqlite+aiosqlite:///{tmp}/bot.sqlite3"),
             bot=BotSettings(media_dir=Path(tmp) / "media", flood_burst=burst),
         )
-        adapter = TelegramAdapter(fake.token, api_base=fake.base_url, polling_timeout=1)
+        adapter = TelegramAdapter(fake.token, api_base=fake.base_url, polling_timeout=1,
+                                  per_second=UNLIMITED, per_chat_per_second=UNLIMITED)
         try:
             app = await build_app(settings, {"telegram": adapter}, territory=DEMO)
             await app.start()
@@ -120,25 +157,36 @@ async def bench_bot(n: int, users: int, limit: float) -> tuple[float, int]:
             await fake.stop()
 
 
+async def bench_process(n: int, users: int, limit: float) -> float:
+    """(c): the bot as its own process, started (and warmed up) before the timing."""
+    fake = FakeTelegram(record_sent=False)
+    await fake.start()
+    with tempfile.TemporaryDirectory() as tmp:
+        burst = max(BotSettings().flood_burst, math.ceil(n / users) + 2)
+        env = _env(fake, tmp, TELEGRAM_PER_SECOND=str(UNLIMITED),
+                   TELEGRAM_PER_CHAT_PER_SECOND=str(UNLIMITED), BOT_FLOOD_BURST=str(burst))
+        with (Path(tmp) / "bot.log").open("wb") as log_file:
+            proc = await _spawn(env, log_file)
+            try:
+                while fake.calls["getUpdates"] == 0:
+                    if proc.returncode is not None:
+                        raise RuntimeError(f"bot exited with {proc.returncode}")
+                    await asyncio.sleep(0.05)
+                return await _drive(fake, n, users, "/help", limit)
+            finally:
+                await _terminate(proc)
+                await fake.stop()
+
+
 async def bench_startup(limit: float) -> float:
     fake = FakeTelegram(record_sent=False)
     await fake.start()
     with tempfile.TemporaryDirectory() as tmp:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("TELEGRAM_", "BOT_", "DATABASE_"))}
-        env.update(
-            TELEGRAM_BOT_TOKEN=fake.token,
-            TELEGRAM_API_BASE=fake.base_url,
-            TELEGRAM_POLLING_TIMEOUT="1",
-            DATABASE_URL=f"sqlite+aiosqlite:///{tmp}/bot.sqlite3",
-            BOT_MEDIA_DIR=str(Path(tmp) / "media"),
-        )
+        env = _env(fake, tmp)
         log_path = Path(tmp) / "bot.log"
         with log_path.open("wb") as log_file:
             start = time.perf_counter()
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot", "run", cwd=ROOT, env=env,
-                stdout=asyncio.subprocess.DEVNULL, stderr=log_file)
+            proc = await _spawn(env, log_file)
             try:
                 while fake.calls["getUpdates"] == 0:
                     if proc.returncode is not None:
@@ -149,13 +197,7 @@ async def bench_startup(limit: float) -> float:
                     await asyncio.sleep(0.01)
                 return time.perf_counter() - start
             finally:
-                if proc.returncode is None:
-                    proc.send_signal(signal.SIGTERM)
-                    try:
-                        await asyncio.wait_for(proc.wait(), 15)
-                    except TimeoutError:
-                        proc.kill()
-                        await proc.wait()
+                await _terminate(proc)
                 await fake.stop()
 
 
@@ -173,6 +215,9 @@ async def main() -> None:
     print(f"(b) resident bot, /help   : {ours:8.0f} updates/s  ({args.updates} updates, "
           f"{args.users} users, flood guard on, burst {burst})")
     print(f"    ratio (b)/(a)         : {ours / echo:8.3f}  (echo is {echo / ours:.1f}x faster)")
+    alone = await bench_process(args.updates, args.users, args.timeout)
+    print(f"(c) `python -m bot run`   : {alone:8.0f} updates/s  (its own process, same fake)")
+    print(f"    ratio (c)/(a)         : {alone / echo:8.3f}")
     startup = await bench_startup(args.timeout)
     print(f"start-up of `python -m bot run` to first getUpdates (fresh SQLite): {startup:.2f} s")
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import weakref
 from collections import deque
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util import await_only
 
 
 def is_sqlite(url: str) -> bool:
@@ -34,8 +38,25 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     return create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
+READ_ONLY = "sqlite_read_only"  # execution option: a deferred transaction, no write lock
+LOCK_TIMEOUT = 30.0
+
+
 def _tune_sqlite(engine: AsyncEngine) -> None:
     sync = engine.sync_engine
+    # One writer at a time in this process, queued on an asyncio lock: SQLite's busy handler
+    # makes waiting writers sleep in growing steps (up to 100 ms) and retry, which under
+    # contention wastes most of the time the lock is free. Other processes still meet the
+    # busy timeout.
+    locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+        weakref.WeakKeyDictionary())
+
+    def writer_lock() -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        lock = locks.get(loop)
+        if lock is None:
+            lock = locks[loop] = asyncio.Lock()
+        return lock
 
     @event.listens_for(sync, "connect")
     def _on_connect(dbapi_conn, _record):
@@ -52,9 +73,33 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(sync, "begin")
     def _on_begin(conn):
-        # IMMEDIATE takes the write lock up front: a deferred transaction that reads and then
-        # writes can fail with SQLITE_BUSY at once instead of waiting its turn.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN")  # WAL: readers see a snapshot and block nobody
+            return
+        if "writer_lock" not in conn.info:  # held until the connection goes back to the pool
+            lock = writer_lock()
+            try:
+                await_only(asyncio.wait_for(lock.acquire(), LOCK_TIMEOUT))
+            except TimeoutError:
+                raise sqlite3.OperationalError("database is locked") from None
+            conn.info["writer_lock"] = lock
+        try:
+            # IMMEDIATE takes the write lock up front: a deferred transaction that reads and
+            # then writes can fail with SQLITE_BUSY at once instead of waiting its turn.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            conn.info.pop("writer_lock").release()
+            raise
+
+    def _release(dbapi_conn, record, *_):
+        lock = record.info.pop("writer_lock", None) if record is not None else None
+        if lock is not None:
+            lock.release()
+
+    # The transaction is over once the connection is back in the pool (committed or rolled
+    # back) or gone.
+    event.listen(sync.pool, "checkin", _release)
+    event.listen(sync.pool, "invalidate", _release)
 
 
 class _ClosingCursor(AsyncAdapt_aiosqlite_cursor):
@@ -100,4 +145,12 @@ class _ClosingConnection(AsyncAdapt_aiosqlite_connection):
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def reader_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for read paths (progress figures, listings): on SQLite a deferred transaction
+    that takes no write lock; elsewhere the same as `session_factory`. Never write with it."""
+    if is_sqlite(str(engine.url)):
+        engine = engine.execution_options(**{READ_ONLY: True})
     return async_sessionmaker(engine, expire_on_commit=False)

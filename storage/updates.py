@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import String, delete
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -20,14 +19,15 @@ class ProcessedUpdate(Base):
 
 
 async def claim(session: AsyncSession, platform: str, update_id: str) -> bool:
-    """True the first time an update is seen; the primary key decides between racers."""
-    try:
-        async with session.begin_nested():
-            session.add(ProcessedUpdate(platform=platform, update_id=update_id))
-            await session.flush()
-    except IntegrityError:
-        return False
-    return True
+    """True the first time an update is seen; the primary key decides between racers (one
+    INSERT ... ON CONFLICT DO NOTHING: no savepoint on the path of every update)."""
+    if session.bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(ProcessedUpdate).values(platform=platform, update_id=update_id, at=utcnow())
+    result = await session.execute(stmt.on_conflict_do_nothing())
+    return result.rowcount == 1
 
 
 async def prune(session: AsyncSession, older_than: timedelta = timedelta(days=3)) -> int:

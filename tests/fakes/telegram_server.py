@@ -34,6 +34,7 @@ import json
 import logging
 import math
 import mimetypes
+import random
 import re
 import secrets
 import time
@@ -411,6 +412,9 @@ class FakeTelegram:
         self._flood_remaining = 0
         self._flood_retry_after = 1
         self._chat_floods: dict[int, tuple[int, int]] = {}  # chat -> (429s left, retry_after)
+        self._flood_share = 0.0
+        self._flood_share_after = 1
+        self._random = random.Random(0)
         self._global_window = _Window(global_rate) if global_rate else None
         self._chat_windows: dict[int, _Window] = {}
         self._last_sweep = time.monotonic()
@@ -772,6 +776,13 @@ class FakeTelegram:
         """The next n sending calls answer 429 regardless of the configured rates."""
         self._flood_remaining = n
         self._flood_retry_after = retry_after
+
+    def flood_share(self, share: float, retry_after: int = 1, seed: int = 0) -> None:
+        """From now on this share of sending calls, drawn at random, answers 429 (a busy chat,
+        as Telegram says it: nothing tells it from the bot's own limit)."""
+        self._flood_share = share
+        self._flood_share_after = retry_after
+        self._random = random.Random(seed)
 
     def flood_chat(self, chat_id: int, n: int = 1, retry_after: int = 1) -> None:
         """The next n sending calls to this chat answer 429 (Telegram's per-chat limit, as
@@ -1322,6 +1333,9 @@ class FakeTelegram:
             self._flood_remaining -= 1
             n = self._flood_retry_after
             raise TelegramError(429, f"Too Many Requests: retry after {n}", retry_after=n)
+        if self._flood_share and self._random.random() < self._flood_share:
+            n = self._flood_share_after
+            raise TelegramError(429, f"Too Many Requests: retry after {n}", retry_after=n)
         if chat_id is not None and chat_id in self._chat_floods:
             left, n = self._chat_floods[chat_id]
             if left <= 1:
@@ -1350,8 +1364,7 @@ class FakeTelegram:
             over_chat = chat_window is not None and chat_window.wait_time(now) > 0
             self.refusal_log.append((now, chat_id, "chat" if over_chat else "global"))
             raise TelegramError(429, f"Too Many Requests: retry after {n}", retry_after=n)
-        if self.record_sent:
-            self.accepted_at.append((now, chat_id))
+        self.accepted_at.append((now, chat_id))
         if self._global_window is not None:
             self._global_window.stamps.append(now)
         if chat_window is not None:
