@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.messaging.model import Adapter, Outbound, SendResult, SendStatus
@@ -44,7 +45,9 @@ GLOBAL_FLOOD_CHATS = 3  # 429s for this many chats within a second: the bot's ow
 MIN_FACTOR = 0.7
 RECOVERY = 0.05  # of the rate, per second without a global 429
 CLAIM_SECONDS = 2.0  # rows claimed ahead: about two seconds of sending
-RECLAIM_GRACE = timedelta(seconds=30)  # PostgreSQL: another live worker's replies are younger
+# PostgreSQL: a reply another live worker claimed is answered (or waiting out a 429 of at most
+# HOLD_SECONDS) within this; older claims made before this sender started belong to the dead.
+RECLAIM_GRACE = timedelta(seconds=15)
 FOLLOWS = "follows"  # a row handed back unsent, behind one of its chat that was held back
 
 
@@ -541,11 +544,15 @@ class _SenderLease:
         return self._held
 
     async def __aexit__(self, *exc) -> None:
-        if self._conn is not None:
-            try:
-                if self._held:
-                    await self._conn.execute(text("SELECT pg_advisory_unlock(:k)"),
-                                             {"k": SENDER_LOCK_KEY})
-                    await self._conn.commit()
-            finally:
-                await self._conn.close()
+        if self._conn is None:
+            return
+        try:
+            if self._held:
+                await self._conn.execute(text("SELECT pg_advisory_unlock(:k)"),
+                                         {"k": SENDER_LOCK_KEY})
+                await self._conn.commit()
+            await self._conn.close()
+        except DBAPIError:
+            # The connection is gone (the server closed it): so is the lock it held.
+            log.warning("sender lease connection lost before release")
+            await self._conn.invalidate()

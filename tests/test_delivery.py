@@ -3,10 +3,16 @@ resumed after a restart with nothing sent twice."""
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+import asyncio
+import contextlib
+import time
+from datetime import timedelta
 
-from bot.delivery import Deliverer
+from sqlalchemy import func, select, update
+
+from bot.delivery import Deliverer, RateBudget
 from bot.messaging.memory import MemoryAdapter
+from bot.messaging.model import SendResult, SendStatus
 from storage import outbox
 from storage.base import utcnow
 from storage.db import create_engine, session_factory
@@ -63,3 +69,130 @@ async def test_flood_blocked_and_restart(db_url):
         assert set(per_user.values()) == {1} and len(per_user) == 39
     finally:
         await engine.dispose()
+
+
+async def test_figures_are_counters_and_pruning_keeps_them(db_url):
+    engine, sessions, ids = await _setup(db_url, [f"p{i}" for i in range(6)])
+    adapter = MemoryAdapter()
+    adapter.blocked.add("p1")
+    try:
+        await _enqueue(sessions, ids, "g")
+        async with sessions() as s, s.begin():  # queued twice: counted once
+            assert await outbox.enqueue(s, ids[0], {"text": "again"}, group="g",
+                                        dedupe_key="g:" + str(ids[0])) is None
+            await outbox.enqueue(s, ids[5], {"text": "late"}, group="g", dedupe_key="late")
+            assert await outbox.cancel_group(s, "g") == 7
+        await _enqueue(sessions, ids[:4], "h")
+        while await Deliverer(engine, sessions, {"memory": adapter}).drain_once():
+            pass
+        async with sessions() as s:
+            g = await outbox.figures(s, "g")
+            h = await outbox.figures(s, "h")
+            counted = dict((await s.execute(
+                select(outbox.OutboxMessage.status, func.count())
+                .where(outbox.OutboxMessage.group_key == "h")
+                .group_by(outbox.OutboxMessage.status))).all())
+        assert g["cancelled"] == 7 and g["sent"] == 0 and g["pending"] == 0
+        assert h == {**h, "sent": 3, "unreachable": 1, "pending": 0}
+        assert counted == {"sent": 3, "unreachable": 1}
+        # Thirty-one days later the rows are gone, the figures are not.
+        async with sessions() as s, s.begin():
+            assert await outbox.prune(s, utcnow() + timedelta(days=1), limit=4) == 4
+            assert await outbox.prune(s, utcnow() + timedelta(days=1), limit=4) == 4
+            assert await outbox.prune(s, utcnow() + timedelta(days=1), limit=4) == 3
+            assert await outbox.prune(s, utcnow() - timedelta(days=1)) == 0
+            left = await s.scalar(select(func.count()).select_from(outbox.OutboxMessage))
+            assert left == 0
+        async with sessions() as s:
+            assert (await outbox.figures(s, "h"))["sent"] == 3
+    finally:
+        await engine.dispose()
+
+
+async def test_a_held_back_message_is_not_overtaken(db_url):
+    """A transient failure sends the first message back to the outbox: the second one to the
+    same chat waits behind it, and other chats go on."""
+    engine, sessions, ids = await _setup(db_url, ["a", "b"])
+
+    class Flaky(MemoryAdapter):
+        failed = False
+
+        async def send(self, chat_id, outbound):
+            if outbound.text == "a1" and not self.failed:
+                self.failed = True
+                return SendResult(SendStatus.RETRY, error="timeout")
+            return await super().send(chat_id, outbound)
+
+    adapter = Flaky()
+    try:
+        async with sessions() as s, s.begin():
+            for text in ("a1", "a2"):
+                await outbox.enqueue(s, ids[0], {"text": text})
+            await outbox.enqueue(s, ids[1], {"text": "b1"})
+        deliverer = Deliverer(engine, sessions, {"memory": adapter})
+        assert await deliverer.drain_once()
+        assert adapter.texts_to("b") == ["b1"] and adapter.texts_to("a") == []
+        async with sessions() as s, s.begin():
+            await s.execute(update(outbox.OutboxMessage).values(next_attempt_at=utcnow()))
+        while await deliverer.drain_once():
+            pass
+        assert adapter.texts_to("a") == ["a1", "a2"]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_reply_survives_a_crash_between_commit_and_send(make_app, db_url, monkeypatch):
+    """The update's transaction commits with its reply in the outbox; the process dies before
+    the send. The next start sends the reply, once."""
+    # On PostgreSQL a new sender leaves other live workers' fresh claims alone for a grace
+    # period; there is no other worker here.
+    monkeypatch.setattr("bot.delivery.RECLAIM_GRACE", timedelta(0))
+    stuck = asyncio.Event()
+
+    class Dying(MemoryAdapter):
+        async def send(self, chat_id, outbound):
+            stuck.set()
+            await asyncio.Event().wait()  # the process never gets further
+
+    first, dying = await make_app(db_url, Dying())
+    task = asyncio.create_task(dying.say("r1", "/help"))
+    await stuck.wait()
+    task.cancel()  # the process is killed with the reply committed, unsent
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    first.deliverer._abandon_lanes = _nothing  # a kill writes nothing more
+    await first.stop()
+
+    second, chat = await make_app(db_url, deliver=True)
+    for _ in range(200):
+        if chat.texts_to("r1"):
+            break
+        await asyncio.sleep(0.02)
+    assert len(chat.texts_to("r1")) == 1 and "/help" in chat.texts_to("r1")[0]
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def test_budget_pauses_one_chat_or_the_platform_and_resumes_paced():
+    budget = RateBudget(30, 1)
+    budget._flood("c1", 3.0, time.monotonic())
+    assert budget.chat_ready_in("c1") > 2.5 and budget.chat_ready_in("c2") == 0
+    assert budget.global_pauses == 0
+    for chat in ("c2", "c3"):  # three chats refused within a second: the bot's own limit
+        budget._flood(chat, 1.0, time.monotonic())
+    assert budget.global_pauses == 1
+    start = time.monotonic()
+    stamps = []
+
+    async def one(i: int) -> None:
+        await budget.acquire(90)
+        stamps.append(time.monotonic())
+        budget.release(f"x{i}", SendResult.sent("1"))
+
+    await asyncio.gather(*(one(i) for i in range(40)))
+    budget.close()
+    assert stamps[0] - start >= 0.95  # the pause held
+    first_second = [t for t in stamps if t < stamps[0] + 1.0]
+    assert len(first_second) <= 30  # resumed paced, not as a burst
