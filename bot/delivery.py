@@ -170,11 +170,11 @@ class RateBudget:
                 self.inflight += 1
                 fut.set_result(None)
                 continue
-            self._poke.clear()
-            try:
-                await asyncio.wait_for(self._poke.wait(), wait)
-            except TimeoutError:
-                pass
+            if wait is None:
+                self._poke.clear()
+                await self._poke.wait()
+            else:  # time alone frees the next grant; a new waiter is served then
+                await asyncio.sleep(wait)
 
     def close(self) -> None:
         if self._pacer is not None:
@@ -234,7 +234,6 @@ class Deliverer:
         self._progress = asyncio.Event()
         self._results: list[tuple[_Item, SendResult]] = []
         self._writer: asyncio.Task | None = None
-        self._written = asyncio.Event()
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -473,16 +472,25 @@ class Deliverer:
 
     # -- writing results back: group commits, as the answers come ----------------------------
     async def _write_loop(self) -> None:
+        failures = 0
         while self._results:
             batch, self._results = self._results, []
             try:
                 async with self.sessions() as session, session.begin():
                     await self._write(session, batch)
+                failures = 0
             except Exception:
+                failures += 1
+                if self._stop.is_set() and failures >= 3:
+                    # Stopping with the database gone: the rows stay claimed, and the next
+                    # start resumes them (these few may then arrive twice).
+                    log.exception("giving up writing %d delivery results at shutdown",
+                                  len(batch) + len(self._results))
+                    self._results.clear()
+                    break
                 log.exception("writing %d delivery results failed; retrying", len(batch))
                 self._results[:0] = batch
                 await asyncio.sleep(1.0)
-        self._written.set()
 
     async def flush(self) -> None:
         """Wait until every answer so far is written."""
