@@ -133,6 +133,9 @@ class DeliberationSettings(BaseSettings):
 
     # Residents reached per fan-out step (invitations, results); each step is one transaction.
     fanout_batch: int = 500
+    # Anonymous ballots are counted in groups of at least this many (the rest at close): the
+    # smallest set of voters a counted ballot hides among. See the README's privacy section.
+    anonymity_batch: int = Field(default=10, ge=2)
     # Supporters a proposal needs to reach the council's agenda; per committee code overrides,
     # e.g. POLLS_PROPOSAL_THRESHOLDS='{"zhonghai": 30}'.
     proposal_threshold: int = 20

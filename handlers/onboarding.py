@@ -98,7 +98,8 @@ async def estate_chosen(ctx: Context) -> None:
     if estate is None:
         ctx.say("common.button_invalid")
         return
-    await people.set_home(ctx.session, ctx.resident, estate.id)
+    # Nothing is saved until the last step: a half-finished change leaves the home (and its
+    # verification) as it was.
     ctx.goto(ASK_BUILDING, estate_id=estate.id)
     buildings = await territory.buildings_of(ctx.session, estate.id)
     rows, row = [], []
@@ -128,35 +129,44 @@ async def building_typed(ctx: Context) -> None:
 async def building_chosen(ctx: Context) -> None:
     bid = ctx.int_arg()
     if bid == 0:
+        if ctx.state == ASK_BUILDING and ctx.data.get("estate_id"):
+            await _save(ctx, ctx.data["estate_id"], None, None)
         await _done(ctx)
         return
     found = await ctx.session.get(territory.Building, bid)
-    if found is None or found.estate_id != ctx.resident.estate_id:
+    if found is None or ctx.state != ASK_BUILDING or found.estate_id != ctx.data.get("estate_id"):
         ctx.say("common.button_invalid")
         return
     await _building(ctx, found)
 
 
 async def _building(ctx: Context, found: territory.Building) -> None:
-    await people.set_home(ctx.session, ctx.resident, found.estate_id, found.id)
     ctx.goto(ASK_UNIT, estate_id=found.estate_id, building_id=found.id)
     ctx.say("home.ask_unit", [[ctx.button(ctx.t("common.skip"), "unit", "skip")]])
 
 
 @router.state(ASK_UNIT)
 async def unit_typed(ctx: Context) -> None:
-    unit = (ctx.inbound.text or "").strip()
+    unit = people.normalize_unit(ctx.inbound.text)
     if not unit or len(unit) > MAX_UNIT:
         ctx.say("home.unit_invalid", limit=MAX_UNIT)
         return
-    await people.set_home(ctx.session, ctx.resident, ctx.data["estate_id"],
-                          ctx.data["building_id"], unit)
+    await _save(ctx, ctx.data["estate_id"], ctx.data["building_id"], unit)
     await _done(ctx)
 
 
 @router.button("unit")
 async def unit_skipped(ctx: Context) -> None:
+    if ctx.state == ASK_UNIT:
+        await _save(ctx, ctx.data["estate_id"], ctx.data["building_id"], None)
     await _done(ctx)
+
+
+async def _save(ctx: Context, estate_id: int, building_id: int | None, unit: str | None) -> None:
+    was_verified = ctx.resident.verified
+    if await people.set_home(ctx.session, ctx.resident, estate_id, building_id, unit) \
+            and was_verified:
+        ctx.say("home.verification_ended")
 
 
 async def _done(ctx: Context) -> None:

@@ -61,6 +61,9 @@ def results_text(t, poll: polls.Poll, res: polls.Results) -> str:
     for o in res.options:
         lines.append(t("polls.results_line", n=o.position + 1, label=o.label, votes=o.votes,
                        percent=o.percent))
+    if res.counted < res.voters:
+        lines.append(t("polls.results_waiting", counted=res.counted, waiting=res.voters -
+                       res.counted))
     lines.append(t("polls.results_turnout", voters=res.voters, eligible=res.eligible,
                    percent=res.turnout))
     if res.quorum is None:
@@ -187,10 +190,22 @@ async def tick(sessions, services: Services, deliverer) -> None:
     now = services.clock()
     async with sessions() as session, session.begin():
         due = await polls.due(session, now)
+    counted = False
     for poll_id in due:
         async with sessions() as session, session.begin():
             if await polls.close(session, poll_id, now):
                 await audit.record(session, None, "poll.close", f"poll:{poll_id}")
+                counted = True
+    k = services.settings.polls.anonymity_batch
+    async with sessions() as session:
+        full = await polls.polls_to_flush(session, k)
+    for poll_id in full:
+        async with sessions() as session, session.begin():
+            counted = await polls.flush_ballots(session, poll_id, minimum=k) > 0 or counted
+    if counted:
+        # Counted ballots' deleted rows and the counters' old versions go now, not at the
+        # database's leisure.
+        await polls.erase_traces(sessions.kw["bind"])
     async with sessions() as session:
         pending = [p.id for p in await polls.pending_fanout(session)]
     queued = False

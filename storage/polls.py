@@ -2,26 +2,41 @@
 from who voted.
 
 Every poll records *that* a voter key took part in `poll_participations` (primary key: poll and
-voter key, so a second vote fails in the database, also under concurrent taps). What was chosen
-goes to per-option counters in `poll_tallies`. A named poll also keeps each vote in `poll_votes`
-(who chose what, so it can be changed before close). An anonymous poll keeps nothing else: the
-counters carry no voter, no time and no order, so no table, log or export joins a choice to a
-person. Anonymous votes therefore cannot be changed; named ones can, when the poll allows it.
+voter key, so a second vote fails in the database, also under concurrent taps). A named poll
+keeps each vote in `poll_votes` (who chose what, so it can be changed before close) and counts it
+in `poll_tallies` at once.
+
+An anonymous ballot is never counted by the transaction that records the participation: on
+PostgreSQL every row a transaction writes carries its id (`xmin`), so a counter bumped next to
+the participation row names the voter. The vote's transaction writes the choice as a bare row of
+`poll_pending_ballots` (poll, bit mask; a random key, so SQLite's rowid order is not the order of
+voting). `flush_ballots` later moves waiting ballots into the counters in one transaction once at
+least `k` (`POLLS_ANONYMITY_BATCH`) are waiting, and at close whatever is left, deleting them;
+`erase_traces` then removes the deleted row versions (PostgreSQL `VACUUM`; SQLite runs with
+`secure_delete` and truncates its write-ahead log). Counters therefore only ever change by sums
+of at least k ballots (the last group at close may be smaller), and live results of an anonymous
+poll show only counted ballots. What an administrator can and cannot learn is in the README
+("Privacy"). Anonymous votes cannot be changed; named ones can, when the poll allows it.
 """
 
 from __future__ import annotations
 
 import enum
+import secrets
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     ForeignKey,
     String,
     UniqueConstraint,
+    delete,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -30,7 +45,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.audience import Audience, count_eligible, percent, refusal
 from storage.base import Base, utcnow
-from storage.people import Resident
+from storage.people import Resident, household_voter
 
 MIN_OPTIONS, MAX_OPTIONS = 2, 12
 
@@ -59,6 +74,8 @@ class Poll(Base):
     invites_done: Mapped[bool] = mapped_column(Boolean, default=False)
     results_upto: Mapped[int] = mapped_column(default=0)
     results_done: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Anonymous polls: ballots moved from poll_pending_ballots into the counters so far.
+    counted: Mapped[int] = mapped_column(default=0)
 
     @property
     def audience(self) -> Audience:
@@ -93,6 +110,17 @@ class PollTally(Base):
     poll_id: Mapped[int] = mapped_column(ForeignKey("polls.id"), primary_key=True)
     position: Mapped[int] = mapped_column(primary_key=True)
     votes: Mapped[int] = mapped_column(default=0)
+
+
+class PollPendingBallot(Base):
+    """An anonymous ballot not counted yet: the poll and the choice, nothing else. The key is
+    random (SQLite stores rows in key order, so the order of rows says nothing); the row is
+    deleted when its group is counted."""
+
+    __tablename__ = "poll_pending_ballots"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    poll_id: Mapped[int] = mapped_column(ForeignKey("polls.id"), index=True)
+    choices: Mapped[int]  # bit mask of option positions
 
 
 class PollVote(Base):
@@ -162,7 +190,8 @@ class Outcome(enum.StrEnum):
 
 def voter_key(poll: Poll, resident: Resident) -> str | None:
     if poll.per_household:
-        return f"h{resident.household_id}" if resident.household_id else None
+        household = household_voter(resident)
+        return f"h{household}" if household else None
     return f"r{resident.id}"
 
 
@@ -208,13 +237,17 @@ async def cast(session: AsyncSession, poll_id: int, resident: Resident, choices:
     try:
         async with session.begin_nested():
             session.add(PollParticipation(poll_id=poll_id, voter_key=key))
-            if not poll.anonymous:
+            if poll.anonymous:
+                session.add(PollPendingBallot(id=secrets.randbits(62), poll_id=poll_id,
+                                              choices=sum(1 << c for c in choices)))
+            else:
                 session.add(PollVote(poll_id=poll_id, voter_key=key, resident_id=resident.id,
                                      choices=choices, cast_at=now))
             await session.flush()
             if not await _still_open(session, poll_id, now):
                 raise _Closed
-            await _count(session, poll_id, choices, +1)
+            if not poll.anonymous:
+                await _count(session, poll_id, choices, +1)
     except _Closed:
         return Outcome.CLOSED
     except IntegrityError:
@@ -290,6 +323,7 @@ class OptionResult:
 class Results:
     options: list[OptionResult]
     voters: int
+    counted: int  # ballots in the counters (anonymous: fewer than voters until the next group)
     eligible: int
     turnout: object  # Decimal
     quorum: int | None
@@ -305,8 +339,9 @@ async def results(session: AsyncSession, poll: Poll) -> Results:
         PollParticipation.poll_id == poll.id)) or 0
     eligible = poll.eligible if poll.eligible is not None else await count_eligible(
         session, poll.audience, per_household=poll.per_household)
-    options = [OptionResult(p, labels[p], v, percent(v, voters)) for p, v in rows]
-    return Results(options, voters, eligible, percent(voters, eligible), poll.quorum,
+    counted = poll.counted if poll.anonymous else voters
+    options = [OptionResult(p, labels[p], v, percent(v, counted)) for p, v in rows]
+    return Results(options, voters, counted, eligible, percent(voters, eligible), poll.quorum,
                    poll.quorum is None or voters >= poll.quorum)
 
 
@@ -338,9 +373,63 @@ async def close(session: AsyncSession, poll_id: int, now: datetime) -> bool:
         .values(status="closed", closed_at=now, eligible=eligible)
         .execution_options(synchronize_session=False))
     if done.rowcount == 1:
+        # Votes are ordered before the close (see _still_open): what waits now is the rest.
+        await flush_ballots(session, poll_id, minimum=1)
         await session.refresh(poll)
         return True
     return False
+
+
+async def flush_ballots(session: AsyncSession, poll_id: int, minimum: int) -> int:
+    """Count the waiting anonymous ballots of a poll if at least `minimum` wait: delete them and
+    add their sum to the counters in this one transaction. Returns how many were counted (0
+    when fewer wait, or another worker took them first: the delete decides)."""
+    waiting = await session.scalar(select(func.count()).select_from(PollPendingBallot).where(
+        PollPendingBallot.poll_id == poll_id)) or 0
+    if waiting == 0 or waiting < minimum:
+        return 0
+    masks = list((await session.scalars(
+        delete(PollPendingBallot).where(PollPendingBallot.poll_id == poll_id)
+        .returning(PollPendingBallot.choices))).all())
+    if not masks:
+        return 0
+    counts = Counter(p for mask in masks for p in range(MAX_OPTIONS) if mask >> p & 1)
+    for position in sorted(counts):
+        await session.execute(
+            update(PollTally).where(PollTally.poll_id == poll_id, PollTally.position == position)
+            .values(votes=PollTally.votes + counts[position])
+            .execution_options(synchronize_session=False))
+    await session.execute(update(Poll).where(Poll.id == poll_id)
+                          .values(counted=Poll.counted + len(masks))
+                          .execution_options(synchronize_session=False))
+    return len(masks)
+
+
+async def polls_to_flush(session: AsyncSession, k: int) -> list[int]:
+    """Polls with a full group (at least k) of waiting anonymous ballots."""
+    rows = await session.scalars(
+        select(PollPendingBallot.poll_id).group_by(PollPendingBallot.poll_id)
+        .having(func.count() >= k).order_by(PollPendingBallot.poll_id))
+    return list(rows.all())
+
+
+async def erase_traces(engine) -> None:
+    """Remove the old row versions a flush left behind, outside any transaction.
+
+    PostgreSQL keeps a deleted or updated row's old version (with its `xmin`) in the table until
+    VACUUM; VACUUM makes that space free and invisible to every query and inspection function,
+    though the bytes can stay in the data files until reused, and in WAL segments and backups
+    until those are recycled. SQLite runs with `secure_delete` (deleted content is zeroed);
+    here its write-ahead log, which holds each commit's page images, is checkpointed and
+    truncated."""
+    async with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await auto.execute(text("VACUUM poll_pending_ballots, poll_tallies, polls"))
+        elif engine.dialect.name == "sqlite":
+            raw = await conn.get_raw_connection()
+            cursor = await raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            await cursor.close()
 
 
 async def advance_cursor(session: AsyncSession, poll_id: int, column: str, old: int,
