@@ -11,6 +11,7 @@ router = Router()
 
 ASK_HOME, ASK_BUILDING, ASK_UNIT = "home.estate", "home.building", "home.unit"
 MAX_UNIT = 20
+MAX_UNIT_BUTTONS = 48  # more units than this: typed, and checked against the list
 
 
 async def first_contact(ctx: Context) -> None:
@@ -142,16 +143,40 @@ async def building_chosen(ctx: Context) -> None:
 
 async def _building(ctx: Context, found: territory.Building) -> None:
     ctx.goto(ASK_UNIT, estate_id=found.estate_id, building_id=found.id)
-    ctx.say("home.ask_unit", [[ctx.button(ctx.t("common.skip"), "unit", "skip")]])
+    skip = [ctx.button(ctx.t("common.skip"), "unit", "skip")]
+    listed = await people.listed_units(ctx.session, found.id)
+    if listed is None:
+        ctx.say("home.ask_unit", [skip])
+        return
+    # The building's own units: pick one (or type it), so no one invents a household.
+    rows = [[ctx.button(u, "unitp", found.id, i) for i, u in enumerate(listed)][j:j + 4]
+            for j in range(0, min(len(listed), MAX_UNIT_BUTTONS), 4)]
+    ctx.say("home.ask_unit_listed", rows + [skip])
 
 
 @router.state(ASK_UNIT)
 async def unit_typed(ctx: Context) -> None:
-    unit = people.normalize_unit(ctx.inbound.text)
-    if not unit or len(unit) > MAX_UNIT:
+    typed = people.normalize_unit(ctx.inbound.text)
+    if not typed or len(typed) > MAX_UNIT:
         ctx.say("home.unit_invalid", limit=MAX_UNIT)
         return
+    unit = await people.unit_in(ctx.session, ctx.data["building_id"], typed)
+    if unit is None:
+        ctx.say("home.unit_not_listed", unit=typed)
+        return
     await _save(ctx, ctx.data["estate_id"], ctx.data["building_id"], unit)
+    await _done(ctx)
+
+
+@router.button("unitp")
+async def unit_picked(ctx: Context) -> None:
+    args = ctx.int_args(2)
+    listed = await people.listed_units(ctx.session, args[0]) if args else None
+    if (ctx.state != ASK_UNIT or listed is None or args[0] != ctx.data.get("building_id")
+            or not 0 <= args[1] < len(listed)):
+        ctx.say("common.button_invalid")
+        return
+    await _save(ctx, ctx.data["estate_id"], args[0], listed[args[1]])
     await _done(ctx)
 
 

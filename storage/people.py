@@ -169,6 +169,25 @@ async def household_for(session: AsyncSession, building_id: int, unit: str) -> H
     return row
 
 
+async def listed_units(session: AsyncSession, building_id: int | None) -> list[str] | None:
+    """The building's own list of units, when the territory has one."""
+    if not building_id:
+        return None
+    from storage.territory import Building
+
+    building = await session.get(Building, building_id)
+    return list(building.units) if building is not None and building.units else None
+
+
+async def unit_in(session: AsyncSession, building_id: int, typed: str | None) -> str | None:
+    """The unit in normal form, or None when it is empty or not one of the building's own."""
+    unit = normalize_unit(typed)
+    listed = await listed_units(session, building_id)
+    if not unit or (listed is not None and unit not in listed):
+        return None
+    return unit
+
+
 async def set_home(
     session: AsyncSession,
     resident: Resident,
@@ -182,6 +201,8 @@ async def set_home(
     unit = normalize_unit(unit) or None
     if not building_id:
         unit = None
+    if unit is not None and await unit_in(session, building_id, unit) is None:
+        raise ValueError(f"unit {unit!r} is not one of the building's units")
     moved = (resident.estate_id, resident.building_id, resident.unit) != (
         estate_id, building_id, unit)
     if moved:

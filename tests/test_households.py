@@ -3,12 +3,16 @@ resident types; moving ends verification and withdraws requests; approval checks
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import func, select
 
+from bot.app import load_territory_file
 from storage import polls, territory
 from storage import verification as ver
-from storage.people import Identity, Resident, normalize_unit
+from storage.people import Identity, Resident, normalize_unit, set_home
+from tests.conftest import DEMO
 from tests.deliberation_helpers import grant, make_resident
 from tests.test_polls import _publish
 
@@ -182,3 +186,39 @@ async def test_approval_checks_the_estate_again(make_app, db_url):
     await chat.press("vic", approve, raw=True)
     assert "withdrawn" in chat.last_text("vic")
     assert not (await _resident(app, "ren")).verified
+
+
+async def test_units_come_from_the_territory_list_where_it_has_one(make_app, db_url, tmp_path):
+    app, chat = await make_app(db_url)
+    data = json.loads(DEMO.read_text(encoding="utf-8"))
+    victoria = next(e for st in data["stations"] for c in st["committees"]
+                    for e in c["estates"] if e["code"] == "victoria")
+    victoria["buildings"] = [b if str(b) != "2" else {"number": "2", "units": [
+        "2-301", "2－302", "2单元303室"]} for b in victoria["buildings"]]
+    listed = tmp_path / "territory.json"
+    listed.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    await load_territory_file(app.sessions, listed)  # reloading the territory adds the units
+
+    await chat.say("lu", "/start")
+    await chat.press("lu", "English")
+    await chat.press("lu", "Victoria Garden")
+    await chat.press("lu", "2")
+    assert "Pick your unit" in chat.last_text("lu")
+    assert [b.label for row in chat.last("lu").buttons for b in row][:3] == [
+        "2-301", "2-302", "2-303"]
+    await chat.say("lu", "2-309")  # not a unit of building 2
+    assert "2-309 is not a unit of this building" in chat.last_text("lu")
+    await chat.say("lu", "２单元３０２")
+    assert (await _resident(app, "lu")).unit == "2-302"
+    await _home(chat, "lu", "2-302", first=False)  # typing still works for listed units
+    await chat.say("lu", "/profile")
+    await chat.press("lu", "Change home")
+    await chat.press("lu", "Victoria Garden")
+    await chat.press("lu", "2")
+    await chat.press("lu", "2-303")
+    assert (await _resident(app, "lu")).unit == "2-303"
+    async with app.sessions() as s, s.begin():
+        with pytest.raises(ValueError):  # the rule holds in storage, not only in the chat
+            await set_home(s, await s.get(Resident, await _rid(app, "lu")),
+                           victoria_id := (await territory.estate_by_code(s, "victoria")).id,
+                           (await territory.building(s, victoria_id, "2")).id, "2-999")

@@ -7,6 +7,7 @@ Create Date: 2026-12-02 19:30:00
 - residents.verified_household_id: the household staff approved a resident for (issue 11, 1).
   Left empty for everyone: per-household polls count a household only after staff approve it.
 - verification_requests.household_id: the home a request was made for (issue 11, 4).
+- buildings.units: a building's own list of units, when the territory file gives one.
 - Units are rewritten in one normal form (storage.people.normalize_unit); households that were
   the same flat typed differently are merged into one.
 - polls.counted and poll_pending_ballots: anonymous ballots counted in groups (issue 11, 2).
@@ -36,6 +37,8 @@ def upgrade() -> None:
     with op.batch_alter_table('polls', schema=None) as batch_op:
         batch_op.add_column(sa.Column('counted', sa.Integer(), nullable=False,
                                       server_default='0'))
+    with op.batch_alter_table('buildings', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('units', sa.JSON(), nullable=True))
     with op.batch_alter_table('residents', schema=None) as batch_op:
         batch_op.add_column(sa.Column('verified_household_id', sa.Integer(), nullable=True))
         batch_op.create_index(batch_op.f('ix_residents_verified_household_id'),
@@ -92,6 +95,8 @@ def downgrade() -> None:
                                  type_='foreignkey')
         batch_op.drop_index(batch_op.f('ix_residents_verified_household_id'))
         batch_op.drop_column('verified_household_id')
+    with op.batch_alter_table('buildings', schema=None) as batch_op:
+        batch_op.drop_column('units')
     with op.batch_alter_table('polls', schema=None) as batch_op:
         batch_op.drop_column('counted')
     with op.batch_alter_table('poll_pending_ballots', schema=None) as batch_op:
