@@ -42,6 +42,7 @@ from storage.territory_loader import load_territory  # noqa: E402
 DEMO = ROOT / "content" / "territory" / "demo.json"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 OPTIONS = 5
+KEY = secrets.token_bytes(32)  # the ballot key the bot keeps outside the database
 
 
 async def _fill(sessions, ballots: int):
@@ -73,7 +74,8 @@ async def _cast_many(sessions, poll_id: int, ids: list[int], workers: int) -> fl
             rid = queue.pop()
             async with sessions() as s, s.begin():
                 resident = await s.get(Resident, rid)
-                outcome = await polls.cast(s, poll_id, resident, [rid % OPTIONS], utcnow())
+                outcome = await polls.cast(s, poll_id, resident, [rid % OPTIONS], utcnow(),
+                                           ballot_key=KEY)
                 assert outcome == polls.Outcome.CAST, outcome
 
     t0 = time.perf_counter()
@@ -88,7 +90,7 @@ async def _count_groups(sessions, engine, poll_id: int, waiting: int) -> float:
     counted = 0
     while counted < waiting:
         async with sessions() as s, s.begin():
-            n = await polls.flush_ballots(s, poll_id, minimum=1)
+            n = await polls.flush_ballots(s, poll_id, minimum=1, ballot_key=KEY)
         assert n > 0
         counted += n
     await polls.erase_traces(engine)

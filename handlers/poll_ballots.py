@@ -152,7 +152,8 @@ async def submit(ctx: Context) -> None:
 
 
 async def _cast(ctx: Context, poll_id: int, positions: list[int]) -> None:
-    outcome = await polls.cast(ctx.session, poll_id, ctx.resident, positions, ctx.now)
+    outcome = await polls.cast(ctx.session, poll_id, ctx.resident, positions, ctx.now,
+                               ballot_key=ctx.services.ballot_key)
     poll = await ctx.session.get(polls.Poll, poll_id)
     if outcome not in (polls.Outcome.CAST, polls.Outcome.CHANGED, polls.Outcome.UNCHANGED):
         ctx.say(f"polls.refused_{outcome.value}")
@@ -193,7 +194,7 @@ async def tick(sessions, services: Services, deliverer) -> None:
     counted = False
     for poll_id in due:
         async with sessions() as session, session.begin():
-            if await polls.close(session, poll_id, now):
+            if await polls.close(session, poll_id, now, ballot_key=services.ballot_key):
                 await audit.record(session, None, "poll.close", f"poll:{poll_id}")
                 counted = True
     k = services.settings.polls.anonymity_batch
@@ -201,7 +202,8 @@ async def tick(sessions, services: Services, deliverer) -> None:
         full = await polls.polls_to_flush(session, k)
     for poll_id in full:
         async with sessions() as session, session.begin():
-            counted = await polls.flush_ballots(session, poll_id, minimum=k) > 0 or counted
+            counted = await polls.flush_ballots(session, poll_id, minimum=k,
+                                                ballot_key=services.ballot_key) > 0 or counted
     if counted:
         # Counted ballots' deleted rows and the counters' old versions go now, not at the
         # database's leisure.

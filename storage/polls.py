@@ -9,8 +9,8 @@ in `poll_tallies` at once.
 An anonymous ballot is never counted by the transaction that records the participation: on
 PostgreSQL every row a transaction writes carries its id (`xmin`), so a counter bumped next to
 the participation row names the voter. The vote's transaction writes the choice as a bare row of
-`poll_pending_ballots` (poll, bit mask; a random key, so SQLite's rowid order is not the order of
-voting). `flush_ballots` later moves waiting ballots into the counters in one transaction once at
+`poll_pending_ballots` (poll and the choice sealed with a key kept outside the database; a random
+row key, so SQLite's rowid order is not the order of voting). `flush_ballots` later moves waiting ballots into the counters in one transaction once at
 least `k` (`POLLS_ANONYMITY_BATCH`) are waiting, and at close whatever is left, deleting them;
 `erase_traces` then removes the deleted row versions (PostgreSQL `VACUUM`; SQLite runs with
 `secure_delete` and truncates its write-ahead log). Counters therefore only ever change by sums
@@ -22,6 +22,9 @@ poll show only counted ballots. What an administrator can and cannot learn is in
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
+import logging
 import secrets
 from collections import Counter
 from dataclasses import dataclass
@@ -31,6 +34,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     ForeignKey,
+    LargeBinary,
     String,
     UniqueConstraint,
     delete,
@@ -47,7 +51,40 @@ from storage.audience import Audience, count_eligible, percent, refusal
 from storage.base import Base, utcnow
 from storage.people import Resident, household_voter
 
+log = logging.getLogger(__name__)
 MIN_OPTIONS, MAX_OPTIONS = 2, 12
+
+
+# -- sealing a waiting ballot -------------------------------------------------------------------
+# The choice of a waiting ballot is encrypted with the ballot key, which lives outside the
+# database (POLLS_BALLOT_KEY or its key file, bot/ballot_key.py): whoever holds only the database
+# sees that a ballot waits, not what it says. Encrypt-then-MAC with HMAC-SHA256 as the PRF:
+# nonce (16 bytes) | mask XOR PRF(key, "k" | nonce)[:2] | PRF(key, "t" | poll | nonce | ct)[:16].
+_NONCE, _TAG = 16, 16
+SEALED_BYTES = _NONCE + 2 + _TAG
+
+
+def _prf(key: bytes, *parts: bytes) -> bytes:
+    return hmac.new(key, b"".join(parts), hashlib.sha256).digest()
+
+
+def seal(key: bytes, poll_id: int, mask: int) -> bytes:
+    nonce = secrets.token_bytes(_NONCE)
+    pad = _prf(key, b"k", nonce)[:2]
+    ct = bytes(a ^ b for a, b in zip(mask.to_bytes(2, "big"), pad, strict=True))
+    return nonce + ct + _prf(key, b"t", poll_id.to_bytes(8, "big"), nonce, ct)[:_TAG]
+
+
+def unseal(key: bytes, poll_id: int, sealed: bytes) -> int | None:
+    """The mask, or None when the ballot was not sealed with this key for this poll."""
+    if len(sealed) != SEALED_BYTES:
+        return None
+    nonce, ct, tag = sealed[:_NONCE], sealed[_NONCE:_NONCE + 2], sealed[_NONCE + 2:]
+    if not hmac.compare_digest(tag, _prf(key, b"t", poll_id.to_bytes(8, "big"), nonce,
+                                         ct)[:_TAG]):
+        return None
+    pad = _prf(key, b"k", nonce)[:2]
+    return int.from_bytes(bytes(a ^ b for a, b in zip(ct, pad, strict=True)), "big")
 
 
 class Poll(Base):
@@ -113,14 +150,14 @@ class PollTally(Base):
 
 
 class PollPendingBallot(Base):
-    """An anonymous ballot not counted yet: the poll and the choice, nothing else. The key is
-    random (SQLite stores rows in key order, so the order of rows says nothing); the row is
-    deleted when its group is counted."""
+    """An anonymous ballot not counted yet: the poll and the sealed choice, nothing else. The
+    key is random (SQLite stores rows in key order, so the order of rows says nothing); the row
+    is deleted when its group is counted."""
 
     __tablename__ = "poll_pending_ballots"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     poll_id: Mapped[int] = mapped_column(ForeignKey("polls.id"), index=True)
-    choices: Mapped[int]  # bit mask of option positions
+    sealed: Mapped[bytes] = mapped_column(LargeBinary(SEALED_BYTES))
 
 
 class PollVote(Base):
@@ -218,10 +255,12 @@ async def may_vote(session: AsyncSession, poll: Poll, resident: Resident,
 
 
 async def cast(session: AsyncSession, poll_id: int, resident: Resident, choices: list[int],
-               now: datetime) -> Outcome:
+               now: datetime, *, ballot_key: bytes | None) -> Outcome:
     poll = await session.get(Poll, poll_id)
     if poll is None:
         return Outcome.BAD_CHOICE
+    if poll.anonymous and not ballot_key:
+        raise ValueError("an anonymous ballot needs the ballot key")
     refused = await may_vote(session, poll, resident, now)
     if refused is not None:
         return refused
@@ -238,8 +277,8 @@ async def cast(session: AsyncSession, poll_id: int, resident: Resident, choices:
         async with session.begin_nested():
             session.add(PollParticipation(poll_id=poll_id, voter_key=key))
             if poll.anonymous:
-                session.add(PollPendingBallot(id=secrets.randbits(62), poll_id=poll_id,
-                                              choices=sum(1 << c for c in choices)))
+                session.add(PollPendingBallot(id=secrets.randbits(62), poll_id=poll_id, sealed=seal(
+                    ballot_key, poll_id, sum(1 << c for c in choices))))
             else:
                 session.add(PollVote(poll_id=poll_id, voter_key=key, resident_id=resident.id,
                                      choices=choices, cast_at=now))
@@ -362,7 +401,8 @@ async def due(session: AsyncSession, now: datetime, limit: int = 20) -> list[int
     return list(rows.all())
 
 
-async def close(session: AsyncSession, poll_id: int, now: datetime) -> bool:
+async def close(session: AsyncSession, poll_id: int, now: datetime, *,
+                ballot_key: bytes | None) -> bool:
     """Close once: True only for the one caller whose guarded update changed the row."""
     poll = await session.get(Poll, poll_id)
     if poll is None:
@@ -374,30 +414,48 @@ async def close(session: AsyncSession, poll_id: int, now: datetime) -> bool:
         .execution_options(synchronize_session=False))
     if done.rowcount == 1:
         # Votes are ordered before the close (see _still_open): what waits now is the rest.
-        await flush_ballots(session, poll_id, minimum=1)
+        await flush_ballots(session, poll_id, minimum=1, ballot_key=ballot_key)
         await session.refresh(poll)
         return True
     return False
 
 
-async def flush_ballots(session: AsyncSession, poll_id: int, minimum: int) -> int:
+async def flush_ballots(session: AsyncSession, poll_id: int, minimum: int, *,
+                        ballot_key: bytes | None) -> int:
     """Count the waiting anonymous ballots of a poll if at least `minimum` wait: delete them and
     add their sum to the counters in this one transaction. Returns how many were counted (0
-    when fewer wait, or another worker took them first: the delete decides)."""
+    when fewer wait, or another worker took them first: the delete decides). A ballot this key
+    cannot open (the key was changed) is put back and stays uncounted."""
     waiting = await session.scalar(select(func.count()).select_from(PollPendingBallot).where(
         PollPendingBallot.poll_id == poll_id)) or 0
     if waiting == 0 or waiting < minimum:
         return 0
-    masks = list((await session.scalars(
+    taken = (await session.execute(
         delete(PollPendingBallot).where(PollPendingBallot.poll_id == poll_id)
-        .returning(PollPendingBallot.choices))).all())
+        .returning(PollPendingBallot.id, PollPendingBallot.sealed))).all()
+    masks, unopened = [], []
+    for ballot_id, sealed in taken:
+        mask = unseal(ballot_key, poll_id, sealed) if ballot_key else None
+        (unopened if mask is None else masks).append((ballot_id, sealed) if mask is None
+                                                     else mask)
+    if unopened:
+        log.error("poll %s: %d waiting ballots cannot be opened with this ballot key "
+                  "(POLLS_BALLOT_KEY changed?); they stay uncounted", poll_id, len(unopened))
+        session.add_all(PollPendingBallot(id=i, poll_id=poll_id, sealed=sealed)
+                        for i, sealed in unopened)
+        await session.flush()
     if not masks:
         return 0
     counts = Counter(p for mask in masks for p in range(MAX_OPTIONS) if mask >> p & 1)
-    for position in sorted(counts):
+    positions = (await session.scalars(select(PollTally.position).where(
+        PollTally.poll_id == poll_id).order_by(PollTally.position))).all()
+    # Every counter is rewritten, with 0 where no ballot of the group chose it, so all of a
+    # poll's counters carry the last group's transaction: which options the latest group chose
+    # cannot be read off which counters changed.
+    for position in positions:
         await session.execute(
             update(PollTally).where(PollTally.poll_id == poll_id, PollTally.position == position)
-            .values(votes=PollTally.votes + counts[position])
+            .values(votes=PollTally.votes + counts.get(position, 0))
             .execution_options(synchronize_session=False))
     await session.execute(update(Poll).where(Poll.id == poll_id)
                           .values(counted=Poll.counted + len(masks))

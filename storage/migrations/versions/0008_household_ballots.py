@@ -26,7 +26,7 @@ def upgrade() -> None:
     op.create_table('poll_pending_ballots',
     sa.Column('id', sa.BigInteger(), autoincrement=False, nullable=False),
     sa.Column('poll_id', sa.Integer(), nullable=False),
-    sa.Column('choices', sa.Integer(), nullable=False),
+    sa.Column('sealed', sa.LargeBinary(length=34), nullable=False),
     sa.ForeignKeyConstraint(['poll_id'], ['polls.id'],
                             name=op.f('fk_poll_pending_ballots_poll_id_polls')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_poll_pending_ballots'))
