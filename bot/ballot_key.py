@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import time
 from pathlib import Path
 
 
@@ -29,7 +30,9 @@ def ballot_key(settings) -> bytes:
         else:
             with os.fdopen(fd, "w") as out:
                 out.write(secrets.token_hex(32) + "\n")
-    text = path.read_text().strip()
-    if len(text) < 32:
-        raise ValueError(f"{path}: the ballot key file is empty or too short")
-    return hashlib.sha256(text.encode()).digest()
+    for _ in range(50):  # a process that created the file a moment ago may still be writing
+        text = path.read_text().strip()
+        if len(text) >= 32:
+            return hashlib.sha256(text.encode()).digest()
+        time.sleep(0.1)
+    raise ValueError(f"{path}: the ballot key file is empty or too short")

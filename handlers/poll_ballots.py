@@ -206,8 +206,11 @@ async def tick(sessions, services: Services, deliverer) -> None:
                                                 ballot_key=services.ballot_key) > 0 or counted
     if counted:
         # Counted ballots' deleted rows and the counters' old versions go now, not at the
-        # database's leisure.
-        await polls.erase_traces(sessions.kw["bind"])
+        # database's leisure; a failure here must not hold back the results below.
+        try:
+            await polls.erase_traces(sessions.kw["bind"])
+        except Exception:
+            log.exception("could not erase counted ballots' old row versions")
     async with sessions() as session:
         pending = [p.id for p in await polls.pending_fanout(session)]
     queued = False
