@@ -298,6 +298,10 @@ class _Closed(Exception):
     pass
 
 
+class _TooFew(Exception):
+    pass
+
+
 async def _still_open(session: AsyncSession, poll_id: int, now: datetime) -> bool:
     """Orders a vote against closing: the shared lock lets voters run side by side but makes
     `close` wait for them, and a vote that comes after the close sees it and is undone with its
@@ -430,22 +434,30 @@ async def flush_ballots(session: AsyncSession, poll_id: int, minimum: int, *,
         PollPendingBallot.poll_id == poll_id)) or 0
     if waiting == 0 or waiting < minimum:
         return 0
-    taken = (await session.execute(
-        delete(PollPendingBallot).where(PollPendingBallot.poll_id == poll_id)
-        .returning(PollPendingBallot.id, PollPendingBallot.sealed))).all()
-    masks, unopened = [], []
-    for ballot_id, sealed in taken:
-        mask = unseal(ballot_key, poll_id, sealed) if ballot_key else None
-        (unopened if mask is None else masks).append((ballot_id, sealed) if mask is None
-                                                     else mask)
+    try:
+        async with session.begin_nested():
+            taken = (await session.execute(
+                delete(PollPendingBallot).where(PollPendingBallot.poll_id == poll_id)
+                .returning(PollPendingBallot.id, PollPendingBallot.sealed))).all()
+            masks, unopened = [], []
+            for ballot_id, sealed in taken:
+                mask = unseal(ballot_key, poll_id, sealed) if ballot_key else None
+                if mask is None:
+                    unopened.append((ballot_id, sealed))
+                else:
+                    masks.append(mask)
+            if not masks or len(masks) < minimum:
+                # A racing worker took most of them first (what is left came after its
+                # snapshot): too few to count as a group; undone, they wait on.
+                raise _TooFew
+    except _TooFew:
+        return 0
     if unopened:
         log.error("poll %s: %d waiting ballots cannot be opened with this ballot key "
                   "(POLLS_BALLOT_KEY changed?); they stay uncounted", poll_id, len(unopened))
         session.add_all(PollPendingBallot(id=i, poll_id=poll_id, sealed=sealed)
                         for i, sealed in unopened)
         await session.flush()
-    if not masks:
-        return 0
     counts = Counter(p for mask in masks for p in range(MAX_OPTIONS) if mask >> p & 1)
     positions = (await session.scalars(select(PollTally.position).where(
         PollTally.poll_id == poll_id).order_by(PollTally.position))).all()
