@@ -7,7 +7,9 @@ Run by hand from the repository root::
 For each database: 100,000 verified residents are bulk-inserted in one estate; an anonymous and
 a named single-choice poll are created. `--cast` votes go through `storage.polls.cast` (the code
 path of a button press: eligibility, the participation row, the guarded poll update, counters),
-from `--workers` concurrent sessions, and the rate is reported. The rest of the 100,000 ballots
+from `--workers` concurrent sessions, and the rate is reported. The anonymous poll's ballots
+then wait sealed in `poll_pending_ballots`; counting them as the polls job does (one transaction,
+then VACUUM or the WAL truncate) is timed. The rest of the 100,000 ballots
 are then bulk-inserted (participations and counters for the anonymous poll; votes for the named
 one), and the tally is timed: `results` (counters, what residents see) and, for the named poll,
 `recount` (every vote read back). PostgreSQL is skipped when 127.0.0.1:5432 does not answer.
