@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.ballot_key import ballot_key
 from bot.config import Settings
 from bot.delivery import Deliverer
 from bot.dispatch import Dispatcher
@@ -92,6 +93,7 @@ async def build_app(
     services = Services(
         texts=Texts(default=settings.bot.default_language), signer=Signer(secret.encode()),
         geo=geo, settings=settings, clock=clock, media=MediaStore(settings.bot.media_dir),
+        ballot_key=ballot_key(settings),
     )
     deliverer = Deliverer(engine, sessions, adapters,
                           max_attempts=settings.bot.delivery_max_attempts)

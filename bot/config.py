@@ -142,6 +142,14 @@ class DeliberationSettings(BaseSettings):
 
     # Residents reached per fan-out step (invitations, results); each step is one transaction.
     fanout_batch: int = 500
+    # Anonymous ballots are counted in groups of at least this many (the rest at close): the
+    # smallest set of voters a counted ballot hides among. See the README's privacy section.
+    anonymity_batch: int = Field(default=10, ge=2)
+    # Seals anonymous ballots while they wait to be counted; kept outside the database. Unset:
+    # read from (or, the first time, written to) `ballot_key_file`, by default `ballot.key`
+    # beside BOT_MEDIA_DIR. Every bot process must use the same one.
+    ballot_key: SecretStr | None = None
+    ballot_key_file: Path | None = None
     # Supporters a proposal needs to reach the council's agenda; per committee code overrides,
     # e.g. POLLS_PROPOSAL_THRESHOLDS='{"zhonghai": 30}'.
     proposal_threshold: int = 20

@@ -25,6 +25,7 @@ class Services:
     settings: Any  # bot.config.Settings
     clock: Any  # callable returning an aware datetime
     media: Any = None  # bot.media.MediaStore
+    ballot_key: bytes | None = None  # seals waiting anonymous ballots (bot/ballot_key.py)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def local_time(self, at: datetime) -> str:

@@ -11,6 +11,7 @@ router = Router()
 
 ASK_HOME, ASK_BUILDING, ASK_UNIT = "home.estate", "home.building", "home.unit"
 MAX_UNIT = 20
+MAX_UNIT_BUTTONS = 48  # more units than this: typed, and checked against the list
 
 
 async def first_contact(ctx: Context) -> None:
@@ -98,7 +99,8 @@ async def estate_chosen(ctx: Context) -> None:
     if estate is None:
         ctx.say("common.button_invalid")
         return
-    await people.set_home(ctx.session, ctx.resident, estate.id)
+    # Nothing is saved until the last step: a half-finished change leaves the home (and its
+    # verification) as it was.
     ctx.goto(ASK_BUILDING, estate_id=estate.id)
     buildings = await territory.buildings_of(ctx.session, estate.id)
     rows, row = [], []
@@ -128,35 +130,68 @@ async def building_typed(ctx: Context) -> None:
 async def building_chosen(ctx: Context) -> None:
     bid = ctx.int_arg()
     if bid == 0:
+        if ctx.state == ASK_BUILDING and ctx.data.get("estate_id"):
+            await _save(ctx, ctx.data["estate_id"], None, None)
         await _done(ctx)
         return
     found = await ctx.session.get(territory.Building, bid)
-    if found is None or found.estate_id != ctx.resident.estate_id:
+    if found is None or ctx.state != ASK_BUILDING or found.estate_id != ctx.data.get("estate_id"):
         ctx.say("common.button_invalid")
         return
     await _building(ctx, found)
 
 
 async def _building(ctx: Context, found: territory.Building) -> None:
-    await people.set_home(ctx.session, ctx.resident, found.estate_id, found.id)
     ctx.goto(ASK_UNIT, estate_id=found.estate_id, building_id=found.id)
-    ctx.say("home.ask_unit", [[ctx.button(ctx.t("common.skip"), "unit", "skip")]])
+    skip = [ctx.button(ctx.t("common.skip"), "unit", "skip")]
+    listed = await people.listed_units(ctx.session, found.id)
+    if listed is None:
+        ctx.say("home.ask_unit", [skip])
+        return
+    # The building's own units: pick one (or type it), so no one invents a household.
+    rows = [[ctx.button(u, "unitp", found.id, i) for i, u in enumerate(listed)][j:j + 4]
+            for j in range(0, min(len(listed), MAX_UNIT_BUTTONS), 4)]
+    ctx.say("home.ask_unit_listed", rows + [skip])
 
 
 @router.state(ASK_UNIT)
 async def unit_typed(ctx: Context) -> None:
-    unit = (ctx.inbound.text or "").strip()
-    if not unit or len(unit) > MAX_UNIT:
+    typed = people.normalize_unit(ctx.inbound.text)
+    if not typed or len(typed) > MAX_UNIT:
         ctx.say("home.unit_invalid", limit=MAX_UNIT)
         return
-    await people.set_home(ctx.session, ctx.resident, ctx.data["estate_id"],
-                          ctx.data["building_id"], unit)
+    unit = await people.unit_in(ctx.session, ctx.data["building_id"], typed)
+    if unit is None:
+        ctx.say("home.unit_not_listed", unit=typed)
+        return
+    await _save(ctx, ctx.data["estate_id"], ctx.data["building_id"], unit)
+    await _done(ctx)
+
+
+@router.button("unitp")
+async def unit_picked(ctx: Context) -> None:
+    args = ctx.int_args(2)
+    listed = await people.listed_units(ctx.session, args[0]) if args else None
+    if (ctx.state != ASK_UNIT or listed is None or args[0] != ctx.data.get("building_id")
+            or not 0 <= args[1] < len(listed)):
+        ctx.say("common.button_invalid")
+        return
+    await _save(ctx, ctx.data["estate_id"], args[0], listed[args[1]])
     await _done(ctx)
 
 
 @router.button("unit")
 async def unit_skipped(ctx: Context) -> None:
+    if ctx.state == ASK_UNIT:
+        await _save(ctx, ctx.data["estate_id"], ctx.data["building_id"], None)
     await _done(ctx)
+
+
+async def _save(ctx: Context, estate_id: int, building_id: int | None, unit: str | None) -> None:
+    was_verified = ctx.resident.verified
+    if await people.set_home(ctx.session, ctx.resident, estate_id, building_id, unit) \
+            and was_verified:
+        ctx.say("home.verification_ended")
 
 
 async def _done(ctx: Context) -> None:

@@ -61,6 +61,9 @@ def results_text(t, poll: polls.Poll, res: polls.Results) -> str:
     for o in res.options:
         lines.append(t("polls.results_line", n=o.position + 1, label=o.label, votes=o.votes,
                        percent=o.percent))
+    if res.counted < res.voters:
+        lines.append(t("polls.results_waiting", counted=res.counted, waiting=res.voters -
+                       res.counted))
     lines.append(t("polls.results_turnout", voters=res.voters, eligible=res.eligible,
                    percent=res.turnout))
     if res.quorum is None:
@@ -151,7 +154,8 @@ async def submit(ctx: Context) -> None:
 
 
 async def _cast(ctx: Context, poll_id: int, positions: list[int]) -> None:
-    outcome = await polls.cast(ctx.session, poll_id, ctx.resident, positions, ctx.now)
+    outcome = await polls.cast(ctx.session, poll_id, ctx.resident, positions, ctx.now,
+                               ballot_key=ctx.services.ballot_key)
     poll = await ctx.session.get(polls.Poll, poll_id)
     if outcome not in (polls.Outcome.CAST, polls.Outcome.CHANGED, polls.Outcome.UNCHANGED):
         ctx.say(f"polls.refused_{outcome.value}")
@@ -191,10 +195,26 @@ async def tick(sessions, services: Services, deliverer) -> None:
     now = services.clock()
     async with sessions() as session, session.begin():
         due = await polls.due(session, now)
+    counted = False
     for poll_id in due:
         async with sessions() as session, session.begin():
-            if await polls.close(session, poll_id, now):
+            if await polls.close(session, poll_id, now, ballot_key=services.ballot_key):
                 await audit.record(session, None, "poll.close", f"poll:{poll_id}")
+                counted = True
+    k = services.settings.polls.anonymity_batch
+    async with sessions() as session:
+        full = await polls.polls_to_flush(session, k)
+    for poll_id in full:
+        async with sessions() as session, session.begin():
+            counted = await polls.flush_ballots(session, poll_id, minimum=k,
+                                                ballot_key=services.ballot_key) > 0 or counted
+    if counted:
+        # Counted ballots' deleted rows and the counters' old versions go now, not at the
+        # database's leisure; a failure here must not hold back the results below.
+        try:
+            await polls.erase_traces(sessions.kw["bind"])
+        except Exception:
+            log.exception("could not erase counted ballots' old row versions")
     async with sessions() as session:
         pending = [p.id for p in await polls.pending_fanout(session)]
     queued = False

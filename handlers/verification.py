@@ -101,7 +101,11 @@ async def decide(ctx: Context) -> None:
         return
     done = await ver.decide(ctx.session, req_id, approve, ctx.resident.id)
     if done is None:
-        ctx.say("verify.already_decided")
+        ctx.say("verify.already_withdrawn" if req.status == ver.RequestStatus.WITHDRAWN
+                else "verify.already_decided")
+        return
+    if done.status == ver.RequestStatus.WITHDRAWN:
+        ctx.say("verify.already_withdrawn")
         return
     await audit.record(ctx.session, ctx.resident.id,
                        "verify.approve" if approve else "verify.reject",

@@ -76,9 +76,11 @@ async def recipients_after(session: AsyncSession, audience: Audience, after_resi
 async def count_eligible(session: AsyncSession, audience: Audience, *,
                          per_household: bool = False) -> int:
     if per_household:
+        # Households count through members staff approved for them (people.household_voter).
         return await session.scalar(
-            select(func.count(func.distinct(Resident.household_id))).where(
-                audience.condition(), Resident.household_id.is_not(None))) or 0
+            select(func.count(func.distinct(Resident.verified_household_id))).where(
+                audience.condition(), Resident.verified.is_(True),
+                Resident.verified_household_id == Resident.household_id)) or 0
     return await session.scalar(
         select(func.count()).select_from(Resident).where(audience.condition())) or 0
 

@@ -69,6 +69,9 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA synchronous=NORMAL")
+        # Deleted rows are overwritten with zeros, not left in free pages (anonymous ballots
+        # waiting to be counted are deleted when counted: storage/polls.py).
+        cur.execute("PRAGMA secure_delete=ON")
         cur.close()
 
     @event.listens_for(sync, "begin")

@@ -1,8 +1,19 @@
-"""Residents, their platform identities, households and roles."""
+"""Residents, their platform identities, households and roles.
+
+A household is a unit of a building: (building, unit) with the unit in one normal form, so the
+same flat typed as "2-301", "2－301", "２-３０１" or "2单元301室" is one household. Typing a unit
+only *claims* it. A resident counts for their household in per-household polls only once staff
+approved them with that unit shown (`verified_household_id`); an estate-wide invite code verifies
+the estate, not the unit. Any change of estate, building or unit ends verification, clears the
+approved household and closes waiting verification requests, so a resident cannot mint
+household votes by retyping their unit.
+"""
 
 from __future__ import annotations
 
 import enum
+import re
+import unicodedata
 from datetime import datetime
 
 from sqlalchemy import (
@@ -28,6 +39,9 @@ class Resident(Base):
     building_id: Mapped[int | None] = mapped_column(ForeignKey("buildings.id"), index=True)
     unit: Mapped[str | None] = mapped_column(String(20))
     household_id: Mapped[int | None] = mapped_column(ForeignKey("households.id"), index=True)
+    # The household staff approved this resident for; None until then and after any move.
+    verified_household_id: Mapped[int | None] = mapped_column(ForeignKey("households.id"),
+                                                              index=True)
     verified: Mapped[bool] = mapped_column(Boolean, default=False)
     verified_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -118,7 +132,33 @@ async def get_or_create_identity(
     return identity, resident, True
 
 
+_UNIT_WORD = re.compile(r"(单元|單元)")
+_UNIT_SUFFIX = re.compile(r"[室号號房户戶]+$")
+_SEPARATORS = re.compile(r"[\s\-‐‑‒–—―−_/\\.·・、,，]+")
+
+
+def normalize_unit(text: str | None) -> str:
+    """One spelling per unit: NFKC (full-width digits and dashes become ASCII), upper case,
+    "单元" as a separator, no trailing 室/号/房/户, every run of separators one "-"."""
+    if not text:
+        return ""
+    unit = unicodedata.normalize("NFKC", text).upper().strip()
+    unit = _UNIT_WORD.sub("-", unit)
+    unit = _UNIT_SUFFIX.sub("", unit.strip())
+    return _SEPARATORS.sub("-", unit).strip("-")
+
+
+def household_voter(resident: Resident) -> int | None:
+    """The household a resident may vote for: the one staff approved, while they still live
+    there (a move clears it, see `set_home`)."""
+    if resident.verified and resident.verified_household_id is not None \
+            and resident.verified_household_id == resident.household_id:
+        return resident.verified_household_id
+    return None
+
+
 async def household_for(session: AsyncSession, building_id: int, unit: str) -> Household:
+    unit = normalize_unit(unit)
     row = await session.scalar(
         select(Household).where(Household.building_id == building_id, Household.unit == unit)
     )
@@ -129,23 +169,57 @@ async def household_for(session: AsyncSession, building_id: int, unit: str) -> H
     return row
 
 
+async def listed_units(session: AsyncSession, building_id: int | None) -> list[str] | None:
+    """The building's own list of units, when the territory has one."""
+    if not building_id:
+        return None
+    from storage.territory import Building
+
+    building = await session.get(Building, building_id)
+    return list(building.units) if building is not None and building.units else None
+
+
+async def unit_in(session: AsyncSession, building_id: int, typed: str | None) -> str | None:
+    """The unit in normal form, or None when it is empty or not one of the building's own."""
+    unit = normalize_unit(typed)
+    listed = await listed_units(session, building_id)
+    if not unit or (listed is not None and unit not in listed):
+        return None
+    return unit
+
+
 async def set_home(
     session: AsyncSession,
     resident: Resident,
     estate_id: int,
     building_id: int | None = None,
     unit: str | None = None,
-) -> None:
-    if resident.estate_id != estate_id:
-        # A new home must be verified again.
+) -> bool:
+    """Move the resident; True when the home changed. A changed estate, building or unit ends
+    verification and closes waiting verification requests: whoever approved the old home did
+    not approve the new one."""
+    unit = normalize_unit(unit) or None
+    if not building_id:
+        unit = None
+    if unit is not None and await unit_in(session, building_id, unit) is None:
+        raise ValueError(f"unit {unit!r} is not one of the building's units")
+    moved = (resident.estate_id, resident.building_id, resident.unit) != (
+        estate_id, building_id, unit)
+    if moved:
         resident.verified = False
         resident.verified_at = None
+        resident.verified_household_id = None
+        if resident.id is not None:
+            from storage.verification import close_pending_on_move
+
+            await close_pending_on_move(session, resident.id)
     resident.estate_id = estate_id
     resident.building_id = building_id
     resident.unit = unit
     resident.household_id = (
         (await household_for(session, building_id, unit)).id if building_id and unit else None
     )
+    return moved
 
 
 async def roles_of(session: AsyncSession, resident_id: int) -> list[Role]:

@@ -2,26 +2,45 @@
 from who voted.
 
 Every poll records *that* a voter key took part in `poll_participations` (primary key: poll and
-voter key, so a second vote fails in the database, also under concurrent taps). What was chosen
-goes to per-option counters in `poll_tallies`. A named poll also keeps each vote in `poll_votes`
-(who chose what, so it can be changed before close). An anonymous poll keeps nothing else: the
-counters carry no voter, no time and no order, so no table, log or export joins a choice to a
-person. Anonymous votes therefore cannot be changed; named ones can, when the poll allows it.
+voter key, so a second vote fails in the database, also under concurrent taps). A named poll
+keeps each vote in `poll_votes` (who chose what, so it can be changed before close) and counts it
+in `poll_tallies` at once.
+
+An anonymous ballot is never counted by the transaction that records the participation: on
+PostgreSQL every row a transaction writes carries its id (`xmin`), so a counter bumped next to
+the participation row names the voter. The vote's transaction writes the choice as a bare row of
+`poll_pending_ballots` (poll and the choice sealed with a key kept outside the database; a random
+row key, so SQLite's rowid order is not the order of voting). `flush_ballots` later moves waiting ballots into the counters in one transaction once at
+least `k` (`POLLS_ANONYMITY_BATCH`) are waiting, and at close whatever is left, deleting them;
+`erase_traces` then removes the deleted row versions (PostgreSQL `VACUUM`; SQLite runs with
+`secure_delete` and truncates its write-ahead log). Counters therefore only ever change by sums
+of at least k ballots (the last group at close may be smaller), and live results of an anonymous
+poll show only counted ballots. What an administrator can and cannot learn is in the README
+("Privacy"). Anonymous votes cannot be changed; named ones can, when the poll allows it.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
+import logging
+import secrets
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     ForeignKey,
+    LargeBinary,
     String,
     UniqueConstraint,
+    delete,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -30,9 +49,42 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.audience import Audience, count_eligible, percent, refusal
 from storage.base import Base, utcnow
-from storage.people import Resident
+from storage.people import Resident, household_voter
 
+log = logging.getLogger(__name__)
 MIN_OPTIONS, MAX_OPTIONS = 2, 12
+
+
+# -- sealing a waiting ballot -------------------------------------------------------------------
+# The choice of a waiting ballot is encrypted with the ballot key, which lives outside the
+# database (POLLS_BALLOT_KEY or its key file, bot/ballot_key.py): whoever holds only the database
+# sees that a ballot waits, not what it says. Encrypt-then-MAC with HMAC-SHA256 as the PRF:
+# nonce (16 bytes) | mask XOR PRF(key, "k" | nonce)[:2] | PRF(key, "t" | poll | nonce | ct)[:16].
+_NONCE, _TAG = 16, 16
+SEALED_BYTES = _NONCE + 2 + _TAG
+
+
+def _prf(key: bytes, *parts: bytes) -> bytes:
+    return hmac.new(key, b"".join(parts), hashlib.sha256).digest()
+
+
+def seal(key: bytes, poll_id: int, mask: int) -> bytes:
+    nonce = secrets.token_bytes(_NONCE)
+    pad = _prf(key, b"k", nonce)[:2]
+    ct = bytes(a ^ b for a, b in zip(mask.to_bytes(2, "big"), pad, strict=True))
+    return nonce + ct + _prf(key, b"t", poll_id.to_bytes(8, "big"), nonce, ct)[:_TAG]
+
+
+def unseal(key: bytes, poll_id: int, sealed: bytes) -> int | None:
+    """The mask, or None when the ballot was not sealed with this key for this poll."""
+    if len(sealed) != SEALED_BYTES:
+        return None
+    nonce, ct, tag = sealed[:_NONCE], sealed[_NONCE:_NONCE + 2], sealed[_NONCE + 2:]
+    if not hmac.compare_digest(tag, _prf(key, b"t", poll_id.to_bytes(8, "big"), nonce,
+                                         ct)[:_TAG]):
+        return None
+    pad = _prf(key, b"k", nonce)[:2]
+    return int.from_bytes(bytes(a ^ b for a, b in zip(ct, pad, strict=True)), "big")
 
 
 class Poll(Base):
@@ -59,6 +111,8 @@ class Poll(Base):
     invites_done: Mapped[bool] = mapped_column(Boolean, default=False)
     results_upto: Mapped[int] = mapped_column(default=0)
     results_done: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Anonymous polls: ballots moved from poll_pending_ballots into the counters so far.
+    counted: Mapped[int] = mapped_column(default=0)
 
     @property
     def audience(self) -> Audience:
@@ -93,6 +147,17 @@ class PollTally(Base):
     poll_id: Mapped[int] = mapped_column(ForeignKey("polls.id"), primary_key=True)
     position: Mapped[int] = mapped_column(primary_key=True)
     votes: Mapped[int] = mapped_column(default=0)
+
+
+class PollPendingBallot(Base):
+    """An anonymous ballot not counted yet: the poll and the sealed choice, nothing else. The
+    key is random (SQLite stores rows in key order, so the order of rows says nothing); the row
+    is deleted when its group is counted."""
+
+    __tablename__ = "poll_pending_ballots"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    poll_id: Mapped[int] = mapped_column(ForeignKey("polls.id"), index=True)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary(SEALED_BYTES))
 
 
 class PollVote(Base):
@@ -162,7 +227,8 @@ class Outcome(enum.StrEnum):
 
 def voter_key(poll: Poll, resident: Resident) -> str | None:
     if poll.per_household:
-        return f"h{resident.household_id}" if resident.household_id else None
+        household = household_voter(resident)
+        return f"h{household}" if household else None
     return f"r{resident.id}"
 
 
@@ -189,10 +255,12 @@ async def may_vote(session: AsyncSession, poll: Poll, resident: Resident,
 
 
 async def cast(session: AsyncSession, poll_id: int, resident: Resident, choices: list[int],
-               now: datetime) -> Outcome:
+               now: datetime, *, ballot_key: bytes | None) -> Outcome:
     poll = await session.get(Poll, poll_id)
     if poll is None:
         return Outcome.BAD_CHOICE
+    if poll.anonymous and not ballot_key:
+        raise ValueError("an anonymous ballot needs the ballot key")
     refused = await may_vote(session, poll, resident, now)
     if refused is not None:
         return refused
@@ -208,13 +276,17 @@ async def cast(session: AsyncSession, poll_id: int, resident: Resident, choices:
     try:
         async with session.begin_nested():
             session.add(PollParticipation(poll_id=poll_id, voter_key=key))
-            if not poll.anonymous:
+            if poll.anonymous:
+                session.add(PollPendingBallot(id=secrets.randbits(62), poll_id=poll_id, sealed=seal(
+                    ballot_key, poll_id, sum(1 << c for c in choices))))
+            else:
                 session.add(PollVote(poll_id=poll_id, voter_key=key, resident_id=resident.id,
                                      choices=choices, cast_at=now))
             await session.flush()
             if not await _still_open(session, poll_id, now):
                 raise _Closed
-            await _count(session, poll_id, choices, +1)
+            if not poll.anonymous:
+                await _count(session, poll_id, choices, +1)
     except _Closed:
         return Outcome.CLOSED
     except IntegrityError:
@@ -223,6 +295,10 @@ async def cast(session: AsyncSession, poll_id: int, resident: Resident, choices:
 
 
 class _Closed(Exception):
+    pass
+
+
+class _TooFew(Exception):
     pass
 
 
@@ -290,6 +366,7 @@ class OptionResult:
 class Results:
     options: list[OptionResult]
     voters: int
+    counted: int  # ballots in the counters (anonymous: fewer than voters until the next group)
     eligible: int
     turnout: object  # Decimal
     quorum: int | None
@@ -305,8 +382,9 @@ async def results(session: AsyncSession, poll: Poll) -> Results:
         PollParticipation.poll_id == poll.id)) or 0
     eligible = poll.eligible if poll.eligible is not None else await count_eligible(
         session, poll.audience, per_household=poll.per_household)
-    options = [OptionResult(p, labels[p], v, percent(v, voters)) for p, v in rows]
-    return Results(options, voters, eligible, percent(voters, eligible), poll.quorum,
+    counted = poll.counted if poll.anonymous else voters
+    options = [OptionResult(p, labels[p], v, percent(v, counted)) for p, v in rows]
+    return Results(options, voters, counted, eligible, percent(voters, eligible), poll.quorum,
                    poll.quorum is None or voters >= poll.quorum)
 
 
@@ -327,7 +405,8 @@ async def due(session: AsyncSession, now: datetime, limit: int = 20) -> list[int
     return list(rows.all())
 
 
-async def close(session: AsyncSession, poll_id: int, now: datetime) -> bool:
+async def close(session: AsyncSession, poll_id: int, now: datetime, *,
+                ballot_key: bytes | None) -> bool:
     """Close once: True only for the one caller whose guarded update changed the row."""
     poll = await session.get(Poll, poll_id)
     if poll is None:
@@ -338,9 +417,89 @@ async def close(session: AsyncSession, poll_id: int, now: datetime) -> bool:
         .values(status="closed", closed_at=now, eligible=eligible)
         .execution_options(synchronize_session=False))
     if done.rowcount == 1:
+        # Votes are ordered before the close (see _still_open): what waits now is the rest.
+        await flush_ballots(session, poll_id, minimum=1, ballot_key=ballot_key)
         await session.refresh(poll)
         return True
     return False
+
+
+async def flush_ballots(session: AsyncSession, poll_id: int, minimum: int, *,
+                        ballot_key: bytes | None) -> int:
+    """Count the waiting anonymous ballots of a poll if at least `minimum` wait: delete them and
+    add their sum to the counters in this one transaction. Returns how many were counted (0
+    when fewer wait, or another worker took them first: the delete decides). A ballot this key
+    cannot open (the key was changed) is put back and stays uncounted."""
+    waiting = await session.scalar(select(func.count()).select_from(PollPendingBallot).where(
+        PollPendingBallot.poll_id == poll_id)) or 0
+    if waiting == 0 or waiting < minimum:
+        return 0
+    try:
+        async with session.begin_nested():
+            taken = (await session.execute(
+                delete(PollPendingBallot).where(PollPendingBallot.poll_id == poll_id)
+                .returning(PollPendingBallot.id, PollPendingBallot.sealed))).all()
+            masks, unopened = [], []
+            for ballot_id, sealed in taken:
+                mask = unseal(ballot_key, poll_id, sealed) if ballot_key else None
+                if mask is None:
+                    unopened.append((ballot_id, sealed))
+                else:
+                    masks.append(mask)
+            if not masks or len(masks) < minimum:
+                # A racing worker took most of them first (what is left came after its
+                # snapshot): too few to count as a group; undone, they wait on.
+                raise _TooFew
+    except _TooFew:
+        return 0
+    if unopened:
+        log.error("poll %s: %d waiting ballots cannot be opened with this ballot key "
+                  "(POLLS_BALLOT_KEY changed?); they stay uncounted", poll_id, len(unopened))
+        session.add_all(PollPendingBallot(id=i, poll_id=poll_id, sealed=sealed)
+                        for i, sealed in unopened)
+        await session.flush()
+    counts = Counter(p for mask in masks for p in range(MAX_OPTIONS) if mask >> p & 1)
+    positions = (await session.scalars(select(PollTally.position).where(
+        PollTally.poll_id == poll_id).order_by(PollTally.position))).all()
+    # Every counter is rewritten, with 0 where no ballot of the group chose it, so all of a
+    # poll's counters carry the last group's transaction: which options the latest group chose
+    # cannot be read off which counters changed.
+    for position in positions:
+        await session.execute(
+            update(PollTally).where(PollTally.poll_id == poll_id, PollTally.position == position)
+            .values(votes=PollTally.votes + counts.get(position, 0))
+            .execution_options(synchronize_session=False))
+    await session.execute(update(Poll).where(Poll.id == poll_id)
+                          .values(counted=Poll.counted + len(masks))
+                          .execution_options(synchronize_session=False))
+    return len(masks)
+
+
+async def polls_to_flush(session: AsyncSession, k: int) -> list[int]:
+    """Polls with a full group (at least k) of waiting anonymous ballots."""
+    rows = await session.scalars(
+        select(PollPendingBallot.poll_id).group_by(PollPendingBallot.poll_id)
+        .having(func.count() >= k).order_by(PollPendingBallot.poll_id))
+    return list(rows.all())
+
+
+async def erase_traces(engine) -> None:
+    """Remove the old row versions a flush left behind, outside any transaction.
+
+    PostgreSQL keeps a deleted or updated row's old version (with its `xmin`) in the table until
+    VACUUM; VACUUM makes that space free and invisible to every query and inspection function,
+    though the bytes can stay in the data files until reused, and in WAL segments and backups
+    until those are recycled. SQLite runs with `secure_delete` (deleted content is zeroed);
+    here its write-ahead log, which holds each commit's page images, is checkpointed and
+    truncated."""
+    async with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await auto.execute(text("VACUUM poll_pending_ballots, poll_tallies, polls"))
+        elif engine.dialect.name == "sqlite":
+            raw = await conn.get_raw_connection()
+            cursor = await raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            await cursor.close()
 
 
 async def advance_cursor(session: AsyncSession, poll_id: int, column: str, old: int,

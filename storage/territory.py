@@ -57,6 +57,9 @@ class Building(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id"))
     number: Mapped[str] = mapped_column(String(20))
+    # The building's units in normal form (people.normalize_unit), when the territory lists
+    # them: then a resident picks one of these instead of typing a unit.
+    units: Mapped[list | None]
 
 
 class Zone(Base):

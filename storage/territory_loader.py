@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.people import normalize_unit
 from storage.territory import Building, Committee, Estate, Station, Subdistrict, Team, Zone
 
 
@@ -59,11 +60,16 @@ async def load_territory(session: AsyncSession, data: dict[str, Any]) -> dict[st
                     longitude=float(es["longitude"]), boundary=es.get("boundary"), **_names(es),
                 )
                 counts["estates"] += 1
-                known = set((await session.scalars(
-                    select(Building.number).where(Building.estate_id == estate.id))).all())
-                for number in es.get("buildings", []):
-                    if str(number) not in known:
-                        session.add(Building(estate_id=estate.id, number=str(number)))
+                known = {b.number: b for b in (await session.scalars(
+                    select(Building).where(Building.estate_id == estate.id))).all()}
+                for item in es.get("buildings", []):
+                    # "3", or {"number": "3", "units": ["1-101", "1-102", ...]}
+                    number = str(item["number"] if isinstance(item, dict) else item)
+                    units = _units(item.get("units")) if isinstance(item, dict) else None
+                    if number not in known:
+                        session.add(Building(estate_id=estate.id, number=number, units=units))
+                    else:
+                        known[number].units = units
                     counts["buildings"] += 1
     zone_ids = {}
     for feature in data.get("zones", {}).get("features", []):
@@ -81,3 +87,8 @@ async def load_territory(session: AsyncSession, data: dict[str, Any]) -> dict[st
         counts["teams"] += 1
     await session.flush()
     return counts
+
+
+def _units(listed) -> list[str] | None:
+    units = sorted({normalize_unit(str(u)) for u in listed or []} - {""})
+    return units or None

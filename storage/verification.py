@@ -1,4 +1,11 @@
-"""Verifying residents: invite codes staff hand out, and a queue staff approve from."""
+"""Verifying residents: invite codes staff hand out, and a queue staff approve from.
+
+A request is for one home: the estate and the household (building and unit) the resident had
+when asking. Moving withdraws it (`close_pending_on_move`, called by `people.set_home`), and an
+approval checks again that the resident still lives there, so staff of one estate can never
+verify someone who now lives in another. Approval confirms the household shown to staff; an
+invite code verifies its estate (and building) only, never a typed unit.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +41,7 @@ class RequestStatus(enum.StrEnum):
     PENDING = "pending"
     APPROVED = "approved"
     REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"  # the resident moved before anyone decided
 
 
 class VerificationRequest(Base):
@@ -41,6 +49,7 @@ class VerificationRequest(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     resident_id: Mapped[int] = mapped_column(ForeignKey("residents.id"), index=True)
     estate_id: Mapped[int] = mapped_column(ForeignKey("estates.id"), index=True)
+    household_id: Mapped[int | None] = mapped_column(ForeignKey("households.id"))
     status: Mapped[str] = mapped_column(String(12), default=RequestStatus.PENDING.value)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     decided_by: Mapped[int | None] = mapped_column(ForeignKey("residents.id"))
@@ -111,7 +120,8 @@ async def request_verification(session: AsyncSession, resident: Resident) -> boo
     )
     if existing is not None:
         return False
-    session.add(VerificationRequest(resident_id=resident.id, estate_id=resident.estate_id))
+    session.add(VerificationRequest(resident_id=resident.id, estate_id=resident.estate_id,
+                                    household_id=resident.household_id))
     return True
 
 
@@ -119,7 +129,8 @@ async def pending(session: AsyncSession, estate_ids: set[int] | None, limit: int
     q = (
         select(VerificationRequest, Resident)
         .join(Resident, Resident.id == VerificationRequest.resident_id)
-        .where(VerificationRequest.status == RequestStatus.PENDING.value)
+        .where(VerificationRequest.status == RequestStatus.PENDING.value,
+               Resident.estate_id == VerificationRequest.estate_id)
         .order_by(VerificationRequest.id)
         .limit(limit)
     )
@@ -131,11 +142,16 @@ async def pending(session: AsyncSession, estate_ids: set[int] | None, limit: int
 async def decide(
     session: AsyncSession, request_id: int, approve: bool, decided_by: int
 ) -> VerificationRequest | None:
-    """Approve or reject a pending request; None when it was already decided."""
+    """Approve or reject a pending request; None when it was already decided. A request whose
+    resident no longer lives where they asked is withdrawn instead (returned, status
+    `withdrawn`), whatever the decision."""
     req = await session.get(VerificationRequest, request_id)
     if req is None or req.status != RequestStatus.PENDING.value:
         return None
+    resident = await session.get(Resident, req.resident_id)
     status = RequestStatus.APPROVED if approve else RequestStatus.REJECTED
+    if (resident.estate_id, resident.household_id) != (req.estate_id, req.household_id):
+        status = RequestStatus.WITHDRAWN
     done = await session.execute(
         update(VerificationRequest)
         .where(VerificationRequest.id == request_id,
@@ -144,12 +160,16 @@ async def decide(
     )
     if done.rowcount != 1:
         return None
-    if approve:
-        resident = await session.get(Resident, req.resident_id)
+    if status == RequestStatus.APPROVED:
         resident.verified = True
         resident.verified_at = utcnow()
+        resident.verified_household_id = req.household_id
     await session.refresh(req)
     return req
+
+
+async def close_pending_on_move(session: AsyncSession, resident_id: int) -> None:
+    await _close_pending(session, resident_id, RequestStatus.WITHDRAWN, None)
 
 
 async def _close_pending(session, resident_id, status, decided_by) -> None:

@@ -14,6 +14,8 @@ async def make_resident(sessions, platform: str, user: str, *, estate: str = "vi
         b = await territory.building(s, e.id, building) if building else None
         await people.set_home(s, resident, e.id, b.id if b else None, unit)
         resident.verified = verified
+        # As if staff had approved the request showing this unit (storage.verification.decide).
+        resident.verified_household_id = resident.household_id if verified else None
         resident.language = lang
         return resident.id
 

@@ -192,7 +192,16 @@ async def test_household_and_anonymity(make_app, db_url):
         assert (await s.scalars(select(polls.PollVote))).all() == []
         tallies = dict((await s.execute(select(polls.PollTally.position, polls.PollTally.votes)
                                         .where(polls.PollTally.poll_id == poll_id))).all())
-        assert tallies == {0: 3, 1: 2, 2: 3}
+        # Seven ballots, fewer than a group (POLLS_ANONYMITY_BATCH): none counted yet.
+        assert tallies == {0: 0, 1: 0, 2: 0}
+        assert len((await s.scalars(select(polls.PollPendingBallot))).all()) == 7
+    app.services.clock.advance(timedelta(hours=49))
+    await run_jobs_once(app.sessions, app.services, None)
+    async with app.sessions() as s:
+        tallies = dict((await s.execute(select(polls.PollTally.position, polls.PollTally.votes)
+                                        .where(polls.PollTally.poll_id == poll_id))).all())
+        assert tallies == {0: 3, 1: 2, 2: 3}  # counted at close
+        assert (await s.scalars(select(polls.PollPendingBallot))).all() == []
         # Neither the conversations, nor the outbox, nor the audit log keep a choice.
         assert (await s.scalars(select(dialog.DialogState))).all() == []
         for row in (await s.scalars(select(outbox.OutboxMessage))).all():

@@ -20,6 +20,8 @@ from storage.territory import Estate
 from storage.territory_loader import load_territory
 from tests.conftest import DEMO
 
+KEY = b"k" * 32  # the ballot key (bot/ballot_key.py)
+
 VOTERS, DUPLICATES = 450, 50
 
 
@@ -59,7 +61,7 @@ _GATE: dict[str, object] = {}
 async def _vote(sessions, poll_id: int, resident_id: int, choice: int) -> polls.Outcome:
     async with _GATE.get("gate") or _Unbounded(), sessions() as s, s.begin():
         resident = await s.get(Resident, resident_id)
-        return await polls.cast(s, poll_id, resident, [choice], polls.utcnow())
+        return await polls.cast(s, poll_id, resident, [choice], polls.utcnow(), ballot_key=KEY)
 
 
 @pytest.mark.parametrize("anonymous", [True, False])
@@ -68,7 +70,22 @@ async def test_500_concurrent_votes_are_counted_exactly(db_url, anonymous):
     engine, sessions, poll_id, ids = await _setup(db_url, anonymous=anonymous)
     choice = {r: r % 4 for r in ids}
     taps = [(r, choice[r]) for r in ids] + [(r, choice[r]) for r in ids[:DUPLICATES]]
-    outcomes = await asyncio.gather(*(_vote(sessions, poll_id, r, c) for r, c in taps))
+
+    async def flush(minimum: int, delay: float) -> int:
+        await asyncio.sleep(delay)
+        async with sessions() as s, s.begin():
+            return await polls.flush_ballots(s, poll_id, minimum=minimum, ballot_key=KEY)
+
+    # Anonymous ballots are counted in groups while votes arrive, by racing workers.
+    flushes = [flush(25, i * 0.02) for i in range(12)] if anonymous else []
+    *outcomes, = await asyncio.gather(*(_vote(sessions, poll_id, r, c) for r, c in taps),
+                                      *flushes)
+    flushed = outcomes[len(taps):]
+    outcomes = outcomes[:len(taps)]
+    if anonymous:
+        flushed += await asyncio.gather(flush(1, 0), flush(1, 0))
+        assert all(n == 0 or n >= 25 for n in flushed[:-2])
+        assert sum(flushed) == VOTERS
     counted = Counter(o for o in outcomes)
     assert counted[polls.Outcome.CAST] == VOTERS
     # A double tap: refused in an anonymous poll, "already your vote" in a named one.
@@ -96,7 +113,7 @@ async def test_close_races_with_votes(db_url):
         results = []
         for _ in range(2):
             async with sessions() as s, s.begin():
-                results.append(await polls.close(s, poll_id, polls.utcnow()))
+                results.append(await polls.close(s, poll_id, polls.utcnow(), ballot_key=KEY))
         return results
 
     votes = [_vote(sessions, poll_id, r, 0) for r in ids[:200]]

@@ -158,7 +158,13 @@ async def test_multiple_choice_ticks_edit_the_ballot_in_place(tmp_path):
         await fake.wait_for_text(ANN, "already voted", since=mark)
         async with app.sessions() as s:
             res = await polls.results(s, await s.get(polls.Poll, 1))
-        assert [o.votes for o in res.options] == [1, 0, 1]
+        assert [o.votes for o in res.options] == [0, 0, 0]  # one ballot waits for its group
+        assert (res.voters, res.counted) == (1, 0)
+        app.services.clock.advance(timedelta(days=2))
+        await run_jobs_once(app.sessions, app.services, None)
+        async with app.sessions() as s:
+            res = await polls.results(s, await s.get(polls.Poll, 1))
+        assert [o.votes for o in res.options] == [1, 0, 1]  # counted at close
         assert not fake.internal_errors
     finally:
         if app is not None:
