@@ -64,7 +64,7 @@ async def _after_transition(ctx: Context, report_id: int, action: str, *,
 
 # -- the card's buttons --------------------------------------------------------------------
 
-@router.button("rs")
+@router.button("rs", fresh="staff")
 async def staff_action(ctx: Context) -> None:
     report = await _report_for_action(ctx, ctx.int_arg())
     if report is None:
@@ -125,7 +125,7 @@ async def fix_note(ctx: Context) -> None:
     await _mark_fixed(ctx, rid, ctx.inbound.text)
 
 
-@router.button("rfx")
+@router.button("rfx", fresh="staff")
 async def fix_without_note(ctx: Context) -> None:
     await _mark_fixed(ctx, ctx.int_arg(), None)
 
@@ -146,7 +146,7 @@ async def _mark_fixed(ctx: Context, report_id: int, note: str | None) -> None:
     await _after_transition(ctx, report.id, "fix", note=note, photo=photo)
 
 
-@router.button("rto")
+@router.button("rto", fresh="staff")
 async def reassign(ctx: Context) -> None:
     report = await _report_for_action(ctx, ctx.int_arg())
     if report is None:
@@ -168,7 +168,7 @@ async def reassign(ctx: Context) -> None:
     ctx.say("reports.reassigned", ref=report.reference, team=territory.localized(team, ctx.lang))
 
 
-@router.button("rcl")
+@router.button("rcl", fresh="staff")
 async def close(ctx: Context) -> None:
     report = await _report_for_action(ctx, ctx.int_arg())
     if report is None:

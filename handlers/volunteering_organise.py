@@ -435,7 +435,7 @@ async def render_roster(ctx: Context, shift: vol.Shift, activity: vol.Activity) 
             waiting="\n".join(f"{x.position}. {x.name}" for x in waiting) or none)
 
 
-@router.button("vatt")
+@router.button("vatt", fresh="staff")
 async def mark_attended(ctx: Context) -> None:
     signup = await ctx.session.get(vol.Signup, ctx.int_arg())
     shift = await ctx.session.get(vol.Shift, signup.shift_id) if signup else None
@@ -483,7 +483,7 @@ async def export_csv(ctx: Context) -> None:
               document_name=f"roster-{shift.id}-{local(ctx, shift.starts_at):%Y%m%d}.csv")
 
 
-@router.button("vcap")
+@router.button("vcap", fresh="staff")
 async def ask_capacity(ctx: Context) -> None:
     found = await _managed_shift(ctx)
     if found:
@@ -529,7 +529,7 @@ async def confirm_cancel_shift(ctx: Context) -> None:
             title=activity.title, when=when(ctx, shift), taken=shift.taken)
 
 
-@router.button("vcsy")
+@router.button("vcsy", fresh="staff")
 async def cancel_shift(ctx: Context) -> None:
     found = await _managed_shift(ctx)
     if not found:
