@@ -50,11 +50,10 @@ async def may_organise(ctx: Context) -> bool:
 
 
 async def may_manage(ctx: Context, activity: vol.Activity) -> bool:
+    """Asked at every roster action, from the roles held now (a revoked organiser loses it)."""
     scope = await ctx.scope()
-    return (activity.organiser_id == ctx.resident.id or scope.everything
-            or (activity.estate_id is not None and activity.estate_id in scope.estate_ids)
-            or (activity.committee_id is not None
-                and activity.committee_id in scope.committee_ids))
+    leads = bool(await vteams.led_teams(ctx.session, ctx.resident.id))
+    return vol.may_manage(scope, activity, ctx.resident.id, leads_team=leads)
 
 
 async def _allowed_estates(ctx: Context) -> list[territory.Estate]:
@@ -390,6 +389,9 @@ async def rosters(ctx: Context) -> None:
     rows = await vol.organised_shifts(ctx.session, organiser_id=ctx.resident.id,
                                       estate_ids=estate_ids, committee_ids=scope.committee_ids,
                                       since=ctx.now - timedelta(days=1))
+    leads = bool(await vteams.led_teams(ctx.session, ctx.resident.id))
+    rows = [(s, a) for s, a in rows
+            if vol.may_manage(scope, a, ctx.resident.id, leads_team=leads)]
     if not rows:
         ctx.say("volunteering.no_rosters")
         return

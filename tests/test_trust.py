@@ -14,6 +14,7 @@ from sqlalchemy import select
 from bot.messaging.model import Inbound, Kind
 from bot.signing import Signer
 from storage import volunteer_teams
+from storage import volunteering as vol
 from storage.people import Resident, identity_for
 from tests.report_helpers import drain, english_resident, grant
 
@@ -175,3 +176,43 @@ async def test_vote_and_staff_payloads_fit_and_carry_their_age():
     # A vote payload without a time (signed before votes had to be fresh) is expired.
     plain = Signer(b"k" * 32, clock=lambda: now[0]).sign(2**40, "pv", 1, 0)
     assert signer.verify(2**40, plain) == ("~expired", ["pv"])
+
+
+# -- a revoked organiser ------------------------------------------------------------------------
+
+async def test_a_revoked_organiser_loses_control_of_their_activities(make_app, db_url):
+    from storage import roles_service
+    from tests.test_volunteering_chat import _publish, _setup, _sign_up
+
+    app, chat, _ = await _setup(make_app, db_url)
+    await _publish(app, chat, "org", announce=False)
+    await _sign_up(chat, "r1")
+    await chat.say("org", "/roster")
+    await chat.press("org", "Park clean-up")
+    assert "Export CSV" in [b.label for row in chat.last("org").buttons for b in row]
+    buttons = {b.label: b.payload for row in chat.last("org").buttons for b in row}
+    pick = chat.find_button("org", "Park clean-up")
+
+    async with app.sessions() as s, s.begin():
+        await roles_service.change_role(s, "memory:org", "committee", "zhonghai",
+                                        actor_id=None, grant=False, create_missing=False)
+    await chat.say("org", "/roster")
+    assert chat.last_text("org") == "You have no upcoming shifts to manage."
+    for payload in (pick, buttons["Export CSV"], buttons["Change places"],
+                    buttons["Cancel this shift"]):
+        await chat.press("org", payload, raw=True)
+        assert chat.last_text("org") == "You are not allowed to do that.", payload
+        assert not chat.last("org").document
+    attend = next(p for label, p in buttons.items() if label.startswith("Attended:"))
+    await chat.press("org", attend, raw=True)
+    assert chat.last_text("org") == "You are not allowed to do that."
+    async with app.sessions() as s:
+        shifts = list((await s.scalars(select(vol.Shift))).all())
+    assert all(sh.status == "open" for sh in shifts)
+
+    # Granted again, they manage it again: rights follow the roles held now.
+    async with app.sessions() as s, s.begin():
+        await roles_service.change_role(s, "memory:org", "committee", "zhonghai",
+                                        actor_id=None, grant=True, create_missing=False)
+    await chat.press("org", buttons["Export CSV"], raw=True)
+    assert chat.last("org").document
