@@ -4,16 +4,23 @@ period; votes and staff actions carry an age limit."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from bot.app import build_app
+from bot.config import BotSettings, DatabaseSettings, Settings
+from bot.messaging.memory import MemoryAdapter
 from bot.messaging.model import Inbound, Kind
 from bot.signing import Signer
-from storage import volunteer_teams
+from storage import reports as rep
+from storage import roles_service, territory, volunteer_teams
 from storage import volunteering as vol
 from storage.people import Resident, identity_for
 from tests.report_helpers import drain, english_resident, grant
@@ -162,7 +169,7 @@ async def test_staff_buttons_on_an_old_report_card_expire(make_app, db_url):
 
 
 async def test_vote_and_staff_payloads_fit_and_carry_their_age():
-    now = [__import__("datetime").datetime(2026, 12, 1, tzinfo=__import__("datetime").UTC)]
+    now = [datetime(2026, 12, 1, tzinfo=UTC)]
     signer = Signer(b"k" * 32, fresh={"pv": timedelta(hours=1)}, clock=lambda: now[0])
     payload = signer.sign(2**40, "pv", 2**31, 11)
     assert len(payload.encode()) <= 64
@@ -181,7 +188,6 @@ async def test_vote_and_staff_payloads_fit_and_carry_their_age():
 # -- a revoked organiser ------------------------------------------------------------------------
 
 async def test_a_revoked_organiser_loses_control_of_their_activities(make_app, db_url):
-    from storage import roles_service
     from tests.test_volunteering_chat import _publish, _setup, _sign_up
 
     app, chat, _ = await _setup(make_app, db_url)
@@ -216,3 +222,113 @@ async def test_a_revoked_organiser_loses_control_of_their_activities(make_app, d
                                         actor_id=None, grant=True, create_missing=False)
     await chat.press("org", buttons["Export CSV"], raw=True)
     assert chat.last("org").document
+
+
+# -- scope of /stats, "reassign" and "duplicate of" -------------------------------------------
+
+DEMO = Path(__file__).resolve().parent.parent / "content" / "territory" / "demo.json"
+
+
+def _two_station_territory(tmp_path: Path) -> Path:
+    """The demo territory with the Victoria committee (both estates in the south zone) moved
+    to a second station."""
+    data = json.loads(DEMO.read_text(encoding="utf-8"))
+    station = data["stations"][0]
+    victoria = next(c for c in station["committees"] if c["code"] == "victoria")
+    station["committees"].remove(victoria)
+    data["stations"].append({"code": "west-station", "name_zh": "西工作站",
+                             "name_en": "West Station", "committees": [victoria]})
+    path = tmp_path / "two-stations.json"
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+async def _two_stations(tmp_path, url):
+    path = await asyncio.to_thread(_two_station_territory, tmp_path)
+    adapter = MemoryAdapter()
+    settings = Settings(database=DatabaseSettings(DATABASE_URL=url),
+                        bot=BotSettings(media_dir=tmp_path / "media", flood_burst=10_000))
+    app = await build_app(settings, {adapter.platform: adapter}, territory=path)
+    await app.start(deliver=False, schedule=False)
+    return app, adapter
+
+
+async def _file_at(chat, user: str, category: str, lat: float, lon: float) -> str:
+    await chat.say(user, "/report")
+    await chat.press(user, category)
+    await chat.say(user, "Broken")
+    await chat.press(user, "No photos")
+    await chat.share_location(user, lat, lon)
+    if "Is it one of these?" in chat.last_text(user):
+        await chat.press(user, "No, it is a different problem")
+    await chat.press(user, "File the report")
+    return re.search(r"Z-\d{4}-\d{5}", chat.last_text(user)).group(0)
+
+
+async def test_station_staff_and_teams_see_only_their_scope(tmp_path, db_url):
+    app, chat = await _two_stations(tmp_path, db_url)
+    try:
+        await english_resident(chat, "boss")  # staff of the first station only
+        await grant(app, "boss", "staff", "sxs-station")
+        await english_resident(chat, "west", "Victoria Garden")
+        await grant(app, "west", "team", "south-joint")
+        await english_resident(chat, "ann")
+        await english_resident(chat, "eve", "Victoria Garden")
+        mine = await _file_at(chat, "ann", "Noise", 30.619, 104.044)  # central, first station
+        theirs = await _file_at(chat, "eve", "Rubbish and cleanliness", 30.606, 104.04)
+        await drain(app)
+
+        await chat.say("boss", "/stats 7")
+        table = [s.out for s in chat.sent if s.chat_id == "boss"][-2].text
+        assert "Reports received in the last 7 days: 1" in table
+        assert "Central zone: 1" in table and "North zone: 0" in table
+        assert "South zone" not in table
+        assert "South zone joint enforcement team" not in table
+        assert "Central zone joint enforcement team: 1" in table
+        csv_text = await asyncio.to_thread(Path(chat.last("boss").document).read_text,
+                                           encoding="utf-8-sig")
+        assert "South zone" not in csv_text
+
+        # The west team's member: "not ours" offers only the teams around their station.
+        await chat.say("west", "/queue")
+        await chat.press("west", theirs)
+        await chat.press("west", "Not ours")
+        labels = [b.label for row in chat.last("west").buttons for b in row]
+        assert "Central zone joint enforcement team" not in labels
+        assert "North zone joint enforcement team" not in labels
+        assert "Street lighting and roads crew" in labels  # works the whole sub-district
+        # A forged hand-over to a team beyond their reach is refused.
+        async with app.sessions() as s:
+            report = await rep.by_reference(s, theirs)
+            central = await s.scalar(select(territory.Team).where(
+                territory.Team.code == "central-joint"))
+        west_id = (await identity_for_app(app, "west"))
+        await chat.press("west", app.services.signer.sign(west_id, "rto", report.id,
+                                                          central.id), raw=True)
+        assert chat.last_text("west") == "This button is no longer valid. Please start again."
+        async with app.sessions() as s:
+            assert (await rep.by_reference(s, theirs)).team_id == report.team_id
+
+        # "Duplicate of" a reference outside their reach reads as no such report.
+        await chat.say("west", "/queue")
+        await chat.press("west", theirs)
+        await chat.press("west", "Duplicate of")
+        await chat.say("west", mine)
+        unknown = chat.last_text("west")
+        await chat.say("west", "Z-1999-00001")
+        assert chat.last_text("west").replace("Z-1999-00001", mine) == unknown
+        assert unknown.startswith("There is no other report")
+
+        # An admin sees every zone.
+        await english_resident(chat, "root")
+        await grant(app, "root", "admin", None)
+        await chat.say("root", "/stats 7")
+        table = [s.out for s in chat.sent if s.chat_id == "root"][-2].text
+        assert "Reports received in the last 7 days: 2" in table and "South zone: 1" in table
+    finally:
+        await app.stop()
+
+
+async def identity_for_app(app, user: str) -> int:
+    async with app.sessions() as s:
+        return (await identity_for(s, "memory", user)).id
