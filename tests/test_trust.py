@@ -332,3 +332,28 @@ async def test_station_staff_and_teams_see_only_their_scope(tmp_path, db_url):
 async def identity_for_app(app, user: str) -> int:
     async with app.sessions() as s:
         return (await identity_for(s, "memory", user)).id
+
+
+async def test_a_vote_button_from_an_old_invitation_expires(make_app, db_url):
+    from bot.delivery import Deliverer
+    from bot.scheduler import run_jobs_once
+    from tests.deliberation_helpers import make_resident
+    from tests.test_polls import _publish, _setup
+
+    app, chat = await _setup(make_app, db_url, fresh_vote_hours=24)
+    await make_resident(app.sessions, "memory", "ann", unit="ann-1")
+    await _publish(chat, "author", anonymous=False, closes="7d")
+    deliverer = Deliverer(app.engine, app.sessions, app.adapters)
+    await run_jobs_once(app.sessions, app.services, None)
+    while await deliverer.drain_once():
+        pass
+    old_vote = chat.find_button("ann", "2. By the pond")
+    assert old_vote
+    app.services.clock.advance(timedelta(hours=25))
+    await chat.press("ann", old_vote, raw=True)
+    assert chat.last_text("ann").startswith("This button has expired")
+    # A ballot opened now works.
+    await chat.say("ann", "/polls")
+    await chat.press("ann", "#")
+    await chat.press("ann", "2. By the pond")
+    assert any("You voted in poll" in t for t in chat.texts_to("ann")[-3:])
