@@ -159,3 +159,31 @@ async def test_location_without_usable_coordinates_is_refused_on_telegram(tmp_pa
         if app is not None:
             await app.stop()
         await fake.stop()
+
+
+def test_a_webhook_secret_telegram_would_refuse_stops_the_start():
+    import pytest
+
+    for bad in ("has space", "ü" * 3, "x" * 257):
+        with pytest.raises(ValueError, match="BOT_WEBHOOK_SECRET"):
+            TelegramAdapter("1:a", webhook_url="https://example.org/hook", webhook_secret=bad)
+
+
+async def test_an_oversized_webhook_body_is_refused(tmp_path):
+    fake = FakeTelegram()
+    await fake.start()
+    app = None
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/tg/hook"
+    try:
+        app = await _start(tmp_path, fake, webhook_url=url, webhook_secret="s3cret",
+                           webhook_host="127.0.0.1", webhook_port=port)
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, data=b" " * 2_000_000,
+                                 headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret"}) as r:
+                assert r.status == 413
+        assert fake.sent_count == 0
+    finally:
+        if app is not None:
+            await app.stop()
+        await fake.stop()

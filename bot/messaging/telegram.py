@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import secrets
 from urllib.parse import urlparse
 
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 
 CAPTION_LIMIT = 1024
 PAID_RATE = 1000.0
+_SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 WEBHOOK_MAX_BYTES = 1_000_000  # a Telegram update is a few kilobytes; anything bigger is not one
 
 
@@ -150,6 +152,10 @@ class TelegramAdapter:
         # process and registered with setWebhook, so only Telegram knows it.
         self.webhook_secret = webhook_secret or (
             secrets.token_urlsafe(32) if webhook_url else None)
+        if self.webhook_secret is not None and not _SECRET_TOKEN.fullmatch(self.webhook_secret):
+            # Telegram would refuse it in setWebhook; say so before anything starts.
+            raise ValueError("BOT_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ "
+                             "and -")
         self._feeding: set[asyncio.Task] = set()
         self._texts: Texts | None = None
         self.webhook_host = webhook_host
