@@ -7,6 +7,7 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -21,7 +22,7 @@ from bot.i18n import Texts
 from bot.media import MediaStore
 from bot.messaging.model import Adapter
 from bot.scheduler import Clock, build_scheduler
-from bot.signing import Signer
+from bot.signing import Signer, fingerprint
 from handlers import build_router, first_contact
 from handlers.context import Services
 from storage import kv
@@ -85,19 +86,34 @@ async def build_app(
     sessions = session_factory(engine)
     if territory is not None:
         await load_territory_file(sessions, territory)
+    clock = clock or Clock()
+    router = build_router()
+    previous = (settings.bot.secret_previous.get_secret_value().encode()
+                if settings.bot.secret_previous else None)
     async with sessions() as session, session.begin():
         secret = (settings.bot.secret.get_secret_value() if settings.bot.secret else
                   await kv.get_or_set(session, "button_secret", lambda: secrets.token_hex(32)))
+        previous_until = None
+        if previous:
+            # The grace period runs from the first start that named this previous key, shared
+            # by every process through the database.
+            began = datetime.fromisoformat(await kv.get_or_set(
+                session, f"key_retired:{fingerprint(previous)}",
+                lambda: clock().isoformat()))
+            previous_until = began + timedelta(hours=settings.bot.secret_grace_hours)
         geo = await TerritoryIndex.build(session)
-    clock = clock or Clock()
+    ages = {"vote": timedelta(hours=settings.bot.fresh_vote_hours),
+            "staff": timedelta(hours=settings.bot.fresh_staff_hours)}
+    signer = Signer(secret.encode(), previous=previous, previous_until=previous_until,
+                    fresh={action: ages[kind] for action, kind in router.fresh.items()},
+                    clock=clock)
     services = Services(
-        texts=Texts(default=settings.bot.default_language), signer=Signer(secret.encode()),
+        texts=Texts(default=settings.bot.default_language), signer=signer,
         geo=geo, settings=settings, clock=clock, media=MediaStore(settings.bot.media_dir),
         ballot_key=ballot_key(settings),
     )
     deliverer = Deliverer(engine, sessions, adapters,
                           max_attempts=settings.bot.delivery_max_attempts)
-    router = build_router()
     services.extra["commands"] = list(router.commands.values())  # what /help lists
     dispatcher = Dispatcher(
         sessions, router, services, adapters,

@@ -53,6 +53,14 @@ class BotSettings(BaseSettings):
     timezone: str = "Asia/Shanghai"
     # Secret that signs button payloads; generated and stored in the database when unset.
     secret: SecretStr | None = None
+    # Key rotation: the key that signed the buttons already out there stays valid for
+    # `secret_grace_hours` after the first start that names it here, then it is refused.
+    secret_previous: SecretStr | None = None
+    secret_grace_hours: float = 72.0
+    # Buttons that must be fresh: a vote, and a staff action (report cards, rosters), are
+    # refused as expired this many hours after they were sent.
+    fresh_vote_hours: float = 72.0
+    fresh_staff_hours: float = 72.0
     delivery_max_attempts: int = 6
     # Font for drawn images (charts, cards); the bundled WenQuanYi Micro Hei when unset.
     font_file: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.signing import EXPIRED
 from handlers import (
     admin,
     alerts,
@@ -25,6 +26,7 @@ from handlers import (
     volunteering_organise,
     volunteering_teams,
 )
+from handlers.context import Context
 from handlers.router import Router
 
 MODULES = [onboarding, profile, verification, admin,
@@ -34,10 +36,17 @@ MODULES = [onboarding, profile, verification, admin,
            polls, poll_ballots, surveys, proposals]
 
 
+async def expired_button(ctx: Context) -> None:
+    """A genuine button pressed after its age limit (a vote, a staff action)."""
+    ctx.reply(ctx.t("common.button_expired"), answer_callback=ctx.inbound.callback_id,
+              notice=ctx.t("common.button_expired_short"))
+
+
 def build_router() -> Router:
     router = Router()
     for module in MODULES:
         router.include(module.router)
+    router.button(EXPIRED)(expired_button)
     return router
 
 

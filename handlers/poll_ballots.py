@@ -109,7 +109,7 @@ async def show_ballot(ctx: Context) -> None:
     ctx.replies.append(ballot(ctx.services, ctx.lang, ctx.identity.id, poll, options))
 
 
-@router.button("pv")
+@router.button("pv", fresh="vote")
 async def vote_single(ctx: Context) -> None:
     args = ctx.int_args(2)
     if args is None:
@@ -118,7 +118,7 @@ async def vote_single(ctx: Context) -> None:
     await _cast(ctx, args[0], [args[1]])
 
 
-@router.button("pm")
+@router.button("pm", fresh="vote")
 async def toggle(ctx: Context) -> None:
     args = ctx.int_args(2)
     poll = await ctx.session.get(polls.Poll, args[0]) if args else None
@@ -138,7 +138,7 @@ async def toggle(ctx: Context) -> None:
     ctx.replies.append(redraw)
 
 
-@router.button("ps")
+@router.button("ps", fresh="vote")
 async def submit(ctx: Context) -> None:
     args = ctx.int_args(2)
     if args is None:

@@ -19,7 +19,7 @@ from handlers import report_filing as filing
 from handlers.context import Context
 from handlers.report_media import MediaRefused, take_photo
 from handlers.router import Router
-from storage import audit, outbox, territory
+from storage import access, audit, outbox, territory
 from storage import report_stats as stats
 from storage import reports as rep
 
@@ -64,7 +64,7 @@ async def _after_transition(ctx: Context, report_id: int, action: str, *,
 
 # -- the card's buttons --------------------------------------------------------------------
 
-@router.button("rs")
+@router.button("rs", fresh="staff")
 async def staff_action(ctx: Context) -> None:
     report = await _report_for_action(ctx, ctx.int_arg())
     if report is None:
@@ -86,8 +86,10 @@ async def staff_action(ctx: Context) -> None:
         ctx.say("reports.ask_fix_note", [[ctx.button(ctx.t("reports.btn_no_note"), "rfx",
                                                      report.id)]], ref=report.reference)
     elif action == "r":
+        allowed = await _reassign_targets(ctx, report)
         teams = (await ctx.session.scalars(select(territory.Team).where(
             territory.Team.id != (report.team_id or -1)).order_by(territory.Team.id))).all()
+        teams = [tm for tm in teams if allowed is None or tm.id in allowed]
         ctx.say("reports.ask_reassign", [[ctx.button(territory.localized(tm, ctx.lang), "rto",
                                                      report.id, tm.id)] for tm in teams],
                 ref=report.reference)
@@ -125,7 +127,7 @@ async def fix_note(ctx: Context) -> None:
     await _mark_fixed(ctx, rid, ctx.inbound.text)
 
 
-@router.button("rfx")
+@router.button("rfx", fresh="staff")
 async def fix_without_note(ctx: Context) -> None:
     await _mark_fixed(ctx, ctx.int_arg(), None)
 
@@ -146,13 +148,23 @@ async def _mark_fixed(ctx: Context, report_id: int, note: str | None) -> None:
     await _after_transition(ctx, report.id, "fix", note=note, photo=photo)
 
 
-@router.button("rto")
+async def _reassign_targets(ctx: Context, report: rep.Report) -> set[int] | None:
+    """Teams a report may be handed to by this person: those their scope reaches, together
+    with the teams working the report's own station; None for admins (every team)."""
+    _, teams = await access.reach(ctx.session, await ctx.scope(), ctx.services.geo,
+                                  await access.station_estates(ctx.session, report.estate_id))
+    return teams
+
+
+@router.button("rto", fresh="staff")
 async def reassign(ctx: Context) -> None:
     report = await _report_for_action(ctx, ctx.int_arg())
     if report is None:
         return
     team = await ctx.session.get(territory.Team, ctx.int_arg(1))
-    if team is None or team.id == report.team_id:
+    allowed = await _reassign_targets(ctx, report)
+    if team is None or team.id == report.team_id or (allowed is not None
+                                                      and team.id not in allowed):
         ctx.say("common.button_invalid")
         return
     if not await rep.reassign(ctx.session, report.id, report.team_id, team.id,
@@ -168,7 +180,7 @@ async def reassign(ctx: Context) -> None:
     ctx.say("reports.reassigned", ref=report.reference, team=territory.localized(team, ctx.lang))
 
 
-@router.button("rcl")
+@router.button("rcl", fresh="staff")
 async def close(ctx: Context) -> None:
     report = await _report_for_action(ctx, ctx.int_arg())
     if report is None:
@@ -185,6 +197,17 @@ async def close(ctx: Context) -> None:
     await _after_transition(ctx, report.id, "close", reason=reason.value)
 
 
+async def _may_see_original(ctx: Context, original: rep.Report, rid: int | None) -> bool:
+    """A report this person may act on, or one with a team they could hand this one to."""
+    if filing.may_act(await ctx.scope(), original):
+        return True
+    report = await ctx.session.get(rep.Report, rid) if rid else None
+    if report is None:
+        return False
+    allowed = await _reassign_targets(ctx, report)
+    return allowed is None or original.team_id in allowed
+
+
 @router.state(DUP_OF)
 async def duplicate_of(ctx: Context) -> None:
     rid = ctx.data.get("rid")
@@ -192,6 +215,10 @@ async def duplicate_of(ctx: Context) -> None:
         ctx.say("reports.ask_duplicate_of_again")
         return
     original = await rep.by_reference(ctx.session, ctx.inbound.text.strip())
+    if original is not None and not await _may_see_original(ctx, original, rid):
+        # A reference outside this person's reach is answered as if it did not exist, so the
+        # question "does Z-… exist?" reveals nothing beyond their scope.
+        original = None
     if original is None or original.id == rid:
         ctx.say("reports.duplicate_unknown", text=ctx.inbound.text[:30])
         return
@@ -269,7 +296,11 @@ async def show_stats(ctx: Context) -> None:
         days = int(arg)
     until = ctx.now
     since = until - timedelta(days=days)
-    table = await stats.compute(ctx.session, since, until)
+    scope = await ctx.scope()
+    zone_ids, team_ids = await access.reach(ctx.session, scope, ctx.services.geo)
+    table = await stats.compute(ctx.session, since, until,
+                                estate_ids=None if scope.everything else scope.estate_ids,
+                                zone_ids=zone_ids, team_ids=team_ids)
     header = [ctx.t(f"reports.col_{c}") for c in COLUMNS]
     lines = [ctx.t("reports.stats_title", days=days, total=table.total.received)]
     lines.append(ctx.t("reports.stats_by_zone"))

@@ -26,6 +26,9 @@ class CommandSpec:
 class Router:
     commands: dict[str, CommandSpec] = field(default_factory=dict)
     buttons: dict[str, Handler] = field(default_factory=dict)
+    # Button actions whose payloads expire: action -> "vote" or "staff" (their age limits are
+    # settings); the signer stamps them and refuses them when too old.
+    fresh: dict[str, str] = field(default_factory=dict)
     states: dict[str, Handler] = field(default_factory=dict)
     media: dict[Kind, Handler] = field(default_factory=dict)
     text_fallbacks: list[tuple[int, Handler]] = field(default_factory=list)
@@ -39,9 +42,15 @@ class Router:
             return fn
         return register
 
-    def button(self, action: str):
+    def button(self, action: str, *, fresh: str | None = None):
+        """A button action; `fresh="vote"` or `"staff"` gives its payloads an age limit."""
+        if fresh not in (None, "vote", "staff"):
+            raise ValueError(f"unknown freshness {fresh!r}")
+
         def register(fn: Handler) -> Handler:
             self.buttons[action] = fn
+            if fresh:
+                self.fresh[action] = fresh
             return fn
         return register
 
@@ -78,5 +87,6 @@ class Router:
             if clash:
                 raise ValueError(f"{table} registered twice: {sorted(clash)}")
             mine.update(theirs)
+        self.fresh.update(other.fresh)
         self.text_fallbacks.extend(other.text_fallbacks)
         self.text_fallbacks.sort(key=lambda item: item[0])

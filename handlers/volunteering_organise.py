@@ -50,11 +50,10 @@ async def may_organise(ctx: Context) -> bool:
 
 
 async def may_manage(ctx: Context, activity: vol.Activity) -> bool:
+    """Asked at every roster action, from the roles held now (a revoked organiser loses it)."""
     scope = await ctx.scope()
-    return (activity.organiser_id == ctx.resident.id or scope.everything
-            or (activity.estate_id is not None and activity.estate_id in scope.estate_ids)
-            or (activity.committee_id is not None
-                and activity.committee_id in scope.committee_ids))
+    leads = bool(await vteams.led_teams(ctx.session, ctx.resident.id))
+    return vol.may_manage(scope, activity, ctx.resident.id, leads_team=leads)
 
 
 async def _allowed_estates(ctx: Context) -> list[territory.Estate]:
@@ -390,6 +389,9 @@ async def rosters(ctx: Context) -> None:
     rows = await vol.organised_shifts(ctx.session, organiser_id=ctx.resident.id,
                                       estate_ids=estate_ids, committee_ids=scope.committee_ids,
                                       since=ctx.now - timedelta(days=1))
+    leads = bool(await vteams.led_teams(ctx.session, ctx.resident.id))
+    rows = [(s, a) for s, a in rows
+            if vol.may_manage(scope, a, ctx.resident.id, leads_team=leads)]
     if not rows:
         ctx.say("volunteering.no_rosters")
         return
@@ -435,7 +437,7 @@ async def render_roster(ctx: Context, shift: vol.Shift, activity: vol.Activity) 
             waiting="\n".join(f"{x.position}. {x.name}" for x in waiting) or none)
 
 
-@router.button("vatt")
+@router.button("vatt", fresh="staff")
 async def mark_attended(ctx: Context) -> None:
     signup = await ctx.session.get(vol.Signup, ctx.int_arg())
     shift = await ctx.session.get(vol.Shift, signup.shift_id) if signup else None
@@ -483,7 +485,7 @@ async def export_csv(ctx: Context) -> None:
               document_name=f"roster-{shift.id}-{local(ctx, shift.starts_at):%Y%m%d}.csv")
 
 
-@router.button("vcap")
+@router.button("vcap", fresh="staff")
 async def ask_capacity(ctx: Context) -> None:
     found = await _managed_shift(ctx)
     if found:
@@ -529,7 +531,7 @@ async def confirm_cancel_shift(ctx: Context) -> None:
             title=activity.title, when=when(ctx, shift), taken=shift.taken)
 
 
-@router.button("vcsy")
+@router.button("vcsy", fresh="staff")
 async def cancel_shift(ctx: Context) -> None:
     found = await _managed_shift(ctx)
     if not found:

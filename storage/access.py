@@ -61,3 +61,36 @@ async def scope_from_roles(session: AsyncSession, roles: list[Role]) -> Scope:
     if scope.everything:
         scope.team_ids.update((await session.scalars(select(Team.id))).all())
     return scope
+
+
+async def station_estates(session: AsyncSession, estate_id: int | None) -> set[int]:
+    """Every estate of the station an estate belongs to (empty for none)."""
+    if estate_id is None:
+        return set()
+    station_id = await session.scalar(
+        select(Committee.station_id).join(Estate, Estate.committee_id == Committee.id)
+        .where(Estate.id == estate_id))
+    if station_id is None:
+        return set()
+    rows = await session.scalars(
+        select(Estate.id).join(Committee, Committee.id == Estate.committee_id)
+        .where(Committee.station_id == station_id))
+    return set(rows.all())
+
+
+async def reach(session: AsyncSession, scope: Scope, geo, extra_estates: set[int] = frozenset()
+                ) -> tuple[set[int] | None, set[int] | None]:
+    """(zone ids, team ids) a person's scope reaches; (None, None) for everything.
+
+    A zone is reached when one of the scope's estates (or `extra_estates`) lies in it, or a
+    team the person belongs to works it; a team when its zone is reached, when it works the
+    whole sub-district (no zone), or when the person belongs to it."""
+    if scope.everything:
+        return None, None
+    estates = set(scope.estate_ids) | set(extra_estates)
+    zone_ids = {z for z in (geo.zone_of_estate(e) for e in estates) if z is not None}
+    teams = list((await session.scalars(select(Team))).all())
+    zone_ids |= {t.zone_id for t in teams if t.id in scope.team_ids and t.zone_id is not None}
+    team_ids = {t.id for t in teams
+                if t.id in scope.team_ids or t.zone_id is None or t.zone_id in zone_ids}
+    return zone_ids, team_ids

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, DateTime, MetaData, TypeDecorator
+from sqlalchemy import JSON, DateTime, MetaData, String, TypeDecorator, event
 from sqlalchemy.orm import DeclarativeBase
 
 NAMING = {
@@ -44,3 +44,34 @@ def utcnow() -> datetime:
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {datetime: UTCDateTime, dict: JSON, list: JSON}
+
+
+ELLIPSIS = "…"
+
+
+def clip(text: str | None, limit: int) -> str | None:
+    """`text` made storable in a column of `limit` characters: NUL bytes removed (PostgreSQL
+    refuses them) and, when longer, cut to `limit` with an ellipsis as the last character."""
+    if text is None:
+        return None
+    text = text.replace("\x00", "")
+    if len(text) > limit:
+        text = text[: max(limit - 1, 0)].rstrip() + ELLIPSIS
+    return text
+
+
+@event.listens_for(Base, "before_insert", propagate=True)
+@event.listens_for(Base, "before_update", propagate=True)
+def _bound_strings(mapper, connection, target) -> None:
+    """The last guard before the database: whatever code path wrote a string, it fits its
+    column and holds no NUL, so one long or odd value can never fail every later update (a
+    129-character name used to lock its owner out on PostgreSQL)."""
+    for attr in mapper.column_attrs:
+        value = target.__dict__.get(attr.key)
+        if not isinstance(value, str):
+            continue
+        column = attr.columns[0]
+        length = getattr(column.type, "length", None) if isinstance(column.type, String) else None
+        bounded = clip(value, length) if length else value.replace("\x00", "")
+        if bounded != value:
+            setattr(target, attr.key, bounded)

@@ -26,13 +26,15 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.base import Base, utcnow
+from storage.base import Base, clip, utcnow
+
+NAME_LIMIT = 120  # residents.display_name
 
 
 class Resident(Base):
     __tablename__ = "residents"
     id: Mapped[int] = mapped_column(primary_key=True)
-    display_name: Mapped[str | None] = mapped_column(String(120))
+    display_name: Mapped[str | None] = mapped_column(String(NAME_LIMIT))
     phone: Mapped[str | None] = mapped_column(String(40))
     language: Mapped[str | None] = mapped_column(String(10))
     estate_id: Mapped[int | None] = mapped_column(ForeignKey("estates.id"), index=True)
@@ -120,7 +122,9 @@ async def get_or_create_identity(
             # They wrote to us, so they can be reached again.
             identity.unreachable_at = None
         return identity, resident, False
-    resident = Resident(display_name=display_name)
+    # Telegram allows 64 + 64 characters of name; cut what is longer (with an ellipsis) so a
+    # long name is never refused by the database.
+    resident = Resident(display_name=clip(display_name, NAME_LIMIT))
     session.add(resident)
     await session.flush()
     identity = Identity(

@@ -63,19 +63,26 @@ class StatsTable:
     total: Figures
 
 
-async def compute(session: AsyncSession, since: datetime, until: datetime) -> StatsTable:
+async def compute(session: AsyncSession, since: datetime, until: datetime, *,
+                  estate_ids: set[int] | None = None, zone_ids: set[int] | None = None,
+                  team_ids: set[int] | None = None) -> StatsTable:
+    """Figures of reports received in the period. A viewer who does not see everything passes
+    the estates, zones and teams their scope covers: only those reports count, and only those
+    zones and teams are listed (None: all of them)."""
     by_zone: dict[int | None, Figures] = {}
     by_team: dict[int | None, Figures] = {}
     total = Figures()
     combos: dict[tuple, list[tuple]] = {}
-    for row in await period_rows(session, since, until):
+    for row in await period_rows(session, since, until, estate_ids):
         combos.setdefault((row[0], row[1]), []).append(row[2:])
     for (zone_id, team_id), rows in combos.items():
         by_zone.setdefault(zone_id, Figures()).extend(rows)
         by_team.setdefault(team_id, Figures()).extend(rows)
         total.extend(rows)
-    zones = {z.id: z for z in await territory.zones(session)}
-    teams = {t.id: t for t in (await session.scalars(select(territory.Team))).all()}
+    zones = {z.id: z for z in await territory.zones(session)
+             if zone_ids is None or z.id in zone_ids or z.id in by_zone}
+    teams = {t.id: t for t in (await session.scalars(select(territory.Team))).all()
+             if team_ids is None or t.id in team_ids or t.id in by_team}
     # Every zone and team shows up, even with nothing received, so they compare side by side.
     zone_rows = [(zones[zid], by_zone.get(zid, Figures())) for zid in sorted(zones)]
     if None in by_zone:

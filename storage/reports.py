@@ -426,17 +426,20 @@ def seconds_between(session: AsyncSession, later, earlier):
     return (func.julianday(later) - func.julianday(earlier)) * 86400.0
 
 
-async def period_rows(session: AsyncSession, since: datetime, until: datetime):
+async def period_rows(session: AsyncSession, since: datetime, until: datetime,
+                      estate_ids: set[int] | None = None):
     """Per report received in [since, until): zone, team, seconds to acknowledge, seconds to
-    fix, fixed within SLA (0/1), reopened (0/1), rating. `ix_reports_period` covers it."""
-    result = await session.execute(
-        select(Report.zone_id, Report.team_id,
-               seconds_between(session, Report.acknowledged_at, Report.created_at),
-               seconds_between(session, Report.fixed_at, Report.created_at),
-               case((Report.fixed_at <= Report.fix_due_at, 1), else_=0),
-               case((Report.reopen_count > 0, 1), else_=0), Report.rating)
-        .where(Report.created_at >= since, Report.created_at < until))
-    return result.all()
+    fix, fixed within SLA (0/1), reopened (0/1), rating. `ix_reports_period` covers it.
+    `estate_ids`: only reports at these estates (None: everywhere)."""
+    q = (select(Report.zone_id, Report.team_id,
+                seconds_between(session, Report.acknowledged_at, Report.created_at),
+                seconds_between(session, Report.fixed_at, Report.created_at),
+                case((Report.fixed_at <= Report.fix_due_at, 1), else_=0),
+                case((Report.reopen_count > 0, 1), else_=0), Report.rating)
+         .where(Report.created_at >= since, Report.created_at < until))
+    if estate_ids is not None:
+        q = q.where(Report.estate_id.in_(estate_ids or {-1}))
+    return (await session.execute(q)).all()
 
 
 async def team_members(session: AsyncSession, team_id: int | None) -> list[int]:

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.base import Base, utcnow
-from storage.people import Identity, Resident
+from storage.people import Identity, Resident, RoleKind
 from storage.subscriptions import SubscriptionOptOut
 from storage.territory import Estate
 
@@ -575,6 +575,27 @@ async def my_signups(session: AsyncSession, resident_id: int, since: datetime
         .order_by(Shift.starts_at)
     )
     return [tuple(r) for r in rows.all()]
+
+
+def may_manage(scope, activity: Activity, resident_id: int, *, leads_team: bool) -> bool:
+    """Who may run an activity's rosters (attendance, places, CSV, cancelling), from the roles
+    held now, so a revoked organiser loses control at once:
+    - admins everywhere; staff and committee members where their scope covers the activity;
+    - its organiser while they still lead a volunteer team (a lead organises without a
+      territorial role), or, for an activity at a point outside every estate and committee,
+      while they still hold a staff or committee role."""
+    if scope.everything:
+        return True
+    if activity.estate_id is not None and activity.estate_id in scope.estate_ids:
+        return True
+    if activity.committee_id is not None and activity.committee_id in scope.committee_ids:
+        return True
+    if activity.organiser_id != resident_id:
+        return False
+    if leads_team:
+        return True
+    return (activity.estate_id is None and activity.committee_id is None
+            and scope.has(RoleKind.STAFF, RoleKind.COMMITTEE))
 
 
 async def organised_shifts(session: AsyncSession, *, organiser_id: int,

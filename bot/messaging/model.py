@@ -6,6 +6,7 @@ Handlers speak only in these types; an adapter translates them to and from its p
 from __future__ import annotations
 
 import enum
+import math
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -59,6 +60,32 @@ class Inbound:
     media: MediaRef | None = None
     phone: str | None = None
     at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        # Every adapter builds its updates here, so this is the one place where what a user
+        # typed is made safe to store: NUL bytes (PostgreSQL refuses them in any text) are
+        # removed from text, command, arguments, name and phone.
+        for name in ("text", "command", "args", "display_name", "phone"):
+            value = getattr(self, name)
+            if value and "\x00" in value:
+                object.__setattr__(self, name, value.replace("\x00", ""))
+        # A location is only a location with real coordinates; anything else (missing, NaN,
+        # out of range) arrives as an unreadable message, which dispatch answers as such.
+        if self.kind == Kind.LOCATION and not valid_point(self.latitude, self.longitude):
+            object.__setattr__(self, "kind", Kind.TEXT)
+            object.__setattr__(self, "text", "")
+            object.__setattr__(self, "latitude", None)
+            object.__setattr__(self, "longitude", None)
+
+
+def valid_point(latitude: object, longitude: object) -> bool:
+    """True for a finite latitude in [-90, 90] and longitude in [-180, 180]."""
+    if isinstance(latitude, bool) or isinstance(longitude, bool):
+        return False
+    if not isinstance(latitude, int | float) or not isinstance(longitude, int | float):
+        return False
+    return (math.isfinite(latitude) and math.isfinite(longitude)
+            and -90 <= latitude <= 90 and -180 <= longitude <= 180)
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
+import re
+import secrets
 from collections import OrderedDict
 from urllib.parse import urlparse
 
@@ -32,6 +35,7 @@ from aiogram.types import (
     Update,
 )
 
+from bot.i18n import Texts, normalize_language
 from bot.messaging.model import (
     Capabilities,
     Inbound,
@@ -49,6 +53,8 @@ log = logging.getLogger(__name__)
 
 CAPTION_LIMIT = 1024
 PAID_RATE = 1000.0
+_SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+WEBHOOK_MAX_BYTES = 1_000_000  # a Telegram update is a few kilobytes; anything bigger is not one
 
 
 def message_to_inbound(message: Message, update_id: int | None) -> Inbound:
@@ -176,7 +182,16 @@ class TelegramAdapter:
                              else per_second, per_chat_per_second=per_chat_per_second)
         self.polling_timeout = polling_timeout
         self.webhook_url = webhook_url
-        self.webhook_secret = webhook_secret
+        # Webhook mode never runs open: without a configured secret one is generated for this
+        # process and registered with setWebhook, so only Telegram knows it.
+        self.webhook_secret = webhook_secret or (
+            secrets.token_urlsafe(32) if webhook_url else None)
+        if self.webhook_secret is not None and not _SECRET_TOKEN.fullmatch(self.webhook_secret):
+            # Telegram would refuse it in setWebhook; say so before anything starts.
+            raise ValueError("BOT_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ "
+                             "and -")
+        self._feeding: set[asyncio.Task] = set()
+        self._texts: Texts | None = None
         self.webhook_host = webhook_host
         self.webhook_port = webhook_port
         self.dp = AiogramDispatcher()
@@ -188,13 +203,44 @@ class TelegramAdapter:
     # -- receiving -------------------------------------------------------------------------
     def _wire(self, on_inbound: InboundHandler) -> None:
         async def on_message(message: Message, event_update: Update) -> None:
+            if message.chat.type != "private":
+                await self._group_hint(message)
+                return
             await on_inbound(message_to_inbound(message, event_update.update_id))
 
         async def on_callback(query: CallbackQuery, event_update: Update) -> None:
+            if query.message is not None and query.message.chat.type != "private":
+                await self._answer_quietly(query)
+                return
             await on_inbound(callback_to_inbound(query, event_update.update_id))
 
         self.dp.message.register(on_message)
         self.dp.callback_query.register(on_callback)
+
+    # -- group chats -------------------------------------------------------------------------
+    # Only private chats are conversations: a message in a group, supergroup or channel never
+    # reaches dispatch, so it can neither start a conversation nor move where a person's pushes
+    # go (report cards carry names and phone numbers). A command typed there gets one hint.
+    def _hint(self, language_code: str | None) -> str:
+        if self._texts is None:
+            self._texts = Texts()
+        return self._texts.get(normalize_language(language_code), "common.group_chat")
+
+    async def _group_hint(self, message: Message) -> None:
+        if not (message.text or "").startswith("/") or message.from_user is None:
+            return
+        try:
+            await self.bot.send_message(message.chat.id, self._hint(
+                message.from_user.language_code), reply_to_message_id=message.message_id)
+        except Exception as exc:  # the group may forbid the bot to write: nothing to do
+            log.info("group hint to %s not sent: %s", message.chat.id, exc)
+
+    async def _answer_quietly(self, query: CallbackQuery) -> None:
+        try:
+            await self.bot.answer_callback_query(
+                query.id, text=self._hint(query.from_user.language_code))
+        except Exception as exc:
+            log.info("callback %s in a group not answered: %s", query.id, exc)
 
     async def start(self, on_inbound: InboundHandler) -> None:
         self._wire(on_inbound)
@@ -209,14 +255,13 @@ class TelegramAdapter:
             ), name="telegram-polling")
 
     async def _start_webhook(self) -> None:
-        from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
         from aiohttp import web
 
+        if not self.webhook_secret:
+            raise RuntimeError("webhook mode needs a secret")
         path = urlparse(self.webhook_url).path or "/telegram/webhook"
-        app = web.Application()
-        SimpleRequestHandler(dispatcher=self.dp, bot=self.bot,
-                             secret_token=self.webhook_secret).register(app, path=path)
-        setup_application(app, self.dp, bot=self.bot)
+        app = web.Application(client_max_size=WEBHOOK_MAX_BYTES)
+        app.router.add_post(path, self._on_webhook)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.webhook_host, self.webhook_port)
@@ -224,6 +269,37 @@ class TelegramAdapter:
         self.bound_port = site._server.sockets[0].getsockname()[1]
         await self.bot.set_webhook(self.webhook_url, secret_token=self.webhook_secret,
                                    allowed_updates=["message", "callback_query"])
+
+    async def _on_webhook(self, request):
+        """One POST from Telegram: the secret header first, then a body that must be an Update.
+
+        Anything else is answered 401 or 400 without a traceback, and never reaches dispatch."""
+        from aiohttp import web
+        from pydantic import ValidationError
+
+        given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
+        if not secrets.compare_digest(given.encode(), self.webhook_secret.encode()):
+            return web.Response(status=401, text="unauthorized")
+        try:
+            body = await request.read()
+            data = json.loads(body)
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+            update = Update.model_validate(data, context={"bot": self.bot})
+        except web.HTTPRequestEntityTooLarge:
+            return web.Response(status=413, text="too large")
+        except (ValueError, RecursionError, TypeError, ValidationError):
+            return web.Response(status=400, text="not a Telegram update")
+        task = asyncio.create_task(self._feed(update))
+        self._feeding.add(task)
+        task.add_done_callback(self._feeding.discard)
+        return web.json_response({})
+
+    async def _feed(self, update: Update) -> None:
+        try:
+            await self.dp.feed_update(self.bot, update)
+        except Exception:
+            log.exception("webhook update %s failed", update.update_id)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -239,6 +315,8 @@ class TelegramAdapter:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+            if self._feeding:
+                await asyncio.gather(*self._feeding, return_exceptions=True)
         await self.bot.session.close()
 
     # -- sending ---------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """households approved by staff, requests bound to a home, anonymous ballots counted in groups
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-02 19:30:00
 
 - residents.verified_household_id: the household staff approved a resident for (issue 11, 1).
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0008'
-down_revision = '0006'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
