@@ -26,7 +26,7 @@ from bot.signing import Signer, fingerprint
 from handlers import build_router, first_contact
 from handlers.context import Services
 from storage import kv
-from storage.db import create_engine, session_factory
+from storage.db import create_engine, reader_factory, session_factory
 from storage.migrate import upgrade_async
 from storage.territory_loader import load_territory
 
@@ -110,6 +110,7 @@ async def build_app(
     services = Services(
         texts=Texts(default=settings.bot.default_language), signer=signer,
         geo=geo, settings=settings, clock=clock, media=MediaStore(settings.bot.media_dir),
+        readers=reader_factory(engine),
         ballot_key=ballot_key(settings),
     )
     deliverer = Deliverer(engine, sessions, adapters,

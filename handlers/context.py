@@ -25,6 +25,8 @@ class Services:
     settings: Any  # bot.config.Settings
     clock: Any  # callable returning an aware datetime
     media: Any = None  # bot.media.MediaStore
+    # Sessions for read-only paths (storage.db.reader_factory): on SQLite no write lock.
+    readers: Any = None
     ballot_key: bytes | None = None  # seals waiting anonymous ballots (bot/ballot_key.py)
     extra: dict[str, Any] = field(default_factory=dict)
 

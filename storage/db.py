@@ -79,30 +79,32 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         if conn.get_execution_options().get(READ_ONLY):
             conn.exec_driver_sql("BEGIN")  # WAL: readers see a snapshot and block nobody
             return
-        if "writer_lock" not in conn.info:  # held until the connection goes back to the pool
+        dbapi_conn = conn.connection.dbapi_connection
+        if id(dbapi_conn) not in _WRITERS:
             lock = writer_lock()
             try:
                 await_only(asyncio.wait_for(lock.acquire(), LOCK_TIMEOUT))
             except TimeoutError:
                 raise sqlite3.OperationalError("database is locked") from None
-            conn.info["writer_lock"] = lock
+            _WRITERS[id(dbapi_conn)] = lock
         try:
             # IMMEDIATE takes the write lock up front: a deferred transaction that reads and
             # then writes can fail with SQLITE_BUSY at once instead of waiting its turn.
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:
-            conn.info.pop("writer_lock").release()
+            _release_writer(dbapi_conn)
             raise
 
-    def _release(dbapi_conn, record, *_):
-        lock = record.info.pop("writer_lock", None) if record is not None else None
-        if lock is not None:
-            lock.release()
 
-    # The transaction is over once the connection is back in the pool (committed or rolled
-    # back) or gone.
-    event.listen(sync.pool, "checkin", _release)
-    event.listen(sync.pool, "invalidate", _release)
+# The in-process writer lock a connection holds, by id of its DBAPI connection: released right
+# after its COMMIT or ROLLBACK has run (or when it closes), whatever happens to the pool.
+_WRITERS: dict[int, asyncio.Lock] = {}
+
+
+def _release_writer(dbapi_conn) -> None:
+    lock = _WRITERS.pop(id(dbapi_conn), None)
+    if lock is not None and lock.locked():
+        lock.release()
 
 
 class _ClosingCursor(AsyncAdapt_aiosqlite_cursor):
@@ -142,6 +144,24 @@ class _ClosingCursor(AsyncAdapt_aiosqlite_cursor):
 
 class _ClosingConnection(AsyncAdapt_aiosqlite_connection):
     __slots__ = ()
+
+    def commit(self):
+        try:
+            super().commit()
+        finally:
+            _release_writer(self)
+
+    def rollback(self):
+        try:
+            super().rollback()
+        finally:
+            _release_writer(self)
+
+    def close(self):
+        try:
+            super().close()
+        finally:
+            _release_writer(self)
 
     def cursor(self, server_side: bool = False):
         return super().cursor(server_side) if server_side else _ClosingCursor(self)

@@ -196,3 +196,25 @@ async def test_budget_pauses_one_chat_or_the_platform_and_resumes_paced():
     assert stamps[0] - start >= 0.95  # the pause held
     first_second = [t for t in stamps if t < stamps[0] + 1.0]
     assert len(first_second) <= 30  # resumed paced, not as a burst
+
+
+async def test_read_sessions_take_no_write_lock(sqlite_url):
+    """A progress read held open does not stop a writer (it would, as BEGIN IMMEDIATE)."""
+    from storage.db import reader_factory
+
+    engine, sessions, ids = await _setup(sqlite_url, ["w"])
+    readers = reader_factory(engine)
+    try:
+        async with readers() as reader:
+            await outbox.figures(reader, "g")  # the read transaction is open from here
+
+            async def write() -> None:
+                async with sessions() as s, s.begin():
+                    await outbox.enqueue(s, ids[0], {"text": "x"}, group="g")
+
+            await asyncio.wait_for(write(), 5)
+            assert (await outbox.figures(reader, "g"))["pending"] == 0  # its own snapshot
+        async with readers() as reader:
+            assert (await outbox.figures(reader, "g"))["pending"] == 1
+    finally:
+        await engine.dispose()
