@@ -2,8 +2,8 @@
 push once per alert, and follow its updates and cancellations.
 
 Documents come from a feed URL (Atom or RSS whose entries link to CAP documents or embed them,
-or a single CAP document) or from a folder. CAP never needs a DTD, so any document declaring one
-is refused before parsing (no entity tricks), and documents over `max_bytes` are not read.
+or a single CAP document) or from a folder. CAP never needs a DTD, so the parser (defusedxml)
+refuses any document declaring one, or entities, in any encoding, and documents over `max_bytes` are not read.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from datetime import datetime
 from pathlib import Path
 
 import aiohttp
+import defusedxml.ElementTree as DET
+from defusedxml import DefusedXmlException
 from shapely.affinity import scale
 from shapely.geometry import Point, Polygon, shape
 from shapely.ops import unary_union
@@ -92,18 +94,16 @@ class CapAlert:
         return self.infos[0] if self.infos else None
 
 
-def _check_document(raw: bytes, max_bytes: int) -> None:
+def parse_xml(raw: bytes, max_bytes: int = 1_000_000) -> ET.Element:
+    """Parse with defusedxml: the parser itself refuses any DTD, entity declaration or external
+    reference, in whatever encoding (UTF-16/32 included) and wherever it stands in the document."""
     if len(raw) > max_bytes:
         raise CapError(f"document of {len(raw)} bytes is over the limit of {max_bytes}")
-    head = raw[:4096].upper()
-    if b"<!DOCTYPE" in head or b"<!ENTITY" in raw.upper():
-        raise CapError("document declares a DTD or entities, which CAP never needs")
-
-
-def parse_xml(raw: bytes, max_bytes: int = 1_000_000) -> ET.Element:
-    _check_document(raw, max_bytes)
     try:
-        return ET.fromstring(raw)
+        return DET.fromstring(raw, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException as exc:
+        raise CapError(f"document declares a DTD or entities, which CAP never needs: "
+                       f"{type(exc).__name__}") from None
     except ET.ParseError as exc:
         raise CapError(f"malformed XML: {exc}") from None
 

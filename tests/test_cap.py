@@ -282,3 +282,57 @@ async def test_restricted_scope_ignored_and_downgrade_reaches_all_who_were_told(
         notice = await s.scalar(select(Notice).order_by(Notice.id.desc()))
     assert notice.urgent and notice.category == "weather"
     assert not chat.last("vic").buttons
+
+
+HOSTILE = ["09-entity-bomb.xml", "10-utf16-entity.xml", "11-utf32-entity.xml",
+           "12-external-entity.xml", "13-doctype-after-4k.xml"]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_documents_refused_by_the_parser(name):
+    """DTDs and entities are refused by the parser itself, in UTF-16/UTF-32 and after 4 KB."""
+    with pytest.raises(cap.CapError, match="DTD|malformed"):
+        _doc(name)
+
+
+def test_utf16_entity_refused_as_dtd_not_parsed():
+    raw = (DATA / "10-utf16-entity.xml").read_bytes()
+    assert raw[:2] == b"\xff\xfe" and b"<!ENTITY" not in raw  # the old byte scan saw nothing
+    with pytest.raises(cap.CapError, match="DTD"):
+        cap.parse_document(raw)
+    late = (DATA / "13-doctype-after-4k.xml").read_bytes()
+    assert late.index(b"<!DOCTYPE") > 4096
+    with pytest.raises(cap.CapError, match="DTD"):
+        cap.parse_document(late)
+
+
+def test_five_megabytes_and_wrong_namespace_refused():
+    raw = (DATA / "01-south-rainstorm.xml").read_bytes()
+    big = raw.replace(b"<scope>", b"<!--" + b"x" * 5_000_000 + b"--><scope>", 1)
+    with pytest.raises(cap.CapError, match="over the limit"):
+        cap.parse_document(big)
+    with pytest.raises(cap.CapError, match="not a CAP"):
+        _doc("14-wrong-namespace.xml")
+
+
+async def test_hostile_corpus_reaches_no_resident(make_app, db_url, tmp_path, caplog):
+    app, chat = await make_app(db_url)
+    await _residents(app)
+    folder = tmp_path / "cap"
+    folder.mkdir()
+    app.services.settings.cap = CapSettings(folder=folder)
+    for name in HOSTILE + ["14-wrong-namespace.xml"]:
+        shutil.copy(DATA / name, folder / name)
+    raw = (DATA / "01-south-rainstorm.xml").read_bytes()
+    (folder / "15-five-mb.xml").write_bytes(
+        raw.replace(b"<scope>", b"<!--" + b"x" * 5_000_000 + b"--><scope>", 1))
+    with caplog.at_level(logging.WARNING):
+        counts = await cap.poll(app.sessions, app.services, None)
+    assert counts == {}
+    for name in HOSTILE + ["14-wrong-namespace.xml", "15-five-mb.xml"]:
+        assert f"{name} skipped" in caplog.text
+    await pump(app)
+    for user in ("vic", "viczh", "vicquiet", "rong", "sxs", "zh"):
+        assert chat.texts_to(user) == []
+    async with app.sessions() as s:
+        assert await s.scalar(select(Notice).where(Notice.dedupe_key.like("cap:%"))) is None
