@@ -6,7 +6,10 @@ import argparse
 import asyncio
 import logging
 import signal
+import sys
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from bot.config import Settings
 
@@ -33,7 +36,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:  # one clear line per bad setting, no traceback
+        for err in exc.errors():
+            where = ".".join(str(part) for part in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            print(f"settings error ({exc.title}{' ' + where if where else ''}): {msg}",
+                  file=sys.stderr)
+        return 2
     # The terminal chat shares the screen with the log: only warnings there.
     serving = args.cmd == "run" and settings.telegram.bot_token is not None
     logging.basicConfig(level=logging.INFO if serving else logging.WARNING,

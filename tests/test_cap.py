@@ -240,14 +240,16 @@ async def test_atom_and_rss_feeds(make_app, sqlite_url, caplog):
   <title>alerts</title><item><title>update</title><description>{update}</description></item>
   <item><title>cancel</title><link>{base}/cancel.xml</link></item></channel></rss>""".encode()
         feed.files["cancel.xml"] = (DATA / "04-south-rainstorm-cancel.xml").read_bytes()
-        app.services.settings.cap = CapSettings(feed_url=f"{base}/rss", poll_seconds=0)
+        app.services.settings.cap = CapSettings(feed_url=f"{base}/rss")
+        app.services.clock.advance(timedelta(seconds=301))
         await cap_tick(app.sessions, app.services, None)
         await pump(app)
         assert "Alert update" in chat.texts_to("sxs")[0]
         assert "Alert cancelled" in chat.last_text("sxs")
 
         # A feed that is down or not XML is logged; the job carries on.
-        app.services.settings.cap = CapSettings(feed_url=f"{base}/nothing", poll_seconds=0)
+        app.services.settings.cap = CapSettings(feed_url=f"{base}/nothing")
+        app.services.clock.advance(timedelta(seconds=301))
         with caplog.at_level(logging.WARNING):
             await cap_tick(app.sessions, app.services, None)
         assert "HTTP 404" in caplog.text
@@ -336,3 +338,38 @@ async def test_hostile_corpus_reaches_no_resident(make_app, db_url, tmp_path, ca
         assert chat.texts_to(user) == []
     async with app.sessions() as s:
         assert await s.scalar(select(Notice).where(Notice.dedupe_key.like("cap:%"))) is None
+
+
+async def test_poll_seconds_sets_the_job_pace(make_app, sqlite_url, tmp_path):
+    """CAP_POLL_SECONDS=30 ticks the job every 30 s (it was fixed at 60), and the feed is read
+    again after 30 s; under the stated minimum of 10 s the setting is refused."""
+    from pydantic import ValidationError
+
+    from bot.scheduler import build_scheduler
+
+    with pytest.raises(ValidationError, match="greater than or equal to 10"):
+        CapSettings(poll_seconds=5)
+    app, _ = await make_app(sqlite_url)
+    folder = tmp_path / "cap"
+    folder.mkdir()
+    app.services.settings.cap = CapSettings(folder=folder, poll_seconds=30)
+    job = build_scheduler(app.sessions, app.services, None).get_job("cap-poll")
+    assert job.trigger.interval == timedelta(seconds=30)
+
+    calls = []
+    real = cap.poll
+
+    async def counting(*args, **kw):
+        calls.append(app.services.clock())
+        return await real(*args, **kw)
+
+    cap.poll = counting
+    try:
+        await cap_tick(app.sessions, app.services, None)
+        app.services.clock.advance(timedelta(seconds=15))
+        await cap_tick(app.sessions, app.services, None)  # too soon
+        app.services.clock.advance(timedelta(seconds=15))
+        await cap_tick(app.sessions, app.services, None)
+    finally:
+        cap.poll = real
+    assert len(calls) == 2
