@@ -314,7 +314,10 @@ async def handle_alert(session, services, alert: CapAlert, where: Territory, now
     """Record one CAP message and push what it calls for; the outcome, or None if seen."""
     if await alerts.cap_seen(session, alert.sender, alert.identifier):
         return None
-    earlier = await alerts.cap_referenced(session, alert.references)
+    # Everything in the reference chain, not only the messages named: a Cancel (or Update) that
+    # names only the original Alert still reaches the estates an earlier Update added.
+    earlier = await alerts.cap_thread(
+        session, await alerts.cap_referenced(session, alert.references))
     urgent = alert.severity in URGENT_SEVERITIES
     row = alerts.AlertCap(
         sender=alert.sender[:255], identifier=alert.identifier[:255], sent=alert.sent,

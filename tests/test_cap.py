@@ -373,3 +373,24 @@ async def test_poll_seconds_sets_the_job_pace(make_app, sqlite_url, tmp_path):
     finally:
         cap.poll = real
     assert len(calls) == 2
+
+
+async def test_cancel_of_the_original_reaches_estates_the_update_added(make_app, db_url,
+                                                                        tmp_path):
+    """Alert (south) → Update (adds Shenxianshu) → a Cancel naming only the original Alert:
+    everyone told of any message of the chain is told it is over, Shenxianshu included."""
+    app, chat = await make_app(db_url)
+    await _residents(app)
+    folder = tmp_path / "cap"
+    folder.mkdir()
+    app.services.settings.cap = CapSettings(folder=folder)
+    for name in ("01-south-rainstorm.xml", "03-south-rainstorm-update.xml",
+                 "15-south-rainstorm-cancel-original-only.xml"):
+        shutil.copy(DATA / name, folder / name)
+        assert await cap.poll(app.sessions, app.services, None) == {"pushed": 1}
+        await pump(app)
+    assert "Alert update" in chat.texts_to("sxs")[0]
+    for user in ("vic", "viczh", "vicquiet", "rong", "sxs"):
+        assert "Alert cancelled" in chat.last_text(user) or "已解除" in chat.last_text(user)
+    assert len(chat.texts_to("sxs")) == 2 and chat.texts_to("zh") == []
+    assert len(chat.texts_to("vic")) == 3  # alert, update, cancel: no doubles
