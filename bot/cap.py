@@ -398,7 +398,13 @@ async def poll(sessions, services, deliverer, *, http: aiohttp.ClientSession | N
     now = services.clock()
     async with sessions() as session:
         where = Territory(await territory.estates(session))
+    trusted = set(cfg.trusted_senders)
     for alert in found:
+        if trusted and alert.sender not in trusted:
+            log.warning("CAP %s dropped: sender %r is not in CAP_TRUSTED_SENDERS",
+                        alert.identifier, alert.sender)
+            counts["untrusted"] = counts.get("untrusted", 0) + 1
+            continue
         async with sessions() as session, session.begin():
             outcome = await handle_alert(session, services, alert, where, now)
         if outcome:

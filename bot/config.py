@@ -131,6 +131,9 @@ class CapSettings(BaseSettings):
     timeout_seconds: float = 15.0
     max_bytes: int = 1_000_000  # larger documents are refused unread
     max_entries: int = 50  # CAP documents fetched per feed poll
+    # When set (a JSON list of CAP <sender> ids), alerts from any other sender are logged and
+    # dropped, e.g. CAP_TRUSTED_SENDERS='["cdqx@cma.gov.cn"]'.
+    trusted_senders: list[str] = Field(default_factory=list)
 
 
 class NoticeSettings(BaseSettings):

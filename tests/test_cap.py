@@ -394,3 +394,24 @@ async def test_cancel_of_the_original_reaches_estates_the_update_added(make_app,
         assert "Alert cancelled" in chat.last_text(user) or "已解除" in chat.last_text(user)
     assert len(chat.texts_to("sxs")) == 2 and chat.texts_to("zh") == []
     assert len(chat.texts_to("vic")) == 3  # alert, update, cancel: no doubles
+
+
+async def test_untrusted_sender_is_logged_and_dropped(make_app, sqlite_url, tmp_path, caplog):
+    """CAP_TRUSTED_SENDERS set: an alert from another sender reaches no one, and says why."""
+    app, chat = await make_app(sqlite_url)
+    await _residents(app)
+    folder = tmp_path / "cap"
+    folder.mkdir()
+    raw = (DATA / "01-south-rainstorm.xml").read_bytes()
+    (folder / "forged.xml").write_bytes(raw.replace(b"cdqx@cma.gov.cn", b"cma@forger.example")
+                                        .replace(b"20260723063000", b"20260723063001"))
+    shutil.copy(DATA / "02-victoria-gas.xml", folder)
+    gas_sender = cap.parse_document((DATA / "02-victoria-gas.xml").read_bytes()).sender
+    app.services.settings.cap = CapSettings(folder=folder, trusted_senders=[gas_sender])
+    with caplog.at_level(logging.WARNING):
+        counts = await cap.poll(app.sessions, app.services, None)
+    assert counts == {"untrusted": 1, "pushed": 1}
+    assert "sender 'cma@forger.example' is not in CAP_TRUSTED_SENDERS" in caplog.text
+    await pump(app)
+    assert [("Gas cut" in t) for t in chat.texts_to("vic")] == [True]
+    assert chat.texts_to("rong") == []
