@@ -134,6 +134,11 @@ class CapSettings(BaseSettings):
     # When set (a JSON list of CAP <sender> ids), alerts from any other sender are logged and
     # dropped, e.g. CAP_TRUSTED_SENDERS='["cdqx@cma.gov.cn"]'.
     trusted_senders: list[str] = Field(default_factory=list)
+    # PEM certificates whose keys may sign CAP documents (XML signature, verified with signxml);
+    # a signed document that none of them verifies is dropped. CAP_REQUIRE_SIGNATURE=true also
+    # drops unsigned ones (and alerts embedded in a feed, which are not checked).
+    trusted_certs: list[Path] = Field(default_factory=list)
+    require_signature: bool = False
 
 
 class NoticeSettings(BaseSettings):

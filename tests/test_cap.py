@@ -415,3 +415,74 @@ async def test_untrusted_sender_is_logged_and_dropped(make_app, sqlite_url, tmp_
     await pump(app)
     assert [("Gas cut" in t) for t in chat.texts_to("vic")] == [True]
     assert chat.texts_to("rong") == []
+
+
+def _key_and_cert(tmp_path, name: str):
+    """A throw-away RSA key and self-signed certificate, made for this test only."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    from datetime import UTC, datetime
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    (tmp_path / f"{name}.pem").write_bytes(cert_pem)
+    return key_pem, cert_pem, tmp_path / f"{name}.pem"
+
+
+def _signed(raw: bytes, key_pem: bytes, cert_pem: bytes) -> bytes:
+    from lxml import etree
+    from signxml import XMLSigner
+
+    root = etree.fromstring(raw)
+    signed = XMLSigner().sign(root, key=key_pem, cert=cert_pem.decode())
+    return etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
+
+
+async def test_signed_alerts_trusted_untrusted_and_unsigned(make_app, sqlite_url, tmp_path,
+                                                            caplog):
+    """CAP_TRUSTED_CERTS + CAP_REQUIRE_SIGNATURE: only an alert signed by a trusted key (and
+    from a trusted sender) reaches residents; one signed by another key, a tampered one, an
+    unsigned one and a trusted-key one from an untrusted sender are logged and dropped."""
+    app, chat = await make_app(sqlite_url)
+    await _residents(app)
+    key, cert, cert_path = _key_and_cert(tmp_path, "cma-test-only")
+    other_key, other_cert, _ = _key_and_cert(tmp_path, "forger-test-only")
+    folder = tmp_path / "cap"
+    folder.mkdir()
+    storm = (DATA / "01-south-rainstorm.xml").read_bytes()
+
+    def variant(n: int) -> bytes:
+        return storm.replace(b"20260723063000", b"2026072306300%d" % n)
+
+    (folder / "a-good.xml").write_bytes(_signed(variant(1), key, cert))
+    (folder / "b-other-key.xml").write_bytes(_signed(variant(2), other_key, other_cert))
+    tampered = _signed(variant(3), key, cert).replace(b"Avoid low roads", b"Go outside now")
+    (folder / "c-tampered.xml").write_bytes(tampered)
+    (folder / "d-unsigned.xml").write_bytes(variant(4))
+    (folder / "e-wrong-sender.xml").write_bytes(
+        _signed(variant(5).replace(b"cdqx@cma.gov.cn", b"someone@else.example"), key, cert))
+    app.services.settings.cap = CapSettings(
+        folder=folder, trusted_certs=[cert_path], require_signature=True,
+        trusted_senders=["cdqx@cma.gov.cn"])
+    with caplog.at_level(logging.WARNING):
+        counts = await cap.poll(app.sessions, app.services, None)
+    assert counts == {"pushed": 1, "unsigned": 1, "untrusted": 1}
+    assert "b-other-key.xml skipped: XML signature does not verify" in caplog.text
+    assert "c-tampered.xml skipped: XML signature does not verify" in caplog.text
+    assert "CAP_REQUIRE_SIGNATURE" in caplog.text and "CAP_TRUSTED_SENDERS" in caplog.text
+    await pump(app)
+    [told] = chat.texts_to("vic")
+    assert "Avoid low roads" in told and "Go outside" not in told
+    async with app.sessions() as s:
+        rows = (await s.scalars(select(AlertCap))).all()
+    assert [r.identifier for r in rows] == ["51010041600000_20260723063001"]
