@@ -2,8 +2,8 @@
 push once per alert, and follow its updates and cancellations.
 
 Documents come from a feed URL (Atom or RSS whose entries link to CAP documents or embed them,
-or a single CAP document) or from a folder. CAP never needs a DTD, so any document declaring one
-is refused before parsing (no entity tricks), and documents over `max_bytes` are not read.
+or a single CAP document) or from a folder. CAP never needs a DTD, so the parser (defusedxml)
+refuses any document declaring one, or entities, in any encoding, and documents over `max_bytes` are not read.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from datetime import datetime
 from pathlib import Path
 
 import aiohttp
+import defusedxml.ElementTree as DET
+from defusedxml import DefusedXmlException
 from shapely.affinity import scale
 from shapely.geometry import Point, Polygon, shape
 from shapely.ops import unary_union
@@ -64,6 +66,7 @@ class CapAlert:
     scope: str
     references: list[tuple[str, str]]  # (sender, identifier) of earlier messages
     infos: list[Info]
+    signed: bool = False  # an XML signature verified against CAP_TRUSTED_CERTS
 
     @property
     def area(self):
@@ -92,18 +95,16 @@ class CapAlert:
         return self.infos[0] if self.infos else None
 
 
-def _check_document(raw: bytes, max_bytes: int) -> None:
+def parse_xml(raw: bytes, max_bytes: int = 1_000_000) -> ET.Element:
+    """Parse with defusedxml: the parser itself refuses any DTD, entity declaration or external
+    reference, in whatever encoding (UTF-16/32 included) and wherever it stands in the document."""
     if len(raw) > max_bytes:
         raise CapError(f"document of {len(raw)} bytes is over the limit of {max_bytes}")
-    head = raw[:4096].upper()
-    if b"<!DOCTYPE" in head or b"<!ENTITY" in raw.upper():
-        raise CapError("document declares a DTD or entities, which CAP never needs")
-
-
-def parse_xml(raw: bytes, max_bytes: int = 1_000_000) -> ET.Element:
-    _check_document(raw, max_bytes)
     try:
-        return ET.fromstring(raw)
+        return DET.fromstring(raw, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException as exc:
+        raise CapError(f"document declares a DTD or entities, which CAP never needs: "
+                       f"{type(exc).__name__}") from None
     except ET.ParseError as exc:
         raise CapError(f"malformed XML: {exc}") from None
 
@@ -180,8 +181,30 @@ def parse_cap(root: ET.Element) -> CapAlert:
                     _text(root, "scope"), references, infos)
 
 
-def parse_document(raw: bytes, max_bytes: int = 1_000_000) -> CapAlert:
-    return parse_cap(parse_xml(raw, max_bytes))
+DSIG = "http://www.w3.org/2000/09/xmldsig#"
+
+
+def parse_document(raw: bytes, max_bytes: int = 1_000_000, certs: tuple[str, ...] = ()
+                   ) -> CapAlert:
+    """One CAP document. When it carries an XML signature and trusted certificates (PEM) are
+    given, the signature must verify against one of them (signxml), and only what it signs is
+    read; a signature that does not verify refuses the document."""
+    root = parse_xml(raw, max_bytes)  # defusedxml first: no DTD reaches the verifier
+    if root.find(f"{{{DSIG}}}Signature") is None or not certs:
+        return parse_cap(root)
+    from lxml import etree
+    from signxml import XMLVerifier
+    from signxml.exceptions import InvalidInput, InvalidSignature
+
+    for pem in certs:
+        try:
+            result = XMLVerifier().verify(raw, x509_cert=pem)
+        except (InvalidSignature, InvalidInput, ValueError):
+            continue
+        alert = parse_cap(parse_xml(etree.tostring(result.signed_xml), max_bytes))
+        alert.signed = True
+        return alert
+    raise CapError("XML signature does not verify against any of CAP_TRUSTED_CERTS")
 
 
 def feed_entries(root: ET.Element) -> tuple[list[CapAlert], list[str]]:
@@ -248,19 +271,23 @@ async def read_feed(http: aiohttp.ClientSession, cfg) -> list[CapAlert]:
     for link in links[: cfg.max_entries]:
         try:
             found.append(parse_document(await _get(http, urljoin(cfg.feed_url, link), cfg),
-                                        cfg.max_bytes))
+                                        cfg.max_bytes, trusted_certs(cfg)))
         except (CapError, aiohttp.ClientError, TimeoutError) as exc:
             log.warning("CAP entry %s skipped: %s", link, exc)
     return found
 
 
-def read_folder(folder: Path, max_bytes: int) -> list[CapAlert]:
+def trusted_certs(cfg) -> tuple[str, ...]:
+    return tuple(Path(p).read_text(encoding="ascii") for p in cfg.trusted_certs)
+
+
+def read_folder(folder: Path, max_bytes: int, certs: tuple[str, ...] = ()) -> list[CapAlert]:
     found = []
     for path in sorted(folder.glob("*.xml")):
         try:
             if path.stat().st_size > max_bytes:
                 raise CapError(f"{path.stat().st_size} bytes is over the limit")
-            found.append(parse_document(path.read_bytes(), max_bytes))
+            found.append(parse_document(path.read_bytes(), max_bytes, certs))
         except (CapError, OSError) as exc:
             log.warning("CAP file %s skipped: %s", path.name, exc)
     return found
@@ -314,7 +341,10 @@ async def handle_alert(session, services, alert: CapAlert, where: Territory, now
     """Record one CAP message and push what it calls for; the outcome, or None if seen."""
     if await alerts.cap_seen(session, alert.sender, alert.identifier):
         return None
-    earlier = await alerts.cap_referenced(session, alert.references)
+    # Everything in the reference chain, not only the messages named: a Cancel (or Update) that
+    # names only the original Alert still reaches the estates an earlier Update added.
+    earlier = await alerts.cap_thread(
+        session, await alerts.cap_referenced(session, alert.references))
     urgent = alert.severity in URGENT_SEVERITIES
     row = alerts.AlertCap(
         sender=alert.sender[:255], identifier=alert.identifier[:255], sent=alert.sent,
@@ -378,7 +408,8 @@ async def poll(sessions, services, deliverer, *, http: aiohttp.ClientSession | N
         return {}
     found: list[CapAlert] = []
     if cfg.folder:
-        found += await asyncio.to_thread(read_folder, Path(cfg.folder), cfg.max_bytes)
+        found += await asyncio.to_thread(read_folder, Path(cfg.folder), cfg.max_bytes,
+                                         await asyncio.to_thread(trusted_certs, cfg))
     if cfg.feed_url:
         own = http is None
         http = http or aiohttp.ClientSession()
@@ -395,7 +426,18 @@ async def poll(sessions, services, deliverer, *, http: aiohttp.ClientSession | N
     now = services.clock()
     async with sessions() as session:
         where = Territory(await territory.estates(session))
+    trusted = set(cfg.trusted_senders)
     for alert in found:
+        if trusted and alert.sender not in trusted:
+            log.warning("CAP %s dropped: sender %r is not in CAP_TRUSTED_SENDERS",
+                        alert.identifier, alert.sender)
+            counts["untrusted"] = counts.get("untrusted", 0) + 1
+            continue
+        if cfg.require_signature and not alert.signed:
+            log.warning("CAP %s dropped: not signed by a CAP_TRUSTED_CERTS certificate "
+                        "(CAP_REQUIRE_SIGNATURE)", alert.identifier)
+            counts["unsigned"] = counts.get("unsigned", 0) + 1
+            continue
         async with sessions() as session, session.begin():
             outcome = await handle_alert(session, services, alert, where, now)
         if outcome:

@@ -6,7 +6,10 @@ import argparse
 import asyncio
 import logging
 import signal
+import sys
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from bot.config import Settings
 
@@ -33,7 +36,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:  # one clear line per bad setting, no traceback
+        for err in exc.errors():
+            where = ".".join(str(part) for part in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            print(f"settings error ({exc.title}{' ' + where if where else ''}): {msg}",
+                  file=sys.stderr)
+        return 2
     # The terminal chat shares the screen with the log: only warnings there.
     serving = args.cmd == "run" and settings.telegram.bot_token is not None
     logging.basicConfig(level=logging.INFO if serving else logging.WARNING,
@@ -71,12 +82,22 @@ async def _async_main(args, settings: Settings) -> int:
 async def _admin(args, settings: Settings) -> int:
     from storage import roles_service
     from storage.db import create_engine, session_factory
-    from storage.migrate import upgrade_async
 
-    await upgrade_async(settings.database.url)
+    territory = await _territory_if_empty(settings)  # roles are scoped to its stations/teams
     engine = create_engine(settings.database.url)
     sessions = session_factory(engine)
     try:
+        if territory is not None and not await asyncio.to_thread(Path(territory).is_file):
+            if args.action != "list":
+                print(f"error: the database has no territory yet and {territory} "
+                      "(BOT_TERRITORY_FILE) is not there; load one first with "
+                      "`python -m bot territory load FILE`")
+                return 2
+        elif territory is not None:
+            from bot.app import load_territory_file
+
+            await load_territory_file(sessions, territory)
+            print(f"territory loaded from {territory} (the database had none)")
         async with sessions() as session, session.begin():
             if args.action == "list":
                 for line in await roles_service.describe_roles(session):

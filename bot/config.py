@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _common = {"env_file": ".env", "extra": "ignore"}
@@ -114,16 +114,39 @@ class WeatherSettings(BaseSettings):
             raise ValueError("expected a local time as HH:MM, e.g. 07:00")
         return value.strip()
 
+    @model_validator(mode="after")
+    def _send_before_give_up(self):
+        def minutes(text: str) -> int:
+            hours, _, mins = text.partition(":")
+            return int(hours) * 60 + int(mins)
+
+        if minutes(self.send_at) >= minutes(self.give_up_at):
+            raise ValueError(
+                f"WEATHER_SEND_AT={self.send_at} is not before WEATHER_GIVE_UP_AT="
+                f"{self.give_up_at}: the forecast would never be sent; set the give-up time "
+                "later than the send time")
+        return self
+
 
 class CapSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CAP_", **_common)
 
     feed_url: str | None = None  # an Atom/RSS feed of CAP entries, or one CAP document
     folder: Path | None = None  # or a folder where CAP files are dropped
-    poll_seconds: float = 300.0
+    # How often the feed or folder is read; at least 10 s, so a national
+    # feed can be polled every 30 s without hammering it.
+    poll_seconds: float = Field(300.0, ge=10.0)
     timeout_seconds: float = 15.0
     max_bytes: int = 1_000_000  # larger documents are refused unread
     max_entries: int = 50  # CAP documents fetched per feed poll
+    # When set (a JSON list of CAP <sender> ids), alerts from any other sender are logged and
+    # dropped, e.g. CAP_TRUSTED_SENDERS='["cdqx@cma.gov.cn"]'.
+    trusted_senders: list[str] = Field(default_factory=list)
+    # PEM certificates whose keys may sign CAP documents (XML signature, verified with signxml);
+    # a signed document that none of them verifies is dropped. CAP_REQUIRE_SIGNATURE=true also
+    # drops unsigned ones (and alerts embedded in a feed, which are not checked).
+    trusted_certs: list[Path] = Field(default_factory=list)
+    require_signature: bool = False
 
 
 class OutboxSettings(BaseSettings):

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 from storage import outbox, updates
 
@@ -34,8 +37,14 @@ class Clock:
 @dataclass(frozen=True)
 class Job:
     id: str
-    seconds: float
+    seconds: float | Callable[[object], float]  # or settings -> seconds (read at start-up)
     run: object  # async (sessions, services, deliverer) -> None
+    # settings -> (hour, minute, timezone): also run once a day at that local time, so a job
+    # due at a set time starts then rather than up to one interval later.
+    daily_at: Callable[[object], tuple[int, int, str]] | None = None
+
+    def interval(self, settings) -> float:
+        return self.seconds(settings) if callable(self.seconds) else self.seconds
 
 
 async def prune_updates(sessions, services, deliverer) -> None:
@@ -83,10 +92,18 @@ def build_scheduler(sessions, services, deliverer) -> Scheduler:
     scheduler = Scheduler(timezone=UTC)
     for job in [*CORE_JOBS, *build_jobs()]:
         scheduler.add_job(
-            _guard(job, scheduler.running_jobs), "interval", seconds=job.seconds, id=job.id, replace_existing=True,
+            _guard(job, scheduler.running_jobs), "interval", seconds=job.interval(services.settings),
+            id=job.id, replace_existing=True,
             args=[sessions, services, deliverer], max_instances=1, coalesce=True,
             next_run_time=datetime.now(UTC) + timedelta(seconds=1),
         )
+        if job.daily_at is not None:
+            hour, minute, tz = job.daily_at(services.settings)
+            scheduler.add_job(
+                _guard(job, scheduler.running_jobs), CronTrigger(hour=hour, minute=minute,
+                                                                 timezone=ZoneInfo(tz)),
+                id=f"{job.id}-at", replace_existing=True, args=[sessions, services, deliverer],
+                max_instances=1, coalesce=True)
     return scheduler
 
 

@@ -13,6 +13,7 @@ from storage.kv import KeyValue
 
 router = Router()
 CAP_LAST_POLL = "cap_last_poll"
+POLL_SLACK_SECONDS = 1.0
 
 
 async def weather_tick(sessions, services, deliverer) -> None:
@@ -20,8 +21,8 @@ async def weather_tick(sessions, services, deliverer) -> None:
 
 
 async def cap_tick(sessions, services, deliverer) -> None:
-    """Every minute, but the feed is read only every `CAP_POLL_SECONDS`, by the time kept in
-    the database (a restart does not poll early, and settings change the pace without code)."""
+    """Ticks every `CAP_POLL_SECONDS`; the time of the last poll is kept in the database, so a
+    restart or a second worker does not poll early (a second of slack absorbs timer jitter)."""
     cfg = services.settings.cap
     if not cfg.feed_url and not cfg.folder:
         return
@@ -29,7 +30,7 @@ async def cap_tick(sessions, services, deliverer) -> None:
     async with sessions() as session, session.begin():
         row = await session.get(KeyValue, CAP_LAST_POLL, with_for_update=True)
         if row is not None and now - datetime.fromisoformat(row.value) < timedelta(
-                seconds=cfg.poll_seconds):
+                seconds=cfg.poll_seconds - POLL_SLACK_SECONDS):
             return
         if row is None:
             try:
@@ -42,4 +43,10 @@ async def cap_tick(sessions, services, deliverer) -> None:
     await cap.poll(sessions, services, deliverer)
 
 
-jobs = [Job("weather-morning", 60, weather_tick), Job("cap-poll", 60, cap_tick)]
+def _weather_send_at(settings) -> tuple[int, int, str]:
+    hours, _, minutes = settings.weather.send_at.partition(":")
+    return int(hours), int(minutes), settings.bot.timezone
+
+
+jobs = [Job("weather-morning", 60, weather_tick, daily_at=_weather_send_at),
+        Job("cap-poll", lambda settings: settings.cap.poll_seconds, cap_tick)]

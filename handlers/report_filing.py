@@ -138,6 +138,12 @@ async def card_text(session, services, report: rep.Report, lang: str, *,
         lines.append(MAP_URL.format(lat=report.latitude, lon=report.longitude))
     if report.description:
         lines.append(t(services, lang, "reports.card_description", text=report.description))
+    else:  # described only by a voice note: say so, in the reader's language
+        voice = next((m for m in await rep.media_of(session, report.id) if m.kind == "voice"),
+                     None)
+        if voice is not None:
+            lines.append(t(services, lang, "reports.card_description", text=t(
+                services, lang, "reports.voice_note", seconds=voice.duration or 0)))
     if report.team_id:
         team = await session.get(territory.Team, report.team_id)
         lines.append(t(services, lang, "reports.card_team", team=territory.localized(team, lang)))

@@ -80,6 +80,27 @@ async def cap_referenced(session: AsyncSession, refs: list[tuple[str, str]]) -> 
     return found
 
 
+async def cap_thread(session: AsyncSession, rows: list[AlertCap]) -> list[AlertCap]:
+    """The whole reference chain of `rows`: what they refer to, and every later message that
+    refers to any message of the chain, transitively. A Cancel naming only the original Alert
+    thus also finds the Update that reached new estates."""
+    thread = {r.id: r for r in rows}
+    asked: set[int] = set()
+    while thread:
+        missing = {i for r in thread.values() for i in (r.refers_to or [])} - set(thread) - asked
+        asked |= missing
+        found = list(await session.scalars(select(AlertCap).where(
+            AlertCap.id.in_(missing)))) if missing else []
+        # A message can only refer to earlier ones: rows after the chain's oldest suffice.
+        later = (await session.scalars(select(AlertCap).where(
+            AlertCap.id > min(thread), AlertCap.id.not_in(list(thread))))).all()
+        found += [r for r in later if set(r.refers_to or []) & set(thread)]
+        if not found:
+            break
+        thread.update({r.id: r for r in found})
+    return sorted(thread.values(), key=lambda r: r.id)
+
+
 async def weather_days_ensure(session: AsyncSession, zone_ids: list[int], day: date) -> None:
     existing = set((await session.scalars(select(AlertWeatherDay.zone_id).where(
         AlertWeatherDay.day == day))).all())

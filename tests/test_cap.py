@@ -240,14 +240,16 @@ async def test_atom_and_rss_feeds(make_app, sqlite_url, caplog):
   <title>alerts</title><item><title>update</title><description>{update}</description></item>
   <item><title>cancel</title><link>{base}/cancel.xml</link></item></channel></rss>""".encode()
         feed.files["cancel.xml"] = (DATA / "04-south-rainstorm-cancel.xml").read_bytes()
-        app.services.settings.cap = CapSettings(feed_url=f"{base}/rss", poll_seconds=0)
+        app.services.settings.cap = CapSettings(feed_url=f"{base}/rss")
+        app.services.clock.advance(timedelta(seconds=301))
         await cap_tick(app.sessions, app.services, None)
         await pump(app)
         assert "Alert update" in chat.texts_to("sxs")[0]
         assert "Alert cancelled" in chat.last_text("sxs")
 
         # A feed that is down or not XML is logged; the job carries on.
-        app.services.settings.cap = CapSettings(feed_url=f"{base}/nothing", poll_seconds=0)
+        app.services.settings.cap = CapSettings(feed_url=f"{base}/nothing")
+        app.services.clock.advance(timedelta(seconds=301))
         with caplog.at_level(logging.WARNING):
             await cap_tick(app.sessions, app.services, None)
         assert "HTTP 404" in caplog.text
@@ -282,3 +284,205 @@ async def test_restricted_scope_ignored_and_downgrade_reaches_all_who_were_told(
         notice = await s.scalar(select(Notice).order_by(Notice.id.desc()))
     assert notice.urgent and notice.category == "weather"
     assert not chat.last("vic").buttons
+
+
+HOSTILE = ["09-entity-bomb.xml", "10-utf16-entity.xml", "11-utf32-entity.xml",
+           "12-external-entity.xml", "13-doctype-after-4k.xml"]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_documents_refused_by_the_parser(name):
+    """DTDs and entities are refused by the parser itself, in UTF-16/UTF-32 and after 4 KB."""
+    with pytest.raises(cap.CapError, match="DTD|malformed"):
+        _doc(name)
+
+
+def test_utf16_entity_refused_as_dtd_not_parsed():
+    raw = (DATA / "10-utf16-entity.xml").read_bytes()
+    assert raw[:2] == b"\xff\xfe" and b"<!ENTITY" not in raw  # the old byte scan saw nothing
+    with pytest.raises(cap.CapError, match="DTD"):
+        cap.parse_document(raw)
+    late = (DATA / "13-doctype-after-4k.xml").read_bytes()
+    assert late.index(b"<!DOCTYPE") > 4096
+    with pytest.raises(cap.CapError, match="DTD"):
+        cap.parse_document(late)
+
+
+def test_five_megabytes_and_wrong_namespace_refused():
+    raw = (DATA / "01-south-rainstorm.xml").read_bytes()
+    big = raw.replace(b"<scope>", b"<!--" + b"x" * 5_000_000 + b"--><scope>", 1)
+    with pytest.raises(cap.CapError, match="over the limit"):
+        cap.parse_document(big)
+    with pytest.raises(cap.CapError, match="not a CAP"):
+        _doc("14-wrong-namespace.xml")
+
+
+async def test_hostile_corpus_reaches_no_resident(make_app, db_url, tmp_path, caplog):
+    app, chat = await make_app(db_url)
+    await _residents(app)
+    folder = tmp_path / "cap"
+    folder.mkdir()
+    app.services.settings.cap = CapSettings(folder=folder)
+    for name in HOSTILE + ["14-wrong-namespace.xml"]:
+        shutil.copy(DATA / name, folder / name)
+    raw = (DATA / "01-south-rainstorm.xml").read_bytes()
+    (folder / "15-five-mb.xml").write_bytes(
+        raw.replace(b"<scope>", b"<!--" + b"x" * 5_000_000 + b"--><scope>", 1))
+    with caplog.at_level(logging.WARNING):
+        counts = await cap.poll(app.sessions, app.services, None)
+    assert counts == {}
+    for name in HOSTILE + ["14-wrong-namespace.xml", "15-five-mb.xml"]:
+        assert f"{name} skipped" in caplog.text
+    await pump(app)
+    for user in ("vic", "viczh", "vicquiet", "rong", "sxs", "zh"):
+        assert chat.texts_to(user) == []
+    async with app.sessions() as s:
+        assert await s.scalar(select(Notice).where(Notice.dedupe_key.like("cap:%"))) is None
+
+
+async def test_poll_seconds_sets_the_job_pace(make_app, sqlite_url, tmp_path):
+    """CAP_POLL_SECONDS=30 ticks the job every 30 s (it was fixed at 60), and the feed is read
+    again after 30 s; under the stated minimum of 10 s the setting is refused."""
+    from pydantic import ValidationError
+
+    from bot.scheduler import build_scheduler
+
+    with pytest.raises(ValidationError, match="greater than or equal to 10"):
+        CapSettings(poll_seconds=5)
+    app, _ = await make_app(sqlite_url)
+    folder = tmp_path / "cap"
+    folder.mkdir()
+    app.services.settings.cap = CapSettings(folder=folder, poll_seconds=30)
+    job = build_scheduler(app.sessions, app.services, None).get_job("cap-poll")
+    assert job.trigger.interval == timedelta(seconds=30)
+
+    calls = []
+    real = cap.poll
+
+    async def counting(*args, **kw):
+        calls.append(app.services.clock())
+        return await real(*args, **kw)
+
+    cap.poll = counting
+    try:
+        await cap_tick(app.sessions, app.services, None)
+        app.services.clock.advance(timedelta(seconds=15))
+        await cap_tick(app.sessions, app.services, None)  # too soon
+        app.services.clock.advance(timedelta(seconds=15))
+        await cap_tick(app.sessions, app.services, None)
+    finally:
+        cap.poll = real
+    assert len(calls) == 2
+
+
+async def test_cancel_of_the_original_reaches_estates_the_update_added(make_app, db_url,
+                                                                        tmp_path):
+    """Alert (south) → Update (adds Shenxianshu) → a Cancel naming only the original Alert:
+    everyone told of any message of the chain is told it is over, Shenxianshu included."""
+    app, chat = await make_app(db_url)
+    await _residents(app)
+    folder = tmp_path / "cap"
+    folder.mkdir()
+    app.services.settings.cap = CapSettings(folder=folder)
+    for name in ("01-south-rainstorm.xml", "03-south-rainstorm-update.xml",
+                 "15-south-rainstorm-cancel-original-only.xml"):
+        shutil.copy(DATA / name, folder / name)
+        assert await cap.poll(app.sessions, app.services, None) == {"pushed": 1}
+        await pump(app)
+    assert "Alert update" in chat.texts_to("sxs")[0]
+    for user in ("vic", "viczh", "vicquiet", "rong", "sxs"):
+        assert "Alert cancelled" in chat.last_text(user) or "已解除" in chat.last_text(user)
+    assert len(chat.texts_to("sxs")) == 2 and chat.texts_to("zh") == []
+    assert len(chat.texts_to("vic")) == 3  # alert, update, cancel: no doubles
+
+
+async def test_untrusted_sender_is_logged_and_dropped(make_app, sqlite_url, tmp_path, caplog):
+    """CAP_TRUSTED_SENDERS set: an alert from another sender reaches no one, and says why."""
+    app, chat = await make_app(sqlite_url)
+    await _residents(app)
+    folder = tmp_path / "cap"
+    folder.mkdir()
+    raw = (DATA / "01-south-rainstorm.xml").read_bytes()
+    (folder / "forged.xml").write_bytes(raw.replace(b"cdqx@cma.gov.cn", b"cma@forger.example")
+                                        .replace(b"20260723063000", b"20260723063001"))
+    shutil.copy(DATA / "02-victoria-gas.xml", folder)
+    gas_sender = cap.parse_document((DATA / "02-victoria-gas.xml").read_bytes()).sender
+    app.services.settings.cap = CapSettings(folder=folder, trusted_senders=[gas_sender])
+    with caplog.at_level(logging.WARNING):
+        counts = await cap.poll(app.sessions, app.services, None)
+    assert counts == {"untrusted": 1, "pushed": 1}
+    assert "sender 'cma@forger.example' is not in CAP_TRUSTED_SENDERS" in caplog.text
+    await pump(app)
+    assert [("Gas cut" in t) for t in chat.texts_to("vic")] == [True]
+    assert chat.texts_to("rong") == []
+
+
+def _key_and_cert(tmp_path, name: str):
+    """A throw-away RSA key and self-signed certificate, made for this test only."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    from datetime import UTC, datetime
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    (tmp_path / f"{name}.pem").write_bytes(cert_pem)
+    return key_pem, cert_pem, tmp_path / f"{name}.pem"
+
+
+def _signed(raw: bytes, key_pem: bytes, cert_pem: bytes) -> bytes:
+    from lxml import etree
+    from signxml import XMLSigner
+
+    root = etree.fromstring(raw)
+    signed = XMLSigner().sign(root, key=key_pem, cert=cert_pem.decode())
+    return etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
+
+
+async def test_signed_alerts_trusted_untrusted_and_unsigned(make_app, sqlite_url, tmp_path,
+                                                            caplog):
+    """CAP_TRUSTED_CERTS + CAP_REQUIRE_SIGNATURE: only an alert signed by a trusted key (and
+    from a trusted sender) reaches residents; one signed by another key, a tampered one, an
+    unsigned one and a trusted-key one from an untrusted sender are logged and dropped."""
+    app, chat = await make_app(sqlite_url)
+    await _residents(app)
+    key, cert, cert_path = _key_and_cert(tmp_path, "cma-test-only")
+    other_key, other_cert, _ = _key_and_cert(tmp_path, "forger-test-only")
+    folder = tmp_path / "cap"
+    folder.mkdir()
+    storm = (DATA / "01-south-rainstorm.xml").read_bytes()
+
+    def variant(n: int) -> bytes:
+        return storm.replace(b"20260723063000", b"2026072306300%d" % n)
+
+    (folder / "a-good.xml").write_bytes(_signed(variant(1), key, cert))
+    (folder / "b-other-key.xml").write_bytes(_signed(variant(2), other_key, other_cert))
+    tampered = _signed(variant(3), key, cert).replace(b"Avoid low roads", b"Go outside now")
+    (folder / "c-tampered.xml").write_bytes(tampered)
+    (folder / "d-unsigned.xml").write_bytes(variant(4))
+    (folder / "e-wrong-sender.xml").write_bytes(
+        _signed(variant(5).replace(b"cdqx@cma.gov.cn", b"someone@else.example"), key, cert))
+    app.services.settings.cap = CapSettings(
+        folder=folder, trusted_certs=[cert_path], require_signature=True,
+        trusted_senders=["cdqx@cma.gov.cn"])
+    with caplog.at_level(logging.WARNING):
+        counts = await cap.poll(app.sessions, app.services, None)
+    assert counts == {"pushed": 1, "unsigned": 1, "untrusted": 1}
+    assert "b-other-key.xml skipped: XML signature does not verify" in caplog.text
+    assert "c-tampered.xml skipped: XML signature does not verify" in caplog.text
+    assert "CAP_REQUIRE_SIGNATURE" in caplog.text and "CAP_TRUSTED_SENDERS" in caplog.text
+    await pump(app)
+    [told] = chat.texts_to("vic")
+    assert "Avoid low roads" in told and "Go outside" not in told
+    async with app.sessions() as s:
+        rows = (await s.scalars(select(AlertCap))).all()
+    assert [r.identifier for r in rows] == ["51010041600000_20260723063001"]

@@ -178,6 +178,14 @@ async def test_bad_inputs_keep_the_draft(make_app, sqlite_url):
         media = await rep.media_of(s, row.id)
     assert row.category == "rubbish" and row.estate_id is not None and not row.exact_point
     assert [(m.kind, m.duration) for m in media] == [("voice", 7)]
+    # The team's card says the description is a voice note (it showed no description line).
+    from handlers.report_filing import card_text
+
+    async with app2.sessions() as s:
+        for lang, line in (("en", "Description: (voice note, 7 s)"),
+                           ("zh-Hans", "描述：（语音，7秒）")):
+            card = await card_text(s, app2.services, row, lang, show_reporter=False)
+            assert line in card.splitlines(), card
     # The draft is gone: its buttons now say so.
     await chat2.press("cat", "Change place")
     assert "no report in progress" in chat2.last_text("cat")

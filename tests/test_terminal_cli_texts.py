@@ -59,6 +59,22 @@ def test_cli_commands(tmp_path):
     assert "/profile" in chat.stdout
 
 
+def test_admin_grant_on_a_brand_new_database_loads_the_territory(tmp_path):
+    """`admin grant … staff CODE` first thing on a new database: the demo territory is loaded
+    (it failed with unknown_scope until a chat or run had loaded it)."""
+    db = f"sqlite+aiosqlite:///{tmp_path}/new.sqlite3"
+    granted = _cli("admin", "grant", "telegram:42", "staff", "sxs-station", db=db)
+    assert granted.returncode == 0, granted.stdout + granted.stderr
+    assert granted.stdout.strip().splitlines()[-1] == "granted"
+    assert "territory loaded" in granted.stdout
+    # Elsewhere than the project folder the default file is not there: it says how.
+    env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/other.sqlite3"}
+    lost = subprocess.run([sys.executable, "-m", "bot", "admin", "grant", "telegram:42",
+                           "staff", "sxs-station"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert lost.returncode == 2 and "territory load FILE" in lost.stdout
+
+
 def test_every_text_exists_in_both_languages():
     texts = Texts()
     keys = {lang: set(texts.catalogs[lang]) for lang in LANGUAGES}

@@ -225,3 +225,40 @@ async def test_one_zones_odd_answer_does_not_cost_the_others(make_app, sqlite_ur
     async with app.sessions() as s:
         statuses = sorted(r.status for r in (await s.scalars(select(AlertWeatherDay))).all())
     assert statuses == ["pending", "sent", "sent"]
+
+
+def test_send_at_after_give_up_is_refused_at_start_up(tmp_path):
+    """`python -m bot run` with WEATHER_SEND_AT=12:00 and the default give-up time (11:00)
+    exits non-zero with one clear line, instead of never sending and saying nothing."""
+    import os
+    import subprocess
+    import sys
+
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="not before WEATHER_GIVE_UP_AT"):
+        WeatherSettings(send_at="12:00")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WEATHER_", "TELEGRAM_"))}
+    env.update(WEATHER_SEND_AT="12:00",
+               DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+    done = subprocess.run([sys.executable, "-m", "bot", "run"], cwd=tmp_path, env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines == ["settings error (WeatherSettings): WEATHER_SEND_AT=12:00 is not before "
+                     "WEATHER_GIVE_UP_AT=11:00: the forecast would never be sent; set the "
+                     "give-up time later than the send time"]
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+async def test_first_fetch_is_scheduled_at_the_send_time(make_app, sqlite_url):
+    """Besides the minute tick (for retries), the forecast job runs at the send time itself."""
+    from bot.scheduler import build_scheduler
+
+    app, _ = await make_app(sqlite_url)
+    app.services.settings.weather = WeatherSettings(send_at="06:45", give_up_at="11:00")
+    scheduler = build_scheduler(app.sessions, app.services, None)
+    job = scheduler.get_job("weather-morning-at")
+    tz = ZoneInfo(app.services.settings.bot.timezone)
+    fire = job.trigger.get_next_fire_time(None, datetime.now(tz))
+    assert (fire.astimezone(tz).hour, fire.astimezone(tz).minute) == (6, 45)
