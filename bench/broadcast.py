@@ -141,22 +141,13 @@ async def serve_fake(rate: float, faults: dict | None = None) -> None:
             stamps = [t for t, _ in fake.accepted_at]
             print(json.dumps({
                 "sent": fake.sent_count, "http_429": fake.rate_limited_count,
-                "limit_refusals": fake.limit_refusals, "busiest_second": busiest_second(stamps),
+                "limit_refusals": fake.limit_refusals, "busiest_second": fake.busiest_second(),
                 "doubles": sum(n - 1 for n in fake.sent_count_by_chat.values() if n > 1),
                 "chats": len(fake.sent_count_by_chat),
                 "first": stamps[0] if stamps else None, "last": stamps[-1] if stamps else None,
                 "now": time.monotonic()}), flush=True)
     await fake.stop()
 
-
-def busiest_second(stamps: list[float]) -> int:
-    """The most sends the fake accepted in any sliding second."""
-    best, lo = 0, 0
-    for hi, t in enumerate(stamps):
-        while stamps[lo] <= t - 1.0:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
 
 
 async def one(size: int, rate: float, window: float, db: str) -> dict:

@@ -86,15 +86,6 @@ async def _press(fake, label, since):
     return mark
 
 
-def _busiest_second(stamps: list[float]) -> int:
-    best, lo = 0, 0
-    for hi, t in enumerate(stamps):
-        while stamps[lo] <= t - 1.0:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
-
-
 async def test_broadcast_survives_sigkill_and_429s(tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path}/bot.sqlite3"
     await _prepare(url)
@@ -165,8 +156,7 @@ async def test_broadcast_survives_sigkill_and_429s(tmp_path):
     # The bot kept within the limits: the fake never refused a send for its own rates (the
     # 429s it gave were the injected ones), and no second at the fake went over.
     assert fake.limit_refusals == 0, fake.refusal_log
-    stamps = [t for t, _ in fake.accepted_at]
-    assert _busiest_second(stamps) <= RATE
+    assert fake.busiest_second() <= RATE
     per_chat = {}
     for t, chat in fake.accepted_at:
         if chat in per_chat:

@@ -777,6 +777,16 @@ class FakeTelegram:
         self._flood_remaining = n
         self._flood_retry_after = retry_after
 
+    def busiest_second(self) -> int:
+        """The most sends accepted in any sliding second (the limit a bot must keep)."""
+        stamps = [t for t, _ in self.accepted_at]
+        best, lo = 0, 0
+        for hi, t in enumerate(stamps):
+            while stamps[lo] <= t - 1.0:
+                lo += 1
+            best = max(best, hi - lo + 1)
+        return best
+
     def flood_share(self, share: float, retry_after: int = 1, seed: int = 0) -> None:
         """From now on this share of sending calls, drawn at random, answers 429 (a busy chat,
         as Telegram says it: nothing tells it from the bot's own limit)."""
