@@ -98,6 +98,15 @@ async def _populate(sessions, size: int) -> None:
                 for i, rid in enumerate(ids)])
 
 
+async def populated_notice(sessions, size: int, dedupe_key: str):
+    """`size` residents and a whole-sub-district notice waiting to be fanned out to them."""
+    await _populate(sessions, size)
+    async with sessions() as s, s.begin():
+        return await notices.system_notice(
+            s, category="event", estate_ids=None, dedupe_key=dedupe_key,
+            texts={"zh-Hans": "社区通知：本周六上午九点大扫除。", "en": "Clean-up: Sat 9am."})
+
+
 class _FakeProcess:
     """FakeTelegram in its own process, as the real Bot API is on another machine: the bot's
     process is measured alone (its CPU and memory), not the fake's."""
@@ -162,11 +171,7 @@ async def one(size: int, rate: float, window: float, db: str) -> dict:
                         bot=BotSettings(media_dir=Path(tmp) / "media"))
     app = await build_app(settings, {"telegram": adapter}, territory=DEMO)
     try:
-        await _populate(app.sessions, size)
-        async with app.sessions() as s, s.begin():
-            notice = await notices.system_notice(
-                s, category="event", estate_ids=None, dedupe_key="bench",
-                texts={"zh-Hans": "社区通知：本周六上午九点大扫除。", "en": "Clean-up: Sat 9am."})
+        notice = await populated_notice(app.sessions, size, "bench")
         tracemalloc.start()
         t0 = time.perf_counter()
         queued = await fan_out(app.sessions, app.services, None)

@@ -28,7 +28,7 @@ from bench.broadcast import (
     _database,
     _drop,
     _FakeProcess,
-    _populate,
+    populated_notice,
 )
 from bot.app import build_app
 from bot.config import BotSettings, DatabaseSettings, Settings
@@ -66,11 +66,7 @@ async def kill_case(size: int, db: str) -> None:
     app = await build_app(_settings(url, tmp), {}, territory=DEMO)
     procs = []
     try:
-        await _populate(app.sessions, size)
-        async with app.sessions() as s, s.begin():
-            notice = await notices.system_notice(
-                s, category="event", estate_ids=None, dedupe_key="bench-faults",
-                texts={"zh-Hans": "社区通知：本周六上午九点大扫除。", "en": "Clean-up: Sat 9am."})
+        notice = await populated_notice(app.sessions, size, "bench-faults")
         procs.append(await _bot(fake, url, tmp, 1))
         while True:
             stats = await fake.stats()

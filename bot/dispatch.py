@@ -116,11 +116,11 @@ class Dispatcher:
             await self._route(ctx)
             if (ctx.state, ctx.data) != before:
                 await dialog.save(session, identity.id, ctx.state, ctx.data)
-            kept = [out for out in ctx.replies if out.edit_of is None and not out.ephemeral]
-            ids = iter(await outbox.enqueue_claimed(
-                session, identity.id, [out.to_json() for out in kept]) if kept else [])
-            replies = [(out, next(ids) if out.edit_of is None and not out.ephemeral else None)
-                       for out in ctx.replies]
+            kept = [out.edit_of is None and not out.ephemeral for out in ctx.replies]
+            payloads = [out.to_json() for out, keep in zip(ctx.replies, kept, strict=True) if keep]
+            ids = iter(await outbox.enqueue_claimed(session, identity.id, payloads)
+                       if payloads else [])
+            replies = [(out, next(ids) if keep else None) for out, keep in zip(ctx.replies, kept, strict=True)]
         if ctx.pushed:
             self.deliverer.wake()
         await self.deliverer.send_replies(inbound.platform, inbound.chat_id, identity.id,

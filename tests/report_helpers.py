@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 
 from PIL import Image
 
@@ -52,3 +53,16 @@ async def drain(app) -> None:
             if not await deliverer.drain_once():
                 return
         await asyncio.sleep(0.002)
+
+
+async def file_report(chat, user: str, category: str, text: str, lat: float, lon: float) -> str:
+    """A resident files a report at a point (not a duplicate); its reference."""
+    await chat.say(user, "/report")
+    await chat.press(user, category)
+    await chat.say(user, text)
+    await chat.press(user, "No photos")
+    await chat.share_location(user, lat, lon)
+    if "Is it one of these?" in chat.last_text(user):
+        await chat.press(user, "No, it is a different problem")
+    await chat.press(user, "File the report")
+    return re.search(r"Z-\d{4}-\d{5}", chat.last_text(user)).group(0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,19 +14,7 @@ from storage import audit, outbox
 from storage import reports as rep
 from storage.people import identity_for
 from tests.report_helpers import drain as _drain
-from tests.report_helpers import english_resident, grant
-
-
-async def _file(chat, user: str, category: str, text: str, lat: float, lon: float) -> str:
-    await chat.say(user, "/report")
-    await chat.press(user, category)
-    await chat.say(user, text)
-    await chat.press(user, "No photos")
-    await chat.share_location(user, lat, lon)
-    if "Is it one of these?" in chat.last_text(user):
-        await chat.press(user, "No, it is a different problem")
-    await chat.press(user, "File the report")
-    return re.search(r"Z-\d{4}-\d{5}", chat.last_text(user)).group(0)
+from tests.report_helpers import english_resident, file_report, grant
 
 
 async def test_reassign_duplicate_close_queue(make_app, sqlite_url):
@@ -39,8 +26,8 @@ async def test_reassign_duplicate_close_queue(make_app, sqlite_url):
     await english_resident(chat, "eve", "Victoria Garden")
 
     # Rubbish in Victoria Garden: the south joint team.
-    ref1 = await _file(chat, "ann", "Rubbish and cleanliness", "Bins full", 30.606, 104.04)
-    ref2 = await _file(chat, "eve", "Rubbish and cleanliness", "Bins overflowing", 30.6061,
+    ref1 = await file_report(chat, "ann", "Rubbish and cleanliness", "Bins full", 30.606, 104.04)
+    ref2 = await file_report(chat, "eve", "Rubbish and cleanliness", "Bins overflowing", 30.6061,
                        104.0401)
     await _drain(app)
     assert any(ref1 in t for t in chat.texts_to("south"))
@@ -102,8 +89,8 @@ async def test_stats_and_csv(make_app, sqlite_url):
     await grant(app, "boss", "staff", "sxs-station")
     await grant(app, "crew", "team", "lighting-roads")
     await english_resident(chat, "ann")
-    ref = await _file(chat, "ann", "Street lighting", "Lamp out", 30.633, 104.04)
-    await _file(chat, "ann", "Noise", "Drilling at night", 30.619, 104.044)
+    ref = await file_report(chat, "ann", "Street lighting", "Lamp out", 30.633, 104.04)
+    await file_report(chat, "ann", "Noise", "Drilling at night", 30.619, 104.044)
     await _drain(app)
     await chat.press("crew", "受理")
     app.services.clock.advance(timedelta(hours=5))
@@ -139,7 +126,7 @@ async def test_overdue_escalates_once_and_urgent_filing(make_app, sqlite_url):
     await english_resident(chat, "boss", "Victoria Garden")
     await grant(app, "boss", "staff", "sxs-station")
     await english_resident(chat, "ann")
-    ref = await _file(chat, "ann", "Noise", "Drilling at night", 30.619, 104.044)
+    ref = await file_report(chat, "ann", "Noise", "Drilling at night", 30.619, 104.044)
     await _drain(app)
     mark = len(chat.sent)
     await run_jobs_once(app.sessions, app.services, None)
@@ -178,7 +165,7 @@ async def test_two_members_press_fixed_at_once(make_app, db_url):
         await english_resident(chat, user, "Victoria Garden")
         await grant(app, user, "team", "lighting-roads")
     await english_resident(chat, "ann")
-    ref = await _file(chat, "ann", "Street lighting", "Lamp out", 30.633, 104.04)
+    ref = await file_report(chat, "ann", "Street lighting", "Lamp out", 30.633, 104.04)
     await _drain(app)
     for user in ("crew1", "crew2"):
         await chat.press(user, "Fixed")

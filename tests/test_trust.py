@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from storage import reports as rep
 from storage import roles_service, territory, volunteer_teams
 from storage import volunteering as vol
 from storage.people import Resident, identity_for
-from tests.report_helpers import drain, english_resident, grant
+from tests.report_helpers import drain, english_resident, file_report, grant
 
 LONG_NAME = "王" * 64 + " " + "L" * 64  # 129 characters: Telegram's longest full name
 
@@ -135,24 +134,12 @@ async def test_a_key_not_named_as_previous_is_refused(make_app, sqlite_url):
     assert chat.last_text("u") == "这个按钮已失效，请重新开始操作。"
 
 
-async def _file(chat, user: str) -> str:
-    await chat.say(user, "/report")
-    await chat.press(user, "Street lighting")
-    await chat.say(user, "Lamp out")
-    await chat.press(user, "No photos")
-    await chat.share_location(user, 30.633, 104.04)
-    if "Is it one of these?" in chat.last_text(user):
-        await chat.press(user, "No, it is a different problem")
-    await chat.press(user, "File the report")
-    return re.search(r"Z-\d{4}-\d{5}", chat.last_text(user)).group(0)
-
-
 async def test_staff_buttons_on_an_old_report_card_expire(make_app, db_url):
     app, chat = await make_app(db_url, fresh_staff_hours=48)
     await english_resident(chat, "crew", "Victoria Garden")
     await grant(app, "crew", "team", "lighting-roads")
     await english_resident(chat, "ann")
-    ref = await _file(chat, "ann")
+    ref = await file_report(chat, "ann", "Street lighting", "Lamp out", 30.633, 104.04)
     await drain(app)
     assert any(ref in t for t in chat.texts_to("crew"))
     ack = chat.find_button("crew", "Acknowledge")
@@ -253,18 +240,6 @@ async def _two_stations(tmp_path, url):
     return app, adapter
 
 
-async def _file_at(chat, user: str, category: str, lat: float, lon: float) -> str:
-    await chat.say(user, "/report")
-    await chat.press(user, category)
-    await chat.say(user, "Broken")
-    await chat.press(user, "No photos")
-    await chat.share_location(user, lat, lon)
-    if "Is it one of these?" in chat.last_text(user):
-        await chat.press(user, "No, it is a different problem")
-    await chat.press(user, "File the report")
-    return re.search(r"Z-\d{4}-\d{5}", chat.last_text(user)).group(0)
-
-
 async def test_station_staff_and_teams_see_only_their_scope(tmp_path, db_url):
     app, chat = await _two_stations(tmp_path, db_url)
     try:
@@ -274,8 +249,8 @@ async def test_station_staff_and_teams_see_only_their_scope(tmp_path, db_url):
         await grant(app, "west", "team", "south-joint")
         await english_resident(chat, "ann")
         await english_resident(chat, "eve", "Victoria Garden")
-        mine = await _file_at(chat, "ann", "Noise", 30.619, 104.044)  # central, first station
-        theirs = await _file_at(chat, "eve", "Rubbish and cleanliness", 30.606, 104.04)
+        mine = await file_report(chat, "ann", "Noise", "Broken", 30.619, 104.044)  # central, first station
+        theirs = await file_report(chat, "eve", "Rubbish and cleanliness", "Broken", 30.606, 104.04)
         await drain(app)
 
         await chat.say("boss", "/stats 7")
