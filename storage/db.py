@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
-import weakref
 from collections import deque
 from pathlib import Path
 
@@ -20,7 +17,6 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.util import await_only
 
 
 def is_sqlite(url: str) -> bool:
@@ -39,24 +35,10 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
 
 
 READ_ONLY = "sqlite_read_only"  # execution option: a deferred transaction, no write lock
-LOCK_TIMEOUT = 30.0
 
 
 def _tune_sqlite(engine: AsyncEngine) -> None:
     sync = engine.sync_engine
-    # One writer at a time in this process, queued on an asyncio lock: SQLite's busy handler
-    # makes waiting writers sleep in growing steps (up to 100 ms) and retry, which under
-    # contention wastes most of the time the lock is free. Other processes still meet the
-    # busy timeout.
-    locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-        weakref.WeakKeyDictionary())
-
-    def writer_lock() -> asyncio.Lock:
-        loop = asyncio.get_running_loop()
-        lock = locks.get(loop)
-        if lock is None:
-            lock = locks[loop] = asyncio.Lock()
-        return lock
 
     @event.listens_for(sync, "connect")
     def _on_connect(dbapi_conn, _record):
@@ -79,32 +61,9 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         if conn.get_execution_options().get(READ_ONLY):
             conn.exec_driver_sql("BEGIN")  # WAL: readers see a snapshot and block nobody
             return
-        dbapi_conn = conn.connection.dbapi_connection
-        if id(dbapi_conn) not in _WRITERS:
-            lock = writer_lock()
-            try:
-                await_only(asyncio.wait_for(lock.acquire(), LOCK_TIMEOUT))
-            except TimeoutError:
-                raise sqlite3.OperationalError("database is locked") from None
-            _WRITERS[id(dbapi_conn)] = lock
-        try:
-            # IMMEDIATE takes the write lock up front: a deferred transaction that reads and
-            # then writes can fail with SQLITE_BUSY at once instead of waiting its turn.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        except BaseException:
-            _release_writer(dbapi_conn)
-            raise
-
-
-# The in-process writer lock a connection holds, by id of its DBAPI connection: released right
-# after its COMMIT or ROLLBACK has run (or when it closes), whatever happens to the pool.
-_WRITERS: dict[int, asyncio.Lock] = {}
-
-
-def _release_writer(dbapi_conn) -> None:
-    lock = _WRITERS.pop(id(dbapi_conn), None)
-    if lock is not None and lock.locked():
-        lock.release()
+        # IMMEDIATE takes the write lock up front: a deferred transaction that reads and then
+        # writes can fail with SQLITE_BUSY at once instead of waiting its turn.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class _ClosingCursor(AsyncAdapt_aiosqlite_cursor):
@@ -144,24 +103,6 @@ class _ClosingCursor(AsyncAdapt_aiosqlite_cursor):
 
 class _ClosingConnection(AsyncAdapt_aiosqlite_connection):
     __slots__ = ()
-
-    def commit(self):
-        try:
-            super().commit()
-        finally:
-            _release_writer(self)
-
-    def rollback(self):
-        try:
-            super().rollback()
-        finally:
-            _release_writer(self)
-
-    def close(self):
-        try:
-            super().close()
-        finally:
-            _release_writer(self)
 
     def cursor(self, server_side: bool = False):
         return super().cursor(server_side) if server_side else _ClosingCursor(self)
