@@ -24,7 +24,6 @@ from bot.messaging.model import Adapter, Inbound, Kind, Outbound
 from handlers.context import Context, Services
 from handlers.router import Router
 from storage import dialog, outbox, updates
-from storage.people import get_or_create_identity
 
 if TYPE_CHECKING:
     from bot.delivery import Deliverer
@@ -96,11 +95,10 @@ class Dispatcher:
             ):
                 log.info("duplicate update %s ignored", inbound.update_id)
                 return
-            identity, resident, created = await get_or_create_identity(
+            identity, resident, state, created = await dialog.load_person(
                 session, inbound.platform, inbound.user_id, inbound.chat_id,
                 inbound.display_name,
             )
-            state = await dialog.load(session, identity.id)
             lang = resident.language or normalize_language(
                 inbound.language_hint, self.services.settings.bot.default_language)
             adapter = self.adapters.get(inbound.platform)

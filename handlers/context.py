@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -51,6 +52,7 @@ class Context:
     pushed: bool = False
     is_new: bool = False
     _scope: Scope | None = None
+    _facts: dict[str, Any] = field(default_factory=dict)
 
     # -- texts -------------------------------------------------------------------------
     def t(self, key: str, **values) -> str:
@@ -112,6 +114,13 @@ class Context:
         if self._scope is None:
             self._scope = await scope_of(self.session, self.resident.id)
         return self._scope
+
+    async def fact(self, name: str, load: Callable[[], Awaitable[Any]]) -> Any:
+        """A fact about the person read once per update (e.g. "leads a team", asked by
+        several commands' visibility in one /help), so one update costs one query for it."""
+        if name not in self._facts:
+            self._facts[name] = await load()
+        return self._facts[name]
 
     # -- pushes to others, through the outbox ------------------------------------------
     async def push(self, identity_id: int, out: Outbound, *,

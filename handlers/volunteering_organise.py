@@ -46,7 +46,8 @@ _SHIFT = re.compile(
 async def may_organise(ctx: Context) -> bool:
     """Staff and committee members organise; so do leads of a volunteer team."""
     scope = await ctx.scope()
-    return scope.has(*STAFF) or bool(await vteams.led_teams(ctx.session, ctx.resident.id))
+    return scope.has(*STAFF) or await ctx.fact(
+        "leads_a_team", lambda: vteams.leads_any(ctx.session, ctx.resident.id))
 
 
 async def may_manage(ctx: Context, activity: vol.Activity) -> bool:

@@ -104,7 +104,8 @@ async def team_lead(ctx: Context) -> None:
 
 
 async def leads_a_team(ctx: Context) -> bool:
-    return bool(await vteams.led_teams(ctx.session, ctx.resident.id))
+    return await ctx.fact("leads_a_team",
+                          lambda: vteams.leads_any(ctx.session, ctx.resident.id))
 
 
 @router.command("teammsg", help_key="volunteering.help_teammsg", order=44, visible=leads_a_team)

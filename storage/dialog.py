@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, delete
+from sqlalchemy import ForeignKey, String, bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.base import Base, utcnow
+from storage.people import Identity, Resident, create_identity, touch
 
 
 class DialogState(Base):
@@ -17,6 +18,33 @@ class DialogState(Base):
     name: Mapped[str] = mapped_column(String(60))
     data: Mapped[dict] = mapped_column(default=dict)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+async def load_person(
+    session: AsyncSession, platform: str, platform_user_id: str, chat_id: str,
+    display_name: str | None,
+) -> tuple[Identity, Resident, DialogState | None, bool]:
+    """Who wrote and where their conversation stands, in one query (every update starts
+    here); the person is created on first contact. The last value is True when created."""
+    row = (await session.execute(
+        _PERSON, {"platform": platform, "user": platform_user_id})).first()
+    if row is None:
+        identity, resident, _ = await create_identity(
+            session, platform, platform_user_id, chat_id, display_name)
+        return identity, resident, None, True
+    identity, resident, state = row
+    touch(identity, chat_id)
+    return identity, resident, state, False
+
+
+# Built once: every update runs it.
+_PERSON = (
+    select(Identity, Resident, DialogState)
+    .join(Resident, Resident.id == Identity.resident_id)
+    .outerjoin(DialogState, DialogState.identity_id == Identity.id)
+    .where(Identity.platform == bindparam("platform"),
+           Identity.platform_user_id == bindparam("user"))
+)
 
 
 async def load(session: AsyncSession, identity_id: int) -> DialogState | None:

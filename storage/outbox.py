@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ForeignKey, Index, String, bindparam, delete, func, select, update
+from sqlalchemy import ForeignKey, Index, String, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -142,12 +142,19 @@ async def enqueue_claimed(session: AsyncSession, identity_id: int, payloads: lis
     transaction commits. Kept in the outbox so a crash between commit and send loses none
     (the next sender resumes them); never counted in a group."""
     now = utcnow()
-    rows = [OutboxMessage(identity_id=identity_id, priority=int(Priority.REPLY), payload=p,
-                          status=Status.SENDING.value, attempts=1, claimed_at=now,
-                          next_attempt_at=now, created_at=now) for p in payloads]
-    session.add_all(rows)
-    await session.flush()
-    return [r.id for r in rows]
+    rows = [dict(identity_id=identity_id, priority=int(Priority.REPLY), payload=p,
+                 status=Status.SENDING.value, attempts=1, claimed_at=now,
+                 next_attempt_at=now, created_at=now) for p in payloads]
+    # Core, not the unit of work: every update writes its replies here.
+    if len(rows) == 1:
+        return [await session.scalar(_INSERT_ONE, rows[0])]
+    result = await session.execute(_INSERT_MANY, rows)
+    return list(result.scalars().all())
+
+
+_INSERT_ONE = insert(OutboxMessage.__table__).returning(OutboxMessage.__table__.c.id)
+_INSERT_MANY = insert(OutboxMessage.__table__).returning(OutboxMessage.__table__.c.id,
+                                                         sort_by_parameter_order=True)
 
 
 @dataclass(frozen=True)

@@ -116,12 +116,24 @@ async def get_or_create_identity(
     identity = await identity_for(session, platform, platform_user_id)
     if identity is not None:
         resident = await session.get(Resident, identity.resident_id)
-        if identity.chat_id != chat_id:
-            identity.chat_id = chat_id
-        if identity.unreachable_at is not None:
-            # They wrote to us, so they can be reached again.
-            identity.unreachable_at = None
+        touch(identity, chat_id)
         return identity, resident, False
+    return await create_identity(session, platform, platform_user_id, chat_id, display_name)
+
+
+def touch(identity: Identity, chat_id: str) -> None:
+    """A person wrote to us: pushes go to the chat they wrote from, and they can be reached
+    again."""
+    if identity.chat_id != chat_id:
+        identity.chat_id = chat_id
+    if identity.unreachable_at is not None:
+        identity.unreachable_at = None
+
+
+async def create_identity(
+    session: AsyncSession, platform: str, platform_user_id: str, chat_id: str,
+    display_name: str | None,
+) -> tuple[Identity, Resident, bool]:
     # Telegram allows 64 + 64 characters of name; cut what is longer (with an ellipsis) so a
     # long name is never refused by the database.
     resident = Resident(display_name=clip(display_name, NAME_LIMIT))

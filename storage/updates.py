@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import String, delete
+from sqlalchemy import String, bindparam, delete, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.base import Base, utcnow
+from storage.base import Base, UTCDateTime, utcnow
 
 
 class ProcessedUpdate(Base):
@@ -18,15 +18,20 @@ class ProcessedUpdate(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
+# Written as text so it is compiled once and cached for every update: the dialects' own
+# `insert().on_conflict_do_nothing()` carries no cache key and is compiled anew each time.
+# ON CONFLICT DO NOTHING is the same statement on SQLite (3.24+) and PostgreSQL.
+_CLAIM = text(
+    "INSERT INTO processed_updates (platform, update_id, at) "
+    "VALUES (:platform, :update_id, :at) ON CONFLICT DO NOTHING"
+).bindparams(bindparam("at", type_=UTCDateTime()))
+
+
 async def claim(session: AsyncSession, platform: str, update_id: str) -> bool:
     """True the first time an update is seen; the primary key decides between racers (one
     INSERT ... ON CONFLICT DO NOTHING: no savepoint on the path of every update)."""
-    if session.bind.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(ProcessedUpdate).values(platform=platform, update_id=update_id, at=utcnow())
-    result = await session.execute(stmt.on_conflict_do_nothing())
+    result = await session.execute(
+        _CLAIM, {"platform": platform, "update_id": update_id, "at": utcnow()})
     return result.rowcount == 1
 
 

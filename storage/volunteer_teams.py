@@ -106,6 +106,14 @@ async def led_teams(session: AsyncSession, resident_id: int) -> list[VolunteerTe
     return list(rows.all())
 
 
+async def leads_any(session: AsyncSession, resident_id: int) -> bool:
+    found = await session.scalar(
+        select(VolunteerTeamMember.team_id)
+        .where(VolunteerTeamMember.resident_id == resident_id,
+               VolunteerTeamMember.is_lead.is_(True)).limit(1))
+    return found is not None
+
+
 async def memberships(session: AsyncSession, resident_id: int) -> set[int]:
     rows = await session.scalars(select(VolunteerTeamMember.team_id).where(
         VolunteerTeamMember.resident_id == resident_id))

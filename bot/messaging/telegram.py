@@ -194,7 +194,8 @@ class TelegramAdapter:
         self._texts: Texts | None = None
         self.webhook_host = webhook_host
         self.webhook_port = webhook_port
-        self.dp = AiogramDispatcher()
+        # No aiogram FSM: conversations live in our database (storage.dialog).
+        self.dp = AiogramDispatcher(disable_fsm=True)
         self._task: asyncio.Task | None = None
         self._runner = None
         self.bound_port: int | None = None
