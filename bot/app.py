@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.ballot_key import ballot_key
 from bot.config import Settings
+from bot.context import Services
 from bot.delivery import Deliverer
 from bot.dispatch import Dispatcher
 from bot.flood import FloodGuard
@@ -21,10 +23,9 @@ from bot.geo import TerritoryIndex, validate_territory
 from bot.i18n import Texts
 from bot.media import MediaStore
 from bot.messaging.model import Adapter
-from bot.scheduler import Clock, build_scheduler
+from bot.scheduler import Clock, Job, build_scheduler
 from bot.signing import Signer, fingerprint
-from handlers import build_router, first_contact
-from handlers.context import Services
+from handlers import build_jobs, build_router, first_contact
 from storage import kv
 from storage.db import create_engine, reader_factory, session_factory
 from storage.migrate import upgrade_async
@@ -43,6 +44,7 @@ class App:
     deliverer: Deliverer
     adapters: dict[str, Adapter]
     scheduler: object = None
+    jobs: list[Job] = field(default_factory=list)  # the features' jobs (run_jobs_once in tests)
     started: list[Adapter] = field(default_factory=list)
 
     async def start(self, *, deliver: bool = True, schedule: bool = True) -> None:
@@ -61,6 +63,8 @@ class App:
         if self.scheduler is not None:
             await self.scheduler.stop()
         await self.deliverer.stop()
+        if self.services.http is not None:
+            await self.services.http.close()
         await self.engine.dispose()
 
 
@@ -112,6 +116,8 @@ async def build_app(
         geo=geo, settings=settings, clock=clock, media=MediaStore(settings.bot.media_dir),
         readers=reader_factory(engine),
         ballot_key=ballot_key(settings),
+        # One HTTP client for the process (CAP feeds, the forecast), closed by App.stop.
+        http=aiohttp.ClientSession(),
     )
     deliverer = Deliverer(engine, sessions, adapters,
                           max_attempts=settings.bot.delivery_max_attempts)
@@ -123,5 +129,7 @@ async def build_app(
         deliverer=deliverer, on_first_contact=first_contact,
     )
     services.extra["adapters"] = adapters
-    scheduler = build_scheduler(sessions, services, deliverer)
-    return App(settings, engine, sessions, services, dispatcher, deliverer, adapters, scheduler)
+    jobs = build_jobs()
+    scheduler = build_scheduler(sessions, services, deliverer, jobs)
+    return App(settings, engine, sessions, services, dispatcher, deliverer, adapters, scheduler,
+               jobs)

@@ -411,7 +411,8 @@ async def poll(sessions, services, deliverer, *, http: aiohttp.ClientSession | N
         found += await asyncio.to_thread(read_folder, Path(cfg.folder), cfg.max_bytes,
                                          await asyncio.to_thread(trusted_certs, cfg))
     if cfg.feed_url:
-        own = http is None
+        http = http or services.http
+        own = http is None  # a caller without the app's shared client (a one-off check)
         http = http or aiohttp.ClientSession()
         try:
             found += await read_feed(http, cfg)

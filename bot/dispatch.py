@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.context import Context, Services
 from bot.flood import FloodGuard
 from bot.i18n import normalize_language
 from bot.messaging.model import Adapter, Inbound, Kind, Outbound
-from handlers.context import Context, Services
-from handlers.router import Router
+from bot.router import Router
 from storage import dialog, outbox, updates
 
 if TYPE_CHECKING:

@@ -86,11 +86,11 @@ class Scheduler(AsyncIOScheduler):
                 await asyncio.wait(late)
 
 
-def build_scheduler(sessions, services, deliverer) -> Scheduler:
-    from handlers import build_jobs
-
+def build_scheduler(sessions, services, deliverer, jobs: list[Job]) -> Scheduler:
+    """The framework's own jobs plus the features' `jobs`, handed in by the composition root
+    (the framework never imports a feature)."""
     scheduler = Scheduler(timezone=UTC)
-    for job in [*CORE_JOBS, *build_jobs()]:
+    for job in [*CORE_JOBS, *jobs]:
         scheduler.add_job(
             _guard(job, scheduler.running_jobs), "interval", seconds=job.interval(services.settings),
             id=job.id, replace_existing=True,
@@ -107,11 +107,9 @@ def build_scheduler(sessions, services, deliverer) -> Scheduler:
     return scheduler
 
 
-async def run_jobs_once(sessions, services, deliverer) -> None:
+async def run_jobs_once(sessions, services, deliverer, jobs: list[Job]) -> None:
     """Every tick once, now: what the tests call instead of waiting for the scheduler."""
-    from handlers import build_jobs
-
-    for job in [*CORE_JOBS, *build_jobs()]:
+    for job in [*CORE_JOBS, *jobs]:
         await job.run(sessions, services, deliverer)
 
 

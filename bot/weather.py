@@ -165,7 +165,8 @@ async def morning_forecast(sessions, services, deliverer, *, http: aiohttp.Clien
     if not rows:
         return
     zones_by_id = {z.id: z for z in zones}
-    own_http = http is None
+    http = http or services.http
+    own_http = http is None  # a caller without the app's shared client (a one-off check)
     http = http or aiohttp.ClientSession()
     try:
         for row in rows.values():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.messaging.model import Kind
 from handlers.context import Context
 from handlers.router import Router
-from storage import people, territory
+from storage import people, territory, verification
 
 router = Router()
 
@@ -189,7 +189,7 @@ async def unit_skipped(ctx: Context) -> None:
 
 async def _save(ctx: Context, estate_id: int, building_id: int | None, unit: str | None) -> None:
     was_verified = ctx.resident.verified
-    if await people.set_home(ctx.session, ctx.resident, estate_id, building_id, unit) \
+    if await verification.set_home(ctx.session, ctx.resident, estate_id, building_id, unit) \
             and was_verified:
         ctx.say("home.verification_ended")
 

@@ -166,7 +166,7 @@ def normalize_unit(text: str | None) -> str:
 
 def household_voter(resident: Resident) -> int | None:
     """The household a resident may vote for: the one staff approved, while they still live
-    there (a move clears it, see `set_home`)."""
+    there (a move clears it, see `verification.set_home`)."""
     if resident.verified and resident.verified_household_id is not None \
             and resident.verified_household_id == resident.household_id:
         return resident.verified_household_id
@@ -202,40 +202,6 @@ async def unit_in(session: AsyncSession, building_id: int, typed: str | None) ->
     if not unit or (listed is not None and unit not in listed):
         return None
     return unit
-
-
-async def set_home(
-    session: AsyncSession,
-    resident: Resident,
-    estate_id: int,
-    building_id: int | None = None,
-    unit: str | None = None,
-) -> bool:
-    """Move the resident; True when the home changed. A changed estate, building or unit ends
-    verification and closes waiting verification requests: whoever approved the old home did
-    not approve the new one."""
-    unit = normalize_unit(unit) or None
-    if not building_id:
-        unit = None
-    if unit is not None and await unit_in(session, building_id, unit) is None:
-        raise ValueError(f"unit {unit!r} is not one of the building's units")
-    moved = (resident.estate_id, resident.building_id, resident.unit) != (
-        estate_id, building_id, unit)
-    if moved:
-        resident.verified = False
-        resident.verified_at = None
-        resident.verified_household_id = None
-        if resident.id is not None:
-            from storage.verification import close_pending_on_move
-
-            await close_pending_on_move(session, resident.id)
-    resident.estate_id = estate_id
-    resident.building_id = building_id
-    resident.unit = unit
-    resident.household_id = (
-        (await household_for(session, building_id, unit)).id if building_id and unit else None
-    )
-    return moved
 
 
 async def roles_of(session: AsyncSession, resident_id: int) -> list[Role]:

@@ -1,7 +1,7 @@
 """Verifying residents: invite codes staff hand out, and a queue staff approve from.
 
 A request is for one home: the estate and the household (building and unit) the resident had
-when asking. Moving withdraws it (`close_pending_on_move`, called by `people.set_home`), and an
+when asking. Moving withdraws it (`close_pending_on_move`, called by `set_home`), and an
 approval checks again that the resident still lives there, so staff of one estate can never
 verify someone who now lives in another. Approval confirms the household shown to staff; an
 invite code verifies its estate (and building) only, never a typed unit.
@@ -17,8 +17,9 @@ from sqlalchemy import ForeignKey, String, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from storage import people
 from storage.base import Base, utcnow
-from storage.people import Resident, set_home
+from storage.people import Resident, normalize_unit
 
 # No 0/O/1/I: codes are read aloud and copied from paper.
 _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -166,6 +167,38 @@ async def decide(
         resident.verified_household_id = req.household_id
     await session.refresh(req)
     return req
+
+
+async def set_home(
+    session: AsyncSession,
+    resident: Resident,
+    estate_id: int,
+    building_id: int | None = None,
+    unit: str | None = None,
+) -> bool:
+    """Move the resident; True when the home changed. A changed estate, building or unit ends
+    verification and closes waiting verification requests: whoever approved the old home did
+    not approve the new one."""
+    unit = normalize_unit(unit) or None
+    if not building_id:
+        unit = None
+    if unit is not None and await people.unit_in(session, building_id, unit) is None:
+        raise ValueError(f"unit {unit!r} is not one of the building's units")
+    moved = (resident.estate_id, resident.building_id, resident.unit) != (
+        estate_id, building_id, unit)
+    if moved:
+        resident.verified = False
+        resident.verified_at = None
+        resident.verified_household_id = None
+        if resident.id is not None:
+            await close_pending_on_move(session, resident.id)
+    resident.estate_id = estate_id
+    resident.building_id = building_id
+    resident.unit = unit
+    resident.household_id = (
+        (await people.household_for(session, building_id, unit)).id if building_id and unit else None
+    )
+    return moved
 
 
 async def close_pending_on_move(session: AsyncSession, resident_id: int) -> None:

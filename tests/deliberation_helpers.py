@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage import people, roles_service, territory
+from storage import people, roles_service, territory, verification
 
 
 async def make_resident(sessions, platform: str, user: str, *, estate: str = "victoria",
@@ -12,7 +12,7 @@ async def make_resident(sessions, platform: str, user: str, *, estate: str = "vi
         _, resident, _ = await people.get_or_create_identity(s, platform, user, user, user)
         e = await territory.estate_by_code(s, estate)
         b = await territory.building(s, e.id, building) if building else None
-        await people.set_home(s, resident, e.id, b.id if b else None, unit)
+        await verification.set_home(s, resident, e.id, b.id if b else None, unit)
         resident.verified = verified
         # As if staff had approved the request showing this unit (storage.verification.decide).
         resident.verified_household_id = resident.household_id if verified else None

@@ -96,7 +96,7 @@ async def test_anonymous_ballots_cannot_be_joined_to_voters(make_app, db_url, tm
     for i, v in enumerate(voters):
         rid[v] = await make_resident(app.sessions, "memory", v, unit=f"1-{i + 1}")
     poll_id = await _publish(chat, "author", anonymous=True, live=True)
-    await run_jobs_once(app.sessions, app.services, None)  # invitations
+    await run_jobs_once(app.sessions, app.services, None, app.jobs)  # invitations
     if pg:
         async with app.sessions() as s, s.begin():
             await s.execute(text("CREATE EXTENSION IF NOT EXISTS pageinspect"))
@@ -114,12 +114,12 @@ async def test_anonymous_ballots_cannot_be_joined_to_voters(make_app, db_url, tm
             await _waiting_ballots_are_sealed(app, db_url, poll_id)
         if i == K - 1:
             waiting_ids |= set(await _pending_ids(app))
-            await run_jobs_once(app.sessions, app.services, None)  # a full group: counted
+            await run_jobs_once(app.sessions, app.services, None, app.jobs)  # a full group: counted
             assert await _pending_ids(app) == []
     waiting_ids |= set(await _pending_ids(app))
     assert len(waiting_ids) == len(CHOICES)
     app.services.clock.advance(timedelta(hours=49))
-    await run_jobs_once(app.sessions, app.services, None)  # close: the rest counted, erased
+    await run_jobs_once(app.sessions, app.services, None, app.jobs)  # close: the rest counted, erased
 
     async with app.sessions() as s:
         poll = await s.get(polls.Poll, poll_id)
@@ -233,7 +233,7 @@ async def test_a_changed_key_leaves_waiting_ballots_uncounted_not_miscounted(mak
     real = app.services.ballot_key
     app.services.ballot_key = b"another key" * 3
     app.services.clock.advance(timedelta(hours=49))
-    await run_jobs_once(app.sessions, app.services, None)
+    await run_jobs_once(app.sessions, app.services, None, app.jobs)
     async with app.sessions() as s:
         res = await polls.results(s, await s.get(polls.Poll, poll_id))
         assert (res.voters, res.counted, [o.votes for o in res.options]) == (1, 0, [0, 0, 0])

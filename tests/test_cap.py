@@ -353,7 +353,7 @@ async def test_poll_seconds_sets_the_job_pace(make_app, sqlite_url, tmp_path):
     folder = tmp_path / "cap"
     folder.mkdir()
     app.services.settings.cap = CapSettings(folder=folder, poll_seconds=30)
-    job = build_scheduler(app.sessions, app.services, None).get_job("cap-poll")
+    job = build_scheduler(app.sessions, app.services, None, app.jobs).get_job("cap-poll")
     assert job.trigger.interval == timedelta(seconds=30)
 
     calls = []

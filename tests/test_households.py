@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 from bot.app import load_territory_file
 from storage import polls, territory
 from storage import verification as ver
-from storage.people import Identity, Resident, normalize_unit, set_home
+from storage.people import Identity, Resident, normalize_unit
+from storage.verification import set_home
 from tests.conftest import DEMO
 from tests.deliberation_helpers import grant, make_resident
 from tests.test_polls import _publish

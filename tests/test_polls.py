@@ -104,13 +104,13 @@ async def test_named_poll_vote_change_close_and_results(make_app, sqlite_url):
     await make_resident(app.sessions, "memory", "far", estate="zhonghai-mingcheng")
     poll_id = await _publish(chat, "author", anonymous=False, live=True, quorum="3")
     deliverer = Deliverer(app.engine, app.sessions, app.adapters)
-    await run_jobs_once(app.sessions, app.services, None)
+    await run_jobs_once(app.sessions, app.services, None, app.jobs)
     while await deliverer.drain_once():
         pass
     assert "Where should the new bench go?" in chat.last_text("ann")
     assert chat.texts_to("unv") == [] and chat.texts_to("far") == []
     # A second run of the job (or a second worker) does not invite twice.
-    await run_jobs_once(app.sessions, app.services, None)
+    await run_jobs_once(app.sessions, app.services, None, app.jobs)
     assert not await deliverer.drain_once()
 
     await chat.press("ann", "2. By the pond")
@@ -128,8 +128,8 @@ async def test_named_poll_vote_change_close_and_results(make_app, sqlite_url):
     assert "no open poll" in chat.last_text("far")
 
     app.services.clock.advance(timedelta(hours=49))
-    await run_jobs_once(app.sessions, app.services, None)
-    await run_jobs_once(app.sessions, app.services, None)  # a second tick closes nothing twice
+    await run_jobs_once(app.sessions, app.services, None, app.jobs)
+    await run_jobs_once(app.sessions, app.services, None, app.jobs)  # a second tick closes nothing twice
     while await deliverer.drain_once():
         pass
     result = [s.out for s in chat.sent if s.chat_id == "cid" and s.out.photo]
@@ -156,7 +156,7 @@ async def test_household_and_anonymity(make_app, db_url):
     for i in range(6):
         await make_resident(app.sessions, "memory", f"v{i}", unit=f"5-{i}")
     poll_id = await _publish(chat, "author", household=True, anonymous=True, multiple=True)
-    await run_jobs_once(app.sessions, app.services, None)
+    await run_jobs_once(app.sessions, app.services, None, app.jobs)
     deliverer = Deliverer(app.engine, app.sessions, app.adapters)
     while await deliverer.drain_once():
         pass
@@ -196,7 +196,7 @@ async def test_household_and_anonymity(make_app, db_url):
         assert tallies == {0: 0, 1: 0, 2: 0}
         assert len((await s.scalars(select(polls.PollPendingBallot))).all()) == 7
     app.services.clock.advance(timedelta(hours=49))
-    await run_jobs_once(app.sessions, app.services, None)
+    await run_jobs_once(app.sessions, app.services, None, app.jobs)
     async with app.sessions() as s:
         tallies = dict((await s.execute(select(polls.PollTally.position, polls.PollTally.votes)
                                         .where(polls.PollTally.poll_id == poll_id))).all())

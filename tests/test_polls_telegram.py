@@ -81,7 +81,7 @@ async def test_poll_through_telegram(tmp_path):
         await fake.wait_for_text(AUTHOR, "Poll #1 is published", since=mark)
 
         # The job streams the invitations into the outbox; the running sender delivers them.
-        await run_jobs_once(app.sessions, app.services, app.deliverer)
+        await run_jobs_once(app.sessions, app.services, app.deliverer, app.jobs)
         ballots = {uid: await fake.wait_for_text(uid, "Poll #1: Repaint the playground?")
                    for uid in (ANN, BOB, CY)}
         assert not [e for e in fake.sent if e["chat_id"] == FAR]
@@ -98,8 +98,8 @@ async def test_poll_through_telegram(tmp_path):
         # A restart-safe close: the job claims the due poll from the database.
         clock.advance(timedelta(days=2, hours=1))
         mark = len(fake.sent)
-        await run_jobs_once(app.sessions, app.services, app.deliverer)
-        await run_jobs_once(app.sessions, app.services, app.deliverer)
+        await run_jobs_once(app.sessions, app.services, app.deliverer, app.jobs)
+        await run_jobs_once(app.sessions, app.services, app.deliverer, app.jobs)
         for uid in (ANN, BOB, CY, AUTHOR):
             result = await fake.wait_for(
                 lambda e, uid=uid: e["chat_id"] == uid and e["method"] == "sendPhoto",
@@ -141,7 +141,7 @@ async def test_multiple_choice_ticks_edit_the_ballot_in_place(tmp_path):
                 per_household=False, anonymous=True, live_results=False,
                 closes_at=app.services.clock() + timedelta(days=1), quorum=None,
                 committee_id=estate.committee_id), author)
-        await run_jobs_once(app.sessions, app.services, app.deliverer)
+        await run_jobs_once(app.sessions, app.services, app.deliverer, app.jobs)
         ballot = await fake.wait_for_text(ANN, "Poll #1: Which services?")
         mark = await _press(fake, ANN, ballot, "☐ 1. Library")
         edited = await fake.wait_for(
@@ -161,7 +161,7 @@ async def test_multiple_choice_ticks_edit_the_ballot_in_place(tmp_path):
         assert [o.votes for o in res.options] == [0, 0, 0]  # one ballot waits for its group
         assert (res.voters, res.counted) == (1, 0)
         app.services.clock.advance(timedelta(days=2))
-        await run_jobs_once(app.sessions, app.services, None)
+        await run_jobs_once(app.sessions, app.services, None, app.jobs)
         async with app.sessions() as s:
             res = await polls.results(s, await s.get(polls.Poll, 1))
         assert [o.votes for o in res.options] == [1, 0, 1]  # counted at close

@@ -129,12 +129,12 @@ async def test_overdue_escalates_once_and_urgent_filing(make_app, sqlite_url):
     ref = await file_report(chat, "ann", "Noise", "Drilling at night", 30.619, 104.044)
     await _drain(app)
     mark = len(chat.sent)
-    await run_jobs_once(app.sessions, app.services, None)
+    await run_jobs_once(app.sessions, app.services, None, app.jobs)
     await _drain(app)
     assert not any("Overdue" in s.out.text for s in chat.sent[mark:])
     app.services.clock.advance(timedelta(days=12))
-    await run_jobs_once(app.sessions, app.services, None)
-    await run_jobs_once(app.sessions, app.services, None)
+    await run_jobs_once(app.sessions, app.services, None, app.jobs)
+    await run_jobs_once(app.sessions, app.services, None, app.jobs)
     await _drain(app)
     overdue = [s.out.text for s in chat.sent[mark:] if s.chat_id == "boss" and "Overdue" in s.out.text]
     assert len(overdue) == 1 and ref in overdue[0] and "Reporter:" in overdue[0]

@@ -70,7 +70,7 @@ async def test_survey_of_196_residents(make_app, sqlite_url):
     await chat.press(a, "Publish")
     assert "Survey #1 is published" in chat.last_text(a)
 
-    await run_jobs_once(app.sessions, app.services, None)
+    await run_jobs_once(app.sessions, app.services, None, app.jobs)
     await _drain(app)
     assert "Survey #1: Our courtyard" in chat.last_text("r0")
 
@@ -100,8 +100,8 @@ async def test_survey_of_196_residents(make_app, sqlite_url):
     assert chat.find_button("r3", "Results #1") is None
     await make_resident(app.sessions, "memory", "silent", building="1")
     app.services.clock.advance(timedelta(days=8))
-    await run_jobs_once(app.sessions, app.services, None)
-    await run_jobs_once(app.sessions, app.services, None)  # closes once, pushes once
+    await run_jobs_once(app.sessions, app.services, None, app.jobs)
+    await run_jobs_once(app.sessions, app.services, None, app.jobs)  # closes once, pushes once
     await _drain(app)
     assert any("has closed" in t for t in chat.texts_to(a))
     # Everyone who answered hears the results, without the free text; others do not.

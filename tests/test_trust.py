@@ -319,7 +319,7 @@ async def test_a_vote_button_from_an_old_invitation_expires(make_app, db_url):
     await make_resident(app.sessions, "memory", "ann", unit="ann-1")
     await _publish(chat, "author", anonymous=False, closes="7d")
     deliverer = Deliverer(app.engine, app.sessions, app.adapters)
-    await run_jobs_once(app.sessions, app.services, None)
+    await run_jobs_once(app.sessions, app.services, None, app.jobs)
     while await deliverer.drain_once():
         pass
     old_vote = chat.find_button("ann", "2. By the pond")

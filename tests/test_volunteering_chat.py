@@ -98,8 +98,8 @@ async def test_publish_sign_up_waitlist_cancel_promote_remind_check_in_hours(
     app, chat, deliverer = await _setup(make_app, db_url)
     start = await _publish(app, chat, "org")
     assert "going out to 3 residents" in chat.texts_to("org")[-2]
-    await run_jobs_once(app.sessions, app.services, deliverer)
-    await run_jobs_once(app.sessions, app.services, deliverer)  # nothing twice
+    await run_jobs_once(app.sessions, app.services, deliverer, app.jobs)
+    await run_jobs_once(app.sessions, app.services, deliverer, app.jobs)  # nothing twice
     await deliverer.drain_once()
     assert sum("New volunteer activity" in t for t in chat.texts_to("r1")) == 1
     assert "New volunteer activity: Park clean-up" in chat.last_text("r1")
@@ -141,15 +141,15 @@ async def test_publish_sign_up_waitlist_cancel_promote_remind_check_in_hours(
     # Reminders: the day before, then two hours before; never twice, even run twice.
     clock = app.services.clock
     clock.advance(start - timedelta(hours=24) - clock() + timedelta(minutes=1))
-    await run_jobs_once(app.sessions, app.services, deliverer)
-    await run_jobs_once(app.sessions, app.services, deliverer)
+    await run_jobs_once(app.sessions, app.services, deliverer, app.jobs)
+    await run_jobs_once(app.sessions, app.services, deliverer, app.jobs)
     await deliverer.drain_once()
     for user in ("r2", "r3"):
         reminders = [t for t in chat.texts_to(user) if t.startswith("Reminder")]
         assert len(reminders) == 1 and "in about 24 hours" in reminders[0]
     assert not [t for t in chat.texts_to("r1") if t.startswith("Reminder")]
     clock.advance(timedelta(hours=22))
-    await run_jobs_once(app.sessions, app.services, deliverer)
+    await run_jobs_once(app.sessions, app.services, deliverer, app.jobs)
     await deliverer.drain_once()
     assert "in about 2 hours" in chat.last_text("r2")
 
@@ -335,7 +335,7 @@ async def test_announcements_follow_event_subscriptions_and_quiet_hours(make_app
         r3 = await s.scalar(select(Identity.resident_id).where(Identity.platform_user_id == "r3"))
         await subscriptions.set_category(s, r3, "event", False)
     await _publish(app, chat, "org")
-    await run_jobs_once(app.sessions, app.services, deliverer)
+    await run_jobs_once(app.sessions, app.services, deliverer, app.jobs)
     await deliverer.drain_once()
     assert "New volunteer activity: Park clean-up" in chat.last_text("r1")
     assert not any("New volunteer activity" in t for t in chat.texts_to("r2"))  # waits

@@ -11,7 +11,7 @@ from bot.app import build_app
 from bot.config import BotSettings, DatabaseSettings, Settings
 from bot.messaging.telegram import TelegramAdapter
 from bot.scheduler import Clock, run_jobs_once
-from storage import people, roles_service, territory
+from storage import people, roles_service, territory, verification
 from tests.fakes.telegram_server import FakeTelegram
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,7 +60,7 @@ async def test_volunteering_through_telegram(tmp_path):
                 _, resident, _ = await people.get_or_create_identity(
                     s, "telegram", str(uid), str(uid), f"Volunteer {uid}")
                 resident.language = "en"
-                await people.set_home(s, resident, estate.id)
+                await verification.set_home(s, resident, estate.id)
         await app.start()
         org, r1, r2, r3 = (Chat(fake, u) for u in (ORG, R1, R2, R3))
 
@@ -78,7 +78,7 @@ async def test_volunteering_through_telegram(tmp_path):
         aud = await org.press(done, "Done", "Who is it for?")
         preview = await org.press(aud, "Residents of this estate", "Preview:")
         await org.press(preview, "Publish and announce", "going out to 3 residents")
-        await run_jobs_once(app.sessions, app.services, app.deliverer)
+        await run_jobs_once(app.sessions, app.services, app.deliverer, app.jobs)
 
         # Two sign up, the third waits.
         note = await r1.expect("New volunteer activity: Visit lonely elders")
@@ -102,8 +102,8 @@ async def test_volunteering_through_telegram(tmp_path):
         # The scheduler's tick sends the day-before reminder, once.
         clock.advance(start - clock() - timedelta(hours=24) + timedelta(minutes=1))
         mark = len(fake.sent)
-        await run_jobs_once(app.sessions, app.services, app.deliverer)
-        await run_jobs_once(app.sessions, app.services, app.deliverer)
+        await run_jobs_once(app.sessions, app.services, app.deliverer, app.jobs)
+        await run_jobs_once(app.sessions, app.services, app.deliverer, app.jobs)
         await r2.expect("Reminder: your volunteer shift Visit lonely elders", since=mark)
         await r3.expect("Reminder: your volunteer shift Visit lonely elders", since=mark)
         await r2.say("/help", "What you can do")  # let any second reminder arrive first

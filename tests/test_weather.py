@@ -257,7 +257,7 @@ async def test_first_fetch_is_scheduled_at_the_send_time(make_app, sqlite_url):
 
     app, _ = await make_app(sqlite_url)
     app.services.settings.weather = WeatherSettings(send_at="06:45", give_up_at="11:00")
-    scheduler = build_scheduler(app.sessions, app.services, None)
+    scheduler = build_scheduler(app.sessions, app.services, None, app.jobs)
     job = scheduler.get_job("weather-morning-at")
     tz = ZoneInfo(app.services.settings.bot.timezone)
     fire = job.trigger.get_next_fire_time(None, datetime.now(tz))

@@ -1,0 +1,132 @@
+"""What a handler receives: the message, the person, their conversation, and the services."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.messaging.model import Button, Capabilities, Inbound, Outbound
+from storage import outbox
+from storage.access import Scope, scope_of
+from storage.people import Identity, Resident
+
+
+@dataclass
+class Services:
+    """Long-lived collaborators built by the composition root."""
+
+    texts: Any  # bot.i18n.Texts
+    signer: Any  # bot.signing.Signer
+    geo: Any  # bot.geo.TerritoryIndex
+    settings: Any  # bot.config.Settings
+    clock: Any  # callable returning an aware datetime
+    media: Any = None  # bot.media.MediaStore
+    # Sessions for read-only paths (storage.db.reader_factory): on SQLite no write lock.
+    readers: Any = None
+    ballot_key: bytes | None = None  # seals waiting anonymous ballots (bot/ballot_key.py)
+    http: Any = None  # aiohttp.ClientSession shared by the process's outgoing requests
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def local_time(self, at: datetime) -> str:
+        """A moment as residents read it: date and minute in the bot's timezone."""
+        return at.astimezone(ZoneInfo(self.settings.bot.timezone)).strftime("%Y-%m-%d %H:%M")
+
+
+@dataclass
+class Context:
+    inbound: Inbound
+    session: AsyncSession
+    identity: Identity
+    resident: Resident
+    lang: str
+    services: Services
+    capabilities: Capabilities
+    state: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)  # a button's arguments
+    replies: list[Outbound] = field(default_factory=list)
+    pushed: bool = False
+    is_new: bool = False
+    _scope: Scope | None = None
+    _facts: dict[str, Any] = field(default_factory=dict)
+
+    # -- texts -------------------------------------------------------------------------
+    def t(self, key: str, **values) -> str:
+        return self.services.texts.get(self.lang, key, **values)
+
+    def t_for(self, lang: str, key: str, **values) -> str:
+        return self.services.texts.get(lang, key, **values)
+
+    @property
+    def now(self) -> datetime:
+        return self.services.clock()
+
+    # -- replies -----------------------------------------------------------------------
+    def reply(self, text: str, buttons: list[list[Button]] | None = None, **extra) -> Outbound:
+        out = Outbound(text=text, buttons=buttons or [], **extra)
+        self.replies.append(out)
+        return out
+
+    def say(self, key: str, buttons: list[list[Button]] | None = None, **values) -> Outbound:
+        return self.reply(self.t(key, **values), buttons)
+
+    def button(self, label: str, action: str, *args: object, identity_id: int | None = None
+               ) -> Button:
+        target = self.identity.id if identity_id is None else identity_id
+        return Button(label, self.services.signer.sign(target, action, *args))
+
+    # -- a pressed button's arguments --------------------------------------------------
+    def int_arg(self, i: int = 0, default: int | None = -1) -> int | None:
+        """Argument `i` as an int; `default` when missing or not a number (payloads are signed,
+        but a button drawn by an older version may carry other arguments)."""
+        try:
+            return int(self.args[i])
+        except (IndexError, ValueError):
+            return default
+
+    def int_args(self, n: int) -> list[int] | None:
+        """The first `n` arguments as non-negative ints, or None when they are not."""
+        try:
+            values = [int(a) for a in self.args[:n]]
+        except ValueError:
+            return None
+        return values if len(values) == n and all(v >= 0 for v in values) else None
+
+    # -- conversation state ------------------------------------------------------------
+    def goto(self, state: str, **data: Any) -> None:
+        """Enter a state; `data` replaces what the conversation remembered."""
+        self.state = state
+        self.data = dict(data)
+
+    def remember(self, **data: Any) -> None:
+        self.data.update(data)
+
+    def finish(self) -> None:
+        self.state = None
+        self.data = {}
+
+    # -- people and rights -------------------------------------------------------------
+    async def scope(self) -> Scope:
+        if self._scope is None:
+            self._scope = await scope_of(self.session, self.resident.id)
+        return self._scope
+
+    async def fact(self, name: str, load: Callable[[], Awaitable[Any]]) -> Any:
+        """A fact about the person read once per update (e.g. "leads a team", asked by
+        several commands' visibility in one /help), so one update costs one query for it."""
+        if name not in self._facts:
+            self._facts[name] = await load()
+        return self._facts[name]
+
+    # -- pushes to others, through the outbox ------------------------------------------
+    async def push(self, identity_id: int, out: Outbound, *,
+                   priority: outbox.Priority = outbox.Priority.NORMAL,
+                   group: str | None = None, dedupe_key: str | None = None) -> None:
+        await outbox.enqueue(self.session, identity_id, out.to_json(), priority=priority,
+                             group=group, dedupe_key=dedupe_key)
+        self.pushed = True

@@ -1,0 +1,145 @@
+"""The direction of imports, read from the source: handlers -> bot (framework) and storage;
+bot -> storage; storage -> nothing of ours above it. Only the composition root (bot/app.py)
+names the features. No module imports itself back through others (no cycles).
+
+Every `import` counts, at module level or inside a function: a deferred import is still a
+dependency, and hiding one in a function is how cycles were kept before."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("bot", "storage", "handlers")
+COMPOSITION_ROOT = {"bot.app"}
+# Handlers that still hold queries of their own; each is to move its SQL into storage (or a
+# service). The list may only shrink: a module listed here that no longer imports SQLAlchemy
+# fails the test until it is taken off.
+SQL_STILL_IN_HANDLERS = {
+    "handlers.alerts", "handlers.drafting", "handlers.notice_answers",
+    "handlers.notice_audience", "handlers.notice_jobs", "handlers.proposals",
+    "handlers.report_staff",
+}
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            if "migrations" in path.parts:
+                continue
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            found[name] = path
+    return found
+
+
+def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
+    """Our modules (and third-party top-level names) that `path` imports."""
+    targets: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # `from handlers import polls` imports the module handlers.polls.
+            subs = {f"{node.module}.{a.name}" for a in node.names
+                    if f"{node.module}.{a.name}" in modules}
+            targets.update(subs if len(subs) == len(node.names) else {node.module, *subs})
+    return targets
+
+
+def _graph() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    modules = _modules()
+    ours, external = {}, {}
+    for name, path in modules.items():
+        targets = _imports(path, modules)
+        ours[name] = {t for t in targets if t in modules and t != name}
+        external[name] = {t.split(".")[0] for t in targets if t.split(".")[0] not in PACKAGES}
+    return ours, external
+
+
+def _layer(module: str) -> str:
+    return module.split(".")[0]
+
+
+def test_no_import_runs_upward():
+    graph, _ = _graph()
+    allowed = {"handlers": {"handlers", "bot", "storage"}, "bot": {"bot", "storage"},
+               "storage": {"storage"}}
+    upward = sorted(
+        f"{module} -> {target}"
+        for module, targets in graph.items() for target in targets
+        if _layer(target) not in allowed[_layer(module)] and module not in COMPOSITION_ROOT
+    )
+    assert upward == []
+
+
+def test_no_import_cycle():
+    graph, _ = _graph()
+    cycles: list[list[str]] = []
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    assert cycles == []
+
+
+def test_handlers_hold_no_sql_beyond_the_shrinking_list():
+    _, external = _graph()
+    with_sql = {m for m, names in external.items()
+                if _layer(m) == "handlers" and "sqlalchemy" in names}
+    assert with_sql - SQL_STILL_IN_HANDLERS == set(), "new SQL in a handler: put it in storage"
+    assert SQL_STILL_IN_HANDLERS - with_sql == set(), "moved out: take it off the list"
+
+
+def test_the_checker_sees_an_upward_import(tmp_path, monkeypatch):
+    """The walk is not blind: a storage module importing a handler is caught."""
+    import tests.test_layers as layers
+
+    fake = tmp_path
+    for package in PACKAGES:
+        (fake / package).mkdir()
+        (fake / package / "__init__.py").write_text("")
+    (fake / "handlers" / "polls.py").write_text("from storage import polls\n")
+    (fake / "storage" / "polls.py").write_text("def f():\n    from handlers import polls\n")
+    monkeypatch.setattr(layers, "ROOT", fake)
+    graph, _ = layers._graph()
+    assert graph["storage.polls"] == {"handlers.polls"}
+    try:
+        layers.test_no_import_runs_upward()
+    except AssertionError:
+        pass
+    else:
+        raise AssertionError("an upward import went unnoticed")
+    try:
+        layers.test_no_import_cycle()
+    except AssertionError:
+        pass
+    else:
+        raise AssertionError("a cycle went unnoticed")
