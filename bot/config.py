@@ -61,6 +61,9 @@ class BotSettings(BaseSettings):
     # refused as expired this many hours after they were sent.
     fresh_vote_hours: float = 72.0
     fresh_staff_hours: float = 72.0
+    # A conversation left unfinished this long is dropped, with a word, the next time the
+    # person writes (a half-written notice must not wait forever to swallow their next message).
+    draft_ttl_hours: float = Field(72.0, gt=0)
     delivery_max_attempts: int = 6
     # Font for drawn images (charts, cards); the bundled WenQuanYi Micro Hei when unset.
     font_file: str | None = None

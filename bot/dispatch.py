@@ -14,6 +14,7 @@ import re
 import unicodedata
 import weakref
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 4000
+_TOUCH = timedelta(hours=1)
 _INVISIBLE = re.compile(r"[\u200b-\u200f\u2028-\u202f\u2060-\u206f\ufeff\u00ad]")
 
 
@@ -60,6 +62,7 @@ class Dispatcher:
         self.flood = flood
         self.deliverer = deliverer
         self.on_first_contact = on_first_contact
+        self._draft_ttl = timedelta(hours=services.settings.bot.draft_ttl_hours)
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -101,6 +104,12 @@ class Dispatcher:
             )
             lang = resident.language or normalize_language(
                 inbound.language_hint, self.services.settings.bot.default_language)
+            expired_draft = dialog.expired(state, self.services.clock(), self._draft_ttl)
+            if expired_draft:
+                # Said first, then this message is handled as if no conversation were open,
+                # so what the person just sent is not swallowed by a forgotten step.
+                await dialog.save(session, identity.id, None, {})
+                state = None
             adapter = self.adapters.get(inbound.platform)
             ctx = Context(
                 inbound=inbound, session=session, identity=identity, resident=resident,
@@ -110,10 +119,17 @@ class Dispatcher:
                 data=dict(state.data) if state else {},
                 is_new=created,
             )
+            if expired_draft:
+                hours = self.services.settings.bot.draft_ttl_hours
+                ctx.say("common.draft_expired", hours=f"{hours:g}")
             before = (ctx.state, dict(ctx.data))
             await self._route(ctx)
-            if (ctx.state, ctx.data) != before:
-                await dialog.save(session, identity.id, ctx.state, ctx.data)
+            now = self.services.clock()
+            if (ctx.state, ctx.data) != before or (
+                    ctx.state is not None and dialog.expired(state, now, _TOUCH)):
+                # A conversation written to is touched; one only answered is re-dated at most
+                # hourly, so its expiry runs from the last message without a write per update.
+                await dialog.save(session, identity.id, ctx.state, ctx.data, at=now)
             kept = [out.edit_of is None and not out.ephemeral for out in ctx.replies]
             payloads = [out.to_json() for out, keep in zip(ctx.replies, kept, strict=True) if keep]
             ids = iter(await outbox.enqueue_claimed(session, identity.id, payloads)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import ForeignKey, String, bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -51,14 +51,29 @@ async def load(session: AsyncSession, identity_id: int) -> DialogState | None:
     return await session.get(DialogState, identity_id)
 
 
-async def save(session: AsyncSession, identity_id: int, name: str | None, data: dict) -> None:
+async def save(session: AsyncSession, identity_id: int, name: str | None, data: dict,
+               *, at: datetime | None = None) -> None:
+    """Store where the conversation stands; `at` (the bot's clock) dates it for the expiry."""
     row = await session.get(DialogState, identity_id)
     if name is None:
         if row is not None:
             await session.execute(delete(DialogState).where(DialogState.identity_id == identity_id))
         return
+    at = at or utcnow()
     if row is None:
-        session.add(DialogState(identity_id=identity_id, name=name, data=dict(data)))
+        session.add(DialogState(identity_id=identity_id, name=name, data=dict(data),
+                                updated_at=at))
     else:
         row.name = name
         row.data = dict(data)
+        row.updated_at = at
+
+
+def expired(state: DialogState | None, now: datetime, ttl: timedelta) -> bool:
+    """A conversation nobody touched for `ttl`."""
+    if state is None or state.updated_at is None:
+        return False
+    updated = state.updated_at
+    if updated.tzinfo is None:
+        updated = updated.replace(tzinfo=UTC)
+    return now - updated > ttl

@@ -66,3 +66,27 @@ async def test_a_flooding_resident_is_slowed_down_once(make_app, sqlite_url):
     # Others are not affected.
     await chat.say("w", "/start")
     assert "请选择语言" in chat.last_text("w")
+
+
+async def test_a_conversation_left_for_the_draft_ttl_is_dropped_with_a_word(make_app, sqlite_url):
+    from datetime import timedelta
+
+    app, chat = await _ready(make_app, sqlite_url, draft_ttl_hours=72)
+    clock = app.services.clock
+    await chat.say("u", "/profile")
+    await chat.press("u", "Change home")
+    # Within the limit, and written to every two days: the step still answers.
+    for _ in range(3):
+        clock.advance(timedelta(hours=48))
+        await chat.say("u", "😀🎉🏠")
+        assert "could not find an estate" in chat.last_text("u")
+    clock.advance(timedelta(hours=73))
+    before = len(chat.texts_to("u"))
+    await chat.say("u", "😀🎉🏠")
+    said = chat.texts_to("u")[before:]
+    assert said[0] == ("What you left unfinished more than 72 hours ago has been dropped; "
+                       "start again whenever you like.")
+    # The message itself is answered as outside any conversation, not swallowed.
+    assert "didn't understand" in said[1]
+    await chat.say("u", "/cancel")
+    assert chat.last_text("u") == "There is nothing to cancel."
