@@ -45,8 +45,9 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import insert, select  # noqa: E402
 
 from bot.app import build_app  # noqa: E402
-from bot.config import BotSettings, DatabaseSettings, Settings, TelegramSettings  # noqa: E402
+from bot.config import BotSettings, DatabaseSettings, Settings  # noqa: E402
 from bot.messaging.telegram import TelegramAdapter  # noqa: E402
+from bot.messaging.telegram_settings import TelegramSettings  # noqa: E402
 from handlers.notice_jobs import fan_out  # noqa: E402
 from storage import notices, outbox  # noqa: E402
 from storage.people import Identity, Resident  # noqa: E402

@@ -46,7 +46,10 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
         return 2
     # The terminal chat shares the screen with the log: only warnings there.
-    serving = args.cmd == "run" and settings.telegram.bot_token is not None
+    from bot.messaging.platforms import PLATFORMS
+
+    served = [p for p in PLATFORMS if p.configured(settings)] if args.cmd == "run" else []
+    serving = bool(served)
     logging.basicConfig(level=logging.INFO if serving else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # aiogram writes a line for every update handled: at 200,000 residents that is noise, and
@@ -58,10 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         upgrade(settings.database.url)
         print("database at head")
         return 0
-    return asyncio.run(_async_main(args, settings))
+    return asyncio.run(_async_main(args, settings, served))
 
 
-async def _async_main(args, settings: Settings) -> int:
+async def _async_main(args, settings: Settings, served: list) -> int:
     if args.cmd == "territory":
         from bot.app import load_territory_file
         from storage.db import create_engine, session_factory
@@ -77,8 +80,8 @@ async def _async_main(args, settings: Settings) -> int:
         return 0
     if args.cmd == "admin":
         return await _admin(args, settings)
-    if args.cmd == "run" and settings.telegram.bot_token:
-        return await _run_telegram(settings)
+    if served:
+        return await _serve(settings, served)
     return await _chat(settings, getattr(args, "user", "resident"), getattr(args, "lang", "zh-hans"))
 
 
@@ -141,27 +144,22 @@ async def _territory_if_empty(settings: Settings) -> Path | None:
     return settings.bot.territory_file if not count else None
 
 
-async def _run_telegram(settings: Settings) -> int:
+async def _serve(settings: Settings, served: list) -> int:
+    """Every configured platform in one process, on one database, until SIGINT or SIGTERM."""
     from bot.app import build_app
-    from bot.messaging.telegram import TelegramAdapter
 
-    tg, wh = settings.telegram, settings.webhook
-    adapter = TelegramAdapter(
-        tg.bot_token.get_secret_value(), api_base=tg.api_base,
-        per_second=1000.0 if tg.paid_broadcasts else tg.per_second,
-        per_chat_per_second=tg.per_chat_per_second, polling_timeout=tg.polling_timeout,
-        webhook_url=wh.url, webhook_secret=wh.secret.get_secret_value() if wh.secret else None,
-        webhook_host=wh.host, webhook_port=wh.port, paid_broadcast=tg.paid_broadcasts,
-    )
+    adapters = {platform.name: platform.build(settings) for platform in served}
     territory = await _territory_if_empty(settings)
-    app = await build_app(settings, {"telegram": adapter}, migrate=False, territory=territory)
+    app = await build_app(settings, adapters, migrate=False, territory=territory)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await app.start()
-    logging.getLogger("bot").info("running on Telegram (%s)",
-                                  "webhook" if wh.url else "long polling")
+    for platform in served:
+        detail = platform.describe(settings)
+        logging.getLogger("bot").info("running on %s%s", platform.name.capitalize(),
+                                      f" ({detail})" if detail else "")
     try:
         await stop.wait()
     finally:

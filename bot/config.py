@@ -7,7 +7,10 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_common = {"env_file": ".env", "extra": "ignore"}
+from bot.messaging.platforms import PLATFORMS
+from bot.settings_common import COMMON
+
+_common = COMMON
 
 
 class DatabaseSettings(BaseSettings):
@@ -17,28 +20,6 @@ class DatabaseSettings(BaseSettings):
         default="sqlite+aiosqlite:///data/bot.sqlite3", validation_alias="DATABASE_URL"
     )
     echo: bool = Field(default=False, validation_alias="DATABASE_ECHO")
-
-
-class TelegramSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TELEGRAM_", **_common)
-
-    bot_token: SecretStr | None = None
-    api_base: str | None = None  # another Bot API server (self-hosted, or the tests' fake)
-    # Telegram allows about 30 messages a second per bot; paid broadcasts lift that to 1,000.
-    paid_broadcasts: bool = False
-    per_second: float = 30.0
-    per_chat_per_second: float = 1.0
-    polling_timeout: int = 30
-
-
-class WebhookSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BOT_WEBHOOK_", **_common)
-
-    url: str | None = None
-    secret: SecretStr | None = None
-    host: str = "0.0.0.0"
-    port: int = 8080
-    path: str = "/telegram/webhook"
 
 
 class BotSettings(BaseSettings):
@@ -197,8 +178,10 @@ class Settings:
 
     def __init__(self, **overrides) -> None:
         self.database = overrides.pop("database", None) or DatabaseSettings()
-        self.telegram = overrides.pop("telegram", None) or TelegramSettings()
-        self.webhook = overrides.pop("webhook", None) or WebhookSettings()
+        # Each platform's settings live beside its adapter and are named by its registration.
+        for platform in PLATFORMS:
+            for name, cls in platform.settings:
+                setattr(self, name, overrides.pop(name, None) or cls())
         self.bot = overrides.pop("bot", None) or BotSettings()
         self.volunteering = overrides.pop("volunteering", None) or VolunteeringSettings()
         self.reports = overrides.pop("reports", None) or ReportSettings()
