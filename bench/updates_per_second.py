@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import math
 import os
+import secrets
 import signal
 import sys
 import tempfile
@@ -49,14 +51,46 @@ BASE_USER = 10_000
 UNLIMITED = 100_000.0  # the fake enforces no rate here; neither need the bot
 
 
-def _env(fake: FakeTelegram, tmp: str, **extra: str) -> dict[str, str]:
+PG_ADMIN = os.environ.get("BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@contextlib.asynccontextmanager
+async def _database(kind: str):
+    """A temporary directory and a fresh database for one measurement: an SQLite file in it,
+    or a throw-away PostgreSQL database beside BENCH_PG_DSN's (dropped afterwards)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if kind == "sqlite":
+            yield tmp, f"sqlite+aiosqlite:///{tmp}/bot.sqlite3"
+        else:
+            async with _pg_database() as url:
+                yield tmp, url
+
+
+@contextlib.asynccontextmanager
+async def _pg_database():
+    import asyncpg
+
+    name = f"bench_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(PG_ADMIN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    host = PG_ADMIN.split("://", 1)[1].rsplit("/", 1)[0]
+    try:
+        yield f"postgresql+asyncpg://{host}/{name}"
+    finally:
+        admin = await asyncpg.connect(PG_ADMIN)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def _env(fake: FakeTelegram, tmp: str, url: str | None = None, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("TELEGRAM_", "BOT_", "DATABASE_"))}
     env.update(
         TELEGRAM_BOT_TOKEN=fake.token,
         TELEGRAM_API_BASE=fake.base_url,
         TELEGRAM_POLLING_TIMEOUT="1",
-        DATABASE_URL=f"sqlite+aiosqlite:///{tmp}/bot.sqlite3",
+        DATABASE_URL=url or f"sqlite+aiosqlite:///{tmp}/bot.sqlite3",
         BOT_MEDIA_DIR=str(Path(tmp) / "media"),
         **extra,
     )
@@ -133,16 +167,16 @@ async def bench_echo(n: int, users: int, limit: float) -> float:
         await fake.stop()
 
 
-async def bench_bot(n: int, users: int, limit: float) -> tuple[float, int]:
+async def bench_bot(n: int, users: int, limit: float, db: str = "sqlite") -> tuple[float, int]:
     fake = FakeTelegram(record_sent=False)
     await fake.start()
     app = None
-    with tempfile.TemporaryDirectory() as tmp:
+    async with _database(db) as (tmp, url):
         # The guard stays on (its cost is measured) but with a burst that fits the run, so
         # no resident is throttled: ceil(N/U) messages each, plus the warm-up one.
         burst = max(BotSettings().flood_burst, math.ceil(n / users) + 2)
         settings = Settings(
-            database=DatabaseSettings(DATABASE_URL=f"sqlite+aiosqlite:///{tmp}/bot.sqlite3"),
+            database=DatabaseSettings(DATABASE_URL=url),
             bot=BotSettings(media_dir=Path(tmp) / "media", flood_burst=burst),
         )
         adapter = TelegramAdapter(fake.token, api_base=fake.base_url, polling_timeout=1,
@@ -157,13 +191,13 @@ async def bench_bot(n: int, users: int, limit: float) -> tuple[float, int]:
             await fake.stop()
 
 
-async def bench_process(n: int, users: int, limit: float) -> float:
+async def bench_process(n: int, users: int, limit: float, db: str = "sqlite") -> float:
     """(c): the bot as its own process, started (and warmed up) before the timing."""
     fake = FakeTelegram(record_sent=False)
     await fake.start()
-    with tempfile.TemporaryDirectory() as tmp:
+    async with _database(db) as (tmp, url):
         burst = max(BotSettings().flood_burst, math.ceil(n / users) + 2)
-        env = _env(fake, tmp, TELEGRAM_PER_SECOND=str(UNLIMITED),
+        env = _env(fake, tmp, url, TELEGRAM_PER_SECOND=str(UNLIMITED),
                    TELEGRAM_PER_CHAT_PER_SECOND=str(UNLIMITED), BOT_FLOOD_BURST=str(burst))
         with (Path(tmp) / "bot.log").open("wb") as log_file:
             proc = await _spawn(env, log_file)
@@ -206,16 +240,19 @@ async def main() -> None:
     p.add_argument("--updates", type=int, default=2000, help="text messages per bot")
     p.add_argument("--users", type=int, default=200, help="distinct senders")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per measurement")
+    p.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite",
+                   help="database of (b) and (c); postgresql: a throw-away database beside "
+                        "BENCH_PG_DSN (default postgresql://postgres@127.0.0.1:5432/test)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
     echo = await bench_echo(args.updates, args.users, args.timeout)
     print(f"(a) bare aiogram echo bot : {echo:8.0f} updates/s  ({args.updates} updates)")
-    ours, burst = await bench_bot(args.updates, args.users, args.timeout)
+    ours, burst = await bench_bot(args.updates, args.users, args.timeout, args.database)
     print(f"(b) resident bot, /help   : {ours:8.0f} updates/s  ({args.updates} updates, "
-          f"{args.users} users, flood guard on, burst {burst})")
+          f"{args.users} users, flood guard on, burst {burst}, {args.database})")
     print(f"    ratio (b)/(a)         : {ours / echo:8.3f}  (echo is {echo / ours:.1f}x faster)")
-    alone = await bench_process(args.updates, args.users, args.timeout)
+    alone = await bench_process(args.updates, args.users, args.timeout, args.database)
     print(f"(c) `python -m bot run`   : {alone:8.0f} updates/s  (its own process, same fake)")
     print(f"    ratio (c)/(a)         : {alone / echo:8.3f}")
     startup = await bench_startup(args.timeout)
