@@ -50,6 +50,9 @@ STOPWORDS = {
     "office", "bureau", "desk", "centre", "center", "hours", "open", "opening", "time", "times",
     "mum", "mom", "dad", "father", "mother", "parents", "wife", "husband", "years", "aged",
     "some", "am", "was", "has", "have", "he", "she", "they", "his", "her", "their",
+    # chatter: nothing to look up, nothing to ask staff
+    "谢谢", "谢谢您", "好的", "好", "嗯", "嗯嗯", "收到", "你好", "您好", "再见", "没事",
+    "ok", "okay", "thanks", "thank", "bye",
 }
 
 # Words that contain a guide word but mean something else; taught to jieba so that "公租房"
