@@ -151,7 +151,9 @@ class GuideIndex:
     def _jieba(self):
         import jieba
 
-        jieba.setLogLevel(logging.WARNING)
+        # jieba logs its dictionary loading to stderr, in the middle of the terminal chat;
+        # only ever raise its level (bot.report_catalog silences it too).
+        jieba.setLogLevel(max(logging.WARNING, jieba.default_logger.level))
         tokenizer = jieba.Tokenizer()  # our own, so other features' words never mix with ours
         tokenizer.initialize()
         for word in OTHER_WORDS:

@@ -119,8 +119,8 @@ async def free_question(ctx: Context) -> bool:
     if matches:
         ctx.say("guides.found_free", _guide_buttons(ctx, [m.guide for m in matches]))
         return True
-    if len(text) < MIN_QUESTION or not guide_index().tokens(text):
-        return False  # "ok", "谢谢", "?": nothing to ask anyone
+    if len(text) < MIN_QUESTION or all(w.isdigit() for w in guide_index().tokens(text)):
+        return False  # "ok", "谢谢", "?", "12": nothing to ask anyone
     draft = await store.ask(ctx.session, ctx.resident, text, ctx.lang, draft=True)
     ctx.say("guides.not_understood_ask", [[ctx.button(ctx.t("guides.ask_staff"), "gask",
                                                       draft.id)]])

@@ -108,7 +108,7 @@ async def test_browse_by_topic_and_free_text(make_app, sqlite_url):
     assert "didn't understand" in chat.last_text("res") and "/report" in chat.last_text("res")
     assert [b.label for row in chat.last("res").buttons for b in row] == ["💬 Ask staff"]
     # Chatter is not offered to staff.
-    for text in ("ok", "thanks", "谢谢", "?"):
+    for text in ("ok", "thanks", "谢谢", "?", "12"):
         await chat.say("res", text)
         assert chat.last_text("res") == "Sorry, I didn't understand. Send /help to see what you can do."
         assert not chat.last("res").buttons
