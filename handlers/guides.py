@@ -32,6 +32,14 @@ def guide_index() -> GuideIndex:
     return GuideIndex(load_guides())
 
 
+async def _search(text: str, cutoff: float):
+    index = guide_index()
+    if index.warmed:
+        return index.search(text, cutoff=cutoff)
+    # The first search loads jieba's dictionary (about a second): never on the event loop.
+    return await asyncio.to_thread(index.search, text, cutoff=cutoff)
+
+
 def _guide_buttons(ctx: Context, guides: list[Guide]) -> list[list]:
     return [[ctx.button(g.field(ctx.lang, "title"), "gshow", g.number)] for g in guides]
 
@@ -87,7 +95,7 @@ async def _answer_question(ctx: Context, question: str) -> None:
     if len(question) > MAX_QUESTION:
         ctx.say("guides.question_too_long", limit=MAX_QUESTION)
         return
-    matches = guide_index().search(question, cutoff=ASKED_CUTOFF)
+    matches = await _search(question, ASKED_CUTOFF)
     # Kept as a draft, so the "ask staff" button needs only its id and no conversation state:
     # the resident may go on chatting and still press it later.
     draft = await store.ask(ctx.session, ctx.resident, question, ctx.lang, draft=True)
@@ -100,16 +108,22 @@ async def _answer_question(ctx: Context, question: str) -> None:
 
 @router.text_fallback(80)
 async def free_question(ctx: Context) -> bool:
-    """A question typed outside any conversation, answered only when a guide clearly fits."""
+    """A question typed outside any conversation: the guides that clearly fit, or else the
+    offer to send it to staff (it may be a question no guide answers)."""
     if ctx.state is not None or ctx.inbound.kind != Kind.TEXT:
         return False
     text = ctx.inbound.text or ""
     if len(text) > MAX_QUESTION:
         return False
-    matches = guide_index().search(text, cutoff=FREE_CUTOFF)
-    if not matches:
-        return False
-    ctx.say("guides.found_free", _guide_buttons(ctx, [m.guide for m in matches]))
+    matches = await _search(text, FREE_CUTOFF)
+    if matches:
+        ctx.say("guides.found_free", _guide_buttons(ctx, [m.guide for m in matches]))
+        return True
+    if len(text) < MIN_QUESTION or all(w.isdigit() for w in guide_index().tokens(text)):
+        return False  # "ok", "谢谢", "?", "12": nothing to ask anyone
+    draft = await store.ask(ctx.session, ctx.resident, text, ctx.lang, draft=True)
+    ctx.say("guides.not_understood_ask", [[ctx.button(ctx.t("guides.ask_staff"), "gask",
+                                                      draft.id)]])
     return True
 
 
@@ -251,9 +265,9 @@ async def answer_input(ctx: Context) -> None:
 
 
 async def prune_drafts(sessions, services, deliverer) -> None:
-    # The scheduler runs this a second after start: building the index here (jieba takes over
-    # a second to load) spares the first resident who types a question the wait.
-    await asyncio.to_thread(guide_index)
+    # The scheduler runs this a second after start: loading the index and jieba's dictionary
+    # here, in a worker thread, spares the first resident who types a question the wait.
+    await asyncio.to_thread(lambda: guide_index().warm())
     async with sessions() as session, session.begin():
         await store.prune_drafts(session, services.clock() - timedelta(days=7))
 

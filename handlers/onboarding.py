@@ -207,6 +207,9 @@ async def _done(ctx: Context) -> None:
 async def show_help(ctx: Context) -> None:
     scope = await ctx.scope()
     lines = [ctx.t("help.title")]
+    if ctx.resident.estate_id is None:
+        # Most commands need a home: say first how to give one.
+        lines[:0] = [ctx.t("help.no_home"), ""]
     specs = sorted(ctx.services.extra["commands"], key=lambda s: (s.order, s.name))
     for spec in specs:
         if spec.help_key is None:

@@ -9,10 +9,11 @@ from sqlalchemy import select
 from bot.messaging.model import Outbound
 from handlers.context import Context
 from handlers.router import Router
-from storage import audit, proposals
+from storage import audit, kv, proposals
 from storage.audience import Audience, refusal
 from storage.people import Identity, Resident
 from storage.territory import Committee, Estate
+from storage.territory_loader import proposal_threshold_key
 
 router = Router()
 TITLE, BODY, NOTE, DONE = "proposal.title", "proposal.body", "proposal.note", "proposal.done"
@@ -25,6 +26,15 @@ async def _home_committee(ctx: Context) -> Committee | None:
         return None
     estate = await ctx.session.get(Estate, ctx.resident.estate_id)
     return await ctx.session.get(Committee, estate.committee_id)
+
+
+async def _threshold(ctx: Context, committee: Committee) -> int:
+    """The setting for this committee, else the territory file's, else the setting's default."""
+    settings = ctx.services.settings.polls
+    if committee.code in settings.proposal_thresholds:
+        return settings.proposal_thresholds[committee.code]
+    from_file = await kv.get(ctx.session, proposal_threshold_key(committee.code))
+    return int(from_file) if from_file else settings.proposal_threshold
 
 
 async def _refused(ctx: Context, committee_id: int) -> str | None:
@@ -64,8 +74,7 @@ async def typed_body(ctx: Context) -> None:
         ctx.finish()
         ctx.say("common.not_allowed")
         return
-    settings = ctx.services.settings.polls
-    threshold = settings.proposal_thresholds.get(committee.code, settings.proposal_threshold)
+    threshold = await _threshold(ctx, committee)
     row = await proposals.submit(ctx.session, committee_id=committee.id,
                                  author_id=ctx.resident.id, title=ctx.data["title"], body=text,
                                  threshold=threshold)

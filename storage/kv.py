@@ -26,3 +26,20 @@ async def get_or_set(session: AsyncSession, key: str, make) -> str:
     except IntegrityError:
         pass  # another process set it first; theirs wins
     return (await session.get(KeyValue, key, populate_existing=True)).value
+
+
+async def get(session: AsyncSession, key: str) -> str | None:
+    row = await session.get(KeyValue, key)
+    return row.value if row is not None else None
+
+
+async def put(session: AsyncSession, key: str, value: str | None) -> None:
+    """Set (or, with None, remove) a value; last writer wins."""
+    row = await session.get(KeyValue, key)
+    if value is None:
+        if row is not None:
+            await session.delete(row)
+    elif row is None:
+        session.add(KeyValue(key=key, value=value))
+    else:
+        row.value = value

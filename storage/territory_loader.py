@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import kv
 from storage.people import normalize_unit
 from storage.territory import Building, Committee, Estate, Station, Subdistrict, Team, Zone
 
@@ -53,6 +54,7 @@ async def load_territory(session: AsyncSession, data: dict[str, Any]) -> dict[st
             committee = await _upsert(session, Committee, cm["code"], station_id=station.id,
                                       **_names(cm))
             counts["committees"] += 1
+            await kv.put(session, proposal_threshold_key(cm["code"]), _threshold(cm))
             for es in cm.get("estates", []):
                 estate = await _upsert(
                     session, Estate, es["code"], committee_id=committee.id,
@@ -87,6 +89,22 @@ async def load_territory(session: AsyncSession, data: dict[str, Any]) -> dict[st
         counts["teams"] += 1
     await session.flush()
     return counts
+
+
+def proposal_threshold_key(committee_code: str) -> str:
+    return f"proposal_threshold:{committee_code}"
+
+
+def _threshold(committee: dict[str, Any]) -> str | None:
+    # Supporters a proposal needs in this committee; a small demo community needs fewer than
+    # the setting's default. Absent: the setting decides (and a value once loaded is removed).
+    value = committee.get("proposal_threshold")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise TerritoryError(f"{committee['code']}: proposal_threshold must be a whole number "
+                             "of at least 1")
+    return str(value)
 
 
 def _units(listed) -> list[str] | None:

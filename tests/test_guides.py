@@ -103,9 +103,15 @@ async def test_browse_by_topic_and_free_text(make_app, sqlite_url):
     assert "may help" in chat.last_text("res")
     await chat.press("res", "Getting a residence permit")
     assert "Your resident ID card (original)" in chat.last_text("res")
-    # Anything else still gets the usual answer.
+    # Anything else matches no guide: it may still be a question, so staff are offered.
     await chat.say("res", "the lift in building 3 is broken")
-    assert "didn't understand" in chat.last_text("res")
+    assert "didn't understand" in chat.last_text("res") and "/report" in chat.last_text("res")
+    assert [b.label for row in chat.last("res").buttons for b in row] == ["💬 Ask staff"]
+    # Chatter is not offered to staff.
+    for text in ("ok", "thanks", "谢谢", "?", "12"):
+        await chat.say("res", text)
+        assert chat.last_text("res") == "Sorry, I didn't understand. Send /help to see what you can do."
+        assert not chat.last("res").buttons
     # A forged or stale guide number.
     await chat.press("res", app.services.signer.sign(
         (await _identity(app, "res")), "gshow", 99), raw=True)
@@ -252,3 +258,38 @@ async def test_question_bad_input_limits_and_no_staff(make_app, sqlite_url):
     assert "already have 3 questions" in chat.last_text("res")
     await _drain(app)
     assert len(chat.texts_to("boss")) == 3  # admins answer for everyone
+
+
+@pytest.mark.parametrize(("lang", "question", "offer", "ask", "sent", "answered"), [
+    ("zh-Hans", "小区里可以养鸡吗", "没听懂您的意思，也没有找到相关的办事指南", "💬 向工作人员提问",
+     "问题已发给社区工作人员", "社区工作人员回复了您的问题"),
+    ("en", "can I keep chickens in the courtyard", "no service guide matches", "💬 Ask staff",
+     "sent to community staff", "Community staff answered your question"),
+])
+async def test_free_text_matching_no_guide_is_offered_to_staff(make_app, db_url, lang, question,
+                                                              offer, ask, sent, answered):
+    app, chat = await make_app(db_url)
+    await _home(app, "res", lang=lang)
+    async with app.sessions() as s, s.begin():
+        await roles_service.change_role(s, "memory:staff1", "staff", "sxs-station",
+                                        actor_id=None, grant=True, create_missing=True)
+    await chat.say("res", question)  # no /guide: just typed
+    assert offer in chat.last_text("res")
+    await chat.say("res", "/profile")  # the offer survives other chatting: it is stored
+    await chat.press("res", ask)
+    assert sent in chat.last_text("res")
+    await _drain(app)
+    assert chat.texts_to("staff1") == [f"❓ 居民提问（维多利亚）：\n{question}"]
+    await chat.press("staff1", "回复")
+    await chat.say("staff1", "请到居委会咨询。")
+    await _drain(app)
+    assert any(answered in t and question in t and "请到居委会咨询。" in t
+               for t in chat.texts_to("res"))
+
+
+def test_guide_texts_address_residents_as_nin():
+    """Every Chinese text of the guides says 您, as the rest of the bot does."""
+    root = GUIDES.parent
+    for path in [root / "texts" / "zh-Hans" / "guides.toml", *sorted(GUIDES.glob("*.toml"))]:
+        text = path.read_text(encoding="utf-8")
+        assert "你" not in text.replace("你好", ""), path.name
