@@ -27,7 +27,8 @@ class BotSettings(BaseSettings):
 
     default_language: str = "zh-Hans"
     media_dir: Path = Path("data/media")
-    territory_file: Path = Path("content/territory/demo.json")
+    # The demo territory shipped in content/, found wherever the bot is started from.
+    territory_file: Path = Path(__file__).resolve().parent.parent / "content/territory/demo.json"
     # Per-user flood guard: a burst of `flood_burst` messages, then `flood_rate` a second.
     flood_burst: int = 8
     flood_rate: float = 2.0
