@@ -23,7 +23,7 @@ from bot.geo import TerritoryIndex, validate_territory
 from bot.i18n import Texts
 from bot.media import MediaStore
 from bot.messaging.model import Adapter
-from bot.scheduler import Clock, Job, build_scheduler
+from bot.scheduler import Clock, Job, Scheduler, build_scheduler
 from bot.signing import Signer, fingerprint
 from handlers import build_jobs, build_router, first_contact
 from storage import kv
@@ -43,7 +43,7 @@ class App:
     dispatcher: Dispatcher
     deliverer: Deliverer
     adapters: dict[str, Adapter]
-    scheduler: object = None
+    scheduler: Scheduler | None = None
     jobs: list[Job] = field(default_factory=list)  # the features' jobs (run_jobs_once in tests)
     started: list[Adapter] = field(default_factory=list)
 

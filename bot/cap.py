@@ -81,9 +81,9 @@ class CapAlert:
 
     @property
     def expires(self) -> datetime | None:
-        ends = [i.expires for i in self.infos]
-        if not ends or any(e is None for e in ends):
-            return None
+        ends = [i.expires for i in self.infos if i.expires is not None]
+        if not ends or len(ends) < len(self.infos):
+            return None  # one info block without an end: the alert has none
         return max(ends)
 
     def info_for(self, lang: str) -> Info | None:
@@ -201,6 +201,8 @@ def parse_document(raw: bytes, max_bytes: int = 1_000_000, certs: tuple[str, ...
             result = XMLVerifier().verify(raw, x509_cert=pem)
         except (InvalidSignature, InvalidInput, ValueError):
             continue
+        if isinstance(result, list):  # only for expect_references > 1, which is not asked
+            result = result[0]
         alert = parse_cap(parse_xml(etree.tostring(result.signed_xml), max_bytes))
         alert.signed = True
         return alert
@@ -219,7 +221,7 @@ def feed_entries(root: ET.Element) -> tuple[list[CapAlert], list[str]]:
             if inline is not None:
                 embedded.append(parse_cap(inline))
                 continue
-            hrefs = [(link.get("type") or "", link.get("href")) for link in
+            hrefs = [(link.get("type") or "", link.get("href") or "") for link in
                      entry.findall(f"{{{ATOM}}}link") if link.get("href")]
             hrefs.sort(key=lambda th: "cap" not in th[0] and "xml" not in th[0])
             if hrefs:
@@ -230,8 +232,8 @@ def feed_entries(root: ET.Element) -> tuple[list[CapAlert], list[str]]:
             inline = item.find(f".//{_C}alert")
             if inline is not None:
                 embedded.append(parse_cap(inline))
-            elif item.findtext("link"):
-                links.append(item.findtext("link").strip())
+            elif link := (item.findtext("link") or "").strip():
+                links.append(link)
         return embedded, links
     raise CapError(f"not a feed nor a CAP alert: {root.tag}")
 
@@ -349,8 +351,8 @@ async def handle_alert(session, services, alert: CapAlert, where: Territory, now
     row = alerts.AlertCap(
         sender=alert.sender[:255], identifier=alert.identifier[:255], sent=alert.sent,
         msg_type=alert.msg_type[:12], status=alert.status[:12], outcome="pending",
-        headlines={lang: alert.info_for(lang).headline for lang in ("zh-Hans", "en")
-                   if alert.infos},
+        headlines={lang: info.headline for lang in ("zh-Hans", "en")
+                   if (info := alert.info_for(lang)) is not None},
         expires=alert.expires, refers_to=[e.id for e in earlier])
     if not await alerts.cap_claim(session, row):
         return None  # another worker recorded it a moment ago
@@ -386,7 +388,7 @@ async def handle_alert(session, services, alert: CapAlert, where: Territory, now
         if kind == "cancel":
             # Same category as the alert, so its cancellation passes the same filters; but an
             # emergency's cancellation needs no "I am safe" buttons.
-            first = next(e.category for e in earlier if e.outcome == "pushed")
+            first = next(e.category for e in earlier if e.outcome == "pushed") or "convenience"
             category = "convenience" if first == "emergency" else first
         else:
             category = _category(alert, severe)

@@ -45,7 +45,7 @@ class BotSettings(BaseSettings):
     fresh_staff_hours: float = 72.0
     # A conversation left unfinished this long is dropped, with a word, the next time the
     # person writes (a half-written notice must not wait forever to swallow their next message).
-    draft_ttl_hours: float = Field(72.0, gt=0)
+    draft_ttl_hours: float = Field(default=72.0, gt=0)
     delivery_max_attempts: int = 6
     # Font for drawn images (charts, cards); the bundled WenQuanYi Micro Hei when unset.
     font_file: str | None = None
@@ -120,7 +120,7 @@ class CapSettings(BaseSettings):
     folder: Path | None = None  # or a folder where CAP files are dropped
     # How often the feed or folder is read; at least 10 s, so a national
     # feed can be polled every 30 s without hammering it.
-    poll_seconds: float = Field(300.0, ge=10.0)
+    poll_seconds: float = Field(default=300.0, ge=10.0)
     timeout_seconds: float = 15.0
     max_bytes: int = 1_000_000  # larger documents are refused unread
     max_entries: int = 50  # CAP documents fetched per feed poll

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pypinyin import lazy_pinyin
 from rapidfuzz import fuzz, process
 from shapely.geometry import Point, shape
-from shapely.prepared import prep
+from shapely.prepared import PreparedGeometry, prep
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import territory as terr
@@ -78,8 +78,8 @@ class Place:
 
 class TerritoryIndex:
     def __init__(self) -> None:
-        self._zones: list[tuple[int, object]] = []
-        self._estates: list[tuple[int, object]] = []
+        self._zones: list[tuple[int, PreparedGeometry]] = []
+        self._estates: list[tuple[int, PreparedGeometry]] = []
         self._boundary = None
         self._choices: dict[str, int] = {}
         self._estate_points: dict[int, Point] = {}

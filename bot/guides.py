@@ -209,7 +209,7 @@ class GuideIndex:
         for size in sorted(self._sounds, reverse=True):
             i = 0
             while i + size <= len(chunk):
-                word = self._sounds[size].get(tuple(sounds[i:i + size]))
+                word = self._sounds[size].get(tuple(sounds[i:i + size])) or ""
                 piece = chunk[i:i + size]
                 if (word and word != piece and not any(fixed[i:i + size])
                         and 2 * sum(a == b for a, b in zip(word, piece, strict=True)) >= size):

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -37,11 +38,11 @@ class Clock:
 @dataclass(frozen=True)
 class Job:
     id: str
-    seconds: float | Callable[[object], float]  # or settings -> seconds (read at start-up)
-    run: object  # async (sessions, services, deliverer) -> None
+    seconds: float | Callable[[Any], float]  # or settings -> seconds (read at start-up)
+    run: Callable[[Any, Any, Any], Awaitable[None]]  # async (sessions, services, deliverer)
     # settings -> (hour, minute, timezone): also run once a day at that local time, so a job
     # due at a set time starts then rather than up to one interval later.
-    daily_at: Callable[[object], tuple[int, int, str]] | None = None
+    daily_at: Callable[[Any], tuple[int, int, str]] | None = None
 
     def interval(self, settings) -> float:
         return self.seconds(settings) if callable(self.seconds) else self.seconds

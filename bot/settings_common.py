@@ -1,3 +1,5 @@
 """What every settings class shares: the environment first, then `.env`; unknown keys ignored."""
 
-COMMON = {"env_file": ".env", "extra": "ignore"}
+from pydantic_settings import SettingsConfigDict
+
+COMMON = SettingsConfigDict(env_file=".env", extra="ignore")

@@ -42,6 +42,8 @@ async def scope_from_roles(session: AsyncSession, roles: list[Role]) -> Scope:
     for role in roles:
         if role.kind == RoleKind.ADMIN:
             scope.everything = True
+        elif role.scope_id is None:
+            continue  # every other role is held over a place (storage.people.ROLE_SCOPE)
         elif role.kind == RoleKind.STAFF:
             scope.station_ids.add(role.scope_id)
         elif role.kind == RoleKind.COMMITTEE:
@@ -78,7 +80,7 @@ async def station_estates(session: AsyncSession, estate_id: int | None) -> set[i
     return set(rows.all())
 
 
-async def reach(session: AsyncSession, scope: Scope, geo, extra_estates: set[int] = frozenset()
+async def reach(session: AsyncSession, scope: Scope, geo, extra_estates: set[int] | frozenset[int] = frozenset()
                 ) -> tuple[set[int] | None, set[int] | None]:
     """(zone ids, team ids) a person's scope reaches; (None, None) for everything.
 

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.base import Base, utcnow
+from storage.base import Base, affected, utcnow
 
 
 class AlertCap(Base):
@@ -132,7 +132,7 @@ async def weather_days_claim(session: AsyncSession, day: date, now: datetime,
                 | ((AlertWeatherDay.status == "fetching")
                    & (AlertWeatherDay.claimed_at < now - stale)))
             .values(status="fetching", claimed_at=now, attempts=AlertWeatherDay.attempts + 1))
-        if result.rowcount == 1:
+        if affected(result) == 1:
             claimed.append(row_id)
     return claimed
 
@@ -152,4 +152,4 @@ async def weather_days_give_up(session: AsyncSession, day: date) -> int:
     result = await session.execute(update(AlertWeatherDay).where(
         AlertWeatherDay.day == day, AlertWeatherDay.status.in_(("pending", "fetching"))
     ).values(status="failed"))
-    return result.rowcount or 0
+    return affected(result) or 0

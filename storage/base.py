@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import JSON, DateTime, MetaData, String, TypeDecorator, event
+from sqlalchemy import JSON, CursorResult, DateTime, MetaData, Result, String, TypeDecorator, event
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
+
+T = TypeVar("T")
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -35,6 +39,21 @@ class UTCDateTime(TypeDecorator):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+async def must_get(session: AsyncSession, model: type[T], key: object) -> T:
+    """A row a foreign key points at: there by the database's constraints, so its absence is a
+    bug, not a case to handle."""
+    row = await session.get(model, key)
+    if row is None:
+        raise LookupError(f"{model.__name__} {key!r} is missing")
+    return row
+
+
+def affected(result: Result[Any]) -> int:
+    """Rows an INSERT, UPDATE or DELETE touched (`execute()` is typed as returning a Result;
+    for those statements it is a CursorResult, which counts them)."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def utcnow() -> datetime:

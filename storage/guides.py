@@ -8,7 +8,7 @@ from sqlalchemy import ForeignKey, Index, String, Text, delete, func, select, up
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.base import Base, utcnow
+from storage.base import Base, affected, utcnow
 from storage.people import Identity, Resident, Role, RoleKind
 from storage.territory import Committee, Estate
 
@@ -61,14 +61,14 @@ async def send_draft(session: AsyncSession, question_id: int, resident_id: int) 
         .where(GuideQuestion.id == question_id, GuideQuestion.resident_id == resident_id,
                GuideQuestion.status == "draft")
         .values(status="open", created_at=utcnow()))
-    return (result.rowcount or 0) == 1
+    return (affected(result) or 0) == 1
 
 
 async def prune_drafts(session: AsyncSession, older_than: datetime) -> int:
     result = await session.execute(
         delete(GuideQuestion).where(GuideQuestion.status == "draft",
                                     GuideQuestion.created_at < older_than))
-    return result.rowcount or 0
+    return affected(result) or 0
 
 
 async def answerers(session: AsyncSession, station_id: int | None) -> list[Identity]:
@@ -91,7 +91,7 @@ async def answer(session: AsyncSession, question_id: int, text: str, staff_id: i
         update(GuideQuestion)
         .where(GuideQuestion.id == question_id, GuideQuestion.status == "open")
         .values(status="answered", answer=text, answered_by=staff_id, answered_at=utcnow()))
-    return (result.rowcount or 0) == 1
+    return (affected(result) or 0) == 1
 
 
 async def open_questions(session: AsyncSession, station_ids: set[int] | None, limit: int = 10

@@ -25,7 +25,9 @@ async def get_or_set(session: AsyncSession, key: str, make) -> str:
             session.add(KeyValue(key=key, value=make()))
     except IntegrityError:
         pass  # another process set it first; theirs wins
-    return (await session.get(KeyValue, key, populate_existing=True)).value
+    row = await session.get(KeyValue, key, populate_existing=True)
+    assert row is not None  # inserted above, or by the process that won the race
+    return row.value
 
 
 async def get(session: AsyncSession, key: str) -> str | None:

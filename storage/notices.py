@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage import outbox
-from storage.base import Base, utcnow
+from storage.base import Base, affected, utcnow
 from storage.people import Identity, Resident
 from storage.subscriptions import CATEGORIES, Subscription, SubscriptionOptOut
 from storage.volunteer_teams import volunteer_resident_ids
@@ -220,7 +220,7 @@ async def cancel_notice(session: AsyncSession, notice_id: int) -> bool:
     result = await session.execute(
         update(Notice).where(Notice.id == notice_id, Notice.status.in_(stoppable))
         .values(status=NoticeStatus.CANCELLED.value, cancelled_at=utcnow(), fanout_owner=None))
-    if result.rowcount:
+    if affected(result):
         await outbox.cancel_group(session, group_of(notice_id))
         return True
     # Fan-out finished, but the outbox may still hold messages not yet sent.
@@ -251,7 +251,7 @@ async def update_scheduled(session: AsyncSession, notice_id: int, *,
         update(Notice).where(Notice.id == notice_id,
                              Notice.status == NoticeStatus.SCHEDULED.value).values(**values)
     )
-    return bool(result.rowcount)
+    return bool(affected(result))
 
 
 async def recent_by(session: AsyncSession, resident_id: int | None, limit: int = 10
@@ -277,7 +277,7 @@ async def start_due(session: AsyncSession, now: datetime) -> list[int]:
             update(Notice).where(Notice.id == notice_id,
                                  Notice.status == NoticeStatus.SCHEDULED.value)
             .values(status=NoticeStatus.SENDING.value))
-        if result.rowcount:
+        if affected(result):
             started.append(notice_id)
     return started
 
@@ -299,7 +299,7 @@ async def claim_fanout(session: AsyncSession, now: datetime) -> tuple[int, str] 
                 Notice.fanout_done_at.is_(None),
                 or_(Notice.fanout_owner.is_(None), Notice.fanout_lease_at < now - FANOUT_LEASE),
             ).values(fanout_owner=token, fanout_lease_at=now))
-        if result.rowcount:
+        if affected(result):
             return notice_id, token
     return None
 
@@ -330,7 +330,7 @@ class Recipient:
     quiet_end: int | None
 
 
-def audience_query(notice: Notice, after: int, limit: int):
+def audience_query(notice: Notice, after: int, limit: int | None):
     """Reachable identities of residents in the notice's audience, by identity id after
     `after` (keyset pagination: each page costs the same, however far in)."""
     q = (
@@ -392,7 +392,7 @@ async def fanout_batch(session: AsyncSession, notice_id: int, token: str, render
     result = await session.execute(
         update(Notice).where(Notice.id == notice_id, Notice.fanout_owner == token,
                              Notice.status == NoticeStatus.SENDING.value).values(**values))
-    if not result.rowcount:
+    if not affected(result):
         return None
     return not done, queued
 

@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.base import Base, clip, utcnow
+from storage.base import Base, clip, must_get, utcnow
 
 NAME_LIMIT = 120  # residents.display_name
 
@@ -115,7 +115,7 @@ async def get_or_create_identity(
     """The identity and resident behind a platform account, created on first contact."""
     identity = await identity_for(session, platform, platform_user_id)
     if identity is not None:
-        resident = await session.get(Resident, identity.resident_id)
+        resident = await must_get(session, Resident, identity.resident_id)
         touch(identity, chat_id)
         return identity, resident, False
     return await create_identity(session, platform, platform_user_id, chat_id, display_name)

@@ -48,7 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.audience import Audience, count_eligible, percent, refusal
-from storage.base import Base, utcnow
+from storage.base import Base, affected, utcnow
 from storage.people import Resident, household_voter
 
 log = logging.getLogger(__name__)
@@ -266,9 +266,11 @@ async def cast(session: AsyncSession, poll_id: int, resident: Resident, choices:
         return refused
     count = await session.scalar(
         select(func.count()).select_from(PollOption).where(PollOption.poll_id == poll_id))
-    if not valid_choices(poll, count, choices):
+    if not valid_choices(poll, count or 0, choices):
         return Outcome.BAD_CHOICE
     key = voter_key(poll, resident)
+    if key is None:  # may_vote has refused a resident without a household already
+        return Outcome.NO_HOUSEHOLD
     choices = sorted(choices)
     if await session.get(PollParticipation, (poll_id, key)) is not None:
         # The usual second tap; the primary key below still decides a true race.
@@ -277,6 +279,7 @@ async def cast(session: AsyncSession, poll_id: int, resident: Resident, choices:
         async with session.begin_nested():
             session.add(PollParticipation(poll_id=poll_id, voter_key=key))
             if poll.anonymous:
+                assert ballot_key is not None  # checked above
                 session.add(PollPendingBallot(id=secrets.randbits(62), poll_id=poll_id, sealed=seal(
                     ballot_key, poll_id, sum(1 << c for c in choices))))
             else:
@@ -416,7 +419,7 @@ async def close(session: AsyncSession, poll_id: int, now: datetime, *,
         update(Poll).where(Poll.id == poll_id, Poll.status == "open")
         .values(status="closed", closed_at=now, eligible=eligible)
         .execution_options(synchronize_session=False))
-    if done.rowcount == 1:
+    if affected(done) == 1:
         # Votes are ordered before the close (see _still_open): what waits now is the rest.
         await flush_ballots(session, poll_id, minimum=1, ballot_key=ballot_key)
         await session.refresh(poll)
@@ -511,7 +514,7 @@ async def advance_cursor(session: AsyncSession, poll_id: int, column: str, old: 
         update(Poll).where(Poll.id == poll_id, getattr(Poll, column) == old,
                            getattr(Poll, done_column).is_(False))
         .values(**values).execution_options(synchronize_session=False))
-    return moved.rowcount == 1
+    return affected(moved) == 1
 
 
 async def pending_fanout(session: AsyncSession, limit: int = 20) -> list[Poll]:

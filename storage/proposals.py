@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.base import Base, utcnow
+from storage.base import Base, affected, utcnow
 
 DECISIONS = ("adopted", "rejected", "referred")
 
@@ -87,7 +87,7 @@ async def support(session: AsyncSession, proposal: Proposal, resident_id: int,
                                        Proposal.status == Status.OPEN.value)
                 .values(supporters=Proposal.supporters + 1)
                 .execution_options(synchronize_session=False))
-            if counted.rowcount != 1:
+            if affected(counted) != 1:
                 raise _NotOpen
     except _NotOpen:
         return Support.NOT_OPEN
@@ -99,7 +99,7 @@ async def support(session: AsyncSession, proposal: Proposal, resident_id: int,
         .values(status=Status.AGENDA.value, agenda_at=now)
         .execution_options(synchronize_session=False))
     await session.refresh(proposal)
-    return Support.REACHED if reached.rowcount == 1 else Support.COUNTED
+    return Support.REACHED if affected(reached) == 1 else Support.COUNTED
 
 
 class _NotOpen(Exception):
@@ -114,7 +114,7 @@ async def decide(session: AsyncSession, proposal_id: int, decision: str, note: s
         update(Proposal).where(Proposal.id == proposal_id, Proposal.status == Status.AGENDA.value)
         .values(status=decision, decision_note=note, decided_by=actor_id, decided_at=now)
         .execution_options(synchronize_session=False))
-    return done.rowcount == 1
+    return affected(done) == 1
 
 
 async def implemented(session: AsyncSession, proposal_id: int, note: str, actor_id: int,
@@ -125,7 +125,7 @@ async def implemented(session: AsyncSession, proposal_id: int, note: str, actor_
         .values(status=Status.DONE.value, implementation_note=note, implemented_by=actor_id,
                 implemented_at=now)
         .execution_options(synchronize_session=False))
-    return done.rowcount == 1
+    return affected(done) == 1
 
 
 async def supporters_of(session: AsyncSession, proposal_id: int) -> list[int]:

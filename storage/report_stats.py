@@ -58,8 +58,8 @@ class Figures:
 
 @dataclass
 class StatsTable:
-    zones: list[tuple[object, Figures]]  # (Zone, or None for "no zone", figures)
-    teams: list[tuple[object, Figures]]
+    zones: list[tuple[territory.Zone | None, Figures]]  # None: "no zone"
+    teams: list[tuple[territory.Team | None, Figures]]
     total: Figures
 
 
@@ -84,10 +84,12 @@ async def compute(session: AsyncSession, since: datetime, until: datetime, *,
     teams = {t.id: t for t in (await session.scalars(select(territory.Team))).all()
              if team_ids is None or t.id in team_ids or t.id in by_team}
     # Every zone and team shows up, even with nothing received, so they compare side by side.
-    zone_rows = [(zones[zid], by_zone.get(zid, Figures())) for zid in sorted(zones)]
+    zone_rows: list[tuple[territory.Zone | None, Figures]] = [
+        (zones[zid], by_zone.get(zid, Figures())) for zid in sorted(zones)]
     if None in by_zone:
         zone_rows.append((None, by_zone[None]))
-    team_rows = [(teams[tid], by_team.get(tid, Figures())) for tid in sorted(teams)]
+    team_rows: list[tuple[territory.Team | None, Figures]] = [
+        (teams[tid], by_team.get(tid, Figures())) for tid in sorted(teams)]
     if None in by_team:
         team_rows.append((None, by_team[None]))
     return StatsTable(zone_rows, team_rows, total)

@@ -6,6 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import audit
+from storage.base import must_get
 from storage.people import (
     ROLE_SCOPE,
     Identity,
@@ -18,7 +19,8 @@ from storage.people import (
 )
 from storage.territory import Committee, Station, Team
 
-_SCOPE_MODEL = {"station": Station, "committee": Committee, "team": Team}
+_SCOPE_MODEL: dict[str, type[Station] | type[Committee] | type[Team]] = {
+    "station": Station, "committee": Committee, "team": Team}
 
 
 class RoleError(ValueError):
@@ -45,7 +47,7 @@ async def find_resident(session: AsyncSession, who: str, *, create: bool) -> Res
         Identity.platform == platform, Identity.platform_user_id == user_id))
     if identity is None:
         raise RoleError("unknown_user", who)
-    return await session.get(Resident, identity.resident_id)
+    return await must_get(session, Resident, identity.resident_id)
 
 
 async def change_role(session: AsyncSession, who: str, kind: str, scope_code: str | None, *,
@@ -78,7 +80,7 @@ async def describe_roles(session: AsyncSession) -> list[str]:
     lines = []
     for role in await all_roles(session):
         scope_type = ROLE_SCOPE[RoleKind(role.kind)]
-        code = "-"
+        code: str | None = "-"
         if scope_type is not None:
             model = _SCOPE_MODEL[scope_type]
             code = await session.scalar(select(model.code).where(model.id == role.scope_id))

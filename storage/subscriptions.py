@@ -95,10 +95,10 @@ def parse_quiet_hours(text: str) -> tuple[int, int] | None:
     parts = cleaned.split("-")
     if len(parts) != 2:
         return None
-    ends = [_parse_clock(p) for p in parts]
-    if None in ends or ends[0] == ends[1]:
+    start, end = (_parse_clock(p) for p in parts)
+    if start is None or end is None or start == end:
         return None
-    return ends[0], ends[1]
+    return start, end
 
 
 def _parse_clock(text: str) -> int | None:

@@ -8,7 +8,7 @@ from sqlalchemy import String, bindparam, delete, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.base import Base, UTCDateTime, utcnow
+from storage.base import Base, UTCDateTime, affected, utcnow
 
 
 class ProcessedUpdate(Base):
@@ -32,11 +32,11 @@ async def claim(session: AsyncSession, platform: str, update_id: str) -> bool:
     INSERT ... ON CONFLICT DO NOTHING: no savepoint on the path of every update)."""
     result = await session.execute(
         _CLAIM, {"platform": platform, "update_id": update_id, "at": utcnow()})
-    return result.rowcount == 1
+    return affected(result) == 1
 
 
 async def prune(session: AsyncSession, older_than: timedelta = timedelta(days=3)) -> int:
     result = await session.execute(
         delete(ProcessedUpdate).where(ProcessedUpdate.at < utcnow() - older_than)
     )
-    return result.rowcount or 0
+    return affected(result) or 0

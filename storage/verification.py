@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage import people
-from storage.base import Base, utcnow
+from storage.base import Base, affected, must_get, utcnow
 from storage.people import Resident, normalize_unit
 
 # No 0/O/1/I: codes are read aloud and copied from paper.
@@ -98,7 +98,7 @@ async def redeem_invite(
         .where(Invite.id == invite.id, Invite.uses < Invite.max_uses)
         .values(uses=Invite.uses + 1)
     )
-    if taken.rowcount != 1:
+    if affected(taken) != 1:
         return InviteError.USED_UP
     if resident.estate_id != invite.estate_id or (
         invite.building_id and resident.building_id != invite.building_id
@@ -149,7 +149,7 @@ async def decide(
     req = await session.get(VerificationRequest, request_id)
     if req is None or req.status != RequestStatus.PENDING.value:
         return None
-    resident = await session.get(Resident, req.resident_id)
+    resident = await must_get(session, Resident, req.resident_id)
     status = RequestStatus.APPROVED if approve else RequestStatus.REJECTED
     if (resident.estate_id, resident.household_id) != (req.estate_id, req.household_id):
         status = RequestStatus.WITHDRAWN
@@ -159,7 +159,7 @@ async def decide(
                VerificationRequest.status == RequestStatus.PENDING.value)
         .values(status=status.value, decided_by=decided_by, decided_at=utcnow())
     )
-    if done.rowcount != 1:
+    if affected(done) != 1:
         return None
     if status == RequestStatus.APPROVED:
         resident.verified = True
@@ -182,7 +182,8 @@ async def set_home(
     unit = normalize_unit(unit) or None
     if not building_id:
         unit = None
-    if unit is not None and await people.unit_in(session, building_id, unit) is None:
+    if unit is not None and building_id and await people.unit_in(
+            session, building_id, unit) is None:
         raise ValueError(f"unit {unit!r} is not one of the building's units")
     moved = (resident.estate_id, resident.building_id, resident.unit) != (
         estate_id, building_id, unit)

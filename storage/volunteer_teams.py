@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.base import Base, utcnow
+from storage.base import Base, affected, utcnow
 from storage.volunteering import ACTIVE, Signup, SignupStatus, one_identity_each
 
 
@@ -94,7 +94,7 @@ async def make_lead(session: AsyncSession, team_id: int, resident_id: int) -> bo
         .where(VolunteerTeamMember.team_id == team_id,
                VolunteerTeamMember.resident_id == resident_id)
         .values(is_lead=True).execution_options(synchronize_session=False))
-    return result.rowcount == 1
+    return affected(result) == 1
 
 
 async def led_teams(session: AsyncSession, resident_id: int) -> list[VolunteerTeam]:
