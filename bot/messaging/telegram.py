@@ -9,6 +9,7 @@ import os
 import re
 import secrets
 from collections import OrderedDict
+from typing import Any
 from urllib.parse import urlparse
 
 from aiogram import Bot
@@ -59,7 +60,7 @@ WEBHOOK_MAX_BYTES = 1_000_000  # a Telegram update is a few kilobytes; anything 
 
 def message_to_inbound(message: Message, update_id: int | None) -> Inbound:
     user = message.from_user
-    base = dict(
+    base: dict[str, Any] = dict(
         platform="telegram",
         user_id=str(user.id if user else message.chat.id),
         chat_id=str(message.chat.id),
@@ -197,7 +198,7 @@ class TelegramAdapter:
         # No aiogram FSM: conversations live in our database (storage.dialog).
         self.dp = AiogramDispatcher(disable_fsm=True)
         self._task: asyncio.Task | None = None
-        self._runner = None
+        self._runner: Any = None  # aiohttp.web.AppRunner in webhook mode
         self.bound_port: int | None = None
         self.uploads = _Uploads()
 
@@ -258,16 +259,16 @@ class TelegramAdapter:
     async def _start_webhook(self) -> None:
         from aiohttp import web
 
-        if not self.webhook_secret:
-            raise RuntimeError("webhook mode needs a secret")
-        path = urlparse(self.webhook_url).path or "/telegram/webhook"
+        if not self.webhook_secret or not self.webhook_url:
+            raise RuntimeError("webhook mode needs a URL and a secret")
+        path = str(urlparse(self.webhook_url).path) or "/telegram/webhook"
         app = web.Application(client_max_size=WEBHOOK_MAX_BYTES)
         app.router.add_post(path, self._on_webhook)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.webhook_host, self.webhook_port)
+        runner = self._runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, self.webhook_host, self.webhook_port)
         await site.start()
-        self.bound_port = site._server.sockets[0].getsockname()[1]
+        self.bound_port = runner.addresses[0][1]
         await self.bot.set_webhook(self.webhook_url, secret_token=self.webhook_secret,
                                    allowed_updates=["message", "callback_query"])
 
@@ -346,12 +347,12 @@ class TelegramAdapter:
             except TelegramBadRequest:
                 pass  # too old to answer; the message below still goes out
         markup = _markup(out)
-        paid = {"allow_paid_broadcast": True} if self.paid_broadcast else {}
+        paid: dict[str, Any] = {"allow_paid_broadcast": True} if self.paid_broadcast else {}
         if out.edit_of:
             msg = await self.bot.edit_message_text(
                 text=out.text, chat_id=int(chat_id), message_id=int(out.edit_of),
                 reply_markup=markup if out.buttons else None)
-            return SendResult.sent(out.edit_of if msg is True else str(msg.message_id))
+            return SendResult.sent(out.edit_of if isinstance(msg, bool) else str(msg.message_id))
         if out.photo:
             caption = out.text if len(out.text) <= CAPTION_LIMIT else None
             msg = await self.bot.send_photo(int(chat_id), self.uploads.file(out.photo),
@@ -379,6 +380,10 @@ class TelegramAdapter:
 
     async def fetch_media(self, ref: MediaRef) -> bytes:
         file = await self.bot.get_file(ref.platform_id)
+        if not file.file_path:  # Telegram gives no path for files over its 20 MB limit
+            raise ValueError(f"file {ref.platform_id} cannot be downloaded")
         data = await self.bot.download_file(file.file_path)
+        if data is None:
+            raise ValueError(f"file {ref.platform_id} came back empty")
         return data.read()
 
