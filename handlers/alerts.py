@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
-from sqlalchemy.exc import IntegrityError
+from datetime import timedelta
 
 from bot import cap, weather
 from bot.scheduler import Job
 from handlers.router import Router
-from storage.kv import KeyValue
+from storage import kv
 
 router = Router()
 CAP_LAST_POLL = "cap_last_poll"
@@ -26,20 +24,10 @@ async def cap_tick(sessions, services, deliverer) -> None:
     cfg = services.settings.cap
     if not cfg.feed_url and not cfg.folder:
         return
-    now = services.clock()
+    every = timedelta(seconds=cfg.poll_seconds - POLL_SLACK_SECONDS)
     async with sessions() as session, session.begin():
-        row = await session.get(KeyValue, CAP_LAST_POLL, with_for_update=True)
-        if row is not None and now - datetime.fromisoformat(row.value) < timedelta(
-                seconds=cfg.poll_seconds - POLL_SLACK_SECONDS):
+        if not await kv.claim_period(session, CAP_LAST_POLL, services.clock(), every):
             return
-        if row is None:
-            try:
-                async with session.begin_nested():
-                    session.add(KeyValue(key=CAP_LAST_POLL, value=now.isoformat()))
-            except IntegrityError:
-                return  # another worker is polling right now
-        else:
-            row.value = now.isoformat()
     await cap.poll(sessions, services, deliverer)
 
 

@@ -9,15 +9,13 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import select
-
 from bot.messaging.model import Button, Outbound
 from bot.scheduler import Job
 from handlers.router import Router
 from storage import notices, outbox
 from storage.base import utcnow
 from storage.notices import Notice, Recipient
-from storage.people import Identity, Resident
+from storage.people import language_of_identity
 from storage.subscriptions import quiet_until
 
 log = logging.getLogger(__name__)
@@ -108,10 +106,8 @@ async def _progress_of(session, services, notice: Notice) -> bool:
     waiting = figures["pending"] + figures["sending"]
     finished = waiting == 0 and (notice.fanout_done_at is not None
                                  or notice.status == notices.NoticeStatus.CANCELLED)
-    lang = await session.scalar(
-        select(Resident.language).join(Identity, Identity.resident_id == Resident.id)
-        .where(Identity.id == notice.sender_identity_id)
-    ) or services.settings.bot.default_language
+    lang = (await language_of_identity(session, notice.sender_identity_id)
+            or services.settings.bot.default_language)
     text = progress_text(services.texts, lang, notice, figures, finished)
     first_key = f"np{notice.id}:0"
     first = await outbox.by_dedupe_key(session, first_key)

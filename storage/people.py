@@ -251,6 +251,13 @@ async def mark_unreachable(session: AsyncSession, identity_id: int) -> None:
         identity.unreachable_at = utcnow()
 
 
+async def language_of_identity(session: AsyncSession, identity_id: int) -> str | None:
+    """The language chosen by the person behind an identity (None: not chosen yet)."""
+    return await session.scalar(
+        select(Resident.language).join(Identity, Identity.resident_id == Resident.id)
+        .where(Identity.id == identity_id))
+
+
 async def identities_of(session: AsyncSession, resident_id: int) -> list[Identity]:
     rows = await session.scalars(select(Identity).where(Identity.resident_id == resident_id))
     return list(rows.all())
