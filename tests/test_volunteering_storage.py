@@ -15,9 +15,10 @@ from storage import volunteer_teams as vteams
 from storage import volunteering as vol
 from storage.db import create_engine, session_factory
 from storage.migrate import upgrade_async
-from storage.people import Resident, get_or_create_identity, set_home
+from storage.people import Resident, get_or_create_identity
 from storage.territory import estate_by_code
 from storage.territory_loader import load_territory
+from storage.verification import set_home
 from tests.conftest import DEMO
 
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
