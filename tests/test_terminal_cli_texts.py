@@ -67,8 +67,15 @@ def test_admin_grant_on_a_brand_new_database_loads_the_territory(tmp_path):
     assert granted.returncode == 0, granted.stdout + granted.stderr
     assert granted.stdout.strip().splitlines()[-1] == "granted"
     assert "territory loaded" in granted.stdout
-    # Elsewhere than the project folder the default file is not there: it says how.
+    # Started elsewhere than the project folder, the demo territory is still found.
     env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/other.sqlite3"}
+    elsewhere = subprocess.run([sys.executable, "-m", "bot", "admin", "grant", "telegram:42",
+                                "staff", "sxs-station"], cwd=tmp_path, env=env,
+                               capture_output=True, text=True, timeout=120)
+    assert elsewhere.returncode == 0, elsewhere.stdout + elsewhere.stderr
+    # A territory file that is not there: it says how to load one.
+    env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/third.sqlite3",
+           "BOT_TERRITORY_FILE": str(tmp_path / "missing.json")}
     lost = subprocess.run([sys.executable, "-m", "bot", "admin", "grant", "telegram:42",
                            "staff", "sxs-station"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
