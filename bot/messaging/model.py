@@ -172,6 +172,10 @@ class Adapter(Protocol):
     platform: str
     limits: Limits
     capabilities: Capabilities
+    # The chats this adapter delivers to: None for every chat of its platform (a bot account).
+    # A terminal window serves only the person typing in it; pushes to anyone else wait in
+    # the outbox for the window that serves them.
+    chats: frozenset[str] | None
 
     async def start(self, on_inbound: InboundHandler) -> None: ...
 
