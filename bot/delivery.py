@@ -185,6 +185,11 @@ class RateBudget:
 
 
 @dataclass(eq=False)
+class _Prompt:
+    shown: bool = False  # a message of it was shown: the next ones number on
+
+
+@dataclass(eq=False)
 class _Item:
     platform: str
     chat_id: str
@@ -195,6 +200,7 @@ class _Item:
     counted: bool = False  # claimed from the outbox by the background sender
     holds: int = 0  # 429s waited out in memory
     seq: int = 0
+    prompt: _Prompt | None = None  # the reply it is part of, numbered as one prompt
     done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -357,12 +363,12 @@ class Deliverer:
                            replies: list[tuple[Outbound, int | None]]) -> None:
         """Send one update's replies in order, through the same lane and budget as pushes;
         `(outbound, row id)`, the id of its outbox row when it was written down."""
-        items = []
+        items, prompt = [], _Prompt()
         for out, row_id in replies:
             row = None if row_id is None else outbox.Claimed(
                 row_id, identity_id, platform, chat_id, {}, 1, int(outbox.Priority.REPLY), None)
             items.append(_Item(platform, chat_id, identity_id, out,
-                               int(outbox.Priority.REPLY), row))
+                               int(outbox.Priority.REPLY), row, prompt=prompt))
         self._submit(items)
         await asyncio.gather(*(item.done for item in items))
 
@@ -416,7 +422,8 @@ class Deliverer:
                 result = None
                 lane.busy = True
                 try:
-                    if not adapter.capabilities.buttons and item.identity_id is not None:
+                    if (not adapter.capabilities.buttons and item.identity_id is not None
+                            and item.out.number_from is None):  # not again on a retry
                         await self._number_choices(item)
                     result = await adapter.send(chat, item.out)
                 except asyncio.CancelledError:
@@ -450,9 +457,14 @@ class Deliverer:
 
     async def _number_choices(self, item: _Item) -> None:
         """A platform without buttons shows them as numbers: what the numbers mean is written
-        before the message is shown, so a number typed right after it finds them."""
+        before the message is shown, so a number typed right after it finds them. The
+        messages of one reply are one prompt, numbered on (two /pending items: 1-2, 3-4)."""
+        prompt = item.prompt
         async with self.sessions() as session, session.begin():
-            await choices.remember(session, item.identity_id, item.out)
+            item.out.number_from = await choices.remember(
+                session, item.identity_id, item.out, extend=prompt is not None and prompt.shown)
+        if prompt is not None and choices.shows_something(item.out):
+            prompt.shown = True
 
     def _finish(self, item: _Item, result: SendResult, *, written: bool = False) -> None:
         if item.counted:

@@ -35,17 +35,22 @@ def shows_something(out) -> bool:
     return bool(out.text or out.photo or out.document or out.voice or out.buttons)
 
 
-async def remember(session: AsyncSession, identity_id: int, out) -> None:
+async def remember(session: AsyncSession, identity_id: int, out, *, extend: bool = False
+                   ) -> int:
     """`out` (an Outbound) is about to be shown: its buttons become the numbered choices; a
     message without any ends the previous ones. One showing nothing (a bare button
-    acknowledgement) leaves them as they are."""
+    acknowledgement) leaves them as they are. `extend`: `out` belongs to the prompt shown just
+    before (one reply of several messages, /pending's items): its buttons are numbered on,
+    and a message of it without buttons ends nothing. The number its first button gets."""
     if not shows_something(out):
-        return
+        return 1
+    earlier = await current(session, identity_id) if extend else []
     if not out.buttons:
-        await session.execute(delete(NumberedChoices).where(
-            NumberedChoices.identity_id == identity_id))
-        return
-    choices = [list(pair) for pair in numbered(out.buttons)]
+        if not extend:
+            await session.execute(delete(NumberedChoices).where(
+                NumberedChoices.identity_id == identity_id))
+        return len(earlier) + 1
+    choices = [list(pair) for pair in [*earlier, *numbered(out.buttons)]]
     if session.bind.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
@@ -56,6 +61,7 @@ async def remember(session: AsyncSession, identity_id: int, out) -> None:
     await session.execute(stmt.on_conflict_do_update(
         index_elements=["identity_id"],
         set_={"choices": stmt.excluded.choices, "updated_at": stmt.excluded.updated_at}))
+    return len(earlier) + 1
 
 
 def as_number(text: str | None) -> int | None:

@@ -230,7 +230,8 @@ class TerminalAdapter:
         if outbound.voice:
             lines.append(f"[voice: {outbound.voice}]")
         # Numbered as storage.choices numbers them, which is what a typed number looks up.
-        lines += [f"  [{n}] {label}" for n, (label, _) in enumerate(numbered(outbound.buttons), 1)]
+        lines += [f"  [{n}] {label}" for n, (label, _) in
+                  enumerate(numbered(outbound.buttons), outbound.number_from or 1)]
         if lines:
             self._write(lines)
         return SendResult.sent(str(next(self._refs)))
