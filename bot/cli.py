@@ -117,8 +117,13 @@ async def _admin(args, settings: Settings) -> int:
             print(f"territory loaded from {territory} (the database had none)")
         async with sessions() as session, session.begin():
             if args.action == "list":
-                for line in await roles_service.describe_roles(session):
+                lines = await roles_service.describe_roles(session)
+                for line in lines:
                     print(line)
+                if not lines:
+                    print("no roles granted yet; grant one with e.g. "
+                          "`python -m bot admin grant terminal:NAME staff sxs-station` "
+                          "(terminal:NAME is who `python -m bot chat --as NAME` is)")
                 return 0
             if not args.user or not args.role:
                 print("usage: admin grant|revoke USER ROLE [SCOPE]")
