@@ -278,14 +278,15 @@ class Deliverer:
     async def run(self) -> None:
         try:
             async with _SenderLease(self.engine, shared=self._serves_all()) as lease:
-                recovered = False
+                recovered: outbox.Scope | None = None
                 while not self._stop.is_set():
                     if not await lease.held():
                         await self._sleep(2.0)
                         continue
-                    if not recovered:
-                        await self._recover()
-                        recovered = True
+                    scope = self.scope()
+                    if scope != recovered:  # at start, and for chats newly served
+                        await self._recover(scope)
+                        recovered = scope
                     try:
                         claimed = await self._claim_more()
                     except Exception:
@@ -302,12 +303,12 @@ class Deliverer:
                     lane.task.cancel()
             raise
 
-    async def _recover(self) -> None:
+    async def _recover(self, scope: outbox.Scope) -> None:
         """Rows left "sending" by a sender that died are resumed now, not minutes later."""
         grace = RECLAIM_GRACE if self.engine.dialect.name == "postgresql" else timedelta(0)
         async with self.sessions() as session, session.begin():
             resumed = await outbox.reclaim_stale(session, grace, claimed_before=self.started_at,
-                                                 scope=self.scope())
+                                                 scope=scope)
         if resumed:
             log.info("resumed %d messages left in flight by a stopped sender", resumed)
 
