@@ -62,6 +62,7 @@ class TerminalAdapter:
         self.choices_of = choices_of
         self.on_switch = on_switch
         self._open = False
+        self._prompting = ""  # the prompt shown while waiting for a line
         self._refs = itertools.count(1)
         self._task: asyncio.Task | None = None
         self.finished = asyncio.Event()
@@ -122,7 +123,10 @@ class TerminalAdapter:
         parts: list[str] = []
         self._prompt("> ")
         while True:
-            line = await queue.get()
+            try:
+                line = await queue.get()
+            finally:
+                self._prompting = ""
             if not line:
                 return "\n".join(parts) if parts else None
             line = line.rstrip("\r\n")
@@ -134,6 +138,7 @@ class TerminalAdapter:
             return "\n".join(parts)
 
     def _prompt(self, text: str) -> None:
+        self._prompting = text
         self.stdout.write(text)
         self.stdout.flush()
 
@@ -216,7 +221,9 @@ class TerminalAdapter:
             self._write(lines)
 
     def _write(self, lines: list[str]) -> None:
-        self.stdout.write("\n".join(lines) + "\n")
+        # A message arriving while the person is at the prompt (someone else's doing) is
+        # printed after it, and the prompt again below it.
+        self.stdout.write("\n".join(lines) + "\n" + self._prompting)
         self.stdout.flush()
 
     async def send(self, chat_id: str, outbound: Outbound) -> SendResult:
