@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -61,7 +62,23 @@ def main(argv: list[str] | None = None) -> int:
         upgrade(settings.database.url)
         print("database at head")
         return 0
-    return asyncio.run(_async_main(args, settings, served))
+    # Ctrl-C while starting (migrations, the territory) ends the process at once: every write
+    # is in a transaction, so this is a crash that changes nothing. The chat and the bot
+    # install their own, polite handler once they are up.
+    previous = signal.signal(signal.SIGINT, _leave_now)
+    try:
+        return asyncio.run(_async_main(args, settings, served))
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping: no traceback either
+        print(file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _leave_now(signum, frame) -> None:
+    sys.stderr.write("\n")
+    sys.stderr.flush()
+    os._exit(130)
 
 
 async def _async_main(args, settings: Settings, served: list) -> int:
@@ -106,8 +123,13 @@ async def _admin(args, settings: Settings) -> int:
             print(f"territory loaded from {territory} (the database had none)")
         async with sessions() as session, session.begin():
             if args.action == "list":
-                for line in await roles_service.describe_roles(session):
+                lines = await roles_service.describe_roles(session)
+                for line in lines:
                     print(line)
+                if not lines:
+                    print("no roles granted yet; grant one with e.g. "
+                          "`python -m bot admin grant terminal:NAME staff sxs-station` "
+                          "(terminal:NAME is who `python -m bot chat --as NAME` is)")
                 return 0
             if not args.user or not args.role:
                 print("usage: admin grant|revoke USER ROLE [SCOPE]")
@@ -168,19 +190,48 @@ async def _serve(settings: Settings, served: list) -> int:
 
 
 async def _chat(settings: Settings, user: str, lang: str) -> int:
+    from sqlalchemy import select
+
     from bot.app import build_app
     from bot.messaging.terminal import TerminalAdapter
+    from storage import choices
+    from storage.people import Identity, Resident
 
     adapter = TerminalAdapter(user, language=lang)
     territory = await _territory_if_empty(settings)
     # One person at a keyboard (or a script piping lines in): no flood guard.
     app = await build_app(settings, {"terminal": adapter}, migrate=False, territory=territory,
                           flood_guard=False)
-    print(f"Terminal chat as '{user}'. Type /start, /help; buttons are numbers; "
-          "/location LAT LON shares a place; /quit leaves.")
+
+    async def language_of(name: str) -> str | None:
+        async with app.sessions() as session:
+            return await session.scalar(
+                select(Resident.language).join(Identity, Identity.resident_id == Resident.id)
+                .where(Identity.platform == adapter.platform,
+                       Identity.platform_user_id == name))
+
+    async def choices_of(name: str) -> list[str]:
+        async with app.sessions() as session:
+            return [label for label, _ in await choices.current_for(
+                session, adapter.platform, name)]
+
+    adapter.texts = app.services.texts
+    adapter.language_of, adapter.choices_of = language_of, choices_of
+    adapter.on_switch = app.deliverer.wake
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, stop.set)  # Ctrl-C: leave at once, quietly
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
     await app.start()
+    finished = asyncio.create_task(adapter.finished.wait())
+    stopped = asyncio.create_task(stop.wait())
     try:
-        await adapter.finished.wait()
+        await asyncio.wait([finished, stopped], return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            print()  # the prompt's line ends; the shell starts on a fresh one
     finally:
+        finished.cancel()
+        stopped.cancel()
+        loop.remove_signal_handler(signal.SIGINT)  # a second Ctrl-C while stopping: at once
         await app.stop()
     return 0

@@ -30,7 +30,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.messaging.model import Adapter, Outbound, SendResult, SendStatus
-from storage import outbox
+from storage import choices, outbox
 from storage.base import utcnow
 
 log = logging.getLogger(__name__)
@@ -185,6 +185,11 @@ class RateBudget:
 
 
 @dataclass(eq=False)
+class _Prompt:
+    shown: bool = False  # a message of it was shown: the next ones number on
+
+
+@dataclass(eq=False)
 class _Item:
     platform: str
     chat_id: str
@@ -195,6 +200,7 @@ class _Item:
     counted: bool = False  # claimed from the outbox by the background sender
     holds: int = 0  # 429s waited out in memory
     seq: int = 0
+    prompt: _Prompt | None = None  # the reply it is part of, numbered as one prompt
     done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -271,15 +277,16 @@ class Deliverer:
     # -- the background sender: claims due rows, keeps about two seconds of sending queued --
     async def run(self) -> None:
         try:
-            async with _SenderLease(self.engine) as lease:
-                recovered = False
+            async with _SenderLease(self.engine, shared=self._serves_all()) as lease:
+                recovered: outbox.Scope | None = None
                 while not self._stop.is_set():
                     if not await lease.held():
                         await self._sleep(2.0)
                         continue
-                    if not recovered:
-                        await self._recover()
-                        recovered = True
+                    scope = self.scope()
+                    if scope != recovered:  # at start, and for chats newly served
+                        await self._recover(scope)
+                        recovered = scope
                     try:
                         claimed = await self._claim_more()
                     except Exception:
@@ -296,13 +303,22 @@ class Deliverer:
                     lane.task.cancel()
             raise
 
-    async def _recover(self) -> None:
+    async def _recover(self, scope: outbox.Scope) -> None:
         """Rows left "sending" by a sender that died are resumed now, not minutes later."""
         grace = RECLAIM_GRACE if self.engine.dialect.name == "postgresql" else timedelta(0)
         async with self.sessions() as session, session.begin():
-            resumed = await outbox.reclaim_stale(session, grace, claimed_before=self.started_at)
+            resumed = await outbox.reclaim_stale(session, grace, claimed_before=self.started_at,
+                                                 scope=scope)
         if resumed:
             log.info("resumed %d messages left in flight by a stopped sender", resumed)
+
+    def scope(self) -> outbox.Scope:
+        """What this process delivers: its adapters' platforms, and of each the chats it serves
+        (read at every claim: a terminal window may switch person)."""
+        return {name: a.chats for name, a in self.adapters.items()}
+
+    def _serves_all(self) -> bool:
+        return any(a.chats is None for a in self.adapters.values())
 
     def _claim_size(self) -> int:
         rate = max((b.rate for b in self.budgets.values()), default=self.batch)
@@ -321,7 +337,7 @@ class Deliverer:
             return 1
         async with self.sessions() as session, session.begin():
             await outbox.reclaim_stale(session, STALE_CLAIM)
-            claimed = await outbox.claim(session, room)
+            claimed = await outbox.claim(session, room, scope=self.scope())
         self._submit_rows(claimed)
         return len(claimed)
 
@@ -336,7 +352,7 @@ class Deliverer:
         """Claim one batch, send it and write the results; False when nothing was due."""
         async with self.sessions() as session, session.begin():
             await outbox.reclaim_stale(session, STALE_CLAIM)
-            claimed = await outbox.claim(session, self._claim_size())
+            claimed = await outbox.claim(session, self._claim_size(), scope=self.scope())
         if not claimed:
             return False
         await asyncio.gather(*(item.done for item in self._submit_rows(claimed)))
@@ -348,12 +364,12 @@ class Deliverer:
                            replies: list[tuple[Outbound, int | None]]) -> None:
         """Send one update's replies in order, through the same lane and budget as pushes;
         `(outbound, row id)`, the id of its outbox row when it was written down."""
-        items = []
+        items, prompt = [], _Prompt()
         for out, row_id in replies:
             row = None if row_id is None else outbox.Claimed(
                 row_id, identity_id, platform, chat_id, {}, 1, int(outbox.Priority.REPLY), None)
             items.append(_Item(platform, chat_id, identity_id, out,
-                               int(outbox.Priority.REPLY), row))
+                               int(outbox.Priority.REPLY), row, prompt=prompt))
         self._submit(items)
         await asyncio.gather(*(item.done for item in items))
 
@@ -392,6 +408,13 @@ class Deliverer:
                     lane.items.pop(0)
                     self._finish(item, SendResult(SendStatus.FAILED, error="no adapter"))
                     continue
+                if adapter.chats is not None and chat not in adapter.chats:
+                    # Claimed just before the adapter stopped serving this chat (a terminal
+                    # window switched person): back to the outbox unsent, for its own window.
+                    for rest in lane.items:
+                        self._finish(rest, SendResult(SendStatus.RETRY, error=FOLLOWS))
+                    lane.items.clear()
+                    break
                 wait = budget.chat_ready_in(chat)
                 if wait > 0:
                     await asyncio.sleep(wait)
@@ -400,6 +423,9 @@ class Deliverer:
                 result = None
                 lane.busy = True
                 try:
+                    if (not adapter.capabilities.buttons and item.identity_id is not None
+                            and item.out.number_from is None):  # not again on a retry
+                        await self._number_choices(item)
                     result = await adapter.send(chat, item.out)
                 except asyncio.CancelledError:
                     raise
@@ -429,6 +455,17 @@ class Deliverer:
                 del self._lanes[key]
             elif self._lanes.get(key) is lane:
                 lane.task = None  # cancelled: its rows stay claimed until recovered
+
+    async def _number_choices(self, item: _Item) -> None:
+        """A platform without buttons shows them as numbers: what the numbers mean is written
+        before the message is shown, so a number typed right after it finds them. The
+        messages of one reply are one prompt, numbered on (two /pending items: 1-2, 3-4)."""
+        prompt = item.prompt
+        async with self.sessions() as session, session.begin():
+            item.out.number_from = await choices.remember(
+                session, item.identity_id, item.out, extend=prompt is not None and prompt.shown)
+        if prompt is not None and choices.shows_something(item.out):
+            prompt.shown = True
 
     def _finish(self, item: _Item, result: SendResult, *, written: bool = False) -> None:
         if item.counted:
@@ -531,12 +568,14 @@ class Deliverer:
 class _SenderLease:
     """On PostgreSQL one process at a time claims the outbox's pushes (an advisory lock on a
     connection kept open); SQLite has one writer anyway. Replies are sent by the process that
-    handled the update, lease or not."""
+    handled the update, lease or not. A process whose adapters each serve only some chats (a
+    terminal window: its own person) needs no lease: it claims only those chats' rows, and its
+    sends are not counted against a platform's limits."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, shared: bool = True) -> None:
         self.engine = engine
         self._conn = None
-        self._held = engine.dialect.name != "postgresql"
+        self._held = engine.dialect.name != "postgresql" or not shared
 
     async def __aenter__(self) -> _SenderLease:
         if not self._held:

@@ -24,7 +24,7 @@ from bot.flood import FloodGuard
 from bot.i18n import normalize_language
 from bot.messaging.model import Adapter, Inbound, Kind, Outbound
 from bot.router import Router
-from storage import dialog, outbox, updates
+from storage import choices, dialog, outbox, updates
 
 if TYPE_CHECKING:
     from bot.delivery import Deliverer
@@ -111,6 +111,8 @@ class Dispatcher:
                 await dialog.save(session, identity.id, None, {})
                 state = None
             adapter = self.adapters.get(inbound.platform)
+            if adapter is not None and not adapter.capabilities.buttons:
+                inbound = await _numbered_choice(session, identity.id, inbound)
             ctx = Context(
                 inbound=inbound, session=session, identity=identity, resident=resident,
                 lang=lang, services=self.services,
@@ -209,6 +211,20 @@ class Dispatcher:
         budget, from memory."""
         await self.deliverer.send_replies(inbound.platform, inbound.chat_id, identity_id,
                                           [(out, None) for out in replies])
+
+
+async def _numbered_choice(session: AsyncSession, identity_id: int, inbound: Inbound) -> Inbound:
+    """On a platform without buttons a number typed is a press of that button of the latest
+    prompt shown, when it has one; otherwise it stays the text it is (an answer to "how many
+    places?")."""
+    if inbound.kind != Kind.TEXT:
+        return inbound
+    payload = await choices.pick(session, identity_id, inbound.text)
+    if payload is None:
+        return inbound
+    from dataclasses import replace
+
+    return replace(inbound, kind=Kind.BUTTON, payload=payload, text=None)
 
 
 def _with_text(inbound: Inbound, text: str) -> Inbound:

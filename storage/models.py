@@ -3,6 +3,7 @@
 from storage import (
     alerts,
     audit,
+    choices,
     dialog,
     guides,
     kv,
@@ -23,6 +24,6 @@ from storage import (
 )
 from storage.base import Base
 
-__all__ = ["Base", "alerts", "audit", "dialog", "guides", "kv", "notices", "outbox", "people",
-           "polls", "proposals", "reports", "subscriptions", "surveys", "territory", "updates",
-           "verification", "volunteer_hours", "volunteer_teams", "volunteering"]
+__all__ = ["Base", "alerts", "audit", "choices", "dialog", "guides", "kv", "notices", "outbox",
+           "people", "polls", "proposals", "reports", "subscriptions", "surveys", "territory",
+           "updates", "verification", "volunteer_hours", "volunteer_teams", "volunteering"]

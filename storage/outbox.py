@@ -11,7 +11,20 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ForeignKey, Index, String, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    ForeignKey,
+    Index,
+    String,
+    and_,
+    bindparam,
+    delete,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -169,10 +182,25 @@ class Claimed:
     group_key: str | None
 
 
+Scope = dict[str, frozenset[str] | None]
+"""What a sender delivers: per platform, the chat ids it serves, or None for all of them."""
+
+
+def _in_scope(scope: Scope):
+    """Rows whose recipient is in `scope`; the rest wait for a sender that serves them."""
+    parts = [Identity.platform == platform if chats is None
+             else and_(Identity.platform == platform, Identity.chat_id.in_(sorted(chats)))
+             for platform, chats in sorted(scope.items()) if chats is None or chats]
+    if not parts:
+        return false()
+    return OutboxMessage.identity_id.in_(select(Identity.id).where(or_(*parts)))
+
+
 async def claim(
-    session: AsyncSession, limit: int, *, platform: str | None = None,
+    session: AsyncSession, limit: int, *, scope: Scope | None = None,
     now: datetime | None = None,
 ) -> list[Claimed]:
+    """Claim up to `limit` due rows, of the recipients in `scope` (None: every recipient)."""
     now = now or utcnow()
     q = (
         select(OutboxMessage.id)
@@ -181,10 +209,8 @@ async def claim(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    if platform is not None:
-        q = q.join(Identity, Identity.id == OutboxMessage.identity_id).where(
-            Identity.platform == platform
-        )
+    if scope is not None:
+        q = q.where(_in_scope(scope))
     ids = list((await session.scalars(q)).all())
     if not ids:
         return []
@@ -278,19 +304,22 @@ async def push_back(session: AsyncSession, identity_id: int, at: datetime) -> No
 
 
 async def reclaim_stale(session: AsyncSession, older_than: timedelta,
-                        claimed_before: datetime | None = None) -> int:
+                        claimed_before: datetime | None = None, *,
+                        scope: Scope | None = None) -> int:
     """Claims left by a sender that died are handed back (at-least-once for those in flight).
     `claimed_before`: only claims older than that moment (a sender's own start: what it claimed
-    itself is still on its way)."""
+    itself is still on its way). `scope`: only rows of these recipients (a sender serving some
+    chats leaves those of other live senders alone)."""
     cutoff = utcnow() - older_than
     if claimed_before is not None:
         cutoff = min(cutoff, claimed_before)
-    result = await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.status == Status.SENDING.value,
-               OutboxMessage.claimed_at < cutoff)
-        .values(status=Status.PENDING.value)
-    )
+    stmt = (update(OutboxMessage)
+            .where(OutboxMessage.status == Status.SENDING.value,
+                   OutboxMessage.claimed_at < cutoff)
+            .values(status=Status.PENDING.value))
+    if scope is not None:
+        stmt = stmt.where(_in_scope(scope)).execution_options(synchronize_session=False)
+    result = await session.execute(stmt)
     return result.rowcount or 0
 
 

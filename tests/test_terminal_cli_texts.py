@@ -45,6 +45,9 @@ def test_cli_commands(tmp_path):
     for word in ("run", "chat", "db", "territory", "admin"):
         assert word in help_.stdout
     assert _cli("db", "upgrade", db=db).stdout.strip() == "database at head"
+    empty = _cli("admin", "list", db=db)
+    assert empty.returncode == 0 and "no roles granted yet" in empty.stdout, empty.stderr
+    assert "admin grant terminal:NAME" in empty.stdout
     loaded = _cli("territory", "load", str(DEMO), db=db)
     assert "estates=4" in loaded.stdout, loaded.stderr
     granted = _cli("admin", "grant", "telegram:42", "staff", "sxs-station", db=db)

@@ -34,6 +34,7 @@ class MemoryAdapter:
     platform: str = "memory"
     limits: Limits = field(default_factory=lambda: Limits(per_second=1000, per_chat_per_second=1000))
     capabilities: Capabilities = field(default_factory=Capabilities)
+    chats: frozenset[str] | None = None
     sent: list[Sent] = field(default_factory=list)
     blocked: set[str] = field(default_factory=set)
     flood_next: int = 0

@@ -110,10 +110,13 @@ class Outbound:
     # Never written down, not even in the outbox (an anonymous ballot's ticks): sent from
     # memory only, so a crash may lose it.
     ephemeral: bool = False
+    # A platform without buttons shows them as numbers from this one on (None: 1); set by the
+    # deliverer, which numbers one reply's messages as one prompt (storage.choices).
+    number_from: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        del data["ephemeral"]
+        del data["ephemeral"], data["number_from"]
         data["buttons"] = [[[b.label, b.payload] for b in row] for row in self.buttons]
         return {k: v for k, v in data.items() if v not in (None, "", [])}
 
@@ -172,6 +175,10 @@ class Adapter(Protocol):
     platform: str
     limits: Limits
     capabilities: Capabilities
+    # The chats this adapter delivers to: None for every chat of its platform (a bot account).
+    # A terminal window serves only the person typing in it; pushes to anyone else wait in
+    # the outbox for the window that serves them.
+    chats: frozenset[str] | None
 
     async def start(self, on_inbound: InboundHandler) -> None: ...
 

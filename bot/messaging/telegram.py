@@ -166,6 +166,7 @@ class _Uploads:
 class TelegramAdapter:
     platform = "telegram"
     capabilities = Capabilities()
+    chats = None  # one bot account: every chat
 
     def __init__(self, token: str, *, api_base: str | None = None, per_second: float = 30.0,
                  per_chat_per_second: float = 1.0, polling_timeout: int = 30,
