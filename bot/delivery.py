@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.messaging.model import Adapter, Outbound, SendResult, SendStatus
 from storage import choices, outbox
@@ -366,7 +366,7 @@ class Deliverer:
         `(outbound, row id)`, the id of its outbox row when it was written down."""
         items, prompt = [], _Prompt()
         for out, row_id in replies:
-            row = None if row_id is None else outbox.Claimed(
+            row = None if row_id is None or identity_id is None else outbox.Claimed(
                 row_id, identity_id, platform, chat_id, {}, 1, int(outbox.Priority.REPLY), None)
             items.append(_Item(platform, chat_id, identity_id, out,
                                int(outbox.Priority.REPLY), row, prompt=prompt))
@@ -461,6 +461,8 @@ class Deliverer:
         before the message is shown, so a number typed right after it finds them. The
         messages of one reply are one prompt, numbered on (two /pending items: 1-2, 3-4)."""
         prompt = item.prompt
+        if item.identity_id is None:  # a flood warning or an error note: no prompt to keep
+            return
         async with self.sessions() as session, session.begin():
             item.out.number_from = await choices.remember(
                 session, item.identity_id, item.out, extend=prompt is not None and prompt.shown)
@@ -537,14 +539,14 @@ class Deliverer:
             await asyncio.shield(self._writer)
 
     async def _write(self, session: AsyncSession, batch: list[tuple[_Item, SendResult]]) -> None:
-        sent = [(i.row.id, r.message_ref, i.row.group_key) for i, r in batch
+        written = [(i.row, r) for i, r in batch if i.row is not None]  # only rows are queued
+        sent = [(row.id, r.message_ref, row.group_key) for row, r in written
                 if r.status == SendStatus.SENT]
         await outbox.mark_sent_many(session, sent)
         held: dict[int, datetime] = {}  # identity -> nothing of theirs leaves before
-        for item, result in batch:
+        for row, result in written:
             if result.status == SendStatus.SENT:
                 continue
-            row = item.row
             if result.status == SendStatus.UNREACHABLE:
                 await outbox.mark_unreachable(session, row.identity_id, row.id)
             elif result.error == FOLLOWS:  # never attempted: waits behind the one held back
@@ -574,7 +576,7 @@ class _SenderLease:
 
     def __init__(self, engine: AsyncEngine, *, shared: bool = True) -> None:
         self.engine = engine
-        self._conn = None
+        self._conn: AsyncConnection | None = None
         self._held = engine.dialect.name != "postgresql" or not shared
 
     async def __aenter__(self) -> _SenderLease:

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.context import Context, Services
 from bot.flood import FloodGuard
 from bot.i18n import normalize_language
-from bot.messaging.model import Adapter, Inbound, Kind, Outbound
+from bot.messaging.model import Adapter, Capabilities, Inbound, Kind, Outbound
 from bot.router import Router
 from storage import choices, dialog, outbox, updates
 
@@ -116,7 +116,7 @@ class Dispatcher:
             ctx = Context(
                 inbound=inbound, session=session, identity=identity, resident=resident,
                 lang=lang, services=self.services,
-                capabilities=adapter.capabilities if adapter else None,
+                capabilities=adapter.capabilities if adapter else Capabilities(),
                 state=state.name if state else None,
                 data=dict(state.data) if state else {},
                 is_new=created,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from bot.messaging.model import Kind
 
 Handler = Callable[..., Awaitable[None]]
+Fallback = Callable[..., Awaitable[bool]]  # True when it answered the text
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class Router:
     fresh: dict[str, str] = field(default_factory=dict)
     states: dict[str, Handler] = field(default_factory=dict)
     media: dict[Kind, Handler] = field(default_factory=dict)
-    text_fallbacks: list[tuple[int, Handler]] = field(default_factory=list)
+    text_fallbacks: list[tuple[int, Fallback]] = field(default_factory=list)
 
     def command(self, *names: str, help_key: str | None = None, roles: tuple[str, ...] = (),
                 order: int = 100, visible: Callable[..., Awaitable[bool]] | None = None):
@@ -71,7 +72,7 @@ class Router:
 
     def text_fallback(self, priority: int = 100):
         """Free text outside any conversation; the handler returns True when it answered."""
-        def register(fn: Handler) -> Handler:
+        def register(fn: Fallback) -> Fallback:
             self.text_fallbacks.append((priority, fn))
             return fn
         return register

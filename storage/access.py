@@ -29,7 +29,7 @@ class Scope:
     def covers_estate(self, estate_id: int | None) -> bool:
         return self.everything or (estate_id is not None and estate_id in self.estate_ids)
 
-    def has(self, *kinds: RoleKind) -> bool:
+    def has(self, *kinds: str) -> bool:  # RoleKind values (a StrEnum) or their names
         return self.everything or any(str(k) in self.kinds for k in kinds)
 
 

@@ -50,6 +50,14 @@ async def must_get(session: AsyncSession, model: type[T], key: object) -> T:
     return row
 
 
+def upsert(session: AsyncSession, model: Any) -> Any:
+    """INSERT with the dialect's ON CONFLICT clauses (SQLite and PostgreSQL spell them alike)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return module.insert(model)
+
+
 def affected(result: Result[Any]) -> int:
     """Rows an INSERT, UPDATE or DELETE touched (`execute()` is typed as returning a Result;
     for those statements it is a CursorResult, which counts them)."""

@@ -15,7 +15,7 @@ from sqlalchemy import ForeignKey, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.base import Base, utcnow
+from storage.base import Base, upsert, utcnow
 from storage.people import Identity
 
 
@@ -51,11 +51,7 @@ async def remember(session: AsyncSession, identity_id: int, out, *, extend: bool
                 NumberedChoices.identity_id == identity_id))
         return len(earlier) + 1
     choices = [list(pair) for pair in [*earlier, *numbered(out.buttons)]]
-    if session.bind.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(NumberedChoices).values(identity_id=identity_id, choices=choices,
+    stmt = upsert(session, NumberedChoices).values(identity_id=identity_id, choices=choices,
                                           updated_at=utcnow())
     # An upsert: two windows of one person may show a prompt at the same moment.
     await session.execute(stmt.on_conflict_do_update(

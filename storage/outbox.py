@@ -10,11 +10,13 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     ForeignKey,
     Index,
     String,
+    Table,
     and_,
     bindparam,
     delete,
@@ -29,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.base import Base, utcnow
+from storage.base import Base, affected, upsert, utcnow
 from storage.people import Identity
 
 
@@ -89,12 +91,8 @@ class OutboxGroup(Base):
     cancelled: Mapped[int] = mapped_column(default=0)
 
 
-def _insert(session: AsyncSession, model):
-    if session.bind.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(model)
+def _insert(session: AsyncSession, model: Any) -> Any:
+    return upsert(session, model)
 
 
 async def _count_queued(session: AsyncSession, counts: dict[str, int]) -> None:
@@ -145,7 +143,8 @@ async def enqueue(
                 await session.flush()
         except IntegrityError:
             return None
-    await _count_queued(session, {group: 1})
+    if group is not None:
+        await _count_queued(session, {group: 1})
     return row
 
 
@@ -160,14 +159,14 @@ async def enqueue_claimed(session: AsyncSession, identity_id: int, payloads: lis
                  next_attempt_at=now, created_at=now) for p in payloads]
     # Core, not the unit of work: every update writes its replies here.
     if len(rows) == 1:
-        return [await session.scalar(_INSERT_ONE, rows[0])]
+        return [(await session.execute(_INSERT_ONE, rows[0])).scalar_one()]
     result = await session.execute(_INSERT_MANY, rows)
     return list(result.scalars().all())
 
 
-_INSERT_ONE = insert(OutboxMessage.__table__).returning(OutboxMessage.__table__.c.id)
-_INSERT_MANY = insert(OutboxMessage.__table__).returning(OutboxMessage.__table__.c.id,
-                                                         sort_by_parameter_order=True)
+_TABLE: Table = OutboxMessage.__table__  # type: ignore[assignment]  # a Table, typed wider
+_INSERT_ONE = insert(_TABLE).returning(_TABLE.c.id)
+_INSERT_MANY = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)
 
 
 @dataclass(frozen=True)
@@ -249,7 +248,7 @@ async def mark_sent_many(session: AsyncSession,
     if not sent:
         return
     now = utcnow()
-    table = OutboxMessage.__table__
+    table = _TABLE
     # Core executemany: the ORM's bulk-by-primary-key path costs milliseconds a call here.
     await session.execute(
         table.update().where(table.c.id == bindparam("row_id"))
@@ -320,7 +319,7 @@ async def reclaim_stale(session: AsyncSession, older_than: timedelta,
     if scope is not None:
         stmt = stmt.where(_in_scope(scope)).execution_options(synchronize_session=False)
     result = await session.execute(stmt)
-    return result.rowcount or 0
+    return affected(result) or 0
 
 
 async def figures(session: AsyncSession, group: str) -> dict[str, int]:
@@ -342,7 +341,7 @@ async def prune(session: AsyncSession, before: datetime, limit: int = 5000) -> i
     ids = select(OutboxMessage.id).where(OutboxMessage.created_at < before,
                                          OutboxMessage.status.in_(TERMINAL)).limit(limit)
     result = await session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
-    return result.rowcount or 0
+    return affected(result) or 0
 
 
 async def next_due(session: AsyncSession) -> datetime | None:
@@ -380,7 +379,7 @@ async def cancel_group(session: AsyncSession, group: str) -> int:
         .where(OutboxMessage.group_key == group, OutboxMessage.status == Status.PENDING.value)
         .values(status=Status.CANCELLED.value)
     )
-    n = result.rowcount or 0
+    n = affected(result) or 0
     await _count_finished(session, Status.CANCELLED.value, [group] * n)
     return n
 

@@ -178,7 +178,8 @@ class Adapter(Protocol):
     # The chats this adapter delivers to: None for every chat of its platform (a bot account).
     # A terminal window serves only the person typing in it; pushes to anyone else wait in
     # the outbox for the window that serves them.
-    chats: frozenset[str] | None
+    @property
+    def chats(self) -> frozenset[str] | None: ...
 
     async def start(self, on_inbound: InboundHandler) -> None: ...
 

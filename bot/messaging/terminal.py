@@ -18,7 +18,7 @@ import threading
 import wave
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from bot.i18n import Texts, normalize_language
 from bot.messaging.model import (
@@ -144,8 +144,9 @@ class TerminalAdapter:
 
     async def parse(self, text: str) -> Inbound | None:
         """What the person typed as an update; None when the window answered it itself."""
-        base = dict(platform=self.platform, user_id=self.user, chat_id=self.user,
-                    update_id=None, language_hint=self.language, display_name=self.user)
+        base: dict[str, Any] = dict(
+            platform=self.platform, user_id=self.user, chat_id=self.user, update_id=None,
+            language_hint=self.language, display_name=self.user)
         stripped = text.strip()
         cmd = parse_command(stripped)
         name, args = cmd if cmd else (None, "")
