@@ -15,6 +15,7 @@ from storage.audience import Audience
 from storage.territory import Building, Committee, Estate
 
 MAX_DAYS = 90
+MIN_MINUTES = 5  # a poll or survey closing sooner could not reach anyone
 _RELATIVE = re.compile(r"^(\d{1,4})\s*([hd])$", re.IGNORECASE)
 _ABSOLUTE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})\s+(\d{1,2}):(\d{2})$")
 
@@ -81,7 +82,7 @@ def parse_closing(text: str, now: datetime, tz_name: str) -> datetime | str:
         at = local.astimezone(now.tzinfo)
     else:
         return "closes_invalid"
-    if at <= now + timedelta(minutes=5):
+    if at <= now + timedelta(minutes=MIN_MINUTES):
         return "closes_past"
     if at > now + timedelta(days=MAX_DAYS):
         return "closes_too_far"

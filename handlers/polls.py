@@ -9,6 +9,7 @@ from datetime import datetime
 from handlers import drafting
 from handlers.context import Context
 from handlers.router import Router
+from handlers.text_lists import split_items
 from storage import audit, polls
 from storage.audience import Audience
 from storage.territory import Building, buildings_of
@@ -48,7 +49,8 @@ async def ask(ctx: Context, step: str) -> None:
         ctx.say("polls.ask_building", [[ctx.button(ctx.t("polls.whole_estate"), "npo",
                                                     "building", 0)]])
     elif step == "closes":
-        ctx.say("polls.ask_closes", tz=ctx.services.settings.bot.timezone)
+        ctx.say("polls.ask_closes", tz=ctx.services.settings.bot.timezone,
+                min=drafting.MIN_MINUTES, days=drafting.MAX_DAYS)
     elif step == "quorum":
         ctx.say("polls.ask_quorum", [[ctx.button(ctx.t("polls.no_quorum"), "npo", "quorum", 0)]])
     elif step == "preview":
@@ -72,7 +74,7 @@ async def typed(ctx: Context) -> None:
             return
         ctx.remember(question=text)
     elif step == "options":
-        options = [line.strip() for line in text.splitlines() if line.strip()]
+        options = split_items(text)
         problem = _options_problem(options)
         if problem:
             ctx.say(f"polls.{problem}", low=polls.MIN_OPTIONS, high=polls.MAX_OPTIONS,
@@ -87,7 +89,7 @@ async def typed(ctx: Context) -> None:
     elif step == "closes":
         at = drafting.parse_closing(text, ctx.now, ctx.services.settings.bot.timezone)
         if isinstance(at, str):
-            ctx.say(f"polls.{at}", days=drafting.MAX_DAYS)
+            ctx.say(f"polls.{at}", days=drafting.MAX_DAYS, min=drafting.MIN_MINUTES)
             return
         ctx.remember(closes_at=at.isoformat())
     elif step == "quorum":

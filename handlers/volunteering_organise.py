@@ -15,6 +15,7 @@ from bot.messaging.model import Button, Kind, Outbound
 from bot.scheduler import Job
 from handlers.context import Context
 from handlers.router import Router
+from handlers.text_lists import split_items
 from handlers.volunteering import (
     category_name,
     local,
@@ -214,7 +215,7 @@ async def shifts_typed(ctx: Context) -> None:
     tz = ZoneInfo(ctx.services.settings.bot.timezone)
     shifts = list(ctx.data.get("shifts", []))
     added, errors = 0, []
-    for line in [x for x in ctx.inbound.text.splitlines() if x.strip()]:
+    for line in split_items(ctx.inbound.text, commas=False):
         parsed = parse_shift(line, tz, ctx.now)
         if isinstance(parsed, str):
             errors.append(ctx.t(f"volunteering.{parsed}", line=line.strip()[:60],

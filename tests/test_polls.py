@@ -249,3 +249,49 @@ async def test_forged_and_foreign_payloads(make_app, sqlite_url):
     async with app.sessions() as s:
         p = await s.get(polls.Poll, first)
         assert (await polls.results(s, p)).voters == 1
+
+
+async def test_options_on_one_line_and_the_shortest_poll(make_app, sqlite_url):
+    """Options may come one a line or on one line separated by 、 ， , ; ；; the prompt says
+    so, and it states how short and how long a poll may run."""
+    app, chat = await _setup(make_app, sqlite_url)
+    await chat.say("author", "/newpoll")
+    await chat.say("author", "Which colour for the fence?")
+    assert "separated by , ; 、 or ，" in chat.last_text("author")
+    await chat.say("author", "Green、Blue，Red, White;Black；Grey")
+    await chat.press("author", "One option")
+    await chat.press("author", "Victoria Garden")
+    await chat.press("author", "Whole estate")
+    await chat.press("author", "Verified residents only")
+    await chat.press("author", "Per resident")
+    await chat.press("author", "Named")
+    await chat.press("author", "While open")
+    assert "at least 5 minutes and at most 90 days" in chat.last_text("author")
+    await chat.say("author", "2001-01-01 10:00")
+    assert "less than 5 minutes away" in chat.last_text("author")
+    await chat.say("author", "3d")
+    await chat.say("author", "0")
+    assert "1. Green\n2. Blue\n3. Red\n4. White\n5. Black\n6. Grey" in chat.last_text("author")
+    await chat.press("author", "Discard")
+    # Several lines: each line is one option, commas and all.
+    await chat.say("author", "/newpoll")
+    await chat.say("author", "Shall we plant trees?")
+    await chat.say("author", "Yes, by the gate\nNo, thank you")
+    await chat.press("author", "One option")
+    await chat.press("author", "Victoria Garden")
+    await chat.press("author", "Whole estate")
+    await chat.press("author", "Verified residents only")
+    await chat.press("author", "Per resident")
+    await chat.press("author", "Named")
+    await chat.press("author", "While open")
+    await chat.say("author", "3d")
+    await chat.say("author", "0")
+    assert "1. Yes, by the gate\n2. No, thank you" in chat.last_text("author")
+    # In Chinese too.
+    await make_resident(app.sessions, "memory", "zhang", lang="zh-Hans")
+    await grant(app.sessions, "memory:zhang", "committee", "victoria")
+    await chat.say("zhang", "/newpoll")
+    await chat.say("zhang", "围栏刷什么颜色？")
+    assert "用、，,；分隔" in chat.last_text("zhang")
+    await chat.say("zhang", "绿色、蓝色")
+    assert chat.last_text("zhang") == "每人只能选一项，还是可以多选？"
