@@ -44,9 +44,13 @@ async def request_help(ctx: Context, notice: Notice) -> str | None:
     """
     resident = ctx.resident
     if resident.estate_id is not None:
+        unit = resident.unit or ctx.t("notices.no_unit")
+        # The team reads the reason in their own language; `description` keeps the
+        # resident's wording for their own /myreports.
         report = await file_urgent_report(
             ctx.session, ctx.services, resident, category="safety",
-            description=ctx.t("notices.help_report", id=notice.id, unit=resident.unit or "-"))
+            description=ctx.t("notices.help_report", id=notice.id, unit=unit),
+            reason={"code": "emergency_help", "id": notice.id, "unit": resident.unit})
         ctx.pushed = True
         return report.reference
     if notice.sender_identity_id is not None:

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from bot.messaging.model import Button, Kind, Outbound
 from bot.scheduler import Job
 from handlers.context import Context
+from handlers.notice_time import TIME, BadTime, parse_local
 from handlers.router import Router
 from handlers.text_lists import split_items
 from handlers.volunteering import (
@@ -39,9 +40,9 @@ MAX_TITLE, MAX_DESCRIPTION, MAX_SKILLS, MAX_SHIFTS = 80, 1000, 120, 20
 ROSTER_BUTTONS = 20
 ANNOUNCE_BATCH = 1000
 STAFF = (RoleKind.ADMIN, RoleKind.STAFF, RoleKind.COMMITTEE)
-_SHIFT = re.compile(
-    r"^(\d{4})-(\d{1,2})-(\d{1,2})\s+(\d{1,2}):(\d{2})\s*[-–~至到]\s*(\d{1,2}):(\d{2})"
-    r"\s+(\d{1,4})(?:\s+(.+))?$")
+# The start is whatever the notice time reader takes ("2026-12-05 09:00", "明天 20:00",
+# "tomorrow 20:00", "18:30"), then "-END PLACES [SKILLS]".
+_SHIFT = re.compile(rf"^(.+?)\s*[-–~至到]\s*{TIME}\s+(\d{{1,4}})(?:\s+(.+))?$")
 
 
 async def may_organise(ctx: Context) -> bool:
@@ -183,15 +184,20 @@ async def description_typed(ctx: Context) -> None:
 
 
 def parse_shift(line: str, tz: ZoneInfo, now: datetime) -> vol.ShiftSpec | str:
-    """A typed shift ("2026-12-05 09:00-11:00 10 first aid"), or the key of what is wrong."""
+    """A typed shift ("2026-12-05 09:00-11:00 10 first aid", "明天 20:00-22:00 6"), or the
+    key of what is wrong."""
     match = _SHIFT.match(line.replace("：", ":").strip())
     if not match:
         return "shift_format"
-    y, mo, d, h1, m1, h2, m2, cap = (int(g) for g in match.groups()[:8])
-    skills = (match.group(9) or "").strip()
+    h2, m2, cap = (int(g) for g in match.groups()[1:4])
+    skills = (match.group(5) or "").strip()
     try:
-        start = datetime(y, mo, d, h1, m1, tzinfo=tz)
-        end = datetime(y, mo, d, h2, m2, tzinfo=tz)
+        start = parse_local(match.group(1), now, tz.key)
+    except BadTime:
+        # Shaped like a date ("2026-02-30"), it names a day that does not exist.
+        return "shift_bad_date" if re.search(r"\d[-/.]\d", match.group(1)) else "shift_format"
+    try:
+        end = start.replace(hour=h2, minute=m2)
     except ValueError:
         return "shift_bad_date"
     if end <= start:

@@ -125,6 +125,7 @@ class Signup(Base):
     cancelled_at: Mapped[datetime | None]
     attended_at: Mapped[datetime | None]
     attendance_by: Mapped[int | None] = mapped_column(ForeignKey("residents.id"))
+    checked_out_at: Mapped[datetime | None]  # left before the end: hours stop here
 
 
 class Reminder(Base):
