@@ -199,7 +199,8 @@ async def tick(sessions, services: Services, deliverer) -> None:
     for poll_id in due:
         async with sessions() as session, session.begin():
             if await polls.close(session, poll_id, now, ballot_key=services.ballot_key):
-                await audit.record(session, None, "poll.close", f"poll:{poll_id}")
+                await audit.record(session, None, "poll.close", f"poll:{poll_id}",
+                                   by="scheduler")
                 counted = True
     k = services.settings.polls.anonymity_batch
     async with sessions() as session:

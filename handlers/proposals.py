@@ -138,7 +138,7 @@ async def support(ctx: Context) -> None:
             threshold=p.threshold)
     if outcome == proposals.Support.REACHED:
         await audit.record(ctx.session, None, "proposal.agenda", f"proposal:{p.id}",
-                           supporters=p.supporters)
+                           supporters=p.supporters, by="system")
         await _tell(ctx, p, "agenda")
 
 

@@ -38,6 +38,8 @@ TITLE, CATEGORY, PLACE, DESCRIPTION, SHIFTS, AUDIENCE, CAPACITY = (
     "vol.capacity")
 MAX_TITLE, MAX_DESCRIPTION, MAX_SKILLS, MAX_SHIFTS = 80, 1000, 120, 20
 ROSTER_BUTTONS = 20
+CSV_COLUMNS = ("queue_no", "resident", "name", "status", "waitlist_position", "signed_up_at",
+               "attended_at", "checked_out_at")  # headers in the reader's language
 ANNOUNCE_BATCH = 1000
 STAFF = (RoleKind.ADMIN, RoleKind.STAFF, RoleKind.COMMITTEE)
 # The start is whatever the notice time reader takes ("2026-12-05 09:00", "明天 20:00",
@@ -474,14 +476,16 @@ async def export_csv(ctx: Context) -> None:
     shift, activity = found
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["queue_no", "resident", "name", "status", "waitlist_position",
-                     "signed_up_at", "attended_at"])
+    writer.writerow([ctx.t(f"volunteering.csv_{c}") for c in CSV_COLUMNS])
+
+    def at(moment: datetime | None) -> str:
+        return f"{local(ctx, moment):%Y-%m-%d %H:%M}" if moment else ""
+
     for line in await vol.roster(ctx.session, shift.id):
         s = line.signup
-        writer.writerow([s.queue_no, s.resident_id, line.name, s.status, line.position or "",
-                         local(ctx, s.created_at).isoformat(timespec="minutes"),
-                         local(ctx, s.attended_at).isoformat(timespec="minutes")
-                         if s.attended_at else ""])
+        writer.writerow([s.queue_no, s.resident_id, line.name,
+                         ctx.t(f"volunteering.status_{s.status}"), line.position or "",
+                         at(s.created_at), at(s.attended_at), at(s.checked_out_at)])
     # A BOM so spreadsheet programs read the Chinese names as UTF-8.
     rel = await asyncio.to_thread(ctx.services.media.save,
                                   ("\ufeff" + buf.getvalue()).encode(), ".csv")
