@@ -182,7 +182,7 @@ async def preview(ctx: Context) -> None:
             area=await drafting.area_name(ctx, draft.audience),
             who=ctx.t("polls.opt_verified_only" if draft.audience.verified_only
                       else "polls.opt_anyone"),
-            closes=ctx.services.local_time(draft.closes_at),
+            closes=drafting.closing_said(ctx, draft.closes_at),
             quorum=draft.quorum or ctx.t("polls.no_quorum"))
 
 

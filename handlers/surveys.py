@@ -173,7 +173,7 @@ async def _preview(ctx: Context) -> None:
                                  ctx.button(ctx.t("polls.discard"), "nsv", "preview", 0)]],
             title=d["title"], questions=questions, area=await drafting.area_name(ctx, audience),
             who=ctx.t("polls.opt_verified_only" if d["verified"] else "polls.opt_anyone"),
-            closes=ctx.services.local_time(datetime.fromisoformat(d["closes_at"])))
+            closes=drafting.closing_said(ctx, datetime.fromisoformat(d["closes_at"])))
 
 
 async def _publish(ctx: Context) -> None:

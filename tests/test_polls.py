@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
@@ -14,6 +15,9 @@ from bot.scheduler import run_jobs_once
 from storage import audit, dialog, outbox, polls
 from storage.people import Identity
 from tests.deliberation_helpers import grant, make_resident
+
+
+TZ = ZoneInfo("Asia/Shanghai")
 
 
 def _head(path: str) -> bytes:
@@ -269,9 +273,17 @@ async def test_options_on_one_line_and_the_shortest_poll(make_app, sqlite_url):
     assert "at least 5 minutes and at most 90 days" in chat.last_text("author")
     await chat.say("author", "2001-01-01 10:00")
     assert "less than 5 minutes away" in chat.last_text("author")
-    await chat.say("author", "3d")
+    # At 19:00, "18:30" means tomorrow, and the preview says so.
+    clock = app.services.clock
+    local = clock().astimezone(TZ)
+    seven = local.replace(hour=19, minute=0, second=0, microsecond=0)
+    clock.advance((seven if seven > local else seven + timedelta(days=1)) - local)
+    await chat.say("author", "18:30")
     await chat.say("author", "0")
-    assert "1. Green\n2. Blue\n3. Red\n4. White\n5. Black\n6. Grey" in chat.last_text("author")
+    preview = chat.last_text("author")
+    assert "1. Green\n2. Blue\n3. Red\n4. White\n5. Black\n6. Grey" in preview
+    tomorrow = clock().astimezone(TZ) + timedelta(days=1)
+    assert f"Closes: tomorrow at 18:30 ({tomorrow:%Y-%m-%d})" in preview
     await chat.press("author", "Discard")
     # Several lines: each line is one option, commas and all.
     await chat.say("author", "/newpoll")
