@@ -57,7 +57,7 @@ async def request_help(ctx: Context, notice: Notice) -> str | None:
         lang = await _language_of(ctx, notice.sender_identity_id)
         text = ctx.t_for(lang, "notices.help_alert_no_home", id=notice.id,
                          name=resident.display_name or f"#{resident.id}",
-                         phone=resident.phone or "-")
+                         phone=resident.phone or ctx.t_for(lang, "notices.no_phone"))
         await ctx.push(notice.sender_identity_id, Outbound(text=text),
                        priority=outbox.Priority.URGENT, group=f"notice:{notice.id}:help",
                        dedupe_key=f"nh{notice.id}:{resident.id}")

@@ -16,7 +16,6 @@ from storage import audit, dialog, outbox, polls
 from storage.people import Identity
 from tests.deliberation_helpers import grant, make_resident
 
-
 TZ = ZoneInfo("Asia/Shanghai")
 
 
