@@ -19,6 +19,14 @@ MIN_MINUTES = 5  # a poll or survey closing sooner could not reach anyone
 _RELATIVE = re.compile(r"^(\d{1,4})\s*([hd])$", re.IGNORECASE)
 
 
+async def runs(ctx: Context, committee_id: int | None) -> bool:
+    """Who runs a poll or survey once published (sees it whole, closes it early): admins, and
+    the members and station staff of the committee it belongs to."""
+    scope = await ctx.scope()
+    return scope.everything or (committee_id in scope.committee_ids
+                                and scope.has("staff", "committee"))
+
+
 def closing_said(ctx: Context, at: datetime) -> str:
     """A closing time said back: "明天 18:30（…）" when a bare time rolled over."""
     return spoken(ctx.t, at, ctx.now, ctx.services.settings.bot.timezone)

@@ -209,3 +209,52 @@ async def publish(ctx: Context) -> None:
                        per_household=poll.per_household)
     ctx.finish()
     ctx.say("polls.published", number=poll.id)
+
+
+# -- closing early -----------------------------------------------------------------------------
+async def manage_rows(ctx: Context) -> list[list]:
+    """"Close early" buttons for the open polls this person runs (shown in /polls)."""
+    scope = await ctx.scope()
+    if not scope.has(*AUTHORS):
+        return []
+    found = await polls.open_of_committees(
+        ctx.session, None if scope.everything else set(scope.committee_ids))
+    return [[ctx.button(ctx.t("polls.btn_close_early", number=p.id, question=p.question[:30]),
+                        "pce", p.id)] for p in found if await drafting.runs(ctx, p.committee_id)]
+
+
+async def _poll_to_close(ctx: Context) -> polls.Poll | None:
+    args = ctx.int_args(1)
+    poll = await ctx.session.get(polls.Poll, args[0]) if args else None
+    if poll is None:
+        ctx.say("common.button_invalid")
+        return None
+    if not await drafting.runs(ctx, poll.committee_id):
+        ctx.say("common.not_allowed")
+        return None
+    if poll.status != "open" or poll.closes_at <= ctx.now:
+        ctx.say("polls.already_closed", number=poll.id)
+        return None
+    return poll
+
+
+@router.button("pce")
+async def confirm_close(ctx: Context) -> None:
+    poll = await _poll_to_close(ctx)
+    if poll is not None:
+        ctx.say("polls.close_confirm", [[ctx.button(ctx.t("polls.btn_close_yes"), "pcy", poll.id),
+                                         ctx.button(ctx.t("common.no"), "pb", poll.id)]],
+                number=poll.id, question=poll.question,
+                closes=ctx.services.local_time(poll.closes_at))
+
+
+@router.button("pcy", fresh="staff")
+async def close_early(ctx: Context) -> None:
+    poll = await _poll_to_close(ctx)
+    if poll is None:
+        return
+    if not await polls.close_early(ctx.session, poll.id, ctx.now):
+        ctx.say("polls.already_closed", number=poll.id)
+        return
+    await audit.record(ctx.session, ctx.resident.id, "poll.close_early", f"poll:{poll.id}")
+    ctx.say("polls.closed_early", number=poll.id)

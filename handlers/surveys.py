@@ -373,11 +373,8 @@ async def show_results(ctx: Context) -> None:
 
 
 async def _runs(ctx: Context, survey: surveys.Survey) -> bool:
-    """The survey's committee (its members and the station's staff) and admins: they see the
-    free text before the close and may close it early, the rule polls follow too."""
-    scope = await ctx.scope()
-    return scope.everything or (survey.committee_id in scope.committee_ids
-                                and scope.has("staff", "committee"))
+    """They see the free text before the close and may close it early, as with polls."""
+    return await drafting.runs(ctx, survey.committee_id)
 
 
 async def _survey_to_close(ctx: Context) -> surveys.Survey | None:

@@ -306,3 +306,47 @@ async def test_options_on_one_line_and_the_shortest_poll(make_app, sqlite_url):
     assert "用、，,；分隔" in chat.last_text("zhang")
     await chat.say("zhang", "绿色、蓝色")
     assert chat.last_text("zhang") == "每人只能选一项，还是可以多选？"
+
+
+async def test_committee_closes_a_poll_early(make_app, db_url):
+    """The committee closes a poll before its time; the clock then closes it as at any closing
+    time (results to everyone eligible, once); residents and other committees may not."""
+    app, chat = await _setup(make_app, db_url)
+    for name in ("ann", "bob"):
+        await make_resident(app.sessions, "memory", name)
+    await grant(app.sessions, "memory:other", "committee", "zhonghai")
+    await make_resident(app.sessions, "memory", "other", estate="zhonghai-mingcheng")
+    poll_id = await _publish(chat, "author", anonymous=True, closes="7d")
+    deliverer = Deliverer(app.engine, app.sessions, app.adapters)
+    await run_jobs_once(app.sessions, app.services, None)
+    while await deliverer.drain_once():
+        pass
+    await chat.press("ann", "2. By the pond")
+    async with app.sessions() as s:
+        ids = dict((await s.execute(select(Identity.platform_user_id, Identity.id))).all())
+    for user in ("ann", "other"):
+        await chat.press(user, app.services.signer.sign(ids[user], "pcy", poll_id), raw=True)
+        assert chat.last_text(user) == "You are not allowed to do that."
+    await chat.say("other", "/polls")
+    assert chat.find_button("other", f"Close #{poll_id}") is None
+
+    await chat.say("author", "/polls")
+    await chat.press("author", f"Close #{poll_id}")
+    assert "No more votes will be taken" in chat.last_text("author")
+    await chat.press("author", "Yes, close it")
+    assert "closed to votes" in chat.last_text("author")
+    await chat.press("author", "Yes, close it")  # a double tap
+    assert "already closed" in chat.last_text("author")
+    await chat.press("bob", "1. By the gate")
+    assert "closed" in chat.last_text("bob")
+    await run_jobs_once(app.sessions, app.services, None)
+    await run_jobs_once(app.sessions, app.services, None)
+    while await deliverer.drain_once():
+        pass
+    for user in ("ann", "bob", "author"):
+        results = [s.out for s in chat.sent if s.chat_id == user and s.out.photo]
+        assert len(results) == 1, user
+        assert "2. By the pond: 1 (100.00%)" in results[0].text
+    async with app.sessions() as s:
+        actions = [(e.action, e.actor_id is None) for e in await audit.recent(s)]
+    assert ("poll.close_early", False) in actions and actions.count(("poll.close", True)) == 1
