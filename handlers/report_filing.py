@@ -166,7 +166,11 @@ def reason_text(services, lang: str, reason: dict) -> str:
     filled with the reason's other values."""
     missing = t(services, lang, "reports.reason_not_given")
     values = {k: missing if v is None else v for k, v in reason.items() if k != "code"}
-    return t(services, lang, f"reports.reason_code_{reason['code']}", **values)
+    text = t(services, lang, f"reports.reason_code_{reason['code']}", **values)
+    if reason.get("need"):  # what kind of help, chosen from buttons by the resident
+        text += "\n" + t(services, lang, "reports.reason_need",
+                         need=t(services, lang, f"reports.need_{reason['need']}"))
+    return text
 
 
 async def place_text(session, services, report: rep.Report, lang: str) -> str:
@@ -242,7 +246,8 @@ async def send_card_to_team(session, services, report: rep.Report, *, reason: st
     if not members:
         members = await rep.station_staff_for(session, report.estate_id)
     header = {"new": None, "reopened": "reports.card_header_reopened",
-              "reassigned": "reports.card_header_reassigned"}.get(reason)
+              "reassigned": "reports.card_header_reassigned",
+              "updated": "reports.card_header_updated"}.get(reason)
     sent = 0
     for resident_id in members:
         sent += await push_card(session, services, report, resident_id, header_key=header)

@@ -225,6 +225,15 @@ async def test_emergency_answers_reach_the_zone_team(make_app, db_url):
     # v1 reads English, the team member Chinese: the reason is worded for the reader.
     assert "居民在紧急通知 #1 中点了“我需要帮助”。单元/室：101" in alerts[0]
     assert "pressed" not in alerts[0]
+    # What kind of help: chosen from buttons in English, read by the team in Chinese.
+    await chat.press("v1", "Trapped")
+    assert chat.last_text("v1").startswith("The team is told: Trapped (report Z-")
+    await chat.press("v1", "Trapped")
+    assert "already knows" in chat.last_text("v1")
+    await pump(app)
+    updated = [t for t in chat.texts_to("south") if t.startswith("🆘 居民补充了情况")]
+    assert len(updated) == 1 and "需要的帮助：被困" in updated[0]
+    assert "居民在紧急通知 #1 中点了“我需要帮助”" in updated[0]
     async with app.sessions() as s:
         urgent = (await s.scalars(select(Report).where(Report.urgent.is_(True)))).all()
     assert [r.category for r in urgent] == ["safety"]
