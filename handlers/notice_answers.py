@@ -42,9 +42,8 @@ async def request_help(ctx: Context, notice: Notice) -> rep.Report | None:
     A resident with a home gets an urgent report there (category safety): it is routed to the
     team for that zone, whose members get its card at URGENT priority with the resident's name,
     phone and home, and it is followed in /queue, its SLA and the resident's /myreports like any
-    report. Returns its reference. Without a home on record there is nothing to route by, so
-    the staff member who sent the notice is told who asked instead.
-    Returns the report, if one was filed.
+    report; that report is returned. Without a home on record there is nothing to route by,
+    so the staff member who sent the notice is told who asked instead (None is returned).
     """
     resident = ctx.resident
     if resident.estate_id is not None:
