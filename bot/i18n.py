@@ -6,6 +6,7 @@ Each file is one feature; a key `name` in `start.toml` is looked up as `start.na
 from __future__ import annotations
 
 import logging
+import string
 import tomllib
 from pathlib import Path
 
@@ -47,7 +48,11 @@ class Texts:
                 log.error("missing text %s", key)
                 return key
         try:
-            return template.format(**values) if values else template
+            if not values:
+                return template
+            if "|" in template:
+                return _PLURALS.format(template, **values)
+            return template.format(**values)
         except (KeyError, IndexError):
             log.exception("text %s needs other values than %s", key, sorted(values))
             return template
@@ -57,6 +62,20 @@ class Texts:
 
     def all_languages(self, key: str) -> list[str]:
         return [c[key] for c in self.catalogs.values() if key in c]
+
+
+class _Plurals(string.Formatter):
+    """`{n:shift|shifts}` reads "1 shift" or "3 shifts": English needs the count's noun to
+    agree, Chinese texts simply do not use the form."""
+
+    def format_field(self, value, format_spec: str) -> str:
+        if "|" in format_spec:
+            one, other = format_spec.split("|", 1)
+            return f"{value} {one if str(value) == '1' else other}"
+        return super().format_field(value, format_spec)
+
+
+_PLURALS = _Plurals()
 
 
 def _flatten(prefix: str, table: dict, out: dict[str, str]) -> None:

@@ -48,7 +48,16 @@ async def roles(ctx: Context) -> None:
 async def audit_log(ctx: Context) -> None:
     entries = await audit.recent(ctx.session, 20)
     lines = [ctx.t("admin.audit_title")]
-    lines += [f"{e.at:%Y-%m-%d %H:%M} #{e.actor_id or 'cli'} {e.action} {e.target or ''}"
-              for e in entries]
+    lines += [f"{ctx.services.local_time(e.at)} {_actor(ctx, e)} {e.action} {e.target or ''}"
+              .rstrip() for e in entries]
     ctx.reply("\n".join(lines))
 
+
+
+def _actor(ctx: Context, entry: audit.AuditEntry) -> str:
+    """A person by number; otherwise who acted without one: the scheduler, the bot itself
+    (a threshold reached), or the command line."""
+    if entry.actor_id is not None:
+        return f"#{entry.actor_id}"
+    by = (entry.detail or {}).get("by", "cli")
+    return ctx.t(f"admin.audit_by_{by if by in audit.SYSTEM_ACTORS else 'cli'}")

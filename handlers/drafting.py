@@ -5,18 +5,31 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
 from handlers.context import Context
+from handlers.notice_time import BadTime, parse_local, spoken
 from storage import territory
 from storage.audience import Audience
 from storage.territory import Building, Committee, Estate
 
 MAX_DAYS = 90
+MIN_MINUTES = 5  # a poll or survey closing sooner could not reach anyone
 _RELATIVE = re.compile(r"^(\d{1,4})\s*([hd])$", re.IGNORECASE)
-_ABSOLUTE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})\s+(\d{1,2}):(\d{2})$")
+
+
+async def runs(ctx: Context, committee_id: int | None) -> bool:
+    """Who runs a poll or survey once published (sees it whole, closes it early): admins, and
+    the members and station staff of the committee it belongs to."""
+    scope = await ctx.scope()
+    return scope.everything or (committee_id in scope.committee_ids
+                                and scope.has("staff", "committee"))
+
+
+def closing_said(ctx: Context, at: datetime) -> str:
+    """A closing time said back: "明天 18:30（…）" when a bare time rolled over."""
+    return spoken(ctx.t, at, ctx.now, ctx.services.settings.bot.timezone)
 
 
 async def area_buttons(ctx: Context, action: str, step: str) -> list[list]:
@@ -68,20 +81,18 @@ async def area_name(ctx: Context, audience: Audience) -> str:
 
 
 def parse_closing(text: str, now: datetime, tz_name: str) -> datetime | str:
-    """A closing time (`2026-12-01 20:00` local, `48h`, `3d`), or the key of what is wrong."""
+    """A closing time (`48h`, `3d`, or any moment the notice time reader takes: `2026-12-01
+    20:00`, `明天 20:00`, `18:30` (tomorrow once past)), or the key of what is wrong."""
     text = text.strip()
     if m := _RELATIVE.match(text):
         amount, unit = int(m.group(1)), m.group(2).lower()
         at = now + (timedelta(hours=amount) if unit == "h" else timedelta(days=amount))
-    elif m := _ABSOLUTE.match(text):
-        try:
-            local = datetime(*(int(g) for g in m.groups()), tzinfo=ZoneInfo(tz_name))
-        except ValueError:
-            return "closes_invalid"
-        at = local.astimezone(now.tzinfo)
     else:
-        return "closes_invalid"
-    if at <= now + timedelta(minutes=5):
+        try:
+            at = parse_local(text, now, tz_name).astimezone(now.tzinfo)
+        except BadTime:
+            return "closes_invalid"
+    if at <= now + timedelta(minutes=MIN_MINUTES):
         return "closes_past"
     if at > now + timedelta(days=MAX_DAYS):
         return "closes_too_far"

@@ -5,12 +5,14 @@ from __future__ import annotations
 from bot.messaging.model import Outbound
 from handlers.context import Context
 from handlers.notice_jobs import EMERGENCY_ACTION
-from handlers.report_filing import file_urgent_report
+from handlers.report_filing import file_urgent_report, send_card_to_team
 from handlers.router import Router
 from storage import notices, outbox
+from storage import reports as rep
 from storage.notices import Notice
 
 router = Router()
+NEEDS = ("injured", "trapped", "medical", "other")  # kinds of help a resident can pick
 
 
 @router.button(EMERGENCY_ACTION)
@@ -26,38 +28,67 @@ async def answered(ctx: Context) -> None:
         return
     previous = await notices.record_response(ctx.session, notice.id, ctx.resident.id, answer)
     if answer == "help" and previous != "help":
-        reference = await request_help(ctx, notice)
-        if reference:
-            ctx.say("notices.answer_help_report", ref=reference)
+        report = await request_help(ctx, notice)
+        if report is not None:
+            ctx.say("notices.answer_help_report", _need_buttons(ctx, report.id),
+                    ref=report.reference)
             return
     ctx.say(f"notices.answer_{answer}")
 
 
-async def request_help(ctx: Context, notice: Notice) -> str | None:
+async def request_help(ctx: Context, notice: Notice) -> rep.Report | None:
     """The one place where "I need help" turns into action; runs once per (notice, resident).
 
     A resident with a home gets an urgent report there (category safety): it is routed to the
     team for that zone, whose members get its card at URGENT priority with the resident's name,
     phone and home, and it is followed in /queue, its SLA and the resident's /myreports like any
-    report. Returns its reference. Without a home on record there is nothing to route by, so
-    the staff member who sent the notice is told who asked instead.
+    report; that report is returned. Without a home on record there is nothing to route by,
+    so the staff member who sent the notice is told who asked instead (None is returned).
     """
     resident = ctx.resident
     if resident.estate_id is not None:
+        unit = resident.unit or ctx.t("notices.no_unit")
+        # The team reads the reason in their own language; `description` keeps the
+        # resident's wording for their own /myreports.
         report = await file_urgent_report(
             ctx.session, ctx.services, resident, category="safety",
-            description=ctx.t("notices.help_report", id=notice.id, unit=resident.unit or "-"))
+            description=ctx.t("notices.help_report", id=notice.id, unit=unit),
+            reason={"code": "emergency_help", "id": notice.id, "unit": resident.unit})
         ctx.pushed = True
-        return report.reference
+        return report
     if notice.sender_identity_id is not None:
         lang = await _language_of(ctx, notice.sender_identity_id)
         text = ctx.t_for(lang, "notices.help_alert_no_home", id=notice.id,
                          name=resident.display_name or f"#{resident.id}",
-                         phone=resident.phone or "-")
+                         phone=resident.phone or ctx.t_for(lang, "notices.no_phone"))
         await ctx.push(notice.sender_identity_id, Outbound(text=text),
                        priority=outbox.Priority.URGENT, group=f"notice:{notice.id}:help",
                        dedupe_key=f"nh{notice.id}:{resident.id}")
     return None
+
+
+def _need_buttons(ctx: Context, report_id: int) -> list[list]:
+    """What kind of help: a code the team reads in its own language, whatever the resident's."""
+    return [[ctx.button(ctx.t(f"reports.need_{code}"), "nhn", report_id, code)
+             for code in NEEDS[i:i + 2]] for i in range(0, len(NEEDS), 2)]
+
+
+@router.button("nhn")
+async def need_chosen(ctx: Context) -> None:
+    report = await ctx.session.get(rep.Report, ctx.int_arg())
+    code = ctx.args[1] if len(ctx.args) > 1 else ""
+    if report is None or report.reporter_id != ctx.resident.id or code not in NEEDS \
+            or not report.reason or report.reason.get("code") != "emergency_help":
+        ctx.say("common.button_invalid")
+        return
+    if report.reason.get("need") == code:
+        ctx.say("notices.need_unchanged", ref=report.reference)
+        return
+    report.reason = {**report.reason, "need": code}  # a new dict: the JSON column is rewritten
+    await ctx.session.flush()
+    await send_card_to_team(ctx.session, ctx.services, report, reason="updated")
+    ctx.pushed = True
+    ctx.say("notices.need_recorded", ref=report.reference, need=ctx.t(f"reports.need_{code}"))
 
 
 async def _language_of(ctx: Context, identity_id: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from handlers import notice_audience as aud
 from handlers.context import Context
-from handlers.notice_time import MAX_DAYS_AHEAD, BadTime, parse_when
+from handlers.notice_time import MAX_DAYS_AHEAD, BadTime, parse_when, spoken
 from handlers.notices import MAX_TEXT, STAFF
 from handlers.router import Router
 from storage import audit, notices, outbox
@@ -136,17 +136,21 @@ async def edit_time(ctx: Context) -> None:
         ctx.say(f"notices.time_{exc.code}", days=MAX_DAYS_AHEAD)
         return
     changed = await notices.update_scheduled(ctx.session, notice_id, scheduled_at=at)
-    await _edited(ctx, notice_id, changed, "time")
+    await _edited(ctx, notice_id, changed, "time", at)
 
 
-async def _edited(ctx: Context, notice_id: int, changed: bool, what: str) -> None:
+async def _edited(ctx: Context, notice_id: int, changed: bool, what: str, at=None) -> None:
     ctx.finish()
     if not changed:
         ctx.say("notices.not_editable", id=notice_id)
         return
     await audit.record(ctx.session, ctx.resident.id, "notice.edit", f"notice:{notice_id}",
                        what=what)
-    ctx.say("notices.edited", id=notice_id)
+    if at is None:
+        ctx.say("notices.edited", id=notice_id)
+    else:
+        ctx.say("notices.edited_time", id=notice_id,
+                at=spoken(ctx.t, at, ctx.now, ctx.services.settings.bot.timezone))
 
 
 @router.button("nstop")
@@ -154,8 +158,13 @@ async def stop(ctx: Context) -> None:
     notice = await _mine(ctx)
     if notice is None:
         return
+    if notice.status == NoticeStatus.CANCELLED:
+        ctx.say("notices.already_cancelled", id=notice.id)
+        return
     if not await notices.cancel_notice(ctx.session, notice.id):
-        ctx.say("notices.cannot_cancel", id=notice.id)
+        await ctx.session.refresh(notice)  # someone else may have cancelled it meanwhile
+        ctx.say("notices.already_cancelled" if notice.status == NoticeStatus.CANCELLED
+                else "notices.cannot_cancel", id=notice.id)
         return
     await audit.record(ctx.session, ctx.resident.id, "notice.cancel", f"notice:{notice.id}")
     ctx.say("notices.cancelled", id=notice.id)
@@ -176,38 +185,48 @@ async def answers(ctx: Context) -> None:
     scope = await ctx.scope()
     lines = [ctx.t("notices.answers_title", id=notice.id)]
     for row in rows:
-        place = await _place(ctx, row.building_id)
-        lines.append(ctx.t("notices.answers_line", estate=place[0], building=place[1],
-                           safe=row.safe, help=row.help, silent=row.silent, total=row.recipients))
+        counts = dict(safe=row.safe, help=row.help, silent=row.silent, total=row.recipients)
+        building = await ctx.session.get(Building, row.building_id) if row.building_id else None
+        if building is None:
+            lines.append(ctx.t("notices.answers_line_no_building", **counts))
+            continue
+        estate = await ctx.session.get(Estate, building.estate_id)
+        lines.append(ctx.t("notices.answers_line", estate=localized(estate, ctx.lang),
+                           building=building.number, **counts))
     # Names and phones only of residents whose home this staff member covers.
     needing = [r for r in await notices.residents_by_answer(ctx.session, notice.id, "help", 50)
                if scope.covers_estate(r.estate_id)]
     if needing:
         lines.append(ctx.t("notices.answers_help_title"))
         for r in needing:
-            estate, number = await _place(ctx, r.building_id, r.estate_id)
             lines.append(ctx.t("notices.answers_help_line", name=_name(ctx, r),
-                               phone=r.phone or "-", estate=estate, building=number,
-                               unit=r.unit or "-"))
+                               phone=r.phone or ctx.t("notices.no_phone"),
+                               home=await _home(ctx, r)))
     silent = [r for r in await notices.residents_by_answer(ctx.session, notice.id, None,
                                                            SILENT_LIMIT)
               if scope.covers_estate(r.estate_id)]
     if silent:
         lines.append(ctx.t("notices.answers_silent_title", limit=SILENT_LIMIT))
         for r in silent:
-            estate, number = await _place(ctx, r.building_id, r.estate_id)
             lines.append(ctx.t("notices.answers_silent_line", name=_name(ctx, r),
-                               estate=estate, building=number, unit=r.unit or "-"))
+                               home=await _home(ctx, r)))
     ctx.reply("\n".join(lines))
 
 
-async def _place(ctx: Context, building_id: int | None, estate_id: int | None = None
-                 ) -> tuple[str, str]:
-    row = await ctx.session.get(Building, building_id) if building_id else None
-    estate = await ctx.session.get(Estate, row.estate_id if row else estate_id) \
-        if (row or estate_id) else None
-    return (localized(estate, ctx.lang) if estate else ctx.t("notices.unknown"),
-            row.number if row else "-")
+async def _home(ctx: Context, resident) -> str:
+    """A resident's home as far as it is known, never a row of dashes."""
+    building = await ctx.session.get(Building, resident.building_id) \
+        if resident.building_id else None
+    estate_id = building.estate_id if building else resident.estate_id
+    estate = await ctx.session.get(Estate, estate_id) if estate_id else None
+    if estate is None:
+        return ctx.t("notices.home_none")
+    name = localized(estate, ctx.lang)
+    if building is None:
+        return ctx.t("notices.home_estate", estate=name)
+    if not resident.unit:
+        return ctx.t("notices.home_building", estate=name, building=building.number)
+    return ctx.t("notices.home_unit", estate=name, building=building.number, unit=resident.unit)
 
 
 def _name(ctx: Context, resident) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from bot.messaging.model import Kind
 from handlers import notice_audience as aud
 from handlers.context import Context
-from handlers.notice_time import BadTime, parse_when
+from handlers.notice_time import BadTime, parse_when, spoken
 from handlers.router import Router
 from storage import audit, notices
 from storage.notices import Audience, NoticeError
@@ -280,7 +280,7 @@ async def _create(ctx: Context, at) -> None:
         ctx.say("notices.sending", id=notice.id)
     else:
         ctx.say("notices.scheduled", id=notice.id,
-                at=ctx.services.local_time(at))
+                at=spoken(ctx.t, at, ctx.now, ctx.services.settings.bot.timezone))
 
 
 def _drafting(ctx: Context) -> bool:

@@ -14,7 +14,7 @@ from bot.messaging.model import Button, Outbound
 from bot.scheduler import Job
 from handlers import poll_chart
 from handlers.context import Context, Services
-from handlers.polls import rules
+from handlers.polls import manage_rows, rules
 from handlers.router import Router
 from storage import audit, outbox, polls
 from storage.audience import recipients_after
@@ -87,11 +87,15 @@ def chart(services: Services, poll: polls.Poll, res: polls.Results) -> str:
 @router.command("polls", help_key="polls.help_polls", order=20)
 async def list_open(ctx: Context) -> None:
     found = await polls.open_for(ctx.session, ctx.resident)
-    if not found:
+    managed = await manage_rows(ctx)
+    if not found and not managed:
         ctx.say("polls.none_open")
         return
-    ctx.say("polls.open_list", [[ctx.button(f"#{p.id} {p.question[:40]}", "pb", p.id)]
-                                for p in found])
+    if found:
+        ctx.say("polls.open_list", [[ctx.button(f"#{p.id} {p.question[:40]}", "pb", p.id)]
+                                    for p in found])
+    if managed:
+        ctx.say("polls.manage_list", managed)
 
 
 @router.button("pb")
@@ -199,7 +203,8 @@ async def tick(sessions, services: Services, deliverer) -> None:
     for poll_id in due:
         async with sessions() as session, session.begin():
             if await polls.close(session, poll_id, now, ballot_key=services.ballot_key):
-                await audit.record(session, None, "poll.close", f"poll:{poll_id}")
+                await audit.record(session, None, "poll.close", f"poll:{poll_id}",
+                                   by="scheduler")
                 counted = True
     k = services.settings.polls.anonymity_batch
     async with sessions() as session:

@@ -9,6 +9,7 @@ from datetime import datetime
 from handlers import drafting
 from handlers.context import Context
 from handlers.router import Router
+from handlers.text_lists import split_items
 from storage import audit, polls
 from storage.audience import Audience
 from storage.territory import Building, buildings_of
@@ -48,7 +49,8 @@ async def ask(ctx: Context, step: str) -> None:
         ctx.say("polls.ask_building", [[ctx.button(ctx.t("polls.whole_estate"), "npo",
                                                     "building", 0)]])
     elif step == "closes":
-        ctx.say("polls.ask_closes", tz=ctx.services.settings.bot.timezone)
+        ctx.say("polls.ask_closes", tz=ctx.services.settings.bot.timezone,
+                min=drafting.MIN_MINUTES, days=drafting.MAX_DAYS)
     elif step == "quorum":
         ctx.say("polls.ask_quorum", [[ctx.button(ctx.t("polls.no_quorum"), "npo", "quorum", 0)]])
     elif step == "preview":
@@ -72,7 +74,7 @@ async def typed(ctx: Context) -> None:
             return
         ctx.remember(question=text)
     elif step == "options":
-        options = [line.strip() for line in text.splitlines() if line.strip()]
+        options = split_items(text)
         problem = _options_problem(options)
         if problem:
             ctx.say(f"polls.{problem}", low=polls.MIN_OPTIONS, high=polls.MAX_OPTIONS,
@@ -87,7 +89,7 @@ async def typed(ctx: Context) -> None:
     elif step == "closes":
         at = drafting.parse_closing(text, ctx.now, ctx.services.settings.bot.timezone)
         if isinstance(at, str):
-            ctx.say(f"polls.{at}", days=drafting.MAX_DAYS)
+            ctx.say(f"polls.{at}", days=drafting.MAX_DAYS, min=drafting.MIN_MINUTES)
             return
         ctx.remember(closes_at=at.isoformat())
     elif step == "quorum":
@@ -180,7 +182,7 @@ async def preview(ctx: Context) -> None:
             area=await drafting.area_name(ctx, draft.audience),
             who=ctx.t("polls.opt_verified_only" if draft.audience.verified_only
                       else "polls.opt_anyone"),
-            closes=ctx.services.local_time(draft.closes_at),
+            closes=drafting.closing_said(ctx, draft.closes_at),
             quorum=draft.quorum or ctx.t("polls.no_quorum"))
 
 
@@ -207,3 +209,52 @@ async def publish(ctx: Context) -> None:
                        per_household=poll.per_household)
     ctx.finish()
     ctx.say("polls.published", number=poll.id)
+
+
+# -- closing early -----------------------------------------------------------------------------
+async def manage_rows(ctx: Context) -> list[list]:
+    """"Close early" buttons for the open polls this person runs (shown in /polls)."""
+    scope = await ctx.scope()
+    if not scope.has(*AUTHORS):
+        return []
+    found = await polls.open_of_committees(
+        ctx.session, None if scope.everything else set(scope.committee_ids))
+    return [[ctx.button(ctx.t("polls.btn_close_early", number=p.id, question=p.question[:30]),
+                        "pce", p.id)] for p in found if await drafting.runs(ctx, p.committee_id)]
+
+
+async def _poll_to_close(ctx: Context) -> polls.Poll | None:
+    args = ctx.int_args(1)
+    poll = await ctx.session.get(polls.Poll, args[0]) if args else None
+    if poll is None:
+        ctx.say("common.button_invalid")
+        return None
+    if not await drafting.runs(ctx, poll.committee_id):
+        ctx.say("common.not_allowed")
+        return None
+    if poll.status != "open" or poll.closes_at <= ctx.now:
+        ctx.say("polls.already_closed", number=poll.id)
+        return None
+    return poll
+
+
+@router.button("pce")
+async def confirm_close(ctx: Context) -> None:
+    poll = await _poll_to_close(ctx)
+    if poll is not None:
+        ctx.say("polls.close_confirm", [[ctx.button(ctx.t("polls.btn_close_yes"), "pcy", poll.id),
+                                         ctx.button(ctx.t("common.no"), "pb", poll.id)]],
+                number=poll.id, question=poll.question,
+                closes=ctx.services.local_time(poll.closes_at))
+
+
+@router.button("pcy", fresh="staff")
+async def close_early(ctx: Context) -> None:
+    poll = await _poll_to_close(ctx)
+    if poll is None:
+        return
+    if not await polls.close_early(ctx.session, poll.id, ctx.now):
+        ctx.say("polls.already_closed", number=poll.id)
+        return
+    await audit.record(ctx.session, ctx.resident.id, "poll.close_early", f"poll:{poll.id}")
+    ctx.say("polls.closed_early", number=poll.id)

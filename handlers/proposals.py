@@ -47,7 +47,7 @@ async def propose(ctx: Context) -> None:
     committee = await _home_committee(ctx)
     reason = "not_registered" if committee is None else await _refused(ctx, committee.id)
     if reason:
-        ctx.say(f"polls.refused_{reason}")
+        ctx.say(f"proposals.refused_{reason}")
         return
     ctx.goto(TITLE)
     ctx.say("proposals.ask_title", limit=MAX_TITLE)
@@ -140,14 +140,14 @@ async def support(ctx: Context) -> None:
         return
     reason = await _refused(ctx, p.committee_id)
     if reason:
-        ctx.say(f"polls.refused_{reason}")
+        ctx.say(f"proposals.refused_{reason}")
         return
     outcome = await proposals.support(ctx.session, p, ctx.resident.id, ctx.now)
     ctx.say(f"proposals.support_{outcome.value}", number=p.id, supporters=p.supporters,
             threshold=p.threshold)
     if outcome == proposals.Support.REACHED:
         await audit.record(ctx.session, None, "proposal.agenda", f"proposal:{p.id}",
-                           supporters=p.supporters)
+                           supporters=p.supporters, by="system")
         await _tell(ctx, p, "agenda")
 
 

@@ -84,7 +84,8 @@ async def file_report(session, services, resident: Resident, *, category: str,
                       longitude: float | None = None, exact_point: bool = False,
                       estate_id: int | None = None, building_id: int | None = None,
                       photos: tuple[str, ...] = (), voice: str | None = None,
-                      voice_duration: int | None = None, urgent: bool = False) -> rep.Report:
+                      voice_duration: int | None = None, urgent: bool = False,
+                      reason: dict | None = None) -> rep.Report:
     """Route, number and store a report, then send its card to the team."""
     cat = catalog(services).get(category) or catalog(services).get("other")
     now = services.clock()
@@ -98,7 +99,7 @@ async def file_report(session, services, resident: Resident, *, category: str,
         latitude=latitude, longitude=longitude, exact_point=exact_point,
         estate_id=where.estate_id, building_id=building_id, zone_id=where.zone_id,
         team_id=where.team_id, urgent=urgent, photos=tuple(photos), voice=voice,
-        voice_duration=voice_duration,
+        voice_duration=voice_duration, reason=reason,
     ), now, now.astimezone(ZoneInfo(services.settings.bot.timezone)).year,
         services.settings.reports.reference_prefix)
     await send_card_to_team(session, services, report, reason="new")
@@ -106,7 +107,7 @@ async def file_report(session, services, resident: Resident, *, category: str,
 
 
 async def file_urgent_report(session, services, resident: Resident, *, category: str,
-                             description: str) -> rep.Report:
+                             description: str, reason: dict | None = None) -> rep.Report:
     """An urgent report for a resident at their home (e.g. "I need help" on an emergency
     notice): routed by their estate, the team told at once. The caller replies to the resident
     and wakes delivery (in a handler: `ctx.pushed = True`)."""
@@ -116,7 +117,8 @@ async def file_urgent_report(session, services, resident: Resident, *, category:
         session, services, resident, category=category, description=description,
         latitude=estate.latitude if estate else None,
         longitude=estate.longitude if estate else None, exact_point=False,
-        estate_id=resident.estate_id, building_id=resident.building_id, urgent=True)
+        estate_id=resident.estate_id, building_id=resident.building_id, urgent=True,
+        reason=reason)
 
 
 # -- the card ------------------------------------------------------------------------------
@@ -136,7 +138,10 @@ async def card_text(session, services, report: rep.Report, lang: str, *,
     lines.append(t(services, lang, "reports.card_place", place=place))
     if report.latitude is not None and report.exact_point:
         lines.append(MAP_URL.format(lat=report.latitude, lon=report.longitude))
-    if report.description:
+    if report.reason:
+        lines.append(t(services, lang, "reports.card_description",
+                       text=reason_text(services, lang, report.reason)))
+    elif report.description:
         lines.append(t(services, lang, "reports.card_description", text=report.description))
     else:  # described only by a voice note: say so, in the reader's language
         voice = next((m for m in await rep.media_of(session, report.id) if m.kind == "voice"),
@@ -154,6 +159,18 @@ async def card_text(session, services, report: rep.Report, lang: str, *,
         lines.append(t(services, lang, "reports.card_reporter",
                        name=person.display_name or f"#{person.id}", phone=person.phone or "-"))
     return "\n".join(lines)
+
+
+def reason_text(services, lang: str, reason: dict) -> str:
+    """A generated report's reason in the reader's language: `reports.reason_code_<code>`
+    filled with the reason's other values."""
+    missing = t(services, lang, "reports.reason_not_given")
+    values = {k: missing if v is None else v for k, v in reason.items() if k != "code"}
+    text = t(services, lang, f"reports.reason_code_{reason['code']}", **values)
+    if reason.get("need"):  # what kind of help, chosen from buttons by the resident
+        text += "\n" + t(services, lang, "reports.reason_need",
+                         need=t(services, lang, f"reports.need_{reason['need']}"))
+    return text
 
 
 async def place_text(session, services, report: rep.Report, lang: str) -> str:
@@ -229,7 +246,8 @@ async def send_card_to_team(session, services, report: rep.Report, *, reason: st
     if not members:
         members = await rep.station_staff_for(session, report.estate_id)
     header = {"new": None, "reopened": "reports.card_header_reopened",
-              "reassigned": "reports.card_header_reassigned"}.get(reason)
+              "reassigned": "reports.card_header_reassigned",
+              "updated": "reports.card_header_updated"}.get(reason)
     sent = 0
     for resident_id in members:
         sent += await push_card(session, services, report, resident_id, header_key=header)

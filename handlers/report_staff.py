@@ -352,7 +352,8 @@ async def escalate_overdue(sessions, services, deliverer) -> None:
                 await filing.push_card(session, services, report, resident_id,
                                        header_key="reports.card_header_overdue",
                                        priority=outbox.Priority.URGENT)
-            await audit.record(session, None, "report.escalate", report.reference)
+            await audit.record(session, None, "report.escalate", report.reference,
+                               by="scheduler")
     if claimed and deliverer is not None:
         deliverer.wake()
 

@@ -176,8 +176,10 @@ async def category_typed(ctx: Context) -> None:
         # A sentence rather than a bare category name is the description too.
         if len(text) > 6 and not ctx.data.get("desc") and not ctx.data.get("voice"):
             ctx.remember(desc=text[: ctx.services.settings.reports.max_description])
-        ctx.say("reports.category_set", category=filing.category_name(ctx.services, ctx.lang,
-                                                                      best_key))
+        if ctx.data.get("desc") or ctx.data.get("voice"):
+            # Otherwise the next question (the description) names the category itself.
+            ctx.say("reports.category_set", category=filing.category_name(
+                ctx.services, ctx.lang, best_key))
         await advance(ctx)
         return
     cats = filing.catalog(ctx.services).categories

@@ -12,6 +12,7 @@ from handlers import drafting
 from handlers.context import Context, Services
 from handlers.router import Router
 from handlers.survey_results import results_reply, table_chunks
+from handlers.text_lists import split_items
 from storage import audit, outbox, surveys
 from storage.audience import Audience, recipients_after, refusal
 from storage.people import Resident, identities_of
@@ -42,16 +43,17 @@ async def ask(ctx: Context, step: str) -> None:
     elif step == "qoptions":
         ctx.say("surveys.ask_qoptions", high=MAX_OPTIONS, limit=MAX_OPTION)
     elif step == "area":
-        ctx.say("polls.ask_area", await drafting.area_buttons(ctx, "nsv", "area"))
+        ctx.say("surveys.ask_area", await drafting.area_buttons(ctx, "nsv", "area"))
     elif step == "building":
-        ctx.say("polls.ask_building", [[ctx.button(ctx.t("polls.whole_estate"), "nsv",
+        ctx.say("surveys.ask_building", [[ctx.button(ctx.t("polls.whole_estate"), "nsv",
                                                     "building", 0)]])
     elif step == "verified":
         ctx.say("polls.ask_verified", [[
             ctx.button(ctx.t("polls.opt_anyone"), "nsv", "verified", 0),
             ctx.button(ctx.t("polls.opt_verified_only"), "nsv", "verified", 1)]])
     elif step == "closes":
-        ctx.say("surveys.ask_closes", tz=ctx.services.settings.bot.timezone)
+        ctx.say("surveys.ask_closes", tz=ctx.services.settings.bot.timezone,
+                min=drafting.MIN_MINUTES, days=drafting.MAX_DAYS)
     elif step == "preview":
         await _preview(ctx)
 
@@ -79,7 +81,7 @@ async def typed(ctx: Context) -> None:
             _add_question(ctx, [])
             await ask(ctx, "kind")
     elif step == "qoptions":
-        options = [line.strip() for line in text.splitlines() if line.strip()]
+        options = split_items(text)
         if not 2 <= len(options) <= MAX_OPTIONS or any(len(o) > MAX_OPTION for o in options) \
                 or len({o.casefold() for o in options}) != len(options):
             ctx.say("surveys.qoptions_invalid", high=MAX_OPTIONS, limit=MAX_OPTION)
@@ -98,7 +100,7 @@ async def typed(ctx: Context) -> None:
     elif step == "closes":
         at = drafting.parse_closing(text, ctx.now, ctx.services.settings.bot.timezone)
         if isinstance(at, str):
-            ctx.say(f"polls.{at}", days=drafting.MAX_DAYS)
+            ctx.say(f"surveys.{at}", days=drafting.MAX_DAYS, min=drafting.MIN_MINUTES)
             return
         ctx.remember(closes_at=at.isoformat())
         await ask(ctx, "preview")
@@ -171,7 +173,7 @@ async def _preview(ctx: Context) -> None:
                                  ctx.button(ctx.t("polls.discard"), "nsv", "preview", 0)]],
             title=d["title"], questions=questions, area=await drafting.area_name(ctx, audience),
             who=ctx.t("polls.opt_verified_only" if d["verified"] else "polls.opt_anyone"),
-            closes=ctx.services.local_time(datetime.fromisoformat(d["closes_at"])))
+            closes=drafting.closing_said(ctx, datetime.fromisoformat(d["closes_at"])))
 
 
 async def _publish(ctx: Context) -> None:
@@ -232,7 +234,7 @@ async def _usable(ctx: Context, survey_id: int) -> surveys.Survey | None:
         return None
     reason = await refusal(ctx.session, survey.audience, ctx.resident)
     if reason is not None:
-        ctx.say(f"polls.refused_{reason}")
+        ctx.say(f"surveys.refused_{reason}")
         return None
     return survey
 
@@ -358,31 +360,76 @@ async def show_results(ctx: Context) -> None:
     if survey is None:
         ctx.say("common.button_invalid")
         return
-    scope = await ctx.scope()
-    committee = scope.everything or (survey.committee_id in scope.committee_ids
-                                     and scope.has("staff", "committee"))
+    committee = await _runs(ctx, survey)
     if not committee and survey.status != "closed":
         ctx.say("surveys.results_after_close")
         return
     ctx.replies.extend(await results_reply(ctx.session, ctx.services, ctx.lang, survey,
                                            with_texts=committee))
+    if committee and survey.status == "open":
+        ctx.say("surveys.may_close_early", [[ctx.button(ctx.t("surveys.btn_close_early"),
+                                                        "svc", survey.id)]],
+                closes=ctx.services.local_time(survey.closes_at))
+
+
+async def _runs(ctx: Context, survey: surveys.Survey) -> bool:
+    """They see the free text before the close and may close it early, as with polls."""
+    return await drafting.runs(ctx, survey.committee_id)
+
+
+async def _survey_to_close(ctx: Context) -> surveys.Survey | None:
+    args = ctx.int_args(1)
+    survey = await ctx.session.get(surveys.Survey, args[0]) if args else None
+    if survey is None:
+        ctx.say("common.button_invalid")
+        return None
+    if not await _runs(ctx, survey):
+        ctx.say("common.not_allowed")
+        return None
+    if survey.status != "open":
+        ctx.say("surveys.already_closed", number=survey.id)
+        return None
+    return survey
+
+
+@router.button("svc")
+async def confirm_close(ctx: Context) -> None:
+    survey = await _survey_to_close(ctx)
+    if survey is None:
+        return
+    started, _ = await surveys.respondents(ctx.session, survey.id)
+    ctx.say("surveys.close_confirm", [[ctx.button(ctx.t("surveys.btn_close_yes"), "svcy",
+                                                  survey.id),
+                                       ctx.button(ctx.t("common.no"), "sr", survey.id)]],
+            number=survey.id, title=survey.title, started=started,
+            closes=ctx.services.local_time(survey.closes_at))
+
+
+@router.button("svcy", fresh="staff")
+async def close_early(ctx: Context) -> None:
+    survey = await _survey_to_close(ctx)
+    if survey is None:
+        return
+    if not await surveys.close_now(ctx.session, survey.id, ctx.now):
+        ctx.say("surveys.already_closed", number=survey.id)
+        return
+    await audit.record(ctx.session, ctx.resident.id, "survey.close", f"survey:{survey.id}",
+                       early=True)
+    await ctx.session.refresh(survey)
+    await _announce_closed(ctx.session, ctx.services, survey)
+    ctx.pushed = True
+    ctx.say("surveys.closed_early", number=survey.id)
 
 
 # -- the clock ---------------------------------------------------------------------------------
 async def tick(sessions, services: Services, deliverer) -> None:
     now = services.clock()
-    default = services.settings.bot.default_language
     async with sessions() as session, session.begin():
         for survey_id in await surveys.close_due(session, now):
             survey = await session.get(surveys.Survey, survey_id)
-            await audit.record(session, None, "survey.close", f"survey:{survey_id}")
-            author = await session.get(Resident, survey.author_id)
-            for ident in await identities_of(session, survey.author_id):
-                await outbox.enqueue(session, ident.id, Outbound(text=services.texts.get(
-                    author.language or default, "surveys.closed_author",
-                    number=survey_id)).to_json(),
-                    dedupe_key=f"survey:{survey_id}:closed:{ident.id}")
-            await _push_results(session, services, survey)
+            await audit.record(session, None, "survey.close", f"survey:{survey_id}",
+                               by="scheduler")
+            await _announce_closed(session, services, survey)
         pending = [s.id for s in await surveys.pending_invites(session)]
     for survey_id in pending:
         for _ in range(40):
@@ -394,6 +441,19 @@ async def tick(sessions, services: Services, deliverer) -> None:
                 break
     if deliverer is not None:
         deliverer.wake()
+
+
+async def _announce_closed(session, services: Services, survey: surveys.Survey) -> None:
+    """The author hears the survey closed and everyone who answered gets the results: the
+    same whether the clock closed it or the committee did."""
+    default = services.settings.bot.default_language
+    author = await session.get(Resident, survey.author_id)
+    for ident in await identities_of(session, survey.author_id):
+        await outbox.enqueue(session, ident.id, Outbound(text=services.texts.get(
+            author.language or default, "surveys.closed_author",
+            number=survey.id)).to_json(),
+            dedupe_key=f"survey:{survey.id}:closed:{ident.id}")
+    await _push_results(session, services, survey)
 
 
 async def _push_results(session, services: Services, survey) -> None:

@@ -247,6 +247,8 @@ async def my_shifts(ctx: Context) -> None:
             buttons.append(ctx.button(ctx.t("volunteering.checkin_button"), "vci", signup.id))
         if signup.status in vol.ACTIVE and ctx.now < shift.starts_at:
             buttons.append(ctx.button(ctx.t("volunteering.cancel_button"), "vcx", signup.id))
+        if vol.may_check_out(signup, shift, ctx.now):
+            buttons.append(ctx.button(ctx.t("volunteering.checkout_button"), "vco", signup.id))
         ctx.say("volunteering.myshift_line", [buttons] if buttons else None,
                 title=activity.title, when=when(ctx, shift), status=status)
 
@@ -261,6 +263,16 @@ async def check_in_button(ctx: Context) -> None:
                                  timedelta(minutes=settings(ctx).checkin_early_minutes),
                                  by=ctx.resident.id)
     ctx.say(f"volunteering.checkin_{outcome.value}")
+
+
+@router.button("vco")
+async def check_out_button(ctx: Context) -> None:
+    signup = await ctx.session.get(vol.Signup, ctx.int_arg())
+    if signup is None or signup.resident_id != ctx.resident.id:
+        ctx.say("common.button_invalid")
+        return
+    outcome = await vol.check_out(ctx.session, signup, ctx.now)
+    ctx.say(f"volunteering.checkout_{outcome.value}")
 
 
 @router.command("checkin", help_key="volunteering.help_checkin", order=32)

@@ -30,11 +30,11 @@ async def _hours(ctx: Context, year: int | None = None):
     by_activity: dict[str, float] = defaultdict(float)
     by_month: dict[str, float] = defaultdict(float)
     total, shifts = 0.0, 0
-    for activity, shift in await vhours.attended(ctx.session, ctx.resident.id):
+    for activity, shift, hours in await vhours.attended(ctx.session, ctx.resident.id,
+                                                        ctx.now):
         start = local(ctx, shift.starts_at)
         if year is not None and start.year != year:
             continue
-        hours = vhours.shift_hours(shift)
         by_activity[activity.title] += hours
         by_month[f"{start:%Y-%m}"] += hours
         total += hours
@@ -97,7 +97,7 @@ async def leaderboard(ctx: Context) -> None:
         return
     year = local(ctx, ctx.now).year
     start, end = _year_bounds(ctx, year)
-    rows = await vhours.leaderboard(ctx.session, estate.committee_id, start, end)
+    rows = await vhours.leaderboard(ctx.session, estate.committee_id, start, end, ctx.now)
     if not rows:
         ctx.say("volunteering.leaderboard_empty")
         return

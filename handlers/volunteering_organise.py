@@ -14,7 +14,9 @@ from zoneinfo import ZoneInfo
 from bot.messaging.model import Button, Kind, Outbound
 from bot.scheduler import Job
 from handlers.context import Context
+from handlers.notice_time import TIME, BadTime, parse_local
 from handlers.router import Router
+from handlers.text_lists import split_items
 from handlers.volunteering import (
     category_name,
     local,
@@ -36,11 +38,13 @@ TITLE, CATEGORY, PLACE, DESCRIPTION, SHIFTS, AUDIENCE, CAPACITY = (
     "vol.capacity")
 MAX_TITLE, MAX_DESCRIPTION, MAX_SKILLS, MAX_SHIFTS = 80, 1000, 120, 20
 ROSTER_BUTTONS = 20
+CSV_COLUMNS = ("queue_no", "resident", "name", "status", "waitlist_position", "signed_up_at",
+               "attended_at", "checked_out_at")  # headers in the reader's language
 ANNOUNCE_BATCH = 1000
 STAFF = (RoleKind.ADMIN, RoleKind.STAFF, RoleKind.COMMITTEE)
-_SHIFT = re.compile(
-    r"^(\d{4})-(\d{1,2})-(\d{1,2})\s+(\d{1,2}):(\d{2})\s*[-–~至到]\s*(\d{1,2}):(\d{2})"
-    r"\s+(\d{1,4})(?:\s+(.+))?$")
+# The start is whatever the notice time reader takes ("2026-12-05 09:00", "明天 20:00",
+# "tomorrow 20:00", "18:30"), then "-END PLACES [SKILLS]".
+_SHIFT = re.compile(rf"^(.+?)\s*[-–~至到]\s*{TIME}\s+(\d{{1,4}})(?:\s+(.+))?$")
 
 
 async def may_organise(ctx: Context) -> bool:
@@ -183,15 +187,20 @@ async def description_typed(ctx: Context) -> None:
 
 
 def parse_shift(line: str, tz: ZoneInfo, now: datetime) -> vol.ShiftSpec | str:
-    """A typed shift ("2026-12-05 09:00-11:00 10 first aid"), or the key of what is wrong."""
+    """A typed shift ("2026-12-05 09:00-11:00 10 first aid", "明天 20:00-22:00 6"), or the
+    key of what is wrong."""
     match = _SHIFT.match(line.replace("：", ":").strip())
     if not match:
         return "shift_format"
-    y, mo, d, h1, m1, h2, m2, cap = (int(g) for g in match.groups()[:8])
-    skills = (match.group(9) or "").strip()
+    h2, m2, cap = (int(g) for g in match.groups()[1:4])
+    skills = (match.group(5) or "").strip()
     try:
-        start = datetime(y, mo, d, h1, m1, tzinfo=tz)
-        end = datetime(y, mo, d, h2, m2, tzinfo=tz)
+        start = parse_local(match.group(1), now, tz.key)
+    except BadTime:
+        # Shaped like a date ("2026-02-30"), it names a day that does not exist.
+        return "shift_bad_date" if re.search(r"\d[-/.]\d", match.group(1)) else "shift_format"
+    try:
+        end = start.replace(hour=h2, minute=m2)
     except ValueError:
         return "shift_bad_date"
     if end <= start:
@@ -215,7 +224,7 @@ async def shifts_typed(ctx: Context) -> None:
     tz = ZoneInfo(ctx.services.settings.bot.timezone)
     shifts = list(ctx.data.get("shifts", []))
     added, errors = 0, []
-    for line in [x for x in ctx.inbound.text.splitlines() if x.strip()]:
+    for line in split_items(ctx.inbound.text, commas=False):
         parsed = parse_shift(line, tz, ctx.now)
         if isinstance(parsed, str):
             errors.append(ctx.t(f"volunteering.{parsed}", line=line.strip()[:60],
@@ -468,14 +477,16 @@ async def export_csv(ctx: Context) -> None:
     shift, activity = found
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["queue_no", "resident", "name", "status", "waitlist_position",
-                     "signed_up_at", "attended_at"])
+    writer.writerow([ctx.t(f"volunteering.csv_{c}") for c in CSV_COLUMNS])
+
+    def at(moment: datetime | None) -> str:
+        return f"{local(ctx, moment):%Y-%m-%d %H:%M}" if moment else ""
+
     for line in await vol.roster(ctx.session, shift.id):
         s = line.signup
-        writer.writerow([s.queue_no, s.resident_id, line.name, s.status, line.position or "",
-                         local(ctx, s.created_at).isoformat(timespec="minutes"),
-                         local(ctx, s.attended_at).isoformat(timespec="minutes")
-                         if s.attended_at else ""])
+        writer.writerow([s.queue_no, s.resident_id, line.name,
+                         ctx.t(f"volunteering.status_{s.status}"), line.position or "",
+                         at(s.created_at), at(s.attended_at), at(s.checked_out_at)])
     # A BOM so spreadsheet programs read the Chinese names as UTF-8.
     rel = await asyncio.to_thread(ctx.services.media.save,
                                   ("\ufeff" + buf.getvalue()).encode(), ".csv")

@@ -10,11 +10,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.base import Base, utcnow
 
+# Who acted when actor_id is empty, kept as detail["by"]; nothing there means the CLI.
+SYSTEM_ACTORS = ("cli", "scheduler", "system")
+
 
 class AuditEntry(Base):
     __tablename__ = "audit_log"
     id: Mapped[int] = mapped_column(primary_key=True)
-    actor_id: Mapped[int | None] = mapped_column(ForeignKey("residents.id"))  # none: the CLI
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("residents.id"))  # see SYSTEM_ACTORS
     action: Mapped[str] = mapped_column(String(60), index=True)
     target: Mapped[str | None] = mapped_column(String(120))
     detail: Mapped[dict] = mapped_column(default=dict)

@@ -401,6 +401,25 @@ async def recount(session: AsyncSession, poll_id: int) -> dict[int, int]:
     return counts
 
 
+async def close_early(session: AsyncSession, poll_id: int, now: datetime) -> bool:
+    """Bring an open poll's closing time forward to now; the clock's job then closes it as at
+    any closing time (the last anonymous ballots counted, traces erased, results sent). The
+    row lock orders it against votes in flight, as a close does (see _still_open)."""
+    done = await session.execute(
+        update(Poll).where(Poll.id == poll_id, Poll.status == "open", Poll.closes_at > now)
+        .values(closes_at=now).execution_options(synchronize_session=False))
+    return done.rowcount == 1
+
+
+async def open_of_committees(session: AsyncSession, committee_ids: set[int] | None,
+                             limit: int = 10) -> list[Poll]:
+    """Open polls of these committees (None: all), soonest closing first."""
+    q = select(Poll).where(Poll.status == "open").order_by(Poll.closes_at).limit(limit)
+    if committee_ids is not None:
+        q = q.where(Poll.committee_id.in_(committee_ids))
+    return list((await session.scalars(q)).all())
+
+
 async def due(session: AsyncSession, now: datetime, limit: int = 20) -> list[int]:
     rows = await session.scalars(
         select(Poll.id).where(Poll.status == "open", Poll.closes_at <= now)

@@ -100,6 +100,9 @@ class Report(Base):
     confirmed_at: Mapped[datetime | None]  # the reporter said it is fixed
     rating: Mapped[int | None]
     version: Mapped[int] = mapped_column(default=0)
+    # A report the bot filed itself ("I need help" on an emergency): {"code": ..., values},
+    # worded in each reader's language (`description` keeps the filer's wording).
+    reason: Mapped[dict | None]
 
 
 class ReportEvent(Base):
@@ -181,6 +184,7 @@ class NewReport:
     photos: tuple[str, ...] = ()
     voice: str | None = None
     voice_duration: int | None = None
+    reason: dict | None = None
 
 
 async def create(session: AsyncSession, new: NewReport, now: datetime, year: int,
@@ -191,7 +195,7 @@ async def create(session: AsyncSession, new: NewReport, now: datetime, year: int
         longitude=new.longitude, exact_point=new.exact_point, estate_id=new.estate_id,
         building_id=new.building_id, zone_id=new.zone_id, team_id=new.team_id,
         urgent=new.urgent, status=Status.NEW.value, created_at=now,
-        ack_due_at=new.ack_due_at, fix_due_at=new.fix_due_at,
+        ack_due_at=new.ack_due_at, fix_due_at=new.fix_due_at, reason=new.reason,
     )
     session.add(report)
     await session.flush()

@@ -224,6 +224,15 @@ async def close_due(session: AsyncSession, now: datetime) -> list[int]:
     return closed
 
 
+async def close_now(session: AsyncSession, survey_id: int, now: datetime) -> bool:
+    """Close an open survey before its time (its committee decided); True only for the one
+    call that closed it, so the results go out once even if the clock closes it too."""
+    done = await session.execute(update(Survey).where(
+        Survey.id == survey_id, Survey.status == "open").values(
+        status="closed", closed_at=now).execution_options(synchronize_session=False))
+    return done.rowcount == 1
+
+
 async def advance_invites(session: AsyncSession, survey_id: int, old: int,
                           new: int | None) -> bool:
     values = {"invites_done": True} if new is None else {"invited_upto": new}

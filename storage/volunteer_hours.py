@@ -20,21 +20,44 @@ class VolunteerProfile(Base):
     leaderboard: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
-async def attended(session: AsyncSession, resident_id: int
-                   ) -> list[tuple[Activity, Shift]]:
+async def attended(session: AsyncSession, resident_id: int, now: datetime
+                   ) -> list[tuple[Activity, Shift, float]]:
+    """Attended shifts whose hours are settled (ended, or checked out of), with the hours."""
     rows = await session.execute(
-        select(Activity, Shift)
+        select(Activity, Shift, Signup)
         .join(Shift, Shift.activity_id == Activity.id)
         .join(Signup, Signup.shift_id == Shift.id)
         .where(Signup.resident_id == resident_id,
                Signup.status == SignupStatus.ATTENDED.value)
         .order_by(Shift.starts_at)
     )
-    return [tuple(r) for r in rows.all()]
+    out = []
+    for activity, shift, signup in rows.all():
+        hours = served_hours(shift, signup, now)
+        if hours is not None:
+            out.append((activity, shift, hours))
+    return out
 
 
-def shift_hours(shift: Shift) -> float:
-    return (shift.ends_at - shift.starts_at).total_seconds() / 3600
+def served_hours(shift: Shift, signup: Signup, now: datetime) -> float | None:
+    """Hours credited for one attended shift, or None while they are not settled yet.
+
+    Only time served counts: from the start, or from a later check-in by the volunteer (an
+    early check-in adds nothing; an organiser marking someone present vouches for the whole
+    shift), up to the end or an earlier check-out. Until the shift ends or the volunteer
+    checks out, nothing is credited: the rest of the shift is still in the future.
+    """
+    if signup.status != SignupStatus.ATTENDED.value or signup.attended_at is None:
+        return None
+    end = shift.ends_at
+    if signup.checked_out_at is not None:
+        end = min(end, signup.checked_out_at)
+    elif now < shift.ends_at:
+        return None
+    start = shift.starts_at
+    if signup.attendance_by == signup.resident_id:
+        start = max(start, signup.attended_at)
+    return max(0.0, (end - start).total_seconds() / 3600)
 
 
 async def set_leaderboard(session: AsyncSession, resident_id: int, opt_in: bool) -> None:
@@ -52,10 +75,11 @@ async def on_leaderboard(session: AsyncSession, resident_id: int) -> bool:
 
 
 async def leaderboard(session: AsyncSession, committee_id: int, start: datetime,
-                      end: datetime, limit: int = 10) -> list[tuple[int, str, float]]:
+                      end: datetime, now: datetime, limit: int = 10
+                      ) -> list[tuple[int, str, float]]:
     """(resident id, name, hours) of opted-in residents of one committee's estates."""
     rows = (await session.execute(
-        select(Resident.id, Resident.display_name, Shift.starts_at, Shift.ends_at)
+        select(Resident.id, Resident.display_name, Shift, Signup)
         .join(VolunteerProfile, VolunteerProfile.resident_id == Resident.id)
         .join(Estate, Estate.id == Resident.estate_id)
         .join(Signup, Signup.resident_id == Resident.id)
@@ -65,8 +89,11 @@ async def leaderboard(session: AsyncSession, committee_id: int, start: datetime,
                Shift.starts_at >= start, Shift.starts_at < end)
     )).all()
     totals: dict[int, list] = {}
-    for rid, name, starts, ends in rows:
+    for rid, name, shift, signup in rows:
+        hours = served_hours(shift, signup, now)
+        if hours is None:
+            continue
         entry = totals.setdefault(rid, [name or f"#{rid}", 0.0])
-        entry[1] += (ends - starts).total_seconds() / 3600
+        entry[1] += hours
     ranked = sorted(((rid, n, h) for rid, (n, h) in totals.items()), key=lambda x: (-x[2], x[0]))
     return ranked[:limit]

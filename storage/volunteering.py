@@ -125,6 +125,7 @@ class Signup(Base):
     cancelled_at: Mapped[datetime | None]
     attended_at: Mapped[datetime | None]
     attendance_by: Mapped[int | None] = mapped_column(ForeignKey("residents.id"))
+    checked_out_at: Mapped[datetime | None]  # left before the end: hours stop here
 
 
 class Reminder(Base):
@@ -518,6 +519,37 @@ async def mark_attended(session: AsyncSession, signup_id: int, by: int, now: dat
     """The organiser marks a confirmed volunteer as present (any time after the start)."""
     return await _set_status(session, signup_id, SignupStatus.CONFIRMED, SignupStatus.ATTENDED,
                              attended_at=now, attendance_by=by)
+
+
+class CheckoutOutcome(enum.StrEnum):
+    CHECKED_OUT = "checked_out"
+    ALREADY = "already"
+    NOT_CHECKED_IN = "not_checked_in"
+    OVER = "over"
+
+
+def may_check_out(signup: Signup, shift: Shift, now: datetime) -> bool:
+    return (signup.status == SignupStatus.ATTENDED.value and signup.checked_out_at is None
+            and now < shift.ends_at)
+
+
+async def check_out(session: AsyncSession, signup: Signup, now: datetime) -> CheckoutOutcome:
+    """A volunteer leaves before the end: their hours stop now. At the end they stop anyway,
+    so there is nothing to check out of afterwards."""
+    shift = await session.get(Shift, signup.shift_id)
+    if signup.status != SignupStatus.ATTENDED.value:
+        return CheckoutOutcome.NOT_CHECKED_IN
+    if signup.checked_out_at is not None:
+        return CheckoutOutcome.ALREADY
+    if now >= shift.ends_at:
+        return CheckoutOutcome.OVER
+    done = await session.execute(
+        update(Signup).where(Signup.id == signup.id,
+                             Signup.status == SignupStatus.ATTENDED.value,
+                             Signup.checked_out_at.is_(None))
+        .values(checked_out_at=now).execution_options(synchronize_session=False))
+    await session.refresh(signup)
+    return CheckoutOutcome.CHECKED_OUT if done.rowcount == 1 else CheckoutOutcome.ALREADY
 
 
 async def check_in_by_code(session: AsyncSession, resident_id: int, code: str, now: datetime,

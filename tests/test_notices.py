@@ -200,6 +200,7 @@ async def test_emergency_answers_reach_the_zone_team(make_app, db_url):
     async with app.sessions() as s, s.begin():
         await roles_service.change_role(s, "memory:south", "team", "south-joint", actor_id=None,
                                         grant=True, create_missing=True)
+        await add_resident(s, "v3", "victoria", None)
     await chat.say("cm", "/notice")
     await chat.press("cm", "紧急通知")
     await chat.press("cm", "小区")
@@ -221,6 +222,18 @@ async def test_emergency_answers_reach_the_zone_team(make_app, db_url):
     # The call for help is an urgent report, whose card reaches the zone's team.
     alerts = [t for t in chat.texts_to("south") if "紧急" in t]
     assert len(alerts) == 1 and "v1" in alerts[0] and "#1" in alerts[0]
+    # v1 reads English, the team member Chinese: the reason is worded for the reader.
+    assert "居民在紧急通知 #1 中点了“我需要帮助”。单元/室：101" in alerts[0]
+    assert "pressed" not in alerts[0]
+    # What kind of help: chosen from buttons in English, read by the team in Chinese.
+    await chat.press("v1", "Trapped")
+    assert chat.last_text("v1").startswith("The team is told: Trapped (report Z-")
+    await chat.press("v1", "Trapped")
+    assert "already knows" in chat.last_text("v1")
+    await pump(app)
+    updated = [t for t in chat.texts_to("south") if t.startswith("🆘 居民补充了情况")]
+    assert len(updated) == 1 and "需要的帮助：被困" in updated[0]
+    assert "居民在紧急通知 #1 中点了“我需要帮助”" in updated[0]
     async with app.sessions() as s:
         urgent = (await s.scalars(select(Report).where(Report.urgent.is_(True)))).all()
     assert [r.category for r in urgent] == ["safety"]
@@ -231,7 +244,11 @@ async def test_emergency_answers_reach_the_zone_team(make_app, db_url):
     answers = chat.last_text("cm")
     assert "维多利亚 1 号楼：0 / 1 / 0，共 1" in answers
     assert "维多利亚 2 号楼：1 / 0 / 0，共 1" in answers
-    assert "需要帮助" in answers and "v1" in answers
+    assert "需要帮助" in answers and "• v1，138000000v1，维多利亚 1 号楼 101" in answers
+    # A resident without a building on record: no "未知 - 号楼", no "---".
+    assert "未登记楼栋：0 / 0 / 1，共 1" in answers
+    assert "• v3，维多利亚（未登记楼栋）" in answers
+    assert "未知" not in answers and "---" not in answers and "- 号楼" not in answers
     # Changing one's mind is kept (one answer per resident).
     await chat.press("v1", "I am safe")
     async with app.sessions() as s:
@@ -249,6 +266,7 @@ async def test_scheduled_notice_edit_cancel_and_fires_once(make_app, sqlite_url)
         await chat.say("cm", text)
         await chat.press("cm", "定时发送")
         await chat.say("cm", "明天 09:00")
+        assert "将于 明天 09:00（" in chat.last_text("cm")
     await chat.say("cm", "/notices")
     await chat.press("cm", "#1")
     await chat.press("cm", "修改内容")
@@ -257,6 +275,9 @@ async def test_scheduled_notice_edit_cancel_and_fires_once(make_app, sqlite_url)
     await chat.press("cm", "#2")
     await chat.press("cm", "取消通知")
     assert "已取消" in chat.last_text("cm")
+    # The old button pressed again: it was cancelled, not "all sent".
+    await chat.press("cm", "取消通知")
+    assert chat.last_text("cm").startswith("通知 #2 已经取消了")
     await pump(app)
     assert chat.texts_to("v1") == []  # not yet
     app.services.clock.advance(timedelta(days=2))
@@ -492,3 +513,39 @@ async def test_volunteers_audience_is_volunteers_within_scope(make_app, sqlite_u
     await chat.say("boss", "志愿者")
     await chat.say("boss", "感谢所有志愿者")
     assert "目前可送达：2" in chat.last_text("boss")
+
+
+def test_a_bare_time_already_past_means_tomorrow_and_the_reply_says_so():
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from bot.i18n import Texts
+    from handlers.notice_time import BadTime, parse_when, spoken
+
+    tz = "Asia/Shanghai"
+    now = datetime(2026, 12, 2, 19, 0, tzinfo=ZoneInfo(tz)).astimezone(UTC)
+    texts = Texts()
+
+    def zh(key, **values):
+        return texts.get("zh-Hans", key, **values)
+
+    def local(at):
+        return at.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
+
+    assert local(parse_when("18:30", now, tz)) == "2026-12-03 18:30"
+    assert local(parse_when("19:00", now, tz)) == "2026-12-03 19:00"  # now is not the future
+    assert local(parse_when("19:05", now, tz)) == "2026-12-02 19:05"
+    assert local(parse_when("明天20:00", now, tz)) == "2026-12-03 20:00"
+    assert spoken(zh, parse_when("18:30", now, tz), now, tz) == "明天 18:30（2026-12-03）"
+    assert spoken(zh, parse_when("19:05", now, tz), now, tz) == "今天 19:05"
+    assert spoken(zh, parse_when("12-05 08:00", now, tz), now, tz) == "2026-12-05 08:00"
+    en = spoken(lambda k, **v: texts.get("en", k, **v), parse_when("18:30", now, tz), now, tz)
+    assert en == "tomorrow at 18:30 (2026-12-03)"
+    for said, code in (("今天 18:30", "past"), ("2026-12-01 09:00", "past"),
+                       ("2027-03-01 09:00", "far"), ("25:00", "bad")):
+        try:
+            parse_when(said, now, tz)
+        except BadTime as exc:
+            assert exc.code == code, said
+        else:
+            raise AssertionError(said)

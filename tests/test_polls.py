@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
@@ -14,6 +15,8 @@ from bot.scheduler import run_jobs_once
 from storage import audit, dialog, outbox, polls
 from storage.people import Identity
 from tests.deliberation_helpers import grant, make_resident
+
+TZ = ZoneInfo("Asia/Shanghai")
 
 
 def _head(path: str) -> bytes:
@@ -249,3 +252,101 @@ async def test_forged_and_foreign_payloads(make_app, sqlite_url):
     async with app.sessions() as s:
         p = await s.get(polls.Poll, first)
         assert (await polls.results(s, p)).voters == 1
+
+
+async def test_options_on_one_line_and_the_shortest_poll(make_app, sqlite_url):
+    """Options may come one a line or on one line separated by 、 ， , ; ；; the prompt says
+    so, and it states how short and how long a poll may run."""
+    app, chat = await _setup(make_app, sqlite_url)
+    await chat.say("author", "/newpoll")
+    await chat.say("author", "Which colour for the fence?")
+    assert "separated by , ; 、 or ，" in chat.last_text("author")
+    await chat.say("author", "Green、Blue，Red, White;Black；Grey")
+    await chat.press("author", "One option")
+    await chat.press("author", "Victoria Garden")
+    await chat.press("author", "Whole estate")
+    await chat.press("author", "Verified residents only")
+    await chat.press("author", "Per resident")
+    await chat.press("author", "Named")
+    await chat.press("author", "While open")
+    assert "at least 5 minutes and at most 90 days" in chat.last_text("author")
+    await chat.say("author", "2001-01-01 10:00")
+    assert "less than 5 minutes away" in chat.last_text("author")
+    # At 19:00, "18:30" means tomorrow, and the preview says so.
+    clock = app.services.clock
+    local = clock().astimezone(TZ)
+    seven = local.replace(hour=19, minute=0, second=0, microsecond=0)
+    clock.advance((seven if seven > local else seven + timedelta(days=1)) - local)
+    await chat.say("author", "18:30")
+    await chat.say("author", "0")
+    preview = chat.last_text("author")
+    assert "1. Green\n2. Blue\n3. Red\n4. White\n5. Black\n6. Grey" in preview
+    tomorrow = clock().astimezone(TZ) + timedelta(days=1)
+    assert f"Closes: tomorrow at 18:30 ({tomorrow:%Y-%m-%d})" in preview
+    await chat.press("author", "Discard")
+    # Several lines: each line is one option, commas and all.
+    await chat.say("author", "/newpoll")
+    await chat.say("author", "Shall we plant trees?")
+    await chat.say("author", "Yes, by the gate\nNo, thank you")
+    await chat.press("author", "One option")
+    await chat.press("author", "Victoria Garden")
+    await chat.press("author", "Whole estate")
+    await chat.press("author", "Verified residents only")
+    await chat.press("author", "Per resident")
+    await chat.press("author", "Named")
+    await chat.press("author", "While open")
+    await chat.say("author", "3d")
+    await chat.say("author", "0")
+    assert "1. Yes, by the gate\n2. No, thank you" in chat.last_text("author")
+    # In Chinese too.
+    await make_resident(app.sessions, "memory", "zhang", lang="zh-Hans")
+    await grant(app.sessions, "memory:zhang", "committee", "victoria")
+    await chat.say("zhang", "/newpoll")
+    await chat.say("zhang", "围栏刷什么颜色？")
+    assert "用、，,；分隔" in chat.last_text("zhang")
+    await chat.say("zhang", "绿色、蓝色")
+    assert chat.last_text("zhang") == "每人只能选一项，还是可以多选？"
+
+
+async def test_committee_closes_a_poll_early(make_app, db_url):
+    """The committee closes a poll before its time; the clock then closes it as at any closing
+    time (results to everyone eligible, once); residents and other committees may not."""
+    app, chat = await _setup(make_app, db_url)
+    for name in ("ann", "bob"):
+        await make_resident(app.sessions, "memory", name)
+    await grant(app.sessions, "memory:other", "committee", "zhonghai")
+    await make_resident(app.sessions, "memory", "other", estate="zhonghai-mingcheng")
+    poll_id = await _publish(chat, "author", anonymous=True, closes="7d")
+    deliverer = Deliverer(app.engine, app.sessions, app.adapters)
+    await run_jobs_once(app.sessions, app.services, None)
+    while await deliverer.drain_once():
+        pass
+    await chat.press("ann", "2. By the pond")
+    async with app.sessions() as s:
+        ids = dict((await s.execute(select(Identity.platform_user_id, Identity.id))).all())
+    for user in ("ann", "other"):
+        await chat.press(user, app.services.signer.sign(ids[user], "pcy", poll_id), raw=True)
+        assert chat.last_text(user) == "You are not allowed to do that."
+    await chat.say("other", "/polls")
+    assert chat.find_button("other", f"Close #{poll_id}") is None
+
+    await chat.say("author", "/polls")
+    await chat.press("author", f"Close #{poll_id}")
+    assert "No more votes will be taken" in chat.last_text("author")
+    await chat.press("author", "Yes, close it")
+    assert "closed to votes" in chat.last_text("author")
+    await chat.press("author", "Yes, close it")  # a double tap
+    assert "already closed" in chat.last_text("author")
+    await chat.press("bob", "1. By the gate")
+    assert "closed" in chat.last_text("bob")
+    await run_jobs_once(app.sessions, app.services, None)
+    await run_jobs_once(app.sessions, app.services, None)
+    while await deliverer.drain_once():
+        pass
+    for user in ("ann", "bob", "author"):
+        results = [s.out for s in chat.sent if s.chat_id == user and s.out.photo]
+        assert len(results) == 1, user
+        assert "2. By the pond: 1 (100.00%)" in results[0].text
+    async with app.sessions() as s:
+        actions = [(e.action, e.actor_id is None) for e in await audit.recent(s)]
+    assert ("poll.close_early", False) in actions and actions.count(("poll.close", True)) == 1

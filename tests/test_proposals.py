@@ -30,7 +30,9 @@ async def test_proposal_to_agenda_decision_and_done(make_app, sqlite_url):
     await grant(app.sessions, "memory:chair", "committee", "victoria")
 
     await chat.say("newbie", "/propose")
-    assert "verified residents only" in chat.last_text("newbie")
+    # /propose speaks of proposals, not of polls.
+    assert chat.last_text("newbie") == ("Only verified residents can make or support "
+                                        "proposals. Send /verify to ask for verification.")
     await chat.say("pat", "/propose")
     await chat.say("pat", "Hi")
     assert "3 to 120" in chat.last_text("pat")

@@ -135,7 +135,8 @@ async def test_bad_inputs_keep_the_draft(make_app, sqlite_url):
     await chat.say("cat", "asdfgh qwerty")
     assert "could not tell" in chat.texts_to("cat")[-2]
     await chat.say("cat", "垃圾没人清理")
-    assert "Rubbish" in chat.texts_to("cat")[-2]
+    assert "Rubbish" in chat.last_text("cat")  # named once, by the next question
+    assert "Rubbish" not in chat.texts_to("cat")[-2]
     assert "describe the problem in text" in chat.last_text("cat")
     await chat.send_media("cat", Kind.VOICE, b"", duration=0, mime_type="audio/ogg")
     assert "empty (0 seconds)" in chat.last_text("cat")
@@ -218,3 +219,24 @@ async def test_cancel_and_start_from_location(make_app, sqlite_url):
     await chat.press("dan", "At my home")
     summary = chat.last_text("dan")
     assert "Street lighting" in summary and "路灯坏了，晚上很黑" in summary
+
+
+async def test_a_typed_category_is_named_once(make_app, sqlite_url):
+    """A category typed by name is confirmed once: by the question that follows it."""
+    app, chat = await make_app(sqlite_url)
+    await chat.say("li", "/start")
+    await chat.press("li", "中文")
+    await chat.say("li", "/cancel")
+    await chat.say("li", "/report")
+    chat.clear()
+    await chat.say("li", "路灯")
+    said = "\n".join(chat.texts_to("li"))
+    assert said.count("类别：路灯照明") == 1, said
+    assert "请用文字" in chat.last_text("li")
+    # A sentence is the description as well: the category is said, then the next step.
+    await chat.say("li", "/cancel")
+    await chat.say("li", "/report")
+    chat.clear()
+    await chat.say("li", "楼下的路灯坏了好几天")
+    said = "\n".join(chat.texts_to("li"))
+    assert said.count("类别：路灯照明") == 1, said

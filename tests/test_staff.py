@@ -55,3 +55,33 @@ async def test_invite_pending_and_grant(make_app, sqlite_url):
     async with app.sessions() as s:
         actions = {e.action for e in await audit.recent(s)}
     assert {"invite.create", "verify.invite", "verify.approve", "role.grant"} <= actions
+
+
+async def test_audit_in_local_time_naming_who_acted(make_app, sqlite_url):
+    """/audit reads in the bot's timezone like every other screen, and an entry without a
+    person says whether the scheduler, the bot itself or the command line acted."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import update
+
+    app, chat = await make_app(sqlite_url)
+    async with app.sessions() as s, s.begin():
+        await roles_service.change_role(s, "memory:boss", "admin", None, actor_id=None,
+                                        grant=True, create_missing=True)
+        await audit.record(s, None, "poll.close", "poll:7", by="scheduler")
+        await audit.record(s, None, "proposal.agenda", "proposal:3", by="system")
+        await s.flush()
+        # 23:30 UTC is 07:30 the next morning in Shanghai.
+        await s.execute(update(audit.AuditEntry).values(
+            at=datetime(2026, 12, 1, 23, 30, tzinfo=UTC)))
+    assert app.services.settings.bot.timezone == "Asia/Shanghai"
+    assert datetime(2026, 12, 1, 23, 30, tzinfo=UTC).astimezone(
+        ZoneInfo("Asia/Shanghai")).hour == 7
+    await chat.say("boss", "/audit")
+    lines = chat.last_text("boss").splitlines()
+    assert lines[0] == "最近的操作："
+    assert "2026-12-02 07:30 系统（自动） proposal.agenda proposal:3" in lines
+    assert "2026-12-02 07:30 定时任务 poll.close poll:7" in lines
+    assert "2026-12-02 07:30 命令行 role.grant" in "\n".join(lines)
+    assert "#cli" not in chat.last_text("boss")

@@ -8,9 +8,13 @@ import io
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy import select
+
 from bot.delivery import Deliverer
 from bot.scheduler import run_jobs_once
 from storage import audit
+from storage.people import Identity
+from storage.surveys import Survey
 from tests.deliberation_helpers import grant, make_resident
 
 N = 196
@@ -135,3 +139,77 @@ async def test_survey_of_196_residents(make_app, sqlite_url):
     async with app.sessions() as s:
         actions = [e.action for e in await audit.recent(s, 50)]
     assert actions.count("survey.close") == 1 and "survey.create" in actions
+
+
+async def _identity_id(app, user: str) -> int:
+    async with app.sessions() as s:
+        return await s.scalar(select(Identity.id).where(Identity.platform_user_id == user))
+
+
+async def test_committee_closes_a_survey_early(make_app, db_url):
+    """Choices typed on one line with any separator; the committee closes the survey before its
+    time, with the same notifications as a close by the clock; nobody else may close it."""
+    app, chat = await make_app(db_url)
+    a = "author"
+    await make_resident(app.sessions, "memory", a, building="6")
+    await grant(app.sessions, "memory:author", "committee", "victoria")
+    for user in ("r1", "r2"):
+        await make_resident(app.sessions, "memory", user)
+    await make_resident(app.sessions, "memory", "other", estate="zhonghai-mingcheng")
+    await grant(app.sessions, "memory:other", "committee", "zhonghai")
+    await chat.say(a, "/newsurvey")
+    await chat.say(a, "Our courtyard")
+    await chat.press(a, "One choice")
+    await chat.say(a, "Where should the bench go?")
+    assert "separated by , ; 、 or ，" in chat.last_text(a)
+    await chat.say(a, "By the gate、By the pond，In the garden")
+    await chat.press(a, "Several choices")
+    await chat.say(a, "What should we add?")
+    await chat.say(a, "Lights; Benches；Trees, Swings")
+    await chat.press(a, "No more questions")
+    assert chat.last_text(a) == "Who may answer this survey? Choose the area."
+    await chat.press(a, "Victoria Garden")
+    await chat.press(a, "Whole estate")
+    await chat.press(a, "Verified residents only")
+    assert "at least 5 minutes and at most 90 days" in chat.last_text(a)
+    await chat.say(a, "7d")
+    preview = chat.last_text(a)
+    assert "   - By the gate\n   - By the pond\n   - In the garden" in preview
+    assert "   - Lights\n   - Benches\n   - Trees\n   - Swings" in preview
+    await chat.press(a, "Publish")
+    await run_jobs_once(app.sessions, app.services, None)
+    await _drain(app)
+    await chat.press("r1", "Start")
+    await chat.press("r1", "By the pond")
+
+    # A resident, and a committee member elsewhere, hold no right to close it.
+    async with app.sessions() as s:
+        survey_id = (await s.scalars(select(Survey.id))).one()
+    for user in ("r2", "other"):
+        forged = app.services.signer.sign(await _identity_id(app, user), "svcy", survey_id)
+        await chat.press(user, forged, raw=True)
+        assert chat.last_text(user) == "You are not allowed to do that."
+
+    await chat.say(a, "/surveys")
+    await chat.press(a, "Results #1")
+    assert "To end it now" in chat.last_text(a)
+    await chat.press(a, "Close it now")
+    assert "1 respondent so far" in chat.last_text(a)
+    await chat.press(a, "Yes, close it")
+    assert "closed early" in chat.last_text(a)
+    await chat.press(a, "Yes, close it")  # a double tap closes nothing twice
+    assert "already closed" in chat.last_text(a)
+    await _drain(app)
+    assert any("has closed" in t for t in chat.texts_to(a))
+    results = [t for t in chat.texts_to("r1") if "Respondents: 1" in t]
+    assert len(results) == 1 and "  By the pond | 1 | 100.00%" in results[0]
+    await chat.press("r2", "Start")
+    assert chat.last_text("r2") == "This survey is closed."
+    # The clock, later, neither closes it again nor sends the results twice.
+    app.services.clock.advance(timedelta(days=8))
+    await run_jobs_once(app.sessions, app.services, None)
+    await _drain(app)
+    assert len([t for t in chat.texts_to("r1") if "Respondents: 1" in t]) == 1
+    async with app.sessions() as s:
+        closes = [e for e in await audit.recent(s, 50) if e.action == "survey.close"]
+    assert len(closes) == 1 and closes[0].detail == {"early": True}

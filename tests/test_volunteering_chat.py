@@ -181,15 +181,17 @@ async def test_publish_sign_up_waitlist_cancel_promote_remind_check_in_hours(
     doc = chat.last("org")
     assert doc.document and doc.document_name.endswith(".csv")
     rows = list(csv.reader(_read(doc.document).decode("utf-8-sig").splitlines()))
-    assert rows[0][0] == "queue_no" and sorted(r[3] for r in rows[1:]) == ["attended"] * 2
+    assert rows[0][:4] == ["Sign-up number", "Resident number", "Name", "Status"]
+    assert sorted(r[3] for r in rows[1:]) == ["attended"] * 2
 
+    # Checked in 11 minutes after the start: 1 h 49 min served, counted once the shift ends.
     clock.advance(timedelta(hours=3))
     await chat.say("r2", "/myhours")
     hours = chat.last_text("r2")
-    assert "2 in 1 shifts" in hours and "Park clean-up: 2" in hours
+    assert "1.8 hours in 1 shift." in hours and "Park clean-up: 1.8" in hours
     await chat.press("r2", "Join the leaderboard")
     await chat.press("r2", "Leaderboard")
-    assert "— 2" in chat.last_text("r2")
+    assert "— 1.8" in chat.last_text("r2")
     await chat.say("r2", "/myhours")
     await chat.press("r2", "Yearly card")
     card = chat.last("r2")
@@ -355,3 +357,67 @@ async def test_help_lists_organiser_commands_only_to_organisers(make_app, sqlite
     await chat.say("org", "/help")
     shown = chat.last_text("org")
     assert "/newactivity" in shown and "/roster" in shown and "/teammsg" not in shown
+
+
+async def test_tomorrow_shifts_hours_served_and_a_chinese_roster(make_app, sqlite_url):
+    """Shifts typed as "明天 20:00-22:00" (and several on one line); checking in ten minutes
+    early credits nothing until the end, and then the shift's two hours, not more; leaving
+    early stops the hours; the roster CSV speaks the organiser's language."""
+    app, chat, _ = await _setup(make_app, sqlite_url)
+    async with app.sessions() as s, s.begin():
+        await roles_service.change_role(s, "memory:zorg", "committee", "zhonghai",
+                                        actor_id=None, grant=True, create_missing=True)
+    await chat.say("zorg", "/start")
+    await chat.press("zorg", "中文")
+    await chat.say("zorg", "/cancel")
+    await chat.say("zorg", "/newactivity")
+    await chat.say("zorg", "夜间巡逻")
+    await chat.press("zorg", "治安巡逻")
+    await chat.press("zorg", "中海名城")
+    await chat.say("zorg", "带手电筒，在大门集合。")
+    assert "明天 20:00-22:00 6 急救" in chat.last_text("zorg")
+    tomorrow = (app.services.clock().astimezone(TZ) + timedelta(days=1)).date()
+    await chat.say("zorg", "明天 20:00-22:00 3 手电筒；后天 09:00-10:00 2")
+    listed = chat.last_text("zorg")
+    assert f"1. {tomorrow:%Y-%m-%d} 20:00–22:00 × 3 · 手电筒" in listed
+    assert f"2. {tomorrow + timedelta(days=1):%Y-%m-%d} 09:00–10:00 × 2" in listed
+    await chat.press("zorg", "完成")
+    await chat.press("zorg", "本小区居民")
+    await chat.press("zorg", "发布")
+    assert "已发布" in chat.last_text("zorg")
+    for user in ("r1", "r2"):
+        await chat.say(user, "/volunteer")
+        await chat.press(user, "夜间巡逻")
+        await chat.press(user, f"Sign up {tomorrow:%m-%d} 20:00")
+        assert "You are signed up for 夜间巡逻" in chat.last_text(user)
+
+    clock = app.services.clock
+    start = datetime(tomorrow.year, tomorrow.month, tomorrow.day, 20, 0, tzinfo=TZ)
+    clock.advance(start - timedelta(minutes=10) - clock())
+    for user in ("r1", "r2"):
+        await chat.say(user, "/myshifts")
+        await chat.press(user, "Check in")
+        assert "You are checked in" in chat.last_text(user)
+    await chat.say("r1", "/myhours")
+    assert "No volunteer hours recorded yet" in chat.last_text("r1")
+    clock.advance(timedelta(hours=1, minutes=40))  # 21:30
+    await chat.say("r2", "/myshifts")
+    await chat.press("r2", "Check out early")
+    assert "You are checked out" in chat.last_text("r2")
+    await chat.say("r2", "/myhours")
+    assert "1.5 hours in 1 shift." in chat.last_text("r2")
+    await chat.say("r1", "/myhours")
+    assert "No volunteer hours recorded yet" in chat.last_text("r1")  # still on duty
+    clock.advance(timedelta(minutes=31))  # past 22:00
+    await chat.say("r1", "/myhours")
+    assert "2 hours in 1 shift." in chat.last_text("r1")  # not 2 h 10 min
+
+    await chat.say("zorg", "/roster")
+    await chat.press("zorg", "夜间巡逻")
+    await chat.press("zorg", "导出 CSV")
+    doc = chat.last("zorg")
+    rows = list(csv.reader(_read(doc.document).decode("utf-8-sig").splitlines()))
+    assert rows[0] == ["报名序号", "居民编号", "姓名", "状态", "候补位置", "报名时间",
+                       "签到时间", "签退时间"]
+    assert sorted(r[3] for r in rows[1:]) == ["已出勤", "已出勤"]
+    assert sorted(r[7] for r in rows[1:]) == ["", f"{tomorrow:%Y-%m-%d} 21:30"]

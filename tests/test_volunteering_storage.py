@@ -192,8 +192,12 @@ async def test_cancel_shift_check_in_hours_and_reminders(db_url):
             assert await vol.mark_attended(s, sc.id, org, after)
             assert not await vol.mark_attended(s, sc.id, org, after)
         async with sessions() as s:
-            rows = await vhours.attended(s, a)
-            assert [vhours.shift_hours(sh) for _, sh in rows] == [3.0]
+            # a checked in 10 minutes after the start: 2 h 50 min, once the shift is over.
+            assert await vhours.attended(s, a, during) == []
+            rows = await vhours.attended(s, a, after)
+            assert [round(h, 4) for _, _, h in rows] == [round(170 / 60, 4)]
+            # The organiser vouched for c: the whole shift.
+            assert [h for _, _, h in await vhours.attended(s, c, after)] == [3.0]
     finally:
         await engine.dispose()
 
@@ -269,5 +273,57 @@ async def test_announcement_goes_out_in_batches_once(db_url):
             activity = await s.get(vol.Activity, activity.id)
             assert (activity.announce_state, activity.announced) == ("done", 5)
             assert (await outbox.figures(s, "g"))["pending"] == 6
+    finally:
+        await engine.dispose()
+
+
+async def test_hours_only_for_time_served(db_url):
+    """An early check-in counts no future time; hours are settled at the shift's end or at a
+    check-out, whichever comes first, and nothing is credited before."""
+    engine, sessions = await _db(db_url)
+    try:
+        org, early_bird, leaver, absent = await _residents(sessions, 4)
+        (shift_id,) = await _activity(sessions, org, _spec(48, 2, 5))
+        for rid in (early_bird, leaver, absent):
+            await _sign(sessions, shift_id, rid)
+        window = timedelta(minutes=30)
+        async with sessions() as s:
+            shift = await s.get(vol.Shift, shift_id)
+            start, end = shift.starts_at, shift.ends_at
+
+        async def signup_of(s, rid):
+            return await s.scalar(select(vol.Signup).where(
+                vol.Signup.shift_id == shift_id, vol.Signup.resident_id == rid))
+
+        async def hours(rid, at):
+            async with sessions() as s:
+                return [h for _, _, h in await vhours.attended(s, rid, at)]
+
+        ten_early = start - timedelta(minutes=10)
+        async with sessions() as s, s.begin():
+            for rid in (early_bird, leaver):
+                assert await vol.check_in(s, await signup_of(s, rid), ten_early, window,
+                                          by=rid) == vol.CheckinOutcome.CHECKED_IN
+        assert await hours(early_bird, ten_early) == []  # the shift is all in the future
+        assert await hours(early_bird, start + timedelta(hours=1)) == []  # still going on
+        async with sessions() as s, s.begin():
+            su = await signup_of(s, early_bird)
+            assert not vol.may_check_out(su, await s.get(vol.Shift, shift_id), end)
+            assert await vol.check_out(s, su, end) == vol.CheckoutOutcome.OVER
+        assert await hours(early_bird, end) == [2.0]  # not 2 h 10 min
+
+        leaves = end - timedelta(minutes=30)
+        async with sessions() as s, s.begin():
+            su = await signup_of(s, leaver)
+            assert vol.may_check_out(su, await s.get(vol.Shift, shift_id), leaves)
+            assert await vol.check_out(s, su, leaves) == vol.CheckoutOutcome.CHECKED_OUT
+            assert await vol.check_out(s, su, leaves) == vol.CheckoutOutcome.ALREADY
+        assert await hours(leaver, leaves) == [1.5]  # settled at once by the check-out
+        assert await hours(leaver, end + timedelta(days=1)) == [1.5]
+        async with sessions() as s, s.begin():
+            # Signed up but never checked in: nothing to check out of, no hours.
+            assert await vol.check_out(s, await signup_of(s, absent), leaves) == \
+                vol.CheckoutOutcome.NOT_CHECKED_IN
+        assert await hours(absent, end + timedelta(days=1)) == []
     finally:
         await engine.dispose()

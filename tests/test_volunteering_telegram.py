@@ -123,7 +123,9 @@ async def test_volunteering_through_telegram(tmp_path):
 
         clock.advance(timedelta(hours=3))
         hours = await r3.say("/myhours", "Your volunteer hours")
-        assert "2 in 1 shifts" in hours["text"] and "Visit lonely elders: 2" in hours["text"]
+        # Checked in 6 minutes after the start: 1 h 54 min served.
+        assert "1.9 hours in 1 shift." in hours["text"]
+        assert "Visit lonely elders: 1.9" in hours["text"]
         await r1.say("/myhours", "No volunteer hours recorded yet")
         assert not fake.internal_errors
     finally:
