@@ -1,7 +1,7 @@
 """volunteer check-out; a structured reason on generated reports
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-02 22:30:00
 
 - volunteer_signups.checked_out_at: hours are credited for the time served, up to a check-out
@@ -15,7 +15,7 @@ from alembic import op
 import storage.base
 
 revision = '0010'
-down_revision = '0008'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
