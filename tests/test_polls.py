@@ -318,7 +318,7 @@ async def test_committee_closes_a_poll_early(make_app, db_url):
     await make_resident(app.sessions, "memory", "other", estate="zhonghai-mingcheng")
     poll_id = await _publish(chat, "author", anonymous=True, closes="7d")
     deliverer = Deliverer(app.engine, app.sessions, app.adapters)
-    await run_jobs_once(app.sessions, app.services, None)
+    await run_jobs_once(app.sessions, app.services, None, app.jobs)
     while await deliverer.drain_once():
         pass
     await chat.press("ann", "2. By the pond")
@@ -339,8 +339,8 @@ async def test_committee_closes_a_poll_early(make_app, db_url):
     assert "already closed" in chat.last_text("author")
     await chat.press("bob", "1. By the gate")
     assert "closed" in chat.last_text("bob")
-    await run_jobs_once(app.sessions, app.services, None)
-    await run_jobs_once(app.sessions, app.services, None)
+    await run_jobs_once(app.sessions, app.services, None, app.jobs)
+    await run_jobs_once(app.sessions, app.services, None, app.jobs)
     while await deliverer.drain_once():
         pass
     for user in ("ann", "bob", "author"):

@@ -177,7 +177,7 @@ async def test_committee_closes_a_survey_early(make_app, db_url):
     assert "   - By the gate\n   - By the pond\n   - In the garden" in preview
     assert "   - Lights\n   - Benches\n   - Trees\n   - Swings" in preview
     await chat.press(a, "Publish")
-    await run_jobs_once(app.sessions, app.services, None)
+    await run_jobs_once(app.sessions, app.services, None, app.jobs)
     await _drain(app)
     await chat.press("r1", "Start")
     await chat.press("r1", "By the pond")
@@ -207,7 +207,7 @@ async def test_committee_closes_a_survey_early(make_app, db_url):
     assert chat.last_text("r2") == "This survey is closed."
     # The clock, later, neither closes it again nor sends the results twice.
     app.services.clock.advance(timedelta(days=8))
-    await run_jobs_once(app.sessions, app.services, None)
+    await run_jobs_once(app.sessions, app.services, None, app.jobs)
     await _drain(app)
     assert len([t for t in chat.texts_to("r1") if "Respondents: 1" in t]) == 1
     async with app.sessions() as s:
