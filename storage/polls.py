@@ -408,7 +408,7 @@ async def close_early(session: AsyncSession, poll_id: int, now: datetime) -> boo
     done = await session.execute(
         update(Poll).where(Poll.id == poll_id, Poll.status == "open", Poll.closes_at > now)
         .values(closes_at=now).execution_options(synchronize_session=False))
-    return done.rowcount == 1
+    return affected(done) == 1
 
 
 async def open_of_committees(session: AsyncSession, committee_ids: set[int] | None,

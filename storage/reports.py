@@ -14,6 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     CheckConstraint,
+    ColumnElement,
     Float,
     ForeignKey,
     Index,
@@ -33,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.base import Base, utcnow
+from storage.base import Base, affected, must_get, utcnow
 
 
 class Status(enum.StrEnum):
@@ -240,7 +241,7 @@ async def transition(
         update(Report).where(Report.id == report_id, Report.status == current).values(**values)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if affected(result) != 1:
         return None  # someone else's transition committed between our read and our write
     session.add(ReportEvent(report_id=report_id, actor_id=actor_id, kind="status",
                             from_status=current, to_status=to.value, note=note, photo=photo,
@@ -260,7 +261,7 @@ async def reassign(session: AsyncSession, report_id: int, from_team: int | None,
                 version=Report.version + 1)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if affected(result) != 1:
         return False
     session.add(ReportEvent(report_id=report_id, actor_id=actor_id, kind="reassign",
                             to_status=Status.NEW.value, note=note,
@@ -275,7 +276,7 @@ async def confirm_fixed(session: AsyncSession, report_id: int, reporter_id: int,
         update(Report).where(Report.id == report_id, Report.reporter_id == reporter_id,
                              Report.status == Status.FIXED.value, Report.confirmed_at.is_(None))
         .values(confirmed_at=now).execution_options(synchronize_session=False))
-    return result.rowcount == 1
+    return affected(result) == 1
 
 
 async def rate(session: AsyncSession, report_id: int, reporter_id: int, rating: int,
@@ -287,7 +288,7 @@ async def rate(session: AsyncSession, report_id: int, reporter_id: int, rating: 
                              Report.rating.is_(None),
                              Report.status.in_([Status.FIXED.value, Status.CLOSED.value]))
         .values(rating=rating).execution_options(synchronize_session=False))
-    if result.rowcount != 1:
+    if affected(result) != 1:
         return False
     session.add(ReportEvent(report_id=report_id, actor_id=reporter_id, kind="rate",
                             detail={"rating": rating}, at=now))
@@ -318,7 +319,7 @@ async def followers(session: AsyncSession, report_id: int) -> list[int]:
 
 async def merge_followers(session: AsyncSession, duplicate_id: int, original_id: int) -> list[int]:
     """The duplicate's reporter and followers now follow the original; returns who is new."""
-    dup = await session.get(Report, duplicate_id)
+    dup = await must_get(session, Report, duplicate_id)
     added = []
     for resident_id in {dup.reporter_id, *await followers(session, duplicate_id)}:
         if await follow(session, original_id, resident_id):
@@ -373,7 +374,8 @@ async def open_nearby(session: AsyncSession, category: str, latitude: float, lon
             Report.category == category, Report.status.in_([s.value for s in OPEN]),
             Report.latitude.between(latitude - dlat, latitude + dlat),
             Report.longitude.between(longitude - dlon, longitude + dlon)))
-    found = [(r, distance_m(latitude, longitude, r.latitude, r.longitude)) for r in rows.all()]
+    found = [(r, distance_m(latitude, longitude, r.latitude, r.longitude)) for r in rows.all()
+             if r.latitude is not None and r.longitude is not None]  # between() says so
     found = [(r, d) for r, d in found if d <= radius_m]
     return sorted(found, key=lambda rd: rd[1])[:limit]
 
@@ -382,7 +384,7 @@ async def queue(session: AsyncSession, now: datetime, *, team_ids: set[int] | No
                 estate_ids: set[int] | None = None, everything: bool = False,
                 limit: int = 20) -> tuple[list[Report], int]:
     """Open reports of some teams (or estates): overdue first, then oldest; and how many."""
-    cond = [Report.status.in_([s.value for s in OPEN])]
+    cond: list[ColumnElement[bool]] = [Report.status.in_([s.value for s in OPEN])]
     if not everything:
         who = []
         if team_ids:
@@ -413,7 +415,7 @@ async def claim_overdue(session: AsyncSession, now: datetime, limit: int = 100) 
         result = await session.execute(
             update(Report).where(Report.id == report_id, Report.escalated_at.is_(None))
             .values(escalated_at=now).execution_options(synchronize_session=False))
-        if result.rowcount == 1:
+        if affected(result) == 1:
             session.add(ReportEvent(report_id=report_id, kind="escalate", at=now))
             claimed.append(report_id)
     if not claimed:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.audience import Audience, percent
-from storage.base import Base, utcnow
+from storage.base import Base, affected, utcnow
 
 KINDS = ("single", "multiple", "scale", "text")
 SCALE = (1, 2, 3, 4, 5)
@@ -131,7 +131,7 @@ async def next_question(session: AsyncSession, response: SurveyResponse) -> Surv
 
 def valid_answer(question: SurveyQuestion, choices: list[int], text: str | None) -> bool:
     if question.kind == "text":
-        return bool(text) and len(text) <= MAX_TEXT_ANSWER and not choices
+        return bool(text) and len(text or "") <= MAX_TEXT_ANSWER and not choices
     count = len(question.choices())
     if not choices or len(set(choices)) != len(choices) or text:
         return False
@@ -219,7 +219,7 @@ async def close_due(session: AsyncSession, now: datetime) -> list[int]:
         done = await session.execute(update(Survey).where(
             Survey.id == survey_id, Survey.status == "open").values(
             status="closed", closed_at=now).execution_options(synchronize_session=False))
-        if done.rowcount == 1:
+        if affected(done) == 1:
             closed.append(survey_id)
     return closed
 
@@ -230,7 +230,7 @@ async def close_now(session: AsyncSession, survey_id: int, now: datetime) -> boo
     done = await session.execute(update(Survey).where(
         Survey.id == survey_id, Survey.status == "open").values(
         status="closed", closed_at=now).execution_options(synchronize_session=False))
-    return done.rowcount == 1
+    return affected(done) == 1
 
 
 async def advance_invites(session: AsyncSession, survey_id: int, old: int,
@@ -239,7 +239,7 @@ async def advance_invites(session: AsyncSession, survey_id: int, old: int,
     moved = await session.execute(update(Survey).where(
         Survey.id == survey_id, Survey.invited_upto == old, Survey.invites_done.is_(False))
         .values(**values).execution_options(synchronize_session=False))
-    return moved.rowcount == 1
+    return affected(moved) == 1
 
 
 async def pending_invites(session: AsyncSession) -> list[Survey]:

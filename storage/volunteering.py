@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.base import Base, utcnow
+from storage.base import Base, affected, must_get, utcnow
 from storage.people import Identity, Resident, RoleKind
 from storage.subscriptions import SubscriptionOptOut
 from storage.territory import Estate
@@ -191,7 +191,7 @@ async def publish(session: AsyncSession, activity_id: int) -> bool:
         .where(Activity.id == activity_id, Activity.status == ActivityStatus.DRAFT.value)
         .values(status=ActivityStatus.PUBLISHED.value, published_at=utcnow())
     )
-    return result.rowcount == 1
+    return affected(result) == 1
 
 
 async def discard_draft(session: AsyncSession, activity_id: int) -> bool:
@@ -200,7 +200,7 @@ async def discard_draft(session: AsyncSession, activity_id: int) -> bool:
         .where(Activity.id == activity_id, Activity.status == ActivityStatus.DRAFT.value)
         .values(status=ActivityStatus.CANCELLED.value)
     )
-    return result.rowcount == 1
+    return affected(result) == 1
 
 
 async def shifts_of(session: AsyncSession, activity_id: int) -> list[Shift]:
@@ -259,7 +259,7 @@ async def sign_up(session: AsyncSession, shift_id: int, resident_id: int,
     shift = await session.get(Shift, shift_id)
     if shift is None:
         return SignupResult(SignupOutcome.NOT_FOUND)
-    activity = await session.get(Activity, shift.activity_id)
+    activity = await must_get(session, Activity, shift.activity_id)
     if shift.status != ShiftStatus.OPEN.value or \
             activity.status != ActivityStatus.PUBLISHED.value:
         return SignupResult(SignupOutcome.CLOSED)
@@ -290,10 +290,10 @@ async def sign_up(session: AsyncSession, shift_id: int, resident_id: int,
     except IntegrityError:
         # The same resident's other tap won the unique (shift, resident) row; the savepoint
         # undid our counter change.
-        signup = await session.scalar(select(Signup).where(
+        won = await session.scalar(select(Signup).where(
             Signup.shift_id == shift_id, Signup.resident_id == resident_id))
-        return SignupResult(SignupOutcome.ALREADY, signup,
-                            await waitlist_position(session, signup) if signup else None)
+        return SignupResult(SignupOutcome.ALREADY, won,
+                            await waitlist_position(session, won) if won else None)
     if signup.status == SignupStatus.CONFIRMED.value:
         await schedule_reminders(session, signup, shift, now, reminder_hours,
                                  fresh=existing is None)
@@ -318,7 +318,7 @@ async def _take_place(session: AsyncSession, shift_id: int) -> tuple[str, int]:
         .values(queue_seq=Shift.queue_seq + 1)
         .returning(Shift.queue_seq)
         .execution_options(synchronize_session=False)
-    )).first()
+    )).one()
     return SignupStatus.WAITLISTED.value, row[0]
 
 
@@ -364,7 +364,7 @@ async def cancel_signup(session: AsyncSession, signup_id: int, resident_id: int,
     signup = await session.get(Signup, signup_id)
     if signup is None or signup.resident_id != resident_id:
         return CancelResult(CancelOutcome.NOT_FOUND, [])
-    shift = await session.get(Shift, signup.shift_id)
+    shift = await must_get(session, Shift, signup.shift_id)
     if signup.status == SignupStatus.WAITLISTED.value:
         done = await _set_status(session, signup.id, SignupStatus.WAITLISTED,
                                  SignupStatus.CANCELLED, cancelled_at=now)
@@ -390,7 +390,7 @@ async def _set_status(session: AsyncSession, signup_id: int, old: SignupStatus,
     result = await session.execute(
         update(Signup).where(Signup.id == signup_id, Signup.status == old.value)
         .values(status=new.value, **values).execution_options(synchronize_session=False))
-    return result.rowcount == 1
+    return affected(result) == 1
 
 
 async def promote_waitlisted(session: AsyncSession, shift_id: int, now: datetime,
@@ -415,7 +415,7 @@ async def promote_waitlisted(session: AsyncSession, shift_id: int, now: datetime
             .where(Shift.id == shift_id, Shift.taken < Shift.capacity,
                    Shift.status == ShiftStatus.OPEN.value)
             .values(taken=Shift.taken + 1).execution_options(synchronize_session=False))
-        if taken.rowcount != 1:
+        if affected(taken) != 1:
             break
         if not await _set_status(session, candidate.id, SignupStatus.WAITLISTED,
                                  SignupStatus.CONFIRMED, confirmed_at=now):
@@ -453,7 +453,7 @@ async def set_capacity(session: AsyncSession, shift_id: int, capacity: int, now:
     if shift is None:
         return CapacityOutcome.NOT_FOUND, 0, []
     await session.refresh(shift)
-    if result.rowcount != 1:
+    if affected(result) != 1:
         return CapacityOutcome.BELOW_SIGNUPS, shift.taken, []
     promoted = await promote_waitlisted(session, shift_id, now, reminder_hours)
     return CapacityOutcome.CHANGED, shift.taken, promoted
@@ -467,18 +467,18 @@ async def cancel_shift(session: AsyncSession, shift_id: int, now: datetime
         update(Shift).where(Shift.id == shift_id, Shift.status == ShiftStatus.OPEN.value)
         .values(status=ShiftStatus.CANCELLED.value, taken=0)
         .execution_options(synchronize_session=False))
-    if result.rowcount != 1:
+    if affected(result) != 1:
         return None
-    affected = list((await session.scalars(select(Signup).where(
+    told = list((await session.scalars(select(Signup).where(
         Signup.shift_id == shift_id, Signup.status.in_(ACTIVE)).order_by(Signup.queue_no))).all())
     await session.execute(
         update(Signup).where(Signup.shift_id == shift_id, Signup.status.in_(ACTIVE))
         .values(status=SignupStatus.CANCELLED.value, cancelled_at=now)
         .execution_options(synchronize_session=False))
-    await _cancel_reminders(session, [s.id for s in affected])
+    await _cancel_reminders(session, [s.id for s in told])
     shift = await session.get(Shift, shift_id)
     await session.refresh(shift)
-    return affected
+    return told
 
 
 # -- attendance ---------------------------------------------------------------------------
@@ -497,7 +497,7 @@ def checkin_window(shift: Shift, early: timedelta) -> tuple[datetime, datetime]:
 
 async def check_in(session: AsyncSession, signup: Signup, now: datetime, early: timedelta,
                    by: int | None = None) -> CheckinOutcome:
-    shift = await session.get(Shift, signup.shift_id)
+    shift = await must_get(session, Shift, signup.shift_id)
     if signup.status == SignupStatus.ATTENDED.value:
         return CheckinOutcome.ALREADY
     if signup.status != SignupStatus.CONFIRMED.value or \
@@ -536,7 +536,7 @@ def may_check_out(signup: Signup, shift: Shift, now: datetime) -> bool:
 async def check_out(session: AsyncSession, signup: Signup, now: datetime) -> CheckoutOutcome:
     """A volunteer leaves before the end: their hours stop now. At the end they stop anyway,
     so there is nothing to check out of afterwards."""
-    shift = await session.get(Shift, signup.shift_id)
+    shift = await must_get(session, Shift, signup.shift_id)
     if signup.status != SignupStatus.ATTENDED.value:
         return CheckoutOutcome.NOT_CHECKED_IN
     if signup.checked_out_at is not None:
@@ -549,7 +549,7 @@ async def check_out(session: AsyncSession, signup: Signup, now: datetime) -> Che
                              Signup.checked_out_at.is_(None))
         .values(checked_out_at=now).execution_options(synchronize_session=False))
     await session.refresh(signup)
-    return CheckoutOutcome.CHECKED_OUT if done.rowcount == 1 else CheckoutOutcome.ALREADY
+    return CheckoutOutcome.CHECKED_OUT if affected(done) == 1 else CheckoutOutcome.ALREADY
 
 
 async def check_in_by_code(session: AsyncSession, resident_id: int, code: str, now: datetime,
@@ -696,18 +696,18 @@ async def claim_due_reminders(session: AsyncSession, now: datetime, limit: int =
         claimed = await session.execute(
             update(Reminder).where(Reminder.id == rid, Reminder.status == "pending")
             .values(status="sent", sent_at=now).execution_options(synchronize_session=False))
-        if claimed.rowcount != 1:
+        if affected(claimed) != 1:
             continue
-        reminder = await session.get(Reminder, rid)
-        signup = await session.get(Signup, reminder.signup_id)
-        shift = await session.get(Shift, signup.shift_id)
+        reminder = await must_get(session, Reminder, rid)
+        signup = await must_get(session, Signup, reminder.signup_id)
+        shift = await must_get(session, Shift, signup.shift_id)
         if signup.status != SignupStatus.CONFIRMED.value or \
                 shift.status != ShiftStatus.OPEN.value or shift.starts_at <= now:
             # No longer wanted (cancelled meanwhile, or the bot was down past the start).
             reminder.status = "skipped"
             continue
         due.append(DueReminder(rid, reminder.hours_before, signup, shift,
-                               await session.get(Activity, shift.activity_id)))
+                               await must_get(session, Activity, shift.activity_id)))
     return due
 
 
@@ -746,7 +746,7 @@ def _audience(activity: Activity):
 async def audience_size(session: AsyncSession, activity: Activity) -> int:
     """How many residents (besides the organiser) an announcement is for."""
     q = _audience(activity).where(Resident.id != activity.organiser_id)
-    return await session.scalar(select(func.count()).select_from(q.subquery()))
+    return await session.scalar(select(func.count()).select_from(q.subquery())) or 0
 
 
 async def request_announcement(session: AsyncSession, activity_id: int) -> bool:
@@ -754,7 +754,7 @@ async def request_announcement(session: AsyncSession, activity_id: int) -> bool:
         update(Activity).where(Activity.id == activity_id, Activity.announce_state.is_(None),
                                Activity.status == ActivityStatus.PUBLISHED.value)
         .values(announce_state="pending").execution_options(synchronize_session=False))
-    return result.rowcount == 1
+    return affected(result) == 1
 
 
 async def claim_announcement_batch(session: AsyncSession, limit: int
