@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from bot import cap
-from bot.guides import GuideIndex, load_guides
+from services import cap
+from services.guides import GuideIndex, load_guides
 
 QUESTIONS = ["怎么办居住证", "how do I register my residence", "我爸爸80岁了有补贴吗",
              "楼道灯坏了好几天了", "the lift in building 3 is broken again", "交医保在哪里交",

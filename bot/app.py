@@ -19,13 +19,13 @@ from bot.context import Services
 from bot.delivery import Deliverer
 from bot.dispatch import Dispatcher
 from bot.flood import FloodGuard
-from bot.geo import TerritoryIndex, validate_territory
 from bot.i18n import Texts
 from bot.media import MediaStore
 from bot.messaging.model import Adapter
 from bot.scheduler import Clock, Job, Scheduler, build_scheduler
 from bot.signing import Signer, fingerprint
 from handlers import build_jobs, build_router, first_contact
+from services.geo import TerritoryIndex, validate_territory
 from storage import kv
 from storage.db import create_engine, reader_factory, session_factory
 from storage.migrate import upgrade_async

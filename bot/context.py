@@ -22,7 +22,7 @@ class Services:
 
     texts: Any  # bot.i18n.Texts
     signer: Any  # bot.signing.Signer
-    geo: Any  # bot.geo.TerritoryIndex
+    geo: Any  # services.geo.TerritoryIndex
     settings: Any  # bot.config.Settings
     clock: Any  # callable returning an aware datetime
     media: Any = None  # bot.media.MediaStore

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bot.context import Context
+from bot.router import Router
 from bot.signing import EXPIRED
 from handlers import (
     admin,
@@ -26,8 +28,6 @@ from handlers import (
     volunteering_organise,
     volunteering_teams,
 )
-from handlers.context import Context
-from handlers.router import Router
 
 MODULES = [onboarding, profile, verification, admin,
            reports, report_staff,

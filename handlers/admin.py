@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from handlers.context import Context
-from handlers.router import Router
+from bot.context import Context
+from bot.router import Router
 from storage import audit, roles_service
 
 router = Router()

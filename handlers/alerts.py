@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from bot import cap, weather
+from bot.router import Router
 from bot.scheduler import Job
-from handlers.router import Router
+from services import cap, weather
 from storage import kv
 
 router = Router()

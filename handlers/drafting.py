@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from handlers.context import Context
+from bot.context import Context
 from handlers.notice_time import BadTime, parse_local, spoken
 from storage import territory
 from storage.audience import Audience

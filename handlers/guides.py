@@ -8,11 +8,11 @@ import asyncio
 from datetime import timedelta
 from functools import cache
 
-from bot.guides import TOPICS, Guide, GuideIndex, load_guides
+from bot.context import Context
 from bot.messaging.model import Kind, Outbound
+from bot.router import Router
 from bot.scheduler import Job
-from handlers.context import Context
-from handlers.router import Router
+from services.guides import TOPICS, Guide, GuideIndex, load_guides
 from storage import audit, territory
 from storage import guides as store
 from storage.people import Resident, identities_of

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from bot.context import Context
 from bot.messaging.model import Outbound
-from handlers.context import Context
+from bot.router import Router
 from handlers.notice_jobs import EMERGENCY_ACTION
 from handlers.report_filing import file_urgent_report, send_card_to_team
-from handlers.router import Router
 from storage import notices, outbox
 from storage import reports as rep
 from storage.notices import Notice

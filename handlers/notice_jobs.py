@@ -10,8 +10,8 @@ import logging
 from datetime import datetime
 
 from bot.messaging.model import Button, Outbound
+from bot.router import Router
 from bot.scheduler import Job
-from handlers.router import Router
 from storage import notices, outbox
 from storage.base import utcnow
 from storage.notices import Notice, Recipient

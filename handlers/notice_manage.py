@@ -3,11 +3,11 @@ answers to an emergency, building by building."""
 
 from __future__ import annotations
 
-from handlers import notice_audience as aud
-from handlers.context import Context
+from bot.context import Context
+from bot.router import Router
 from handlers.notice_time import MAX_DAYS_AHEAD, BadTime, parse_when, spoken
 from handlers.notices import MAX_TEXT, STAFF
-from handlers.router import Router
+from services import notice_audience as aud
 from storage import audit, notices, outbox
 from storage.notices import Notice, NoticeError, NoticeStatus
 from storage.territory import Building, Estate, localized

@@ -3,11 +3,11 @@ or at a time. The draft lives in the dialog state, so it survives a restart."""
 
 from __future__ import annotations
 
+from bot.context import Context
 from bot.messaging.model import Kind
-from handlers import notice_audience as aud
-from handlers.context import Context
+from bot.router import Router
 from handlers.notice_time import BadTime, parse_when, spoken
-from handlers.router import Router
+from services import notice_audience as aud
 from storage import audit, notices
 from storage.notices import Audience, NoticeError
 from storage.subscriptions import CATEGORIES

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from bot.context import Context
 from bot.messaging.model import Kind
-from handlers.context import Context
-from handlers.router import Router
+from bot.router import Router
 from storage import people, territory, verification
 
 router = Router()

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from bot.context import Context, Services
 from bot.messaging.model import Button, Outbound
+from bot.router import Router
 from bot.scheduler import Job
 from handlers import poll_chart
-from handlers.context import Context, Services
 from handlers.polls import manage_rows, rules
-from handlers.router import Router
 from storage import audit, outbox, polls
 from storage.audience import recipients_after
 from storage.people import Resident, identities_of

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from bot.context import Context
+from bot.router import Router
 from handlers import drafting
-from handlers.context import Context
-from handlers.router import Router
 from handlers.text_lists import split_items
 from storage import audit, polls
 from storage.audience import Audience

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from handlers.context import Context
+from bot.context import Context
+from bot.router import Router
 from handlers.onboarding import ask_home
-from handlers.router import Router
 from storage import territory
 
 router = Router()

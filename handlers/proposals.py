@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from bot.context import Context
 from bot.messaging.model import Outbound
-from handlers.context import Context
-from handlers.router import Router
+from bot.router import Router
 from storage import audit, kv, proposals
 from storage.audience import Audience, refusal
 from storage.people import Identity, Resident

@@ -10,8 +10,8 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 from bot.messaging.model import Button, Outbound
-from bot.report_catalog import Catalog, WorkCalendar
-from bot.report_routing import route
+from services.report_catalog import Catalog, WorkCalendar
+from services.report_routing import route
 from storage import outbox, territory
 from storage import reports as rep
 from storage.access import Scope, scope_of

@@ -13,12 +13,12 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from bot.context import Context
 from bot.messaging.model import Kind
+from bot.router import Router
 from bot.scheduler import Job
 from handlers import report_filing as filing
-from handlers.context import Context
 from handlers.report_media import MediaRefused, take_photo
-from handlers.router import Router
 from storage import access, audit, outbox, territory
 from storage import report_stats as stats
 from storage import reports as rep

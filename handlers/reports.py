@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import re
 
+from bot.context import Context
 from bot.messaging.model import Kind
+from bot.router import Router
 from handlers import report_filing as filing
-from handlers.context import Context
 from handlers.report_media import MediaRefused, take_photo, take_voice
-from handlers.router import Router
 from storage import reports as rep
 from storage import territory
 

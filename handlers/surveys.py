@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from bot.context import Context, Services
 from bot.messaging.model import Button, Outbound
+from bot.router import Router
 from bot.scheduler import Job
 from handlers import drafting
-from handlers.context import Context, Services
-from handlers.router import Router
 from handlers.survey_results import results_reply, table_chunks
 from handlers.text_lists import split_items
 from storage import audit, outbox, surveys

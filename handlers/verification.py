@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from bot.context import Context
 from bot.messaging.model import Outbound
-from handlers.context import Context
-from handlers.router import Router
+from bot.router import Router
 from storage import audit, territory
 from storage import verification as ver
 from storage.people import Resident, identities_of

@@ -6,10 +6,10 @@ import math
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from bot.context import Context
 from bot.messaging.model import Outbound
+from bot.router import Router
 from bot.scheduler import Job
-from handlers.context import Context
-from handlers.router import Router
 from storage import outbox, territory
 from storage import volunteering as vol
 

@@ -6,8 +6,8 @@ import asyncio
 from collections import defaultdict
 from datetime import datetime
 
-from handlers.context import Context
-from handlers.router import Router
+from bot.context import Context
+from bot.router import Router
 from handlers.volunteering import local
 from handlers.volunteering_card import render_card
 from storage import territory

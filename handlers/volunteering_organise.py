@@ -11,11 +11,11 @@ import re
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from bot.context import Context
 from bot.messaging.model import Button, Kind, Outbound
+from bot.router import Router
 from bot.scheduler import Job
-from handlers.context import Context
 from handlers.notice_time import TIME, BadTime, parse_local
-from handlers.router import Router
 from handlers.text_lists import split_items
 from handlers.volunteering import (
     category_name,

@@ -3,9 +3,9 @@ leads (through the outbox)."""
 
 from __future__ import annotations
 
+from bot.context import Context
 from bot.messaging.model import Kind, Outbound
-from handlers.context import Context
-from handlers.router import Router
+from bot.router import Router
 from storage import audit, roles_service, territory
 from storage import volunteer_teams as vteams
 from storage.people import RoleKind

@@ -13,9 +13,9 @@ import pytest
 from aiohttp import web
 from sqlalchemy import select
 
-from bot import cap
 from bot.config import CapSettings
 from handlers.alerts import cap_tick
+from services import cap
 from storage import territory
 from storage.alerts import AlertCap
 from storage.notices import Notice

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import select
 
 from bot.delivery import Deliverer
-from bot.guides import TOPICS, GuideError, load_guides
 from bot.messaging.model import Kind
 from handlers.guides import guide_index
+from services.guides import TOPICS, GuideError, load_guides
 from storage import audit, roles_service
 from storage.guides import GuideQuestion
 from tests.notice_support import add_resident

@@ -11,14 +11,13 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("bot", "storage", "handlers")
+PACKAGES = ("bot", "services", "storage", "handlers")
 COMPOSITION_ROOT = {"bot.app"}
 # Handlers that still hold queries of their own; each is to move its SQL into storage (or a
 # service). The list may only shrink: a module listed here that no longer imports SQLAlchemy
 # fails the test until it is taken off.
 SQL_STILL_IN_HANDLERS = {
-    "handlers.drafting", "handlers.notice_answers", "handlers.notice_audience",
-    "handlers.proposals", "handlers.report_staff",
+    "handlers.drafting", "handlers.notice_answers", "handlers.proposals", "handlers.report_staff",
 }
 
 
@@ -64,7 +63,8 @@ def _layer(module: str) -> str:
 
 def test_no_import_runs_upward():
     graph, _ = _graph()
-    allowed = {"handlers": {"handlers", "bot", "storage"}, "bot": {"bot", "storage"},
+    allowed = {"handlers": {"handlers", "services", "bot", "storage"},
+               "services": {"services", "storage", "bot"}, "bot": {"bot", "storage"},
                "storage": {"storage"}}
     upward = sorted(
         f"{module} -> {target}"

@@ -355,7 +355,7 @@ async def test_concurrent_workers_never_double_a_recipient(make_app, db_url):
 
 
 async def test_audiences_stay_within_scope(make_app, sqlite_url):
-    from handlers import notice_audience as aud
+    from services import notice_audience as aud
     from storage.access import scope_of
     from storage.notices import NoticeError
     from storage.territory import Committee, Estate, Station, Zone

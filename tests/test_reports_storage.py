@@ -9,8 +9,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from bot.report_catalog import Catalog, WorkCalendar
-from bot.report_routing import route
+from services.report_catalog import Catalog, WorkCalendar
+from services.report_routing import route
 from storage import reports as rep
 from storage.db import create_engine, session_factory
 from storage.migrate import upgrade_async
@@ -68,7 +68,7 @@ def test_categories_match_both_languages(tmp_path):
 
 async def _db(url: str):
     from bot.app import load_territory_file
-    from bot.geo import TerritoryIndex
+    from services.geo import TerritoryIndex
 
     await upgrade_async(url)
     engine = create_engine(url)

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select
 
 from bot.config import WeatherSettings
-from bot.weather import Forecast, ForecastError, parse_forecast
 from handlers.alerts import weather_tick
+from services.weather import Forecast, ForecastError, parse_forecast
 from storage.alerts import AlertWeatherDay
 from storage.notices import Notice
 from storage.subscriptions import SubscriptionOptOut

@@ -2,7 +2,7 @@
 
 A forecast that calls for thunderstorms, heavy rain, snow or heat is sent as a warning, in the
 "weather" category and not as urgent: it is a model forecast hours ahead, not an official alert
-(those come through CAP, bot/cap.py, and are urgent when Severe/Extreme), so it respects the
+(those come through CAP, services/cap.py, and are urgent when Severe/Extreme), so it respects the
 residents' subscriptions and quiet hours, but its text leads with the warning and what to do.
 """
 

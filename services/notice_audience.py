@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,8 +23,10 @@ KIND_WORDS = {
     "zone": Audience.ZONE, "片区": Audience.ZONE,
     "volunteers": Audience.VOLUNTEERS, "志愿者": Audience.VOLUNTEERS,
 }
-MODELS = {Audience.STATION: Station, Audience.COMMITTEE: Committee, Audience.ESTATE: Estate,
-          Audience.ZONE: Zone}
+Place = Station | Committee | Estate | Zone
+MODELS: dict[Audience, type[Place]] = {
+    Audience.STATION: Station, Audience.COMMITTEE: Committee, Audience.ESTATE: Estate,
+    Audience.ZONE: Zone}
 
 
 @dataclass
@@ -48,17 +51,17 @@ def allowed_kinds(scope: Scope) -> list[Audience]:
 async def targets(session: AsyncSession, geo, scope: Scope, kind: Audience) -> list:
     """Rows the sender may choose for this kind (buildings are chosen by estate, then typed)."""
     if kind == Audience.STATION:
-        rows = (await session.scalars(select(Station).order_by(Station.id))).all()
-        return [r for r in rows if scope.everything or r.id in scope.station_ids]
+        stations = (await session.scalars(select(Station).order_by(Station.id))).all()
+        return [r for r in stations if scope.everything or r.id in scope.station_ids]
     if kind == Audience.COMMITTEE:
-        rows = (await session.scalars(select(Committee).order_by(Committee.id))).all()
-        return [r for r in rows if scope.everything or r.id in scope.committee_ids]
+        committees = (await session.scalars(select(Committee).order_by(Committee.id))).all()
+        return [r for r in committees if scope.everything or r.id in scope.committee_ids]
     if kind in (Audience.ESTATE, Audience.BUILDING):
-        rows = (await session.scalars(select(Estate).order_by(Estate.id))).all()
-        return [r for r in rows if scope.covers_estate(r.id)]
+        estates = (await session.scalars(select(Estate).order_by(Estate.id))).all()
+        return [r for r in estates if scope.covers_estate(r.id)]
     if kind == Audience.ZONE:
-        rows = (await session.scalars(select(Zone).order_by(Zone.id))).all()
-        return [z for z in rows if await _zone_estates(session, geo, scope, z.id)]
+        zones = (await session.scalars(select(Zone).order_by(Zone.id))).all()
+        return [z for z in zones if await _zone_estates(session, geo, scope, z.id)]
     return []
 
 
@@ -91,7 +94,7 @@ async def resolve(session: AsyncSession, geo, scope: Scope, kind: str,
         if not scope.covers_estate(building.estate_id):
             raise NoticeError("out_of_scope")
         return Resolved(kind, target_id, [building.estate_id], [building.id])
-    row = await session.get(MODELS[kind], target_id)
+    row = cast("Place | None", await session.get(MODELS[kind], target_id))
     if row is None:
         raise NoticeError("unknown_audience")
     if kind == Audience.ZONE:
@@ -161,5 +164,5 @@ async def describe(session: AsyncSession, lang: str, texts, kind: str,
             return label
         estate = await session.get(Estate, building.estate_id)
         return f"{label} {localized(estate, lang)} {building.number}"
-    row = await session.get(MODELS[Audience(kind)], target_id)
+    row = cast("Place | None", await session.get(MODELS[Audience(kind)], target_id))
     return f"{label} {localized(row, lang)}" if row else label
