@@ -159,7 +159,7 @@ async def morning_forecast(sessions, services, deliverer, *, http: aiohttp.Clien
         if late:
             await _give_up(session, today)
             return
-        await alerts.weather_days_ensure(session, list(targets), today)
+        await alerts.weather_days_ensure(session, list(targets), today, now)
         claimed = await alerts.weather_days_claim(session, today, now, STALE_CLAIM)
         rows = {r.id: r for r in [await session.get(alerts.AlertWeatherDay, i) for i in claimed]}
     if not rows:

@@ -101,7 +101,9 @@ async def cap_thread(session: AsyncSession, rows: list[AlertCap]) -> list[AlertC
     return sorted(thread.values(), key=lambda r: r.id)
 
 
-async def weather_days_ensure(session: AsyncSession, zone_ids: list[int], day: date) -> None:
+async def weather_days_ensure(session: AsyncSession, zone_ids: list[int], day: date,
+                              now: datetime) -> None:
+    """A row per zone for `day`, due from `now` (the bot's clock, as the claim reads it)."""
     existing = set((await session.scalars(select(AlertWeatherDay.zone_id).where(
         AlertWeatherDay.day == day))).all())
     for zone_id in zone_ids:
@@ -109,7 +111,7 @@ async def weather_days_ensure(session: AsyncSession, zone_ids: list[int], day: d
             continue
         try:
             async with session.begin_nested():
-                session.add(AlertWeatherDay(zone_id=zone_id, day=day))
+                session.add(AlertWeatherDay(zone_id=zone_id, day=day, next_attempt_at=now))
                 await session.flush()
         except IntegrityError:
             pass  # another worker made it

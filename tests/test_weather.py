@@ -24,6 +24,12 @@ from tests.notice_support import add_resident, pump
 TZ = ZoneInfo("Asia/Shanghai")
 
 
+def _tomorrow() -> date:
+    """Tomorrow in the bot's timezone: every time set on it is ahead of the real clock (a
+    UTC date would put 07:00 in Shanghai behind it after 23:00 UTC, before rows stamped now)."""
+    return datetime.now(TZ).date() + timedelta(days=1)
+
+
 def _set_local(app, day: date, at: time) -> None:
     clock = app.services.clock
     target = datetime.combine(day, at, TZ).astimezone(UTC)
@@ -71,7 +77,7 @@ def test_parse_and_warnings():
 async def test_morning_forecast_reaches_each_zone_once(make_app, db_url, meteo, caplog):
     app, chat = await make_app(db_url)
     app.services.settings.weather = WeatherSettings(base_url=meteo.base_url, retry_minutes=10)
-    day = date.today() + timedelta(days=1)
+    day = _tomorrow()
     meteo.bands = [
         (30.6134, daily_answer(day, 95, 31.0, 23.0, 38.5, 40)),  # south: storms, heavy rain
         (30.6267, daily_answer(day, 2, 22.4, 14.6, 0.0)),  # central: fine
@@ -144,7 +150,7 @@ async def test_provider_down_all_morning_gives_up_without_crashing(make_app, sql
     app.services.settings.weather = WeatherSettings(base_url=meteo.base_url, retry_minutes=30)
     async with app.sessions() as s, s.begin():
         await add_resident(s, "vic1", "victoria")
-    day = date.today() + timedelta(days=1)
+    day = _tomorrow()
     meteo.fail_next = 10_000
     _set_local(app, day, time(7, 0))
     for _ in range(9):  # 07:00 to 11:00, every half hour
@@ -165,7 +171,7 @@ async def test_provider_down_all_morning_gives_up_without_crashing(make_app, sql
 
 async def test_unreachable_provider_and_no_url(make_app, sqlite_url):
     app, _ = await make_app(sqlite_url)
-    day = date.today() + timedelta(days=1)
+    day = _tomorrow()
     _set_local(app, day, time(8, 0))
     await weather_tick(app.sessions, app.services, None)  # no base URL: nothing at all
     async with app.sessions() as s:
@@ -184,14 +190,14 @@ async def test_a_worker_dying_mid_fetch_is_taken_over_once(make_app, db_url, met
 
     app, chat = await make_app(db_url)
     app.services.settings.weather = WeatherSettings(base_url=meteo.base_url)
-    day = date.today() + timedelta(days=1)
+    day = _tomorrow()
     meteo.bands = [(90.0, daily_answer(day, 1, 25, 16, 0))]
     async with app.sessions() as s, s.begin():
         await add_resident(s, "vic1", "victoria")
     _set_local(app, day, time(7, 5))
     async with app.sessions() as s, s.begin():  # a worker claims every zone, then dies
         zones = [z.id for z in (await s.scalars(select(Zone))).all()]
-        await alerts.weather_days_ensure(s, zones, day)
+        await alerts.weather_days_ensure(s, zones, day, app.services.clock())
         assert len(await alerts.weather_days_claim(s, day, app.services.clock(),
                                                    timedelta(minutes=5))) == 3
     await weather_tick(app.sessions, app.services, None)
@@ -209,7 +215,7 @@ async def test_one_zones_odd_answer_does_not_cost_the_others(make_app, sqlite_ur
                                                               caplog):
     app, chat = await make_app(sqlite_url)
     app.services.settings.weather = WeatherSettings(base_url=meteo.base_url)
-    day = date.today() + timedelta(days=1)
+    day = _tomorrow()
     odd = daily_answer(day, 0, 20, 10, 0)
     odd["daily"]["weather_code"][0] = float("inf")  # sent as Infinity: no WMO code at all
     meteo.bands = [(30.6134, odd), (90.0, daily_answer(day, 3, 20, 10, 0))]
