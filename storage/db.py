@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections import deque
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(sync, "connect")
     def _on_connect(dbapi_conn, _record):
         if type(dbapi_conn) is AsyncAdapt_aiosqlite_connection:
-            dbapi_conn.__class__ = _ClosingConnection
+            dbapi_conn.__class__ = _OneHopConnection
         # Let SQLAlchemy, not the driver, decide when a transaction begins.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
@@ -66,46 +67,67 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-class _ClosingCursor(AsyncAdapt_aiosqlite_cursor):
-    """SQLAlchemy's aiosqlite cursor, except that a failed statement closes its driver cursor.
+def _run_statement(conn: sqlite3.Connection, operation: str, parameters, many: bool):
+    """One statement, start to finish, on the driver's own thread: open a cursor, execute,
+    fetch every row, close the cursor (also when the statement fails)."""
+    cursor = conn.cursor()
+    try:
+        if many:
+            cursor.executemany(operation, parameters)
+        elif parameters is None:
+            cursor.execute(operation)
+        else:
+            cursor.execute(operation, parameters)
+        rows = cursor.fetchall() if cursor.description else None
+        return cursor.description, rows, cursor.lastrowid, cursor.rowcount
+    finally:
+        cursor.close()
 
-    The stock adapter leaves the driver cursor of a failed statement open. A constraint error
-    inside a savepoint (our "insert once" idiom: dedupe keys, double taps) then stalls that
-    connection's ROLLBACK TO SAVEPOINT while other writers wait in BEGIN IMMEDIATE, until their
-    busy timeout ends in "database is locked". tests/test_sqlite_concurrency.py reproduces it.
+
+class _OneHopCursor(AsyncAdapt_aiosqlite_cursor):
+    """SQLAlchemy's aiosqlite cursor, with each statement one trip to the driver's thread.
+
+    The stock adapter makes four (cursor, execute, fetchall, close), each a hand-over between
+    the event loop and aiosqlite's thread; at a handful of statements an update those hops
+    were most of the bot's CPU per update (bench/updates_per_second.py). Here the whole
+    statement runs as one function on that thread.
+
+    It also closes the driver cursor of a failed statement, which the stock adapter leaves
+    open: a constraint error inside a savepoint (our "insert once" idiom: dedupe keys, double
+    taps) then stalled that connection's ROLLBACK TO SAVEPOINT while other writers waited in
+    BEGIN IMMEDIATE, until their busy timeout ended in "database is locked".
+    tests/test_sqlite_concurrency.py reproduces it.
     """
 
     __slots__ = ()
 
-    def execute(self, operation, parameters=None):
+    def _run(self, operation, parameters, many: bool) -> None:
         try:
-            cursor = self.await_(self._connection.cursor())
-            try:
-                if parameters is None:
-                    self.await_(cursor.execute(operation))
-                else:
-                    self.await_(cursor.execute(operation, parameters))
-            except Exception:
-                self.await_(cursor.close())
-                raise
-            if cursor.description:
-                self.description = cursor.description
-                self.lastrowid = self.rowcount = -1
-                self._rows = deque(self.await_(cursor.fetchall()))
-            else:
-                self.description = None
-                self.lastrowid = cursor.lastrowid
-                self.rowcount = cursor.rowcount
-            self.await_(cursor.close())
+            description, rows, lastrowid, rowcount = self.await_(self._connection._execute(
+                _run_statement, self._connection._conn, operation, parameters, many))
         except Exception as error:
             self._adapt_connection._handle_exception(error)
+        if description:
+            self.description = description
+            self.lastrowid = self.rowcount = -1
+            self._rows = deque(rows)
+        else:
+            self.description = None
+            self.lastrowid = lastrowid
+            self.rowcount = rowcount
+
+    def execute(self, operation, parameters=None):
+        self._run(operation, parameters, False)
+
+    def executemany(self, operation, seq_of_parameters):
+        self._run(operation, seq_of_parameters, True)
 
 
-class _ClosingConnection(AsyncAdapt_aiosqlite_connection):
+class _OneHopConnection(AsyncAdapt_aiosqlite_connection):
     __slots__ = ()
 
     def cursor(self, server_side: bool = False):
-        return super().cursor(server_side) if server_side else _ClosingCursor(self)
+        return super().cursor(server_side) if server_side else _OneHopCursor(self)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
