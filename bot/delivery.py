@@ -285,7 +285,7 @@ class Deliverer:
                         continue
                     scope = self.scope()
                     if scope != recovered:  # at start, and for chats newly served
-                        await self._recover(scope)
+                        await self._recover(scope, first=recovered is None)
                         recovered = scope
                     try:
                         claimed = await self._claim_more()
@@ -303,12 +303,21 @@ class Deliverer:
                     lane.task.cancel()
             raise
 
-    async def _recover(self, scope: outbox.Scope) -> None:
-        """Rows left "sending" by a sender that died are resumed now, not minutes later."""
+    async def _recover(self, scope: outbox.Scope, *, first: bool = True) -> None:
+        """Rows left "sending" by a sender that died are resumed now, not minutes later.
+
+        Pushes are claimed only by the lease holder, so those claimed before this sender began
+        holding it belong to the dead at once. On PostgreSQL a reply may be on its way from
+        another live worker (the one that handled its update): replies get a grace period."""
         grace = RECLAIM_GRACE if self.engine.dialect.name == "postgresql" else timedelta(0)
         async with self.sessions() as session, session.begin():
-            resumed = await outbox.reclaim_stale(session, grace, claimed_before=self.started_at,
-                                                 scope=scope)
+            resumed = 0
+            if grace and first and self._serves_all():
+                resumed += await outbox.reclaim_stale(
+                    session, timedelta(0), claimed_before=utcnow(), scope=scope,
+                    pushes_only=True)
+            resumed += await outbox.reclaim_stale(session, grace, claimed_before=self.started_at,
+                                                  scope=scope)
         if resumed:
             log.info("resumed %d messages left in flight by a stopped sender", resumed)
 

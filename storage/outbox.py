@@ -304,11 +304,12 @@ async def push_back(session: AsyncSession, identity_id: int, at: datetime) -> No
 
 async def reclaim_stale(session: AsyncSession, older_than: timedelta,
                         claimed_before: datetime | None = None, *,
-                        scope: Scope | None = None) -> int:
+                        scope: Scope | None = None, pushes_only: bool = False) -> int:
     """Claims left by a sender that died are handed back (at-least-once for those in flight).
     `claimed_before`: only claims older than that moment (a sender's own start: what it claimed
     itself is still on its way). `scope`: only rows of these recipients (a sender serving some
-    chats leaves those of other live senders alone)."""
+    chats leaves those of other live senders alone). `pushes_only`: replies are left alone
+    (each is sent by the live worker that handled its update)."""
     cutoff = utcnow() - older_than
     if claimed_before is not None:
         cutoff = min(cutoff, claimed_before)
@@ -316,6 +317,8 @@ async def reclaim_stale(session: AsyncSession, older_than: timedelta,
             .where(OutboxMessage.status == Status.SENDING.value,
                    OutboxMessage.claimed_at < cutoff)
             .values(status=Status.PENDING.value))
+    if pushes_only:
+        stmt = stmt.where(OutboxMessage.priority != int(Priority.REPLY))
     if scope is not None:
         stmt = stmt.where(_in_scope(scope)).execution_options(synchronize_session=False)
     result = await session.execute(stmt)

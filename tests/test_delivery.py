@@ -218,3 +218,31 @@ async def test_read_sessions_take_no_write_lock(sqlite_url):
             assert (await outbox.figures(reader, "g"))["pending"] == 1
     finally:
         await engine.dispose()
+
+
+async def test_a_new_sender_resumes_a_dead_senders_pushes_at_once(db_url):
+    """Pushes are claimed only by the sender holding the lease, so whatever a dead sender left
+    "sending" is resumed by the next one at its start, even claimed a moment ago. A reply
+    claimed a moment ago may be on its way from a live worker: on PostgreSQL (several workers)
+    it is left alone for the grace period; SQLite has one process, so it is resumed too."""
+    engine, sessions, ids = await _setup(db_url, ["p", "r"])
+    adapter = MemoryAdapter()
+    try:
+        async with sessions() as s, s.begin():
+            await outbox.enqueue(s, ids[0], {"text": "push"}, group="g")
+            await outbox.enqueue_claimed(s, ids[1], [{"text": "reply"}])
+            await s.execute(update(outbox.OutboxMessage).values(
+                status="sending", claimed_at=utcnow() - timedelta(seconds=1)))
+        deliverer = Deliverer(engine, sessions, {"memory": adapter})
+        deliverer.start()
+        for _ in range(250):
+            if adapter.texts_to("p"):
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        await deliverer.stop()
+        assert adapter.texts_to("p") == ["push"]
+        postgres = engine.dialect.name == "postgresql"
+        assert adapter.texts_to("r") == ([] if postgres else ["reply"])
+    finally:
+        await engine.dispose()
