@@ -75,6 +75,11 @@ class Context:
     def say(self, key: str, buttons: list[list[Button]] | None = None, **values) -> Outbound:
         return self.reply(self.t(key, **values), buttons)
 
+    def refuse(self, key: str, **values) -> Outbound:
+        """Input the current step cannot take, answered with a note that leaves the step's
+        choices standing: typing a number next still picks from the prompt before."""
+        return self.reply(self.t(key, **values), keeps_choices=True)
+
     def button(self, label: str, action: str, *args: object, identity_id: int | None = None
                ) -> Button:
         target = self.identity.id if identity_id is None else identity_id

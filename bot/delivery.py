@@ -472,6 +472,8 @@ class Deliverer:
         prompt = item.prompt
         if item.identity_id is None:  # a flood warning or an error note: no prompt to keep
             return
+        if item.out.keeps_choices and not item.out.buttons:
+            return
         async with self.sessions() as session, session.begin():
             item.out.number_from = await choices.remember(
                 session, item.identity_id, item.out, extend=prompt is not None and prompt.shown)

@@ -214,7 +214,7 @@ async def _preview(ctx: Context) -> None:
 
 @router.state("notice.preview")
 async def preview_typed(ctx: Context) -> None:
-    ctx.say("notices.use_buttons")
+    ctx.refuse("notices.use_buttons")
 
 
 @router.button("npv")

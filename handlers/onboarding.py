@@ -55,19 +55,19 @@ async def home_input(ctx: Context) -> None:
     if inbound.kind == Kind.LOCATION:
         place = geo.locate(inbound.latitude, inbound.longitude)
         if not place.inside:
-            ctx.say("home.outside")
+            ctx.refuse("home.outside")
             return
         if place.estate_id is None:
-            ctx.say("home.no_estate_here")
+            ctx.refuse("home.no_estate_here")
             return
         await _confirm_estate(ctx, place.estate_id)
         return
     if inbound.kind != Kind.TEXT:
-        ctx.say("home.expect_name")
+        ctx.refuse("home.expect_name")
         return
     matches = geo.match_estate(inbound.text)
     if not matches:
-        ctx.say("home.not_found", text=inbound.text[:40])
+        ctx.refuse("home.not_found", text=inbound.text[:40])
         return
     best_id, best = matches[0]
     clear = best >= 80 and (len(matches) == 1 or matches[1][1] < best - 10)
@@ -162,7 +162,7 @@ async def unit_typed(ctx: Context) -> None:
         return
     unit = await people.unit_in(ctx.session, ctx.data["building_id"], typed)
     if unit is None:
-        ctx.say("home.unit_not_listed", unit=typed)
+        ctx.refuse("home.unit_not_listed", unit=typed)
         return
     await _save(ctx, ctx.data["estate_id"], ctx.data["building_id"], unit)
     await _done(ctx)

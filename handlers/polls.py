@@ -94,11 +94,11 @@ async def typed(ctx: Context) -> None:
         ctx.remember(closes_at=at.isoformat())
     elif step == "quorum":
         if not text.isdigit() or not 0 <= int(text) <= MAX_QUORUM:
-            ctx.say("polls.quorum_invalid")
+            ctx.refuse("polls.quorum_invalid")
             return
         ctx.remember(quorum=int(text) or None)
     else:
-        ctx.say("polls.press_button")
+        ctx.refuse("polls.press_button")
         return
     await ask(ctx, _after(step))
 
@@ -118,7 +118,7 @@ async def _building(ctx: Context, number: str) -> Building | None:
     for b in await buildings_of(ctx.session, estate_id):
         if b.number.casefold() == number.strip().casefold():
             return b
-    ctx.say("polls.building_unknown", number=number[:20])
+    ctx.refuse("polls.building_unknown", number=number[:20])
     return None
 
 

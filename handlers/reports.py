@@ -449,7 +449,7 @@ async def show_summary(ctx: Context) -> None:
 
 @router.state(CONFIRM)
 async def confirm_input(ctx: Context) -> None:
-    ctx.say("reports.use_buttons")
+    ctx.refuse("reports.use_buttons")
 
 
 @router.button("rgo")

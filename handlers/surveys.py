@@ -93,7 +93,7 @@ async def typed(ctx: Context) -> None:
         found = [b for b in await buildings_of(ctx.session, ctx.data["area_id"])
                  if b.number.casefold() == number]
         if not found:
-            ctx.say("polls.building_unknown", number=text[:20])
+            ctx.refuse("polls.building_unknown", number=text[:20])
             return
         ctx.remember(area_kind="building", area_id=found[0].id)
         await ask(ctx, "verified")
@@ -105,7 +105,7 @@ async def typed(ctx: Context) -> None:
         ctx.remember(closes_at=at.isoformat())
         await ask(ctx, "preview")
     else:
-        ctx.say("polls.press_button")
+        ctx.refuse("polls.press_button")
 
 
 def _add_question(ctx: Context, options: list[str]) -> None:
@@ -297,7 +297,7 @@ async def _answer(ctx: Context, survey_id: int, question_id: int, choices: list[
         ctx.say("common.button_invalid")
         return
     if not surveys.valid_answer(question, choices, text):
-        ctx.say("surveys.answer_invalid", limit=surveys.MAX_TEXT_ANSWER)
+        ctx.refuse("surveys.answer_invalid", limit=surveys.MAX_TEXT_ANSWER)
         return
     if not await surveys.answer(ctx.session, response, question, choices, text, ctx.now):
         ctx.say("surveys.already_answered")
@@ -346,7 +346,7 @@ async def submit(ctx: Context) -> None:
 async def typed_answer(ctx: Context) -> None:
     text = ctx.inbound.text or ""
     if not text:
-        ctx.say("surveys.answer_invalid", limit=surveys.MAX_TEXT_ANSWER)
+        ctx.refuse("surveys.answer_invalid", limit=surveys.MAX_TEXT_ANSWER)
         return
     await _answer(ctx, ctx.data["survey"], ctx.data["question"], [], text)
 

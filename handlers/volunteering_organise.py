@@ -104,7 +104,7 @@ def _ask_category(ctx: Context) -> None:
 
 @router.state(CATEGORY)
 async def category_typed(ctx: Context) -> None:
-    ctx.say("volunteering.press_a_button")
+    ctx.refuse("volunteering.press_a_button")
     _ask_category(ctx)
 
 
@@ -290,7 +290,7 @@ async def _ask_audience(ctx: Context) -> None:
 
 @router.state(AUDIENCE)
 async def audience_typed(ctx: Context) -> None:
-    ctx.say("volunteering.press_a_button")
+    ctx.refuse("volunteering.press_a_button")
     await _ask_audience(ctx)
 
 

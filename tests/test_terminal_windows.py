@@ -279,6 +279,21 @@ async def test_a_number_typed_after_a_prompt_for_a_number_is_that_number(db_url,
         await org.close()
 
 
+async def test_after_a_refused_answer_the_numbers_still_pick_from_the_list(sqlite_url, tmp_path):
+    """A name the bot cannot find, or a number past the end of the list, is answered with a
+    note ("pick one from the list"); the list's numbers still hold after that note."""
+    win = await Window.open("kai", sqlite_url, tmp_path)
+    try:
+        mark = await win.ask("/start", "[2] English")
+        mark = await win.choose("English", mark, "[3] Victoria Garden")
+        number = win.number("Victoria Garden", mark)
+        await win.ask("Atlantis Towers", 'could not find an estate called "Atlantis Towers"')
+        await win.ask("9", 'could not find an estate called "9"')
+        await win.ask(number, "Victoria Garden: pick or type your building number")
+    finally:
+        await win.close()
+
+
 async def test_ctrl_c_and_bad_media_paths_get_one_quiet_line(sqlite_url, tmp_path):
     """A bad /photo, /voice or /location gets one line in the person's language (the window's
     `--lang` until they choose one); Ctrl-C at the prompt, the reader waiting for a line,

@@ -113,10 +113,15 @@ class Outbound:
     # A platform without buttons shows them as numbers from this one on (None: 1); set by the
     # deliverer, which numbers one reply's messages as one prompt (storage.choices).
     number_from: int | None = None
+    # A note about the input just given ("no estate of that name: pick one from the list"):
+    # on a platform without buttons the numbers of the prompt before still hold after it.
+    keeps_choices: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         del data["ephemeral"], data["number_from"]
+        if not self.keeps_choices:
+            del data["keeps_choices"]
         data["buttons"] = [[[b.label, b.payload] for b in row] for row in self.buttons]
         return {k: v for k, v in data.items() if v not in (None, "", [])}
 
