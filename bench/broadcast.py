@@ -155,6 +155,7 @@ async def serve_fake(rate: float, faults: dict | None = None) -> None:
                 "doubles": sum(n - 1 for n in fake.sent_count_by_chat.values() if n > 1),
                 "chats": len(fake.sent_count_by_chat),
                 "first": stamps[0] if stamps else None, "last": stamps[-1] if stamps else None,
+                "refusals": [[t, kind] for t, _, kind in fake.refusal_log],
                 "now": time.monotonic()}), flush=True)
     await fake.stop()
 

@@ -77,6 +77,7 @@ async def kill_case(size: int, db: str) -> None:
         await procs[0].wait()
         before = stats
         rate = (before["sent"] - 1) / (before["last"] - before["first"])
+        restarted = (await fake.stats())["now"]
         procs.append(await _bot(fake, url, tmp, 2))
         reachable = size - len(blocked)
         t0 = time.monotonic()
@@ -97,7 +98,12 @@ async def kill_case(size: int, db: str) -> None:
         print(f"  doubled deliveries after SIGKILL   : {after['doubles']} "
               f"(documented bound {bound})")
         print(f"  429s from the fake's own limits    : {after['limit_refusals']} "
-              f"(of {after['http_429']} 429s in all)")
+              f"(of {after['http_429']} 429s in all; {before['limit_refusals']} before the "
+              f"kill, the rest after the restart)")
+        late = [f"{kind} +{t - restarted:.1f}s" for t, kind in after["refusals"]
+                if t >= restarted]
+        if late:
+            print(f"    after the restart (kind, seconds after it): {', '.join(late)}")
         print(f"  busiest second at the fake         : {after['busiest_second']} sends")
     finally:
         for proc in procs:
