@@ -91,7 +91,7 @@ async def fan_out(sessions, services, deliverer, *, batch: int | None = None,
 async def report_progress(sessions, services, deliverer) -> None:
     """One progress message per notice for its sender, edited in place until all is sent."""
     pushed = False
-    async with (services.readers or sessions)() as session:
+    async with services.readers() as session:
         if not await notices.needing_progress(session):
             return  # the usual tick: nothing to report, and no write lock taken for it
     async with sessions() as session, session.begin():

@@ -253,7 +253,7 @@ async def _fanout_step(sessions, services: Services, poll_id: int) -> bool:
         messages: dict[str, dict] = {}
         if not inviting:
             res = await polls.results(session, poll)
-            charts = services.extra.setdefault("poll_charts", {})
+            charts = services.poll_charts
             photo = charts.get(poll_id)
             if photo is None:  # once per poll and process: the counters no longer move
                 photo = await asyncio.to_thread(chart, services, poll, res)  # Pillow is CPU work
