@@ -8,7 +8,8 @@ import asyncio
 from datetime import timedelta
 
 from bot.context import Context
-from bot.messaging.model import Kind, Outbound
+from bot.messaging.model import Kind
+from bot.pushes import Recipient
 from bot.router import Router
 from bot.scheduler import Job
 from services.guides import TOPICS, Guide, GuideIndex
@@ -171,17 +172,20 @@ async def _notify_staff(ctx: Context, question: store.GuideQuestion) -> None:
         return
     estate = (await ctx.session.get(territory.Estate, question.estate_id)
               if question.estate_id else None)
+    def place(lang: str) -> str:
+        return territory.localized(estate, lang) if estate else ctx.t_for(lang,
+                                                                            "guides.no_estate")
+
     for ident in staff:
         resident = await ctx.session.get(Resident, ident.resident_id)
-        lang = resident.language or ctx.services.settings.bot.default_language
-        place = territory.localized(estate, lang) if estate else ctx.t_for(lang,
-                                                                             "guides.no_estate")
-        await ctx.push(ident.id, Outbound(
-            text=ctx.t_for(lang, "guides.staff_question", estate=place,
-                           question=question.question),
-            buttons=[[ctx.button(ctx.t_for(lang, "guides.answer"), "gans", question.id,
-                                 identity_id=ident.id)]]),
-            group=f"guideq:{question.id}", dedupe_key=f"guideq:{question.id}:{ident.id}")
+
+        def answer(t, identity_id=ident.id):
+            return [[ctx.button(t("guides.answer"), "gans", question.id,
+                                identity_id=identity_id)]]
+        await ctx.tell(Recipient(ident.id, resident.language), "guides.staff_question",
+                       buttons=answer, group=f"guideq:{question.id}",
+                       dedupe_key=f"guideq:{question.id}:{ident.id}", estate=place,
+                       question=question.question)
     ctx.say("guides.asked")
 
 
@@ -251,9 +255,10 @@ async def answer_input(ctx: Context) -> None:
     lang = resident.language or question.lang
     for ident in await identities_of(ctx.session, resident.id):
         if ident.unreachable_at is None:
-            await ctx.push(ident.id, Outbound(text=ctx.t_for(
-                lang, "guides.reply_to_resident", question=question.question, answer=text)),
-                group=f"guideq:{question.id}", dedupe_key=f"guidea:{question.id}:{ident.id}")
+            await ctx.tell(Recipient(ident.id, lang), "guides.reply_to_resident",
+                           group=f"guideq:{question.id}",
+                           dedupe_key=f"guidea:{question.id}:{ident.id}",
+                           question=question.question, answer=text)
     ctx.say("guides.answered")
 
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from bot.context import Context
-from bot.messaging.model import Outbound
 from bot.router import Router
 from handlers.notice_jobs import EMERGENCY_ACTION
 from handlers.report_filing import file_urgent_report, send_card_to_team
-from storage import notices, outbox, people
+from storage import notices, outbox
 from storage import reports as rep
 from storage.notices import Notice
 
@@ -57,14 +56,11 @@ async def request_help(ctx: Context, notice: Notice) -> rep.Report | None:
         ctx.pushed = True
         return report
     if notice.sender_identity_id is not None:
-        lang = await people.language_of_identity(ctx.session, notice.sender_identity_id) \
-            or ctx.services.settings.bot.default_language
-        text = ctx.t_for(lang, "notices.help_alert_no_home", id=notice.id,
-                         name=resident.display_name or f"#{resident.id}",
-                         phone=resident.phone or ctx.t_for(lang, "notices.no_phone"))
-        await ctx.push(notice.sender_identity_id, Outbound(text=text),
+        await ctx.tell(notice.sender_identity_id, "notices.help_alert_no_home",
                        priority=outbox.Priority.URGENT, group=f"notice:{notice.id}:help",
-                       dedupe_key=f"nh{notice.id}:{resident.id}")
+                       dedupe_key=f"nh{notice.id}:{resident.id}", id=notice.id,
+                       name=resident.display_name or f"#{resident.id}",
+                       phone=resident.phone or (lambda lang: ctx.t_for(lang, "notices.no_phone")))
     return None
 
 

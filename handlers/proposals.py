@@ -5,7 +5,7 @@ hear of every status change through the outbox."""
 from __future__ import annotations
 
 from bot.context import Context
-from bot.messaging.model import Outbound
+from bot.pushes import Recipient
 from bot.router import Router
 from storage import audit, kv, people, proposals, territory
 from storage.audience import Audience, refusal
@@ -149,14 +149,11 @@ async def support(ctx: Context) -> None:
 async def _tell(ctx: Context, p: proposals.Proposal, status: str) -> None:
     """Proposer and supporters hear of a status change, each in their own language."""
     residents = [p.author_id, *await proposals.supporters_of(ctx.session, p.id)]
-    default = ctx.services.settings.bot.default_language
     for identity_id, lang in await people.reachable_identities(ctx.session, residents):
-        lang = lang or default
-        text = ctx.t_for(lang, f"proposals.news_{status}", number=p.id, title=p.title,
-                         note=p.implementation_note if status == "done" else
-                         (p.decision_note or ""))
-        await ctx.push(identity_id, Outbound(text=text),
-                       dedupe_key=f"proposal:{p.id}:{status}:{identity_id}")
+        await ctx.tell(Recipient(identity_id, lang), f"proposals.news_{status}",
+                       dedupe_key=f"proposal:{p.id}:{status}:{identity_id}", number=p.id,
+                       title=p.title, note=p.implementation_note if status == "done" else
+                       (p.decision_note or ""))
 
 
 @router.command("agenda", help_key="proposals.help_agenda", roles=COUNCIL, order=42)
