@@ -172,6 +172,7 @@ async def _notify_staff(ctx: Context, question: store.GuideQuestion) -> None:
         return
     estate = (await ctx.session.get(territory.Estate, question.estate_id)
               if question.estate_id else None)
+
     def place(lang: str) -> str:
         return territory.localized(estate, lang) if estate else ctx.t_for(lang,
                                                                             "guides.no_estate")
