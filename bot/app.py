@@ -8,6 +8,7 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from pathlib import Path
 
 import aiohttp
@@ -26,6 +27,8 @@ from bot.scheduler import Clock, Job, Scheduler, build_scheduler
 from bot.signing import Signer, fingerprint
 from handlers import build_jobs, build_router, first_contact
 from services.geo import TerritoryIndex, validate_territory
+from services.guides import GuideIndex, load_guides
+from services.report_catalog import Catalog, WorkCalendar
 from storage import kv
 from storage.db import create_engine, reader_factory, session_factory
 from storage.migrate import upgrade_async
@@ -63,8 +66,7 @@ class App:
         if self.scheduler is not None:
             await self.scheduler.stop()
         await self.deliverer.stop()
-        if self.services.http is not None:
-            await self.services.http.close()
+        await self.services.http.close()
         await self.engine.dispose()
 
 
@@ -73,6 +75,24 @@ async def load_territory_file(sessions, path: Path) -> dict[str, int]:
     validate_territory(data)
     async with sessions() as session, session.begin():
         return await load_territory(session, data)
+
+
+@cache
+def shipped_guides() -> GuideIndex:
+    """The service guides of content/guides, indexed once per process: the files ship with the
+    code, and the index's tokenizer (jieba's dictionary) costs a second to warm, so every app a
+    process builds (the tests build hundreds) shares the one index."""
+    return GuideIndex(load_guides())
+
+
+def report_catalog(settings: Settings) -> Catalog:
+    path = settings.reports.categories_file
+    return Catalog.load(path) if path else Catalog.load()
+
+
+def work_calendar(settings: Settings) -> WorkCalendar:
+    tz, path = settings.bot.timezone, settings.reports.holidays_file
+    return WorkCalendar.load(tz, path) if path else WorkCalendar.load(tz)
 
 
 async def build_app(
@@ -115,20 +135,20 @@ async def build_app(
         texts=Texts(default=settings.bot.default_language), signer=signer,
         geo=geo, settings=settings, clock=clock, media=MediaStore(settings.bot.media_dir),
         readers=reader_factory(engine),
-        ballot_key=ballot_key(settings),
         # One HTTP client for the process (CAP feeds, the forecast), closed by App.stop.
         http=aiohttp.ClientSession(),
+        commands=tuple(router.commands.values()), adapters=adapters,
+        catalog=report_catalog(settings), calendar=work_calendar(settings),
+        guides=shipped_guides(), ballot_key=ballot_key(settings),
     )
     deliverer = Deliverer(engine, sessions, adapters,
                           max_attempts=settings.bot.delivery_max_attempts)
-    services.extra["commands"] = list(router.commands.values())  # what /help lists
     dispatcher = Dispatcher(
         sessions, router, services, adapters,
         flood=FloodGuard(settings.bot.flood_burst, settings.bot.flood_rate) if flood_guard
         else None,
         deliverer=deliverer, on_first_contact=first_contact,
     )
-    services.extra["adapters"] = adapters
     jobs = build_jobs()
     scheduler = build_scheduler(sessions, services, deliverer, jobs)
     return App(settings, engine, sessions, services, dispatcher, deliverer, adapters, scheduler,

@@ -2,35 +2,54 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from aiohttp import ClientSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.messaging.model import Button, Capabilities, Inbound, Outbound
+from bot.config import Settings
+from bot.i18n import Texts
+from bot.media import MediaStore
+from bot.messaging.model import Adapter, Button, Capabilities, Inbound, Outbound
+from bot.pushes import Recipient, Translate, push
+from bot.signing import Signer
 from storage import outbox
 from storage.access import Scope, scope_of
 from storage.people import Identity, Resident
 
+if TYPE_CHECKING:  # names only: the framework never imports a feature when it runs
+    from bot.router import CommandSpec
+    from services.geo import TerritoryIndex
+    from services.guides import GuideIndex
+    from services.report_catalog import Catalog, WorkCalendar
 
-@dataclass
+
+@dataclass(frozen=True)
 class Services:
-    """Long-lived collaborators built by the composition root."""
+    """Long-lived collaborators, built once by the composition root (bot/app.py build_app);
+    nothing here is created or replaced while an update is handled."""
 
-    texts: Any  # bot.i18n.Texts
-    signer: Any  # bot.signing.Signer
-    geo: Any  # services.geo.TerritoryIndex
-    settings: Any  # bot.config.Settings
-    clock: Any  # callable returning an aware datetime
-    media: Any = None  # bot.media.MediaStore
+    texts: Texts
+    signer: Signer
+    geo: TerritoryIndex
+    settings: Settings
+    clock: Callable[[], datetime]  # an aware "now" (bot.scheduler.Clock in the app)
+    media: MediaStore
     # Sessions for read-only paths (storage.db.reader_factory): on SQLite no write lock.
-    readers: Any = None
+    readers: async_sessionmaker[AsyncSession]
+    http: ClientSession  # shared by the process's outgoing requests, closed by App.stop
+    commands: tuple[CommandSpec, ...]  # what /help lists
+    adapters: Mapping[str, Adapter]  # by platform (a report's photo is fetched through it)
+    catalog: Catalog  # report categories (settings.reports.categories_file or content/)
+    calendar: WorkCalendar  # working days for report deadlines
+    guides: GuideIndex  # the service guides, searched by /guide and free text
     ballot_key: bytes | None = None  # seals waiting anonymous ballots (bot/ballot_key.py)
-    http: Any = None  # aiohttp.ClientSession shared by the process's outgoing requests
-    extra: dict[str, Any] = field(default_factory=dict)
+    # A closed poll's chart, drawn once per poll and process: its counters no longer move.
+    poll_charts: dict[int, str] = field(default_factory=dict)
 
     def local_time(self, at: datetime) -> str:
         """A moment as residents read it: date and minute in the bot's timezone."""
@@ -134,4 +153,14 @@ class Context:
                    group: str | None = None, dedupe_key: str | None = None) -> None:
         await outbox.enqueue(self.session, identity_id, out.to_json(), priority=priority,
                              group=group, dedupe_key=dedupe_key)
+        self.pushed = True
+
+    async def tell(self, to: int | Recipient, key: str, *,
+                   buttons: Callable[[Translate], list[list[Button]]] | None = None,
+                   priority: outbox.Priority = outbox.Priority.NORMAL,
+                   group: str | None = None, dedupe_key: str | None = None,
+                   **values: object) -> None:
+        """Push `key` to someone else in their language (bot/pushes.py), through the outbox."""
+        await push(self.session, self.services.texts, to, key, buttons=buttons,
+                   priority=priority, group=group, dedupe_key=dedupe_key, **values)
         self.pushed = True

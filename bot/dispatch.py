@@ -147,7 +147,7 @@ class Dispatcher:
         if inbound.kind == Kind.BUTTON:
             verified = self.services.signer.verify(ctx.identity.id, inbound.payload)
             handler = router.buttons.get(verified[0]) if verified else None
-            if handler is None:
+            if verified is None or handler is None:
                 ctx.reply(ctx.t("common.button_invalid"), answer_callback=inbound.callback_id,
                           notice=ctx.t("common.button_invalid"))
                 return

@@ -6,13 +6,10 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
-
 from bot.context import Context
 from handlers.notice_time import BadTime, parse_local, spoken
 from storage import territory
 from storage.audience import Audience
-from storage.territory import Building, Committee, Estate
 
 MAX_DAYS = 90
 MIN_MINUTES = 5  # a poll or survey closing sooner could not reach anyone
@@ -36,9 +33,7 @@ async def area_buttons(ctx: Context, action: str, step: str) -> list[list]:
     """One button per committee and estate the author's roles cover."""
     scope = await ctx.scope()
     rows = []
-    committees = (await ctx.session.scalars(
-        select(Committee).order_by(Committee.id))).all()
-    for c in committees:
+    for c in await territory.committees(ctx.session):
         if scope.everything or c.id in scope.committee_ids:
             rows.append([ctx.button(territory.localized(c, ctx.lang), action, step, "c", c.id)])
     for e in await territory.estates(ctx.session):
@@ -55,27 +50,23 @@ async def may_address(ctx: Context, kind: str, area_id: int) -> bool:
         return area_id in scope.committee_ids
     if kind == "estate":
         return scope.covers_estate(area_id)
-    b = await ctx.session.get(Building, area_id)
+    b = await territory.building_by_id(ctx.session, area_id)
     return b is not None and scope.covers_estate(b.estate_id)
 
 
 async def committee_of(ctx: Context, kind: str, area_id: int) -> int | None:
-    if kind == "committee":
-        return area_id
-    if kind == "building":
-        b = await ctx.session.get(Building, area_id)
-        area_id = b.estate_id if b else None
-    e = await ctx.session.get(Estate, area_id) if area_id else None
-    return e.committee_id if e else None
+    return await territory.committee_id_of_area(ctx.session, kind, area_id)
 
 
 async def area_name(ctx: Context, audience: Audience) -> str:
     if audience.kind == "committee":
-        return territory.localized(await ctx.session.get(Committee, audience.area_id), ctx.lang)
+        return territory.localized(await territory.committee(ctx.session, audience.area_id),
+                                   ctx.lang)
     if audience.kind == "estate":
-        return territory.localized(await ctx.session.get(Estate, audience.area_id), ctx.lang)
-    b = await ctx.session.get(Building, audience.area_id)
-    estate = await ctx.session.get(Estate, b.estate_id)
+        return territory.localized(await territory.estate(ctx.session, audience.area_id),
+                                   ctx.lang)
+    b = await territory.building_by_id(ctx.session, audience.area_id)
+    estate = await territory.estate(ctx.session, b.estate_id)
     return ctx.t("polls.building_of", estate=territory.localized(estate, ctx.lang),
                  number=b.number)
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from functools import cache
 
 from bot.context import Context
-from bot.messaging.model import Kind, Outbound
+from bot.messaging.model import Kind
+from bot.pushes import Recipient
 from bot.router import Router
 from bot.scheduler import Job
-from services.guides import TOPICS, Guide, GuideIndex, load_guides
+from services.guides import TOPICS, Guide, GuideIndex
 from storage import audit, territory
 from storage import guides as store
 from storage.people import Resident, identities_of
@@ -27,13 +27,7 @@ MAX_OPEN = 3
 ASKED_CUTOFF, FREE_CUTOFF = 55.0, 70.0
 
 
-@cache
-def guide_index() -> GuideIndex:
-    return GuideIndex(load_guides())
-
-
-async def _search(text: str, cutoff: float):
-    index = guide_index()
+async def _search(index: GuideIndex, text: str, cutoff: float):
     if index.warmed:
         return index.search(text, cutoff=cutoff)
     # The first search loads jieba's dictionary (about a second): never on the event loop.
@@ -62,7 +56,7 @@ async def topic(ctx: Context) -> None:
     if not 0 <= i < len(TOPICS):
         ctx.say("common.button_invalid")
         return
-    guides = [g for g in guide_index().guides if g.topic == TOPICS[i]]
+    guides = [g for g in ctx.services.guides.guides if g.topic == TOPICS[i]]
     rows = _guide_buttons(ctx, guides)
     rows.append([ctx.button(ctx.t("guides.back"), "gmenu")])
     ctx.say("guides.choose_guide", rows, topic=ctx.t(f"guides.topic_{TOPICS[i]}"))
@@ -76,7 +70,7 @@ async def menu(ctx: Context) -> None:
 
 @router.button("gshow")
 async def show(ctx: Context) -> None:
-    found = guide_index().by_number.get(ctx.int_arg())
+    found = ctx.services.guides.by_number.get(ctx.int_arg())
     if found is None:
         ctx.say("guides.unknown_guide")
         return
@@ -95,7 +89,7 @@ async def _answer_question(ctx: Context, question: str) -> None:
     if len(question) > MAX_QUESTION:
         ctx.say("guides.question_too_long", limit=MAX_QUESTION)
         return
-    matches = await _search(question, ASKED_CUTOFF)
+    matches = await _search(ctx.services.guides, question, ASKED_CUTOFF)
     # Kept as a draft, so the "ask staff" button needs only its id and no conversation state:
     # the resident may go on chatting and still press it later.
     draft = await store.ask(ctx.session, ctx.resident, question, ctx.lang, draft=True)
@@ -115,11 +109,11 @@ async def free_question(ctx: Context) -> bool:
     text = ctx.inbound.text or ""
     if len(text) > MAX_QUESTION:
         return False
-    matches = await _search(text, FREE_CUTOFF)
+    matches = await _search(ctx.services.guides, text, FREE_CUTOFF)
     if matches:
         ctx.say("guides.found_free", _guide_buttons(ctx, [m.guide for m in matches]))
         return True
-    if len(text) < MIN_QUESTION or all(w.isdigit() for w in guide_index().tokens(text)):
+    if len(text) < MIN_QUESTION or all(w.isdigit() for w in ctx.services.guides.tokens(text)):
         return False  # "ok", "谢谢", "?", "12": nothing to ask anyone
     draft = await store.ask(ctx.session, ctx.resident, text, ctx.lang, draft=True)
     ctx.say("guides.not_understood_ask", [[ctx.button(ctx.t("guides.ask_staff"), "gask",
@@ -178,17 +172,21 @@ async def _notify_staff(ctx: Context, question: store.GuideQuestion) -> None:
         return
     estate = (await ctx.session.get(territory.Estate, question.estate_id)
               if question.estate_id else None)
+
+    def place(lang: str) -> str:
+        return territory.localized(estate, lang) if estate else ctx.t_for(lang,
+                                                                            "guides.no_estate")
+
     for ident in staff:
         resident = await ctx.session.get(Resident, ident.resident_id)
-        lang = resident.language or ctx.services.settings.bot.default_language
-        place = territory.localized(estate, lang) if estate else ctx.t_for(lang,
-                                                                             "guides.no_estate")
-        await ctx.push(ident.id, Outbound(
-            text=ctx.t_for(lang, "guides.staff_question", estate=place,
-                           question=question.question),
-            buttons=[[ctx.button(ctx.t_for(lang, "guides.answer"), "gans", question.id,
-                                 identity_id=ident.id)]]),
-            group=f"guideq:{question.id}", dedupe_key=f"guideq:{question.id}:{ident.id}")
+
+        def answer(t, identity_id=ident.id):
+            return [[ctx.button(t("guides.answer"), "gans", question.id,
+                                identity_id=identity_id)]]
+        await ctx.tell(Recipient(ident.id, resident.language), "guides.staff_question",
+                       buttons=answer, group=f"guideq:{question.id}",
+                       dedupe_key=f"guideq:{question.id}:{ident.id}", estate=place,
+                       question=question.question)
     ctx.say("guides.asked")
 
 
@@ -258,16 +256,17 @@ async def answer_input(ctx: Context) -> None:
     lang = resident.language or question.lang
     for ident in await identities_of(ctx.session, resident.id):
         if ident.unreachable_at is None:
-            await ctx.push(ident.id, Outbound(text=ctx.t_for(
-                lang, "guides.reply_to_resident", question=question.question, answer=text)),
-                group=f"guideq:{question.id}", dedupe_key=f"guidea:{question.id}:{ident.id}")
+            await ctx.tell(Recipient(ident.id, lang), "guides.reply_to_resident",
+                           group=f"guideq:{question.id}",
+                           dedupe_key=f"guidea:{question.id}:{ident.id}",
+                           question=question.question, answer=text)
     ctx.say("guides.answered")
 
 
 async def prune_drafts(sessions, services, deliverer) -> None:
     # The scheduler runs this a second after start: loading the index and jieba's dictionary
     # here, in a worker thread, spares the first resident who types a question the wait.
-    await asyncio.to_thread(lambda: guide_index().warm())
+    await asyncio.to_thread(services.guides.warm)
     async with sessions() as session, session.begin():
         await store.prune_drafts(session, services.clock() - timedelta(days=7))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from bot.context import Context
-from bot.messaging.model import Outbound
 from bot.router import Router
 from handlers.notice_jobs import EMERGENCY_ACTION
 from handlers.report_filing import file_urgent_report, send_card_to_team
@@ -57,13 +56,11 @@ async def request_help(ctx: Context, notice: Notice) -> rep.Report | None:
         ctx.pushed = True
         return report
     if notice.sender_identity_id is not None:
-        lang = await _language_of(ctx, notice.sender_identity_id)
-        text = ctx.t_for(lang, "notices.help_alert_no_home", id=notice.id,
-                         name=resident.display_name or f"#{resident.id}",
-                         phone=resident.phone or ctx.t_for(lang, "notices.no_phone"))
-        await ctx.push(notice.sender_identity_id, Outbound(text=text),
+        await ctx.tell(notice.sender_identity_id, "notices.help_alert_no_home",
                        priority=outbox.Priority.URGENT, group=f"notice:{notice.id}:help",
-                       dedupe_key=f"nh{notice.id}:{resident.id}")
+                       dedupe_key=f"nh{notice.id}:{resident.id}", id=notice.id,
+                       name=resident.display_name or f"#{resident.id}",
+                       phone=resident.phone or (lambda lang: ctx.t_for(lang, "notices.no_phone")))
     return None
 
 
@@ -75,7 +72,7 @@ def _need_buttons(ctx: Context, report_id: int) -> list[list]:
 
 @router.button("nhn")
 async def need_chosen(ctx: Context) -> None:
-    report = await ctx.session.get(rep.Report, ctx.int_arg())
+    report = await rep.get(ctx.session, ctx.int_arg())
     code = ctx.args[1] if len(ctx.args) > 1 else ""
     if report is None or report.reporter_id != ctx.resident.id or code not in NEEDS \
             or not report.reason or report.reason.get("code") != "emergency_help":
@@ -84,19 +81,8 @@ async def need_chosen(ctx: Context) -> None:
     if report.reason.get("need") == code:
         ctx.say("notices.need_unchanged", ref=report.reference)
         return
-    report.reason = {**report.reason, "need": code}  # a new dict: the JSON column is rewritten
-    await ctx.session.flush()
+    await rep.record_need(ctx.session, report, code)
     await send_card_to_team(ctx.session, ctx.services, report, reason="updated")
     ctx.pushed = True
     ctx.say("notices.need_recorded", ref=report.reference, need=ctx.t(f"reports.need_{code}"))
 
-
-async def _language_of(ctx: Context, identity_id: int) -> str:
-    from sqlalchemy import select
-
-    from storage.people import Identity, Resident
-
-    lang = await ctx.session.scalar(
-        select(Resident.language).join(Identity, Identity.resident_id == Resident.id)
-        .where(Identity.id == identity_id))
-    return lang or ctx.services.settings.bot.default_language

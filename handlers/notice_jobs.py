@@ -10,12 +10,12 @@ import logging
 from datetime import datetime
 
 from bot.messaging.model import Button, Outbound
+from bot.pushes import language_of
 from bot.router import Router
 from bot.scheduler import Job
 from storage import notices, outbox
 from storage.base import utcnow
 from storage.notices import Notice, Recipient
-from storage.people import language_of_identity
 from storage.subscriptions import quiet_until
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ async def fan_out(sessions, services, deliverer, *, batch: int | None = None,
 async def report_progress(sessions, services, deliverer) -> None:
     """One progress message per notice for its sender, edited in place until all is sent."""
     pushed = False
-    async with (services.readers or sessions)() as session:
+    async with services.readers() as session:
         if not await notices.needing_progress(session):
             return  # the usual tick: nothing to report, and no write lock taken for it
     async with sessions() as session, session.begin():
@@ -106,8 +106,7 @@ async def _progress_of(session, services, notice: Notice) -> bool:
     waiting = figures["pending"] + figures["sending"]
     finished = waiting == 0 and (notice.fanout_done_at is not None
                                  or notice.status == notices.NoticeStatus.CANCELLED)
-    lang = (await language_of_identity(session, notice.sender_identity_id)
-            or services.settings.bot.default_language)
+    lang = await language_of(session, services.texts, notice.sender_identity_id)
     text = progress_text(services.texts, lang, notice, figures, finished)
     first_key = f"np{notice.id}:0"
     first = await outbox.by_dedupe_key(session, first_key)

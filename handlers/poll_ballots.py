@@ -12,6 +12,7 @@ import logging
 
 from bot.context import Context, Services
 from bot.messaging.model import Button, Outbound
+from bot.pushes import Translate, translator
 from bot.router import Router
 from bot.scheduler import Job
 from handlers import poll_chart
@@ -25,8 +26,8 @@ router = Router()
 MAX_BATCHES_PER_TICK = 40
 
 
-def _texts(services: Services, lang: str):
-    return lambda key, **v: services.texts.get(lang, key, **v)
+def _texts(services: Services, lang: str) -> Translate:
+    return translator(services.texts, lang)
 
 
 def ballot(services: Services, lang: str, identity_id: int, poll: polls.Poll,
@@ -253,7 +254,7 @@ async def _fanout_step(sessions, services: Services, poll_id: int) -> bool:
         messages: dict[str, dict] = {}
         if not inviting:
             res = await polls.results(session, poll)
-            charts = services.extra.setdefault("poll_charts", {})
+            charts = services.poll_charts
             photo = charts.get(poll_id)
             if photo is None:  # once per poll and process: the counters no longer move
                 photo = await asyncio.to_thread(chart, services, poll, res)  # Pillow is CPU work

@@ -4,15 +4,13 @@ hear of every status change through the outbox."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
 from bot.context import Context
-from bot.messaging.model import Outbound
+from bot.pushes import Recipient
 from bot.router import Router
-from storage import audit, kv, proposals
+from storage import audit, kv, people, proposals, territory
 from storage.audience import Audience, refusal
-from storage.people import Identity, Resident
-from storage.territory import Committee, Estate
+from storage.base import reread
+from storage.territory import Committee
 from storage.territory_loader import proposal_threshold_key
 
 router = Router()
@@ -22,10 +20,7 @@ MAX_TITLE, MAX_BODY, MAX_NOTE = 120, 2000, 1000
 
 
 async def _home_committee(ctx: Context) -> Committee | None:
-    if ctx.resident.estate_id is None:
-        return None
-    estate = await ctx.session.get(Estate, ctx.resident.estate_id)
-    return await ctx.session.get(Committee, estate.committee_id)
+    return await territory.committee_of_estate(ctx.session, ctx.resident.estate_id)
 
 
 async def _threshold(ctx: Context, committee: Committee) -> int:
@@ -94,7 +89,7 @@ async def listing(ctx: Context) -> None:
     scope = await ctx.scope()
     committees = set(scope.committee_ids)
     if scope.everything:
-        committees |= set((await ctx.session.scalars(select(Committee.id))).all())
+        committees |= await territory.committee_ids(ctx.session)
     home = await _home_committee(ctx)
     if home is not None:
         committees.add(home.id)
@@ -118,7 +113,7 @@ async def listing(ctx: Context) -> None:
 
 async def _proposal(ctx: Context) -> proposals.Proposal | None:
     try:
-        row = await ctx.session.get(proposals.Proposal, int(ctx.args[0]))
+        row = await proposals.get(ctx.session, int(ctx.args[0]))
     except (IndexError, ValueError):
         row = None
     if row is None:
@@ -153,18 +148,12 @@ async def support(ctx: Context) -> None:
 
 async def _tell(ctx: Context, p: proposals.Proposal, status: str) -> None:
     """Proposer and supporters hear of a status change, each in their own language."""
-    people = [p.author_id, *await proposals.supporters_of(ctx.session, p.id)]
-    rows = await ctx.session.execute(
-        select(Identity.id, Resident.language).join(Resident, Resident.id == Identity.resident_id)
-        .where(Resident.id.in_(people), Identity.unreachable_at.is_(None)))
-    default = ctx.services.settings.bot.default_language
-    for identity_id, lang in rows.all():
-        lang = lang or default
-        text = ctx.t_for(lang, f"proposals.news_{status}", number=p.id, title=p.title,
-                         note=p.implementation_note if status == "done" else
-                         (p.decision_note or ""))
-        await ctx.push(identity_id, Outbound(text=text),
-                       dedupe_key=f"proposal:{p.id}:{status}:{identity_id}")
+    residents = [p.author_id, *await proposals.supporters_of(ctx.session, p.id)]
+    for identity_id, lang in await people.reachable_identities(ctx.session, residents):
+        await ctx.tell(Recipient(identity_id, lang), f"proposals.news_{status}",
+                       dedupe_key=f"proposal:{p.id}:{status}:{identity_id}", number=p.id,
+                       title=p.title, note=p.implementation_note if status == "done" else
+                       (p.decision_note or ""))
 
 
 @router.command("agenda", help_key="proposals.help_agenda", roles=COUNCIL, order=42)
@@ -172,7 +161,7 @@ async def agenda(ctx: Context) -> None:
     scope = await ctx.scope()
     committees = set(scope.committee_ids)
     if scope.everything:
-        committees |= set((await ctx.session.scalars(select(Committee.id))).all())
+        committees |= await territory.committee_ids(ctx.session)
     rows = await proposals.of_committee(
         ctx.session, committees, statuses=(proposals.Status.AGENDA, proposals.Status.ADOPTED),
         limit=20)
@@ -220,7 +209,7 @@ async def typed_note(ctx: Context) -> None:
     if not 2 <= len(text) <= MAX_NOTE:
         ctx.say("proposals.note_length", limit=MAX_NOTE)
         return
-    p = await ctx.session.get(proposals.Proposal, ctx.data["proposal"])
+    p = await proposals.get(ctx.session, ctx.data["proposal"])
     decision = ctx.data["decision"]
     ctx.finish()
     if not await _council_may(ctx, p):
@@ -228,7 +217,7 @@ async def typed_note(ctx: Context) -> None:
     if not await proposals.decide(ctx.session, p.id, decision, text, ctx.resident.id, ctx.now):
         ctx.say("proposals.already_decided")
         return
-    await ctx.session.refresh(p)
+    p = await reread(ctx.session, p)
     await audit.record(ctx.session, ctx.resident.id, "proposal.decide", f"proposal:{p.id}",
                        decision=decision)
     ctx.say("proposals.decided", number=p.id, decision=ctx.t(f"proposals.status_{decision}"))
@@ -253,14 +242,14 @@ async def typed_done(ctx: Context) -> None:
     if not 2 <= len(text) <= MAX_NOTE:
         ctx.say("proposals.note_length", limit=MAX_NOTE)
         return
-    p = await ctx.session.get(proposals.Proposal, ctx.data["proposal"])
+    p = await proposals.get(ctx.session, ctx.data["proposal"])
     ctx.finish()
     if not await _council_may(ctx, p):
         return
     if not await proposals.implemented(ctx.session, p.id, text, ctx.resident.id, ctx.now):
         ctx.say("proposals.not_adopted")
         return
-    await ctx.session.refresh(p)
+    p = await reread(ctx.session, p)
     await audit.record(ctx.session, ctx.resident.id, "proposal.implemented", f"proposal:{p.id}")
     ctx.say("proposals.done_recorded", number=p.id)
     await _tell(ctx, p, "done")

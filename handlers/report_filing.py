@@ -10,7 +10,6 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 from bot.messaging.model import Button, Outbound
-from services.report_catalog import Catalog, WorkCalendar
 from services.report_routing import route
 from storage import outbox, territory
 from storage import reports as rep
@@ -25,25 +24,6 @@ MAP_URL = "https://uri.amap.com/marker?position={lon:.6f},{lat:.6f}"
 
 
 # -- content -------------------------------------------------------------------------------
-
-def catalog(services) -> Catalog:
-    cat = services.extra.get("report_catalog")
-    if cat is None:
-        path = services.settings.reports.categories_file
-        cat = Catalog.load(path) if path else Catalog.load()
-        services.extra["report_catalog"] = cat
-    return cat
-
-
-def calendar(services) -> WorkCalendar:
-    cal = services.extra.get("report_calendar")
-    if cal is None:
-        tz = services.settings.bot.timezone
-        path = services.settings.reports.holidays_file
-        cal = WorkCalendar.load(tz, path) if path else WorkCalendar.load(tz)
-        services.extra["report_calendar"] = cal
-    return cal
-
 
 def lang_of(services, resident: Resident) -> str:
     return resident.language or services.settings.bot.default_language
@@ -62,7 +42,7 @@ def status_label(services, lang: str, report: rep.Report) -> str:
 
 
 def category_name(services, lang: str, key: str) -> str:
-    cat = catalog(services).get(key)
+    cat = services.catalog.get(key)
     return cat.name(lang) if cat else key
 
 
@@ -87,11 +67,11 @@ async def file_report(session, services, resident: Resident, *, category: str,
                       voice_duration: int | None = None, urgent: bool = False,
                       reason: dict | None = None) -> rep.Report:
     """Route, number and store a report, then send its card to the team."""
-    cat = catalog(services).get(category) or catalog(services).get("other")
+    cat = services.catalog.get(category) or services.catalog.get("other")
     now = services.clock()
     where = await route(session, services.geo, cat.key, latitude=latitude, longitude=longitude,
                         estate_id=estate_id)
-    cal = calendar(services)
+    cal = services.calendar
     report = await rep.create(session, rep.NewReport(
         reporter_id=resident.id, category=cat.key, description=description,
         ack_due_at=cal.add_working_days(now, cat.ack_days),

@@ -47,7 +47,7 @@ def clean_photo(data: bytes) -> bytes:
 
 
 async def _fetch(ctx) -> bytes:
-    adapter = ctx.services.extra["adapters"][ctx.inbound.platform]
+    adapter = ctx.services.adapters[ctx.inbound.platform]
     return await adapter.fetch_media(ctx.inbound.media)
 
 

@@ -11,8 +11,6 @@ import csv
 import io
 from datetime import timedelta
 
-from sqlalchemy import select
-
 from bot.context import Context
 from bot.messaging.model import Kind
 from bot.router import Router
@@ -22,6 +20,7 @@ from handlers.report_media import MediaRefused, take_photo
 from storage import access, audit, outbox, territory
 from storage import report_stats as stats
 from storage import reports as rep
+from storage.base import reread
 
 router = Router()
 
@@ -34,7 +33,7 @@ REASONS = {"n": rep.CloseReason.NOT_RESPONSIBLE, "u": rep.CloseReason.UNABLE,
 
 async def _report_for_action(ctx: Context, report_id: int) -> rep.Report | None:
     """The report, when this person may act on it; otherwise a clear refusal and None."""
-    report = await ctx.session.get(rep.Report, report_id, populate_existing=True)
+    report = await rep.get(ctx.session, report_id, fresh=True)
     if report is None:
         ctx.say("common.button_invalid")
         return None
@@ -52,7 +51,7 @@ def _moved_on(ctx: Context, report: rep.Report) -> None:
 async def _after_transition(ctx: Context, report_id: int, action: str, *,
                             note: str | None = None, photo: str | None = None,
                             **detail) -> rep.Report:
-    report = await ctx.session.get(rep.Report, report_id, populate_existing=True)
+    report = await rep.get(ctx.session, report_id, fresh=True)
     await audit.record(ctx.session, ctx.resident.id, f"report.{action}", report.reference,
                        status=report.status, **detail)
     await filing.notify_status(ctx.session, ctx.services, report, note=note, photo=photo)
@@ -77,8 +76,7 @@ async def staff_action(ctx: Context) -> None:
         to = filing.STAFF_ACTIONS[action]
         if await rep.transition(ctx.session, report.id, to, actor_id=ctx.resident.id,
                                 now=ctx.now) is None:
-            await ctx.session.refresh(report)
-            _moved_on(ctx, report)
+            _moved_on(ctx, await reread(ctx.session, report))
             return
         await _after_transition(ctx, report.id, "ack" if action == "a" else "progress")
     elif action == "f":
@@ -87,9 +85,8 @@ async def staff_action(ctx: Context) -> None:
                                                      report.id)]], ref=report.reference)
     elif action == "r":
         allowed = await _reassign_targets(ctx, report)
-        teams = (await ctx.session.scalars(select(territory.Team).where(
-            territory.Team.id != (report.team_id or -1)).order_by(territory.Team.id))).all()
-        teams = [tm for tm in teams if allowed is None or tm.id in allowed]
+        teams = [tm for tm in await territory.teams_other_than(ctx.session, report.team_id)
+                 if allowed is None or tm.id in allowed]
         ctx.say("reports.ask_reassign", [[ctx.button(territory.localized(tm, ctx.lang), "rto",
                                                      report.id, tm.id)] for tm in teams],
                 ref=report.reference)
@@ -142,8 +139,7 @@ async def _mark_fixed(ctx: Context, report_id: int, note: str | None) -> None:
         return
     if await rep.transition(ctx.session, report.id, rep.Status.FIXED, actor_id=ctx.resident.id,
                             now=ctx.now, note=note, photo=photo) is None:
-        await ctx.session.refresh(report)
-        _moved_on(ctx, report)
+        _moved_on(ctx, await reread(ctx.session, report))
         return
     await _after_transition(ctx, report.id, "fix", note=note, photo=photo)
 
@@ -161,7 +157,7 @@ async def reassign(ctx: Context) -> None:
     report = await _report_for_action(ctx, ctx.int_arg())
     if report is None:
         return
-    team = await ctx.session.get(territory.Team, ctx.int_arg(1))
+    team = await territory.team(ctx.session, ctx.int_arg(1))
     allowed = await _reassign_targets(ctx, report)
     if team is None or team.id == report.team_id or (allowed is not None
                                                       and team.id not in allowed):
@@ -169,10 +165,9 @@ async def reassign(ctx: Context) -> None:
         return
     if not await rep.reassign(ctx.session, report.id, report.team_id, team.id,
                               actor_id=ctx.resident.id, now=ctx.now):
-        await ctx.session.refresh(report)
-        _moved_on(ctx, report)
+        _moved_on(ctx, await reread(ctx.session, report))
         return
-    report = await ctx.session.get(rep.Report, report.id, populate_existing=True)
+    report = await rep.get(ctx.session, report.id, fresh=True)
     await audit.record(ctx.session, ctx.resident.id, "report.reassign", report.reference,
                        to_team=team.code)
     await filing.send_card_to_team(ctx.session, ctx.services, report, reason="reassigned")
@@ -191,8 +186,7 @@ async def close(ctx: Context) -> None:
         return
     if await rep.transition(ctx.session, report.id, rep.Status.CLOSED, actor_id=ctx.resident.id,
                             now=ctx.now, reason=reason) is None:
-        await ctx.session.refresh(report)
-        _moved_on(ctx, report)
+        _moved_on(ctx, await reread(ctx.session, report))
         return
     await _after_transition(ctx, report.id, "close", reason=reason.value)
 
@@ -201,7 +195,7 @@ async def _may_see_original(ctx: Context, original: rep.Report, rid: int | None)
     """A report this person may act on, or one with a team they could hand this one to."""
     if filing.may_act(await ctx.scope(), original):
         return True
-    report = await ctx.session.get(rep.Report, rid) if rid else None
+    report = await rep.get(ctx.session, rid) if rid else None
     if report is None:
         return False
     allowed = await _reassign_targets(ctx, report)
@@ -232,8 +226,7 @@ async def duplicate_of(ctx: Context) -> None:
     if await rep.transition(ctx.session, report.id, rep.Status.CLOSED, actor_id=ctx.resident.id,
                             now=ctx.now, reason=rep.CloseReason.DUPLICATE,
                             duplicate_of=original.id, note=original.reference) is None:
-        await ctx.session.refresh(report)
-        _moved_on(ctx, report)
+        _moved_on(ctx, await reread(ctx.session, report))
         return
     await rep.merge_followers(ctx.session, report.id, original.id)
     await _after_transition(ctx, report.id, "duplicate",

@@ -42,7 +42,7 @@ async def photo_out_of_the_blue(ctx: Context) -> None:
     if caption and len(caption) <= ctx.services.settings.reports.max_description:
         # A caption is the description, and may name the category too.
         ctx.remember(desc=caption)
-        matches = await filing.catalog(ctx.services).match_async(caption)
+        matches = await ctx.services.catalog.match_async(caption)
         if matches and _clear(matches):
             ctx.remember(cat=matches[0][0])
     await advance(ctx)
@@ -98,7 +98,7 @@ def _max_photos(ctx: Context) -> int:
 
 async def ask_category(ctx: Context) -> None:
     ctx.state = CATEGORY
-    cats = filing.catalog(ctx.services).categories
+    cats = ctx.services.catalog.categories
     rows, row = [], []
     for i, cat in enumerate(cats):
         row.append(ctx.button(cat.name(ctx.lang), "rc", i))
@@ -141,7 +141,7 @@ def _require_draft(ctx: Context) -> bool:
 async def category_chosen(ctx: Context) -> None:
     if not _require_draft(ctx):
         return
-    cats = filing.catalog(ctx.services).categories
+    cats = ctx.services.catalog.categories
     i = ctx.int_arg()
     if not 0 <= i < len(cats):
         ctx.say("common.button_invalid")
@@ -165,7 +165,7 @@ async def category_typed(ctx: Context) -> None:
         ctx.say("reports.expect_category")
         return
     text = ctx.inbound.text
-    matches = await filing.catalog(ctx.services).match_async(text)
+    matches = await ctx.services.catalog.match_async(text)
     if not matches:
         ctx.say("reports.category_unknown", text=text[:40])
         await ask_category(ctx)
@@ -182,7 +182,7 @@ async def category_typed(ctx: Context) -> None:
                 ctx.services, ctx.lang, best_key))
         await advance(ctx)
         return
-    cats = filing.catalog(ctx.services).categories
+    cats = ctx.services.catalog.categories
     index = {c.key: i for i, c in enumerate(cats)}
     rows = [[ctx.button(filing.category_name(ctx.services, ctx.lang, key), "rc", index[key])]
             for key, _ in matches]
@@ -372,7 +372,7 @@ async def at_home(ctx: Context) -> None:
 
 async def check_duplicates(ctx: Context) -> None:
     d = ctx.data
-    cat = filing.catalog(ctx.services).get(d["cat"])
+    cat = ctx.services.catalog.get(d["cat"])
     nearby = await rep.open_nearby(ctx.session, cat.key, d["lat"], d["lon"],
                                    cat.duplicate_radius_m)
     ctx.remember(dup_checked=True)

@@ -7,6 +7,7 @@ import csv
 import io
 
 from bot.messaging.model import Outbound
+from bot.pushes import translator
 from storage import surveys
 
 MAX_MESSAGE = 3500
@@ -65,9 +66,7 @@ def _chunks(lines: list[str]) -> list[str]:
 
 async def results_reply(session, services, lang: str, survey: surveys.Survey, *,
                         with_texts: bool) -> list[Outbound]:
-    def t(key, **values):
-        return services.texts.get(lang, key, **values)
-
+    t = translator(services.texts, lang)
     results = await surveys.results(session, survey)
     started, completed = await surveys.respondents(session, survey.id)
     replies = [Outbound(text=chunk)

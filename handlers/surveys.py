@@ -8,6 +8,7 @@ from datetime import datetime
 
 from bot.context import Context, Services
 from bot.messaging.model import Button, Outbound
+from bot.pushes import Recipient, push, translator
 from bot.router import Router
 from bot.scheduler import Job
 from handlers import drafting
@@ -446,13 +447,11 @@ async def tick(sessions, services: Services, deliverer) -> None:
 async def _announce_closed(session, services: Services, survey: surveys.Survey) -> None:
     """The author hears the survey closed and everyone who answered gets the results: the
     same whether the clock closed it or the committee did."""
-    default = services.settings.bot.default_language
     author = await session.get(Resident, survey.author_id)
     for ident in await identities_of(session, survey.author_id):
-        await outbox.enqueue(session, ident.id, Outbound(text=services.texts.get(
-            author.language or default, "surveys.closed_author",
-            number=survey.id)).to_json(),
-            dedupe_key=f"survey:{survey.id}:closed:{ident.id}")
+        await push(session, services.texts, Recipient(ident.id, author.language),
+                   "surveys.closed_author", dedupe_key=f"survey:{survey.id}:closed:{ident.id}",
+                   number=survey.id)
     await _push_results(session, services, survey)
 
 
@@ -467,9 +466,8 @@ async def _push_results(session, services: Services, survey) -> None:
     for identity_id, lang in await surveys.respondent_identities(session, survey.id):
         lang = lang or default
         if lang not in chunks:
-            def t(key, _lang=lang, **values):
-                return services.texts.get(_lang, key, **values)
-            chunks[lang] = table_chunks(t, survey, results, started, completed)
+            chunks[lang] = table_chunks(translator(services.texts, lang), survey, results,
+                                        started, completed)
         rows += [{"identity_id": identity_id, "payload": Outbound(text=chunk).to_json(),
                   "priority": int(outbox.Priority.BULK), "group_key": f"survey:{survey.id}",
                   "dedupe_key": f"survey:{survey.id}:res:{identity_id}:{n}"}
@@ -482,7 +480,6 @@ class _LostRace(Exception):
 
 
 async def _invite_step(sessions, services: Services, survey_id: int) -> int | None:
-    default = services.settings.bot.default_language
     async with sessions() as session, session.begin():
         survey = await session.get(surveys.Survey, survey_id)
         cursor = survey.invited_upto
@@ -490,16 +487,15 @@ async def _invite_step(sessions, services: Services, survey_id: int) -> int | No
             session, survey.audience, cursor, services.settings.polls.fanout_batch)
         count = len(await surveys.questions_of(session, survey_id))
         for r in recipients:
-            lang = r.language or default
-            button = Button(services.texts.get(lang, "surveys.start"),
-                            services.signer.sign(r.identity_id, "sv", survey_id))
-            await outbox.enqueue(
-                session, r.identity_id, Outbound(text=services.texts.get(
-                    lang, "surveys.invitation", number=survey_id, title=survey.title,
-                    count=count, closes=services.local_time(survey.closes_at)),
-                    buttons=[[button]]).to_json(),
-                priority=outbox.Priority.BULK, group=f"survey:{survey_id}",
-                dedupe_key=f"survey:{survey_id}:inv:{r.identity_id}")
+            def start(t, identity_id=r.identity_id):
+                return [[Button(t("surveys.start"),
+                                services.signer.sign(identity_id, "sv", survey_id))]]
+            await push(session, services.texts, Recipient(r.identity_id, r.language),
+                       "surveys.invitation", buttons=start, priority=outbox.Priority.BULK,
+                       group=f"survey:{survey_id}",
+                       dedupe_key=f"survey:{survey_id}:inv:{r.identity_id}", number=survey_id,
+                       title=survey.title, count=count,
+                       closes=services.local_time(survey.closes_at))
         if not await surveys.advance_invites(session, survey_id, cursor, last):
             raise _LostRace
         return last

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.context import Context
-from bot.messaging.model import Outbound
+from bot.pushes import Recipient
 from bot.router import Router
 from storage import audit, territory
 from storage import verification as ver
@@ -112,7 +112,6 @@ async def decide(ctx: Context) -> None:
                        f"resident:{req.resident_id}")
     ctx.say("verify.decided_approved" if approve else "verify.decided_rejected")
     resident = await ctx.session.get(Resident, req.resident_id)
-    lang = resident.language or ctx.services.settings.bot.default_language
     for ident in await identities_of(ctx.session, resident.id):
-        await ctx.push(ident.id, Outbound(text=ctx.t_for(
-            lang, "verify.you_approved" if approve else "verify.you_rejected")))
+        await ctx.tell(Recipient(ident.id, resident.language),
+                       "verify.you_approved" if approve else "verify.you_rejected")

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.context import Context
-from bot.messaging.model import Outbound
+from bot.pushes import Recipient, push
 from bot.router import Router
 from bot.scheduler import Job
 from storage import outbox, territory
@@ -46,12 +46,11 @@ async def tell(ctx: Context, resident_ids: list[int], key: str, *, dedupe: str,
                priority: outbox.Priority = outbox.Priority.NORMAL, **values) -> None:
     """Push a text to each resident in their own language, through the outbox."""
     recipients = await vol.signup_recipients(ctx.session, resident_ids)
-    default = ctx.services.settings.bot.default_language
     for rid, identities in recipients.items():
         for identity_id, lang in identities:
-            await ctx.push(identity_id, Outbound(text=ctx.t_for(lang or default, key, **values)),
-                           priority=priority, group="volunteering",
-                           dedupe_key=f"{dedupe}:{rid}:{identity_id}")
+            await ctx.tell(Recipient(identity_id, lang), key, priority=priority,
+                           group="volunteering", dedupe_key=f"{dedupe}:{rid}:{identity_id}",
+                           **values)
 
 
 async def tell_promoted(ctx: Context, promoted: list[vol.Signup]) -> None:
@@ -290,19 +289,17 @@ async def check_in_code(ctx: Context) -> None:
 # -- reminders -----------------------------------------------------------------------------
 
 async def send_reminders(sessions, services, deliverer) -> None:
-    default = services.settings.bot.default_language
     async with sessions() as session, session.begin():
         due = await vol.claim_due_reminders(session, services.clock())
         for item in due:
             recipients = await vol.signup_recipients(session, [item.signup.resident_id])
             for identity_id, lang in recipients[item.signup.resident_id]:
-                lang = lang or default
-                text = services.texts.get(
-                    lang, "volunteering.reminder", title=item.activity.title,
-                    when=when(services, item.shift), hours=item.hours_before)
-                await outbox.enqueue(session, identity_id, Outbound(text=text).to_json(),
-                                     priority=outbox.Priority.NORMAL, group="volunteering",
-                                     dedupe_key=f"vol-rem:{item.reminder_id}:{identity_id}")
+                await push(session, services.texts, Recipient(identity_id, lang),
+                           "volunteering.reminder", priority=outbox.Priority.NORMAL,
+                           group="volunteering",
+                           dedupe_key=f"vol-rem:{item.reminder_id}:{identity_id}",
+                           title=item.activity.title, when=when(services, item.shift),
+                           hours=item.hours_before)
     if due and deliverer is not None:
         deliverer.wake()
 

@@ -4,7 +4,8 @@ leads (through the outbox)."""
 from __future__ import annotations
 
 from bot.context import Context
-from bot.messaging.model import Kind, Outbound
+from bot.messaging.model import Kind
+from bot.pushes import Recipient
 from bot.router import Router
 from storage import audit, roles_service, territory
 from storage import volunteer_teams as vteams
@@ -154,17 +155,16 @@ async def message_typed(ctx: Context) -> None:
     home = await ctx.session.get(territory.Estate, ctx.resident.estate_id) \
         if ctx.resident.estate_id else None
     sender = ctx.resident.display_name or f"#{ctx.resident.id}"
-    default = ctx.services.settings.bot.default_language
     count = 0
     # One message per member, whatever the retries: the key carries the sender's update.
     stamp = ctx.inbound.update_id or ctx.now.isoformat()
     for rid, identity_id, lang in await vteams.team_recipients(ctx.session, team.id):
         if rid == ctx.resident.id:
             continue
-        await ctx.push(identity_id, Outbound(text=ctx.t_for(
-            lang or default, "volunteering.teammsg_delivered", name=team.name, sender=sender,
-            estate=territory.localized(home, lang or default) if home else "-", text=text)),
-            group=f"vol-team:{team.id}", dedupe_key=f"vol-tm:{stamp}:{rid}"[:120])
+        await ctx.tell(Recipient(identity_id, lang), "volunteering.teammsg_delivered",
+                       group=f"vol-team:{team.id}", dedupe_key=f"vol-tm:{stamp}:{rid}"[:120],
+                       name=team.name, sender=sender, text=text,
+                       estate=(lambda lang: territory.localized(home, lang)) if home else "-")
         count += 1
     await audit.record(ctx.session, ctx.resident.id, "volunteering.team_message",
                        f"vteam:{team.id}", recipients=count)

@@ -41,6 +41,13 @@ class UTCDateTime(TypeDecorator):
         return value.astimezone(UTC)
 
 
+async def reread(session: AsyncSession, row: T) -> T:
+    """The row read again from the database, after a guarded UPDATE that went around the
+    session (a transition, a decision), so the caller sees what the database now holds."""
+    await session.refresh(row)
+    return row
+
+
 async def must_get(session: AsyncSession, model: type[T], key: object) -> T:
     """A row a foreign key points at: there by the database's constraints, so its absence is a
     bug, not a case to handle."""

@@ -258,6 +258,15 @@ async def language_of_identity(session: AsyncSession, identity_id: int) -> str |
         .where(Identity.id == identity_id))
 
 
+async def reachable_identities(session: AsyncSession, resident_ids: list[int]
+                               ) -> list[tuple[int, str | None]]:
+    """(identity id, chosen language) of each identity of these residents still reachable."""
+    rows = await session.execute(
+        select(Identity.id, Resident.language).join(Resident, Resident.id == Identity.resident_id)
+        .where(Resident.id.in_(resident_ids), Identity.unreachable_at.is_(None)))
+    return [(identity_id, lang) for identity_id, lang in rows.all()]
+
+
 async def identities_of(session: AsyncSession, resident_id: int) -> list[Identity]:
     rows = await session.scalars(select(Identity).where(Identity.resident_id == resident_id))
     return list(rows.all())

@@ -128,6 +128,10 @@ async def implemented(session: AsyncSession, proposal_id: int, note: str, actor_
     return affected(done) == 1
 
 
+async def get(session: AsyncSession, proposal_id: int) -> Proposal | None:
+    return await session.get(Proposal, proposal_id)
+
+
 async def supporters_of(session: AsyncSession, proposal_id: int) -> list[int]:
     rows = await session.scalars(select(ProposalSupport.resident_id).where(
         ProposalSupport.proposal_id == proposal_id).order_by(ProposalSupport.resident_id))

@@ -327,7 +327,22 @@ async def merge_followers(session: AsyncSession, duplicate_id: int, original_id:
     return added
 
 
+async def record_need(session: AsyncSession, report: Report, need: str) -> None:
+    """The kind of help asked for on a report the bot filed ("I need help")."""
+    report.reason = {**(report.reason or {}), "need": need}  # a new dict: the JSON is rewritten
+    await session.flush()
+
+
 # -- reading -------------------------------------------------------------------------------
+
+async def get(session: AsyncSession, report_id: int | None, *, fresh: bool = False
+              ) -> Report | None:
+    """A report by id; `fresh` reads it again from the database even when the session holds
+    it (after a guarded UPDATE that bypassed the session)."""
+    if report_id is None:
+        return None
+    return await session.get(Report, report_id, populate_existing=fresh)
+
 
 async def by_reference(session: AsyncSession, reference: str) -> Report | None:
     return await session.scalar(select(Report).where(Report.reference == reference.upper()))

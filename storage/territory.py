@@ -107,3 +107,53 @@ async def building(session: AsyncSession, estate_id: int, number: str) -> Buildi
 async def buildings_of(session: AsyncSession, estate_id: int) -> list[Building]:
     rows = await session.scalars(select(Building).where(Building.estate_id == estate_id))
     return sorted(rows.all(), key=lambda b: (len(b.number), b.number))
+
+
+async def committees(session: AsyncSession) -> list[Committee]:
+    return list((await session.scalars(select(Committee).order_by(Committee.id))).all())
+
+
+async def committee_ids(session: AsyncSession) -> set[int]:
+    return set((await session.scalars(select(Committee.id))).all())
+
+
+async def committee(session: AsyncSession, committee_id: int) -> Committee | None:
+    return await session.get(Committee, committee_id)
+
+
+async def estate(session: AsyncSession, estate_id: int) -> Estate | None:
+    return await session.get(Estate, estate_id)
+
+
+async def building_by_id(session: AsyncSession, building_id: int) -> Building | None:
+    return await session.get(Building, building_id)
+
+
+async def committee_of_estate(session: AsyncSession, estate_id: int | None) -> Committee | None:
+    """The committee an estate belongs to (None without an estate)."""
+    if estate_id is None:
+        return None
+    row = await session.get(Estate, estate_id)
+    return await session.get(Committee, row.committee_id) if row is not None else None
+
+
+async def committee_id_of_area(session: AsyncSession, kind: str, area_id: int) -> int | None:
+    """The committee a committee, an estate or a building (`kind`) belongs to."""
+    if kind == "committee":
+        return area_id
+    estate_id: int | None = area_id
+    if kind == "building":
+        b = await session.get(Building, area_id)
+        estate_id = b.estate_id if b else None
+    e = await session.get(Estate, estate_id) if estate_id else None
+    return e.committee_id if e else None
+
+
+async def team(session: AsyncSession, team_id: int | None) -> Team | None:
+    return await session.get(Team, team_id) if team_id is not None else None
+
+
+async def teams_other_than(session: AsyncSession, team_id: int | None) -> list[Team]:
+    """Every team but `team_id`, in id order (the targets of a reassignment)."""
+    rows = await session.scalars(select(Team).where(Team.id != (team_id or -1)).order_by(Team.id))
+    return list(rows.all())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -231,9 +232,10 @@ async def test_a_changed_key_leaves_waiting_ballots_uncounted_not_miscounted(mak
     await chat.press("ann", "#")
     await chat.press("ann", "2. By the pond")
     real = app.services.ballot_key
-    app.services.ballot_key = b"another key" * 3
+    # The same services but another key, as a process started with a changed key file has.
+    changed = replace(app.services, ballot_key=b"another key" * 3)
     app.services.clock.advance(timedelta(hours=49))
-    await run_jobs_once(app.sessions, app.services, None, app.jobs)
+    await run_jobs_once(app.sessions, changed, None, app.jobs)
     async with app.sessions() as s:
         res = await polls.results(s, await s.get(polls.Poll, poll_id))
         assert (res.voters, res.counted, [o.votes for o in res.options]) == (1, 0, [0, 0, 0])

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from bot.app import shipped_guides
 from bot.delivery import Deliverer
 from bot.messaging.model import Kind
-from handlers.guides import guide_index
 from services.guides import TOPICS, GuideError, load_guides
 from storage import audit, roles_service
 from storage.guides import GuideQuestion
@@ -69,13 +69,13 @@ def test_loader_refuses_a_guide_missing_a_language(tmp_path):
     ("residense permit", {"residence-permit"}),  # a typo
 ])
 def test_questions_find_their_guides(question, expected):
-    assert {m.guide.id for m in guide_index().search(question, cutoff=70)} == expected
+    assert {m.guide.id for m in shipped_guides().search(question, cutoff=70)} == expected
 
 
 @pytest.mark.parametrize("text", ["楼道灯坏了", "今天天气怎么样", "hello", "the lift is broken",
                                   "我要投诉噪音", "办证", "谢谢", "ok"])
 def test_other_messages_match_no_guide(text):
-    assert guide_index().search(text, cutoff=55) == []
+    assert shipped_guides().search(text, cutoff=55) == []
 
 
 async def _home(app, *users, lang="en"):

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from handlers.guides import FREE_CUTOFF, guide_index
+from bot.app import shipped_guides
+from handlers.guides import FREE_CUTOFF
 from tests.notice_support import add_resident
 
 QUESTIONS = tomllib.loads((Path(__file__).parent / "data" / "guide_questions.toml")
@@ -33,7 +34,7 @@ def _rates(part: str) -> tuple[float, float, int]:
     chosen = [q for q in QUESTIONS if q["expected"] and part in ("all", q["part"])]
     top1 = top3 = 0
     for q in chosen:
-        found = [m.guide.id for m in guide_index().search(q["text"], cutoff=FREE_CUTOFF)]
+        found = [m.guide.id for m in shipped_guides().search(q["text"], cutoff=FREE_CUTOFF)]
         top1 += found[:1] == [q["expected"]]
         top3 += q["expected"] in found[:3]
         if found[:1] != [q["expected"]]:
@@ -42,7 +43,7 @@ def _rates(part: str) -> tuple[float, float, int]:
 
 
 def test_question_set_is_the_one_described():
-    guides = {g.id for g in guide_index().guides}
+    guides = {g.id for g in shipped_guides().guides}
     assert len(QUESTIONS) >= 60
     assert {q["expected"] for q in QUESTIONS} - {""} == guides  # every guide is asked about
     assert all(q["expected"] in guides | {""} and q["part"] in ("tune", "held-out")

@@ -3,7 +3,10 @@ bot -> storage; storage -> nothing of ours above it. Only the composition root (
 names the features. No module imports itself back through others (no cycles).
 
 Every `import` counts, at module level or inside a function: a deferred import is still a
-dependency, and hiding one in a function is how cycles were kept before."""
+dependency, and hiding one in a function is how cycles were kept before. One exception, named
+below: bot.context types the Services the composition root builds with the features' classes,
+importing their names under `if TYPE_CHECKING:` only (never run); anywhere else, and for any
+other layer, such an import counts like the rest."""
 
 from __future__ import annotations
 
@@ -13,12 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("bot", "services", "storage", "handlers")
 COMPOSITION_ROOT = {"bot.app"}
-# Handlers that still hold queries of their own; each is to move its SQL into storage (or a
-# service). The list may only shrink: a module listed here that no longer imports SQLAlchemy
-# fails the test until it is taken off.
-SQL_STILL_IN_HANDLERS = {
-    "handlers.drafting", "handlers.notice_answers", "handlers.proposals", "handlers.report_staff",
-}
+# Module -> layers whose names it may import for type checking only (`if TYPE_CHECKING:`).
+TYPE_NAMES_ONLY = {"bot.context": {"services"}}
 
 
 def _modules() -> dict[str, Path]:
@@ -33,10 +32,28 @@ def _modules() -> dict[str, Path]:
     return found
 
 
-def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
-    """Our modules (and third-party top-level names) that `path` imports."""
-    targets: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+def _type_checking_only(tree: ast.AST) -> set[int]:
+    """The import nodes inside `if TYPE_CHECKING:` (or `typing.TYPE_CHECKING`) blocks."""
+    found: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and (
+                (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
+                or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING")):
+            for inner in node.body:
+                found.update(id(n) for n in ast.walk(inner)
+                             if isinstance(n, ast.Import | ast.ImportFrom))
+    return found
+
+
+def _imports(path: Path, modules: dict[str, Path]) -> tuple[set[str], set[str]]:
+    """Our modules (and third-party top-level names) that `path` imports: (those it imports
+    when it runs, those it names for type checking only)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    typing_only = _type_checking_only(tree)
+    runs: set[str] = set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        targets = names if id(node) in typing_only else runs
         if isinstance(node, ast.Import):
             targets.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -44,14 +61,16 @@ def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
             subs = {f"{node.module}.{a.name}" for a in node.names
                     if f"{node.module}.{a.name}" in modules}
             targets.update(subs if len(subs) == len(node.names) else {node.module, *subs})
-    return targets
+    return runs, names
 
 
 def _graph() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     modules = _modules()
     ours, external = {}, {}
     for name, path in modules.items():
-        targets = _imports(path, modules)
+        runs, names = _imports(path, modules)
+        exempt = TYPE_NAMES_ONLY.get(name, set())
+        targets = runs | {t for t in names if _layer(t) not in exempt}
         ours[name] = {t for t in targets if t in modules and t != name}
         external[name] = {t.split(".")[0] for t in targets if t.split(".")[0] not in PACKAGES}
     return ours, external
@@ -109,12 +128,12 @@ def test_no_import_cycle():
     assert cycles == []
 
 
-def test_handlers_hold_no_sql_beyond_the_shrinking_list():
+def test_no_handler_imports_sqlalchemy():
+    """Handlers hold no SQL: queries and writes live in storage/ (or services/)."""
     _, external = _graph()
-    with_sql = {m for m, names in external.items()
-                if _layer(m) == "handlers" and "sqlalchemy" in names}
-    assert with_sql - SQL_STILL_IN_HANDLERS == set(), "new SQL in a handler: put it in storage"
-    assert SQL_STILL_IN_HANDLERS - with_sql == set(), "moved out: take it off the list"
+    with_sql = sorted(m for m, names in external.items()
+                      if _layer(m) == "handlers" and "sqlalchemy" in names)
+    assert with_sql == [], "SQL in a handler: put it in storage"
 
 
 def test_the_checker_sees_an_upward_import(tmp_path, monkeypatch):
@@ -142,3 +161,50 @@ def test_the_checker_sees_an_upward_import(tmp_path, monkeypatch):
         pass
     else:
         raise AssertionError("a cycle went unnoticed")
+
+
+def test_the_checker_sees_sql_in_a_handler(tmp_path, monkeypatch):
+    """A handler importing SQLAlchemy, even inside a function, is caught."""
+    import tests.test_layers as layers
+
+    for package in PACKAGES:
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / "handlers" / "polls.py").write_text(
+        "async def f(session):\n    from sqlalchemy import select\n")
+    monkeypatch.setattr(layers, "ROOT", tmp_path)
+    try:
+        layers.test_no_handler_imports_sqlalchemy()
+    except AssertionError:
+        pass
+    else:
+        raise AssertionError("SQL in a handler went unnoticed")
+
+
+def test_the_checker_counts_type_only_imports_outside_the_exception(tmp_path, monkeypatch):
+    """`if TYPE_CHECKING:` spares bot.context's names of services only: the same import in
+    another bot module, one of a handler, or one that runs, is upward."""
+    import tests.test_layers as layers
+
+    for package in PACKAGES:
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / "services" / "guides.py").write_text("")
+    (tmp_path / "handlers" / "polls.py").write_text("")
+    (tmp_path / "bot" / "context.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from services import guides\n")
+    monkeypatch.setattr(layers, "ROOT", tmp_path)
+    layers.test_no_import_runs_upward()  # the exception itself passes
+    for name, text in (
+            ("context.py", "import typing\nif typing.TYPE_CHECKING:\n    import handlers.polls\n"),
+            ("context.py", "from services import guides\n"),
+            ("dispatch.py", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                            "    from services import guides\n")):
+        (tmp_path / "bot" / name).write_text(text)
+        try:
+            layers.test_no_import_runs_upward()
+        except AssertionError:
+            pass
+        else:
+            raise AssertionError(f"an upward import in bot/{name} went unnoticed: {text!r}")
+        (tmp_path / "bot" / name).write_text("")

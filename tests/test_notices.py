@@ -3,6 +3,7 @@ scheduling, cancelling, and a fan-out that resumes without doubles."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -430,8 +431,8 @@ async def test_an_emergency_overtakes_a_bulk_fan_out(make_app, sqlite_url):
         urgent.scheduled_at = start + timedelta(minutes=3)  # falls due mid-walk
 
     ticks = iter(range(10_000))
-    app.services.clock = lambda: start + timedelta(minutes=next(ticks))
-    await fan_out(app.sessions, app.services, None, batch=4)
+    ticking = replace(app.services, clock=lambda: start + timedelta(minutes=next(ticks)))
+    await fan_out(app.sessions, ticking, None, batch=4)
     async with app.sessions() as s:
         rows = (await s.execute(select(OutboxMessage.id, OutboxMessage.group_key,
                                        OutboxMessage.identity_id))).all()
