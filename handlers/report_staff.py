@@ -271,7 +271,12 @@ async def show_queue(ctx: Context) -> None:
 
 
 def _age(ctx: Context, report: rep.Report) -> str:
-    hours = int((ctx.now - report.created_at).total_seconds() // 3600)
+    minutes = int((ctx.now - report.created_at).total_seconds() // 60)
+    if minutes < 1:
+        return ctx.t("reports.age_now")
+    if minutes < 60:
+        return ctx.t("reports.age_minutes", n=minutes)
+    hours = minutes // 60
     return ctx.t("reports.age_days", n=hours // 24) if hours >= 24 else \
         ctx.t("reports.age_hours", n=hours)
 

@@ -8,10 +8,13 @@ import csv
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy import update
+
 from bot.scheduler import run_jobs_once
 from handlers.report_filing import file_urgent_report
 from storage import audit, outbox
 from storage import reports as rep
+from storage.base import utcnow
 from storage.people import identity_for
 from tests.report_helpers import drain as _drain
 from tests.report_helpers import english_resident, file_report, grant
@@ -36,6 +39,12 @@ async def test_reassign_duplicate_close_queue(make_app, sqlite_url):
     await chat.say("south", "/queue")
     queue = chat.last_text("south")
     assert queue.index(ref1) < queue.index(ref2)  # oldest first
+    assert queue.count("just filed") == 2 and " 0 h old" not in queue
+    async with app.sessions() as s, s.begin():
+        await s.execute(update(rep.Report).where(rep.Report.reference == ref1).values(
+            created_at=utcnow() - timedelta(minutes=42, seconds=5)))
+    await chat.say("south", "/queue")
+    assert "42 min old" in chat.last_text("south")
     await chat.say("central", "/queue")
     assert chat.last_text("central") == "Your team has no open reports."
     await chat.say("ann", "/queue")
