@@ -11,7 +11,8 @@ Each (audience size, rate) runs in its own subprocess, so its peak memory is its
      (`handlers.notice_jobs.fan_out`), timed, with tracemalloc's peak for that phase;
   3. sending: the real Deliverer drains through the real TelegramAdapter into FakeTelegram with
      its global limit at the given rate, for `--window` seconds or until everything is sent.
-     Achieved rate = sent / elapsed; 429s are counted by the fake; a broadcast that does not
+     Achieved rate = sent / elapsed; 429s are counted by the fake; the bot process's CPU time
+     over the same span, as a share of one core (near 100 %: the CPU, not the budget, limits); a broadcast that does not
      finish inside the window is extrapolated (audience / achieved rate) and marked so.
 The fake Bot API runs in a process of its own (Telegram is elsewhere too); peak RSS
 (ru_maxrss) is the bot's process only.
@@ -182,7 +183,7 @@ async def one(size: int, rate: float, window: float, db: str) -> dict:
         tracemalloc.stop()
 
         app.deliverer.start()
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         sent = 0
         while time.perf_counter() - t0 < window:
             await asyncio.sleep(0.2)
@@ -191,6 +192,7 @@ async def one(size: int, rate: float, window: float, db: str) -> dict:
             if sent >= size:
                 break
         elapsed = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
         await app.deliverer.stop()
         async with app.sessions() as s:
             recorded = (await outbox.figures(s, notices.group_of(notice.id)))["sent"]
@@ -202,6 +204,8 @@ async def one(size: int, rate: float, window: float, db: str) -> dict:
             sent=sent, recorded=recorded, elapsed_s=round(elapsed, 1), achieved_per_s=round(achieved, 1),
             share_of_limit=round(achieved / rate, 3), http_429=(await fake.stats())["http_429"],
             finished=sent >= size,
+            # The bot's process (the fake has its own): 1.0 is one core busy all the time.
+            cpu_share=round(cpu / elapsed, 2) if elapsed else None,
             total_s=round(elapsed, 1) if sent >= size else round(size / achieved, 1)
             if achieved else None,
             peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -259,7 +263,8 @@ def _line(r: dict) -> str:
             f"fan-out {r['queued']} in {r['fanout_s']}s ({r['fanout_per_s']}/s, "
             f"peak {r['fanout_peak_mib']} MiB traced) | sent {r['sent']} in {r['elapsed_s']}s "
             f"= {r['achieved_per_s']}/s, {r['share_of_limit']:.0%} of limit, "
-            f"{r['http_429']} x 429, {r['recorded']} recorded sent | whole broadcast {total} | peak RSS {r['peak_rss_mib']} MiB")
+            f"{r['http_429']} x 429, {r['recorded']} recorded sent, bot CPU {r['cpu_share']:.0%} of a core "
+            f"| whole broadcast {total} | peak RSS {r['peak_rss_mib']} MiB")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ resumed after a restart with nothing sent twice."""
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import random
 import time
 from datetime import timedelta
 
@@ -246,3 +248,27 @@ async def test_a_new_sender_resumes_a_dead_senders_pushes_at_once(db_url):
         assert adapter.texts_to("r") == ([] if postgres else ["reply"])
     finally:
         await engine.dispose()
+
+
+async def test_arrivals_never_exceed_the_limit_however_long_requests_take():
+    """A request reaches the platform anywhere between its grant and its answer (a busy CPU,
+    many in flight). Whatever the delays, no second at the platform gets more than the limit."""
+    budget = RateBudget(50, 0, max_inflight=40)
+    rng = random.Random(7)
+    arrivals: list[float] = []
+
+    async def one(i: int) -> None:
+        await budget.acquire(50)
+        took = rng.uniform(0.0, 0.3)
+        arrives = rng.uniform(0.0, took)
+        await asyncio.sleep(arrives)
+        arrivals.append(time.monotonic())
+        await asyncio.sleep(took - arrives)
+        budget.release(f"c{i}", SendResult.sent("1"))
+
+    await asyncio.gather(*(one(i) for i in range(200)))
+    budget.close()
+    arrivals.sort()
+    busiest = max(bisect.bisect_left(arrivals, t + 1.0) - k for k, t in enumerate(arrivals))
+    assert busiest <= 50, busiest
+    assert len(arrivals) / (arrivals[-1] - arrivals[0]) > 50 * 0.7  # and still near the limit
