@@ -119,6 +119,10 @@ async def build_app(
         # One HTTP client for the process (CAP feeds, the forecast), closed by App.stop.
         http=aiohttp.ClientSession(),
     )
+    for adapter in adapters.values():
+        attach = getattr(adapter, "attach", None)
+        if attach is not None:  # an adapter keeping state in the database (WeChat's token)
+            attach(sessions=sessions, http=services.http)
     deliverer = Deliverer(engine, sessions, adapters,
                           max_attempts=settings.bot.delivery_max_attempts)
     services.extra["commands"] = list(router.commands.values())  # what /help lists
