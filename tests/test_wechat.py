@@ -362,6 +362,13 @@ async def test_error_codes_become_send_results(fake):
         long = await adapter.send(ANN, Outbound(text="长" * 500))
         assert long.status == SendStatus.SENT and long.message_ref.startswith("tpl:")
         assert len(fake.sent[-1]["data"]["content"]["value"]) == 200
+        # No token at all (a wrong secret, an IP not on the whitelist): nothing is lost, the
+        # whole sender waits and tries again.
+        locked_out = _adapter(fake)
+        locked_out._secret = "wrong"
+        locked_out._http = http
+        refused = await locked_out.send(ANN, Outbound(text="x"))
+        assert refused.status == SendStatus.RETRY and refused.flood and "40125" in refused.error
 
 
 def test_long_texts_are_cut_within_wechats_limit_and_voice_is_measured():
@@ -398,3 +405,45 @@ async def test_the_custom_menu_is_created(fake):
     assert names == ["报事", "通知", "参与"]
     assert [(b["name"], b["key"]) for b in fake.menu[2]["sub_button"]] == [
         ("志愿", "volunteer"), ("议事", "polls")]
+
+
+async def test_python_m_bot_wechat_menu(fake, tmp_path):
+    import os
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "WECHAT_APP_ID": fake.app_id, "WECHAT_APP_SECRET": fake.app_secret,
+           "WECHAT_TOKEN": fake.token, "WECHAT_API_BASE": fake.base_url,
+           "PYTHONPATH": str(root)}
+
+    async def run(**changes: str | None) -> tuple[int, str, str]:
+        here = {k: v for k, v in {**env, **changes}.items() if v is not None}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "wechat", "menu", cwd=tmp_path, env=here,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        return proc.returncode, out.decode(), err.decode()
+
+    code, out, _ = await run()
+    assert code == 0 and "menu created: 报事 | 通知 | 参与 (志愿, 议事)" in out
+    assert [b["name"] for b in fake.menu] == ["报事", "通知", "参与"]
+    code, _, err = await run(WECHAT_APP_SECRET="wrong")
+    assert code == 2 and "40125" in err
+    code, _, err = await run(WECHAT_TOKEN=None)
+    assert code == 2 and "WECHAT_TOKEN" in err
+
+
+def test_a_bad_aes_key_is_refused_with_a_clear_message(monkeypatch):
+    from pydantic import ValidationError
+
+    from bot.messaging.wechat_settings import WeChatSettings
+
+    monkeypatch.setenv("WECHAT_AES_KEY", "too-short")
+    with pytest.raises(ValidationError, match="43-character EncodingAESKey"):
+        WeChatSettings()
+    monkeypatch.setenv("WECHAT_AES_KEY", AES_KEY)
+    monkeypatch.setenv("WECHAT_APP_ID", "wx1")
+    monkeypatch.setenv("WECHAT_APP_SECRET", "s")
+    assert not WeChatSettings().configured  # no token yet
+    monkeypatch.setenv("WECHAT_TOKEN", "t")
+    assert WeChatSettings().configured

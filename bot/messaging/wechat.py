@@ -53,6 +53,7 @@ from storage.choices import numbered
 log = logging.getLogger(__name__)
 
 PLATFORM = "wechat"
+CALLBACK_BACKLOG = 2048
 CALLBACK_MAX_BYTES = 256 * 1024  # a callback is a few hundred bytes; encrypted, a little more
 TEXT_LIMIT_BYTES = 2000  # customer-service text: WeChat cuts off past 2,048 bytes
 MEDIA_MAX_BYTES = 20 * 1024 * 1024
@@ -99,6 +100,11 @@ class WeChatError(Exception):
         super().__init__(f"{code} {message}")
         self.code = code
         self.message = message
+
+
+class TokenError(WeChatError):
+    """No access token: a wrong secret, or this server's IP not on the account's whitelist
+    (40164). Nothing can be sent until the operator fixes it; messages wait, none is lost."""
 
 
 @dataclass
@@ -249,7 +255,9 @@ class WeChatAdapter:
         app.router.add_post(self.path, self._on_post)
         runner = self._runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, self.host, self.port).start()
+        # A deep accept queue: a burst of callbacks (a notice read by thousands, who then all
+        # write) beyond the default 128 waiting connections would wait out a SYN retry (1 s).
+        await web.TCPSite(runner, self.host, self.port, backlog=CALLBACK_BACKLOG).start()
         self.bound_port = runner.addresses[0][1]
 
     async def stop(self) -> None:
@@ -392,24 +400,13 @@ class WeChatAdapter:
         waits for them is stopped now rather than tried and refused."""
         if self.sessions is None:
             return
-        from sqlalchemy import select
-
-        from storage import people
-        from storage.outbox import OutboxMessage, Status, mark_unreachable
+        from storage import outbox, people
 
         async with self.sessions() as session, session.begin():
-            identity = await session.scalar(select(people.Identity).where(
-                people.Identity.platform == PLATFORM,
-                people.Identity.platform_user_id == openid))
-            if identity is None:
-                return
-            waiting = await session.scalar(select(OutboxMessage.id).where(
-                OutboxMessage.identity_id == identity.id,
-                OutboxMessage.status == Status.PENDING.value).limit(1))
-            if waiting is not None:
-                await mark_unreachable(session, identity.id, waiting)
-            else:
-                await people.mark_unreachable(session, identity.id)
+            identity = await people.identity_for(session, PLATFORM, openid)
+            if identity is not None:
+                # The identity, and every message still waiting for it (no single one failed).
+                await outbox.mark_unreachable(session, identity.id, msg_id=0)
 
     # -- the access token -------------------------------------------------------------------
     @property
@@ -457,11 +454,13 @@ class WeChatAdapter:
         assert self._http is not None, "adapter not started"
         async with self._http.get(f"{self.api_base}/cgi-bin/token", params={
                 "grant_type": "client_credential", "appid": self.app_id,
-                "secret": self._secret}) as resp:
+                "secret": self._secret}, timeout=aiohttp.ClientTimeout(total=15)) as resp:
             body = await resp.json(content_type=None)
         if not isinstance(body, dict) or "access_token" not in body:
             body = body if isinstance(body, dict) else {}
-            raise WeChatError(int(body.get("errcode", -1)), str(body.get("errmsg", "no token")))
+            log.error("WeChat gave no access token: %s %s", body.get("errcode"),
+                      body.get("errmsg"))
+            raise TokenError(int(body.get("errcode", -1)), str(body.get("errmsg", "no token")))
         self.tokens_fetched += 1
         return _Token(str(body["access_token"]),
                       time.time() + float(body.get("expires_in", 7200)))
@@ -517,6 +516,8 @@ class WeChatAdapter:
     @staticmethod
     def _result(exc: WeChatError) -> SendResult:
         error = str(exc)[:200]
+        if isinstance(exc, TokenError):  # the whole sender waits a minute, then tries again
+            return SendResult(SendStatus.RETRY, retry_after=60, error=error, flood=True)
         if exc.code in (UNSUBSCRIBED, INVALID_OPENID):
             return SendResult(SendStatus.UNREACHABLE, error=error)
         if exc.code == CS_QUOTA:

@@ -39,9 +39,8 @@ class WeChatSettings(BaseSettings):
     template_field: str = "content"
     template_url: str | None = None
     template_max_chars: int = Field(default=200, ge=20)
-    # The budget the deliverer keeps to: WeChat documents daily quotas per API (customer-service
-    # messages 500,000 a day for a verified service account) rather than a rate, and answers
-    # -1 "system busy" to bursts; 20 a second stays clear of both.
+    # The budget the deliverer keeps to: WeChat documents daily call quotas per API (45009 when
+    # spent) rather than a rate, and answers -1 "system busy" to bursts.
     per_second: float = Field(default=20.0, gt=0)
     per_chat_per_second: float = Field(default=2.0, gt=0)
     # WeChat's location messages are in GCJ-02 (China's offset datum); the territory is WGS-84.
