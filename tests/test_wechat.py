@@ -26,6 +26,7 @@ from tests.notice_support import add_resident, pump
 from tests.report_helpers import jpeg_with_gps
 
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+ROOT = Path(__file__).resolve().parent.parent
 ANN, BOB, CREW = ("o" + name.ljust(27, "0") for name in ("ann", "bob", "crew"))
 
 
@@ -411,10 +412,9 @@ async def test_python_m_bot_wechat_menu(fake, tmp_path):
     import os
     import sys
 
-    root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "WECHAT_APP_ID": fake.app_id, "WECHAT_APP_SECRET": fake.app_secret,
            "WECHAT_TOKEN": fake.token, "WECHAT_API_BASE": fake.base_url,
-           "PYTHONPATH": str(root)}
+           "PYTHONPATH": str(ROOT)}
 
     async def run(**changes: str | None) -> tuple[int, str, str]:
         here = {k: v for k, v in {**env, **changes}.items() if v is not None}
