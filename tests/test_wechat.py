@@ -447,3 +447,68 @@ def test_a_bad_aes_key_is_refused_with_a_clear_message(monkeypatch):
     assert not WeChatSettings().configured  # no token yet
     monkeypatch.setenv("WECHAT_TOKEN", "t")
     assert WeChatSettings().configured
+
+
+# -- a poll, written and answered on WeChat ---------------------------------------------------------
+
+def _number(entry: dict, label: str) -> str:
+    """The number a label is shown under in a WeChat message (`[2] label`)."""
+    found = re.search(rf"^\[(\d+)\] {re.escape(label)}$", entry["text"], re.MULTILINE)
+    assert found, f"no {label!r} in {entry['text']!r}"
+    return found.group(1)
+
+
+async def test_a_poll_is_written_by_numbers_and_answered_with_2(db_url, tmp_path, fake):
+    from bot.scheduler import run_jobs_once
+    from tests.deliberation_helpers import grant, make_resident
+
+    author, cy = "o" + "author".ljust(27, "0"), "o" + "cy".ljust(27, "0")
+    app, _ = await _start(db_url, tmp_path, fake)
+    try:
+        s = app.sessions
+        await make_resident(s, "wechat", author, building="6")
+        await grant(s, f"wechat:{author}", "committee", "victoria")
+        await make_resident(s, "wechat", ANN, unit="2-101")
+        await make_resident(s, "wechat", cy, unit="3-202")
+        fake.follower(ANN)
+        fake.out_of_window(cy)  # silent for days: the invitation goes by template
+
+        async def answer(text: str, expect: str) -> dict:
+            mark = len(fake.sent)
+            await fake.say(author, text)
+            return await fake.wait_for_text(author, expect, since=mark)
+
+        await answer("/newpoll", "Type the question")
+        await answer("Repaint the playground?", "one per line")
+        step = await answer("Yes, this spring\nYes, next year\nNo",
+                            "choose one option or several")
+        for label, expect in [("One option", "Choose the area"),
+                              ("Victoria Garden", "Limit the poll to one building"),
+                              ("Whole estate", "Only verified residents"),
+                              ("Verified residents only", "One vote per resident"),
+                              ("Per household", "Anonymous or named"),
+                              ("Named", "Show results while"),
+                              ("Only after close", "When does the poll close")]:
+            await _quiet(fake, 0.3)
+            step = await answer(_number(step, label), expect)
+        await answer("2d", "Minimum turnout")
+        preview = await answer("5", "Publish it?")
+        await _quiet(fake, 0.3)
+        await answer(_number(preview, "Publish"), "Poll #1 is published")
+
+        await run_jobs_once(app.sessions, app.services, app.deliverer, app.jobs)
+        ballot = await fake.wait_for_text(ANN, "Poll #1: Repaint the playground?")
+        assert ballot["kind"] == "custom" and "[2] 2. Yes, next year" in ballot["text"]
+        invitation = await fake.wait_for_text(cy, "Poll #1: Repaint the playground?")
+        assert invitation["kind"] == "template"
+        await _quiet(fake, 0.3)
+        mark = len(fake.sent)
+        await fake.say(ANN, "2")
+        await fake.wait_for_text(ANN, "You voted in poll #1: 2. Yes, next year", since=mark)
+        # The template opened nothing, but the resident's answer does: "3" is the third option
+        # of the invitation they were sent.
+        await fake.say(cy, "3")
+        voted = await fake.wait_for_text(cy, "You voted in poll #1: 3. No", since=mark)
+        assert voted["kind"] == "custom"
+    finally:
+        await app.stop()
