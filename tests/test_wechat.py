@@ -353,6 +353,10 @@ async def test_error_codes_become_send_results(fake):
         spent = await adapter.send(ANN, Outbound(text="quota"))
         assert spent.status == SendStatus.RETRY and spent.flood and spent.retry_after >= 600
         fake.daily_quota = None
+        # A notice's photo that is another platform's file id: the text still goes.
+        other = await adapter.send(ANN, Outbound(text="停电通知", photo="AgACAgIAAxkBAAIBtelegram"))
+        assert other.status == SendStatus.SENT
+        assert fake.sent[-1]["text"] == "停电通知" and fake.refused[-1][0] == 40007
         unknown = await adapter.send("o-not-a-follower", Outbound(text="x"))
         assert unknown.status == SendStatus.UNREACHABLE
         fake.out_of_window(ANN)

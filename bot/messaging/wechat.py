@@ -23,7 +23,6 @@ call retried).
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 import os
@@ -34,6 +33,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from aiohttp import web
+from wechatpy import parse_message
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
+from wechatpy.utils import check_signature
 
 from bot.messaging.gcj02 import gcj02_to_wgs84
 from bot.messaging.model import (
@@ -48,7 +52,9 @@ from bot.messaging.model import (
     SendStatus,
     parse_command,
 )
+from storage import kv, outbox, people
 from storage.choices import numbered
+from storage.kv import KeyValue
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +77,9 @@ MENU: tuple[tuple[str, Any], ...] = (
 SYSTEM_BUSY = -1
 INVALID_TOKEN = 40001  # also after another process fetched a newer one too often
 INVALID_OPENID = 40003
+INVALID_MEDIA = 40007
+# Media WeChat does not take: bad type, bad file type, too large, unknown media id.
+MEDIA_REFUSED = {40004, 40005, 40006, INVALID_MEDIA}
 BAD_TOKEN_FORMAT = 40014
 EXPIRED_TOKEN = 42001
 UNSUBSCRIBED = 43004
@@ -194,8 +203,6 @@ class WeChatAdapter:
                  template_field: str = "content", template_url: str | None = None,
                  template_max_chars: int = 200, per_second: float = 20.0,
                  per_chat_per_second: float = 2.0, gcj02: bool = True) -> None:
-        from wechatpy.crypto import WeChatCrypto
-
         self.app_id = app_id
         self._secret = app_secret
         self._token_secret = token
@@ -220,7 +227,6 @@ class WeChatAdapter:
         self._token_lock = asyncio.Lock()
         self._uploads: OrderedDict[tuple, tuple[str, float]] = OrderedDict()
         self._recent = _Recent()
-        self._seq = itertools.count(1)
         self.tokens_fetched = 0
         self.handled = 0  # callbacks handed to dispatch (for benchmarks)
 
@@ -244,8 +250,6 @@ class WeChatAdapter:
 
     # -- life ---------------------------------------------------------------------------------
     async def start(self, on_inbound: InboundHandler) -> None:
-        from aiohttp import web
-
         self._on_inbound = on_inbound
         if self._http is None:
             self._http = aiohttp.ClientSession()
@@ -274,9 +278,6 @@ class WeChatAdapter:
 
     # -- callbacks ----------------------------------------------------------------------------
     def _signed(self, query: Any) -> bool:
-        from wechatpy.exceptions import InvalidSignatureException
-        from wechatpy.utils import check_signature
-
         try:
             check_signature(self._token_secret, query.get("signature", ""),
                             query.get("timestamp", ""), query.get("nonce", ""))
@@ -287,17 +288,11 @@ class WeChatAdapter:
 
     async def _on_get(self, request):
         """The admin console's URL check: echo `echostr` when the signature is right."""
-        from aiohttp import web
-
         if not self._signed(request.query):
             return web.Response(status=403, text="bad signature")
         return web.Response(text=request.query.get("echostr", ""))
 
     async def _on_post(self, request):
-        from aiohttp import web
-        from wechatpy import parse_message
-        from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
-
         query = request.query
         if not self._signed(query):
             return web.Response(status=403, text="bad signature")
@@ -400,8 +395,6 @@ class WeChatAdapter:
         waits for them is stopped now rather than tried and refused."""
         if self.sessions is None:
             return
-        from storage import outbox, people
-
         async with self.sessions() as session, session.begin():
             identity = await people.identity_for(session, PLATFORM, openid)
             if identity is not None:
@@ -433,9 +426,6 @@ class WeChatAdapter:
         """The token in the database, or a new one written there. The row is locked while a
         token is fetched, so workers refresh one at a time and the others take the new one
         (each fetch at WeChat ends the previous token's life within five minutes)."""
-        from storage import kv
-        from storage.kv import KeyValue
-
         async with self.sessions() as session, session.begin():
             await kv.get_or_set(session, self._kv_key, lambda: "{}")
         async with self.sessions() as session, session.begin():
@@ -535,14 +525,9 @@ class WeChatAdapter:
         sent_any = False
         try:
             if out.photo:
-                media_id = await self._media_id(out.photo, "image")
-                await self._custom(chat_id, "image", {"media_id": media_id})
-                sent_any = True
+                sent_any = await self._attachment(chat_id, "image", out.photo)
             if out.voice:
-                voice_id = await self._voice_media(out.voice)
-                if voice_id is not None:
-                    await self._custom(chat_id, "voice", {"media_id": voice_id})
-                    sent_any = True
+                sent_any = await self._attachment(chat_id, "voice", out.voice) or sent_any
             # Documents cannot be sent by customer-service message: their caption goes.
             for piece in split_text(text):
                 await self._custom(chat_id, "text", {"content": piece})
@@ -552,6 +537,23 @@ class WeChatAdapter:
                 return await self._template(chat_id, text, exc)
             raise
         return SendResult.sent("cs" if sent_any else None)
+
+    async def _attachment(self, chat_id: str, kind: str, ref: str) -> bool:
+        """A photo or voice note by customer-service message; False when WeChat cannot take
+        it: a file gone from disk, a voice note in a format WeChat does not play, or another
+        platform's file id (a notice's photo sent by staff on Telegram). The text still goes."""
+        try:
+            media_id = await (self._media_id(ref, "image") if kind == "image"
+                              else self._voice_media(ref))
+            if media_id is None:
+                return False
+            await self._custom(chat_id, kind, {"media_id": media_id})
+        except WeChatError as exc:
+            if exc.code not in MEDIA_REFUSED:
+                raise
+            log.warning("%s %s not sent to WeChat: %s", kind, ref, exc)
+            return False
+        return True
 
     async def _custom(self, chat_id: str, msgtype: str, content: dict) -> None:
         await self._post("/cgi-bin/message/custom/send",
@@ -580,7 +582,7 @@ class WeChatAdapter:
         try:
             st = await asyncio.to_thread(os.stat, ref)
         except OSError as exc:
-            raise WeChatError(40007, f"no such file {ref}") from exc
+            raise WeChatError(INVALID_MEDIA, f"no such file {ref}") from exc
         key = (ref, kind, st.st_size, st.st_mtime_ns)
         known = self._uploads.get(key)
         if known is not None and known[1] > time.time():
