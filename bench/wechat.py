@@ -8,8 +8,9 @@ Run by hand from the repository root::
 1. Callbacks: `--callbacks` followers follow the account at once: signed subscribe events
    posted concurrently to the real adapter, each on its own connection, from a process of its
    own (as WeChat's servers are elsewhere). Figures: the time until each POST was answered
-   (p50 / p99 / max; WeChat retries after 5 s), and the time until every greeting had reached
-   the fake API.
+   (p50 / p99 / max; WeChat retries after 5 s), beside the same burst against an adapter whose
+   handler does nothing (what 200 connections cost on this machine), and the time until every
+   greeting had reached the fake API.
 2. Broadcast: `--size` residents with WeChat identities, a whole-sub-district notice fanned out
    by the real job and sent by the real Deliverer through the real adapter to the fake, which
    answers -1 ("system busy") above `--rate` calls a second, the same figure as the adapter's
@@ -117,9 +118,37 @@ async def post_burst(url: str, n: int) -> None:
     print(json.dumps(times))
 
 
-async def callbacks(n: int, db: str, rate: float) -> dict:
+async def _burst(url: str, n: int) -> list[float]:
     import json
 
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--post-burst", url, "--callbacks", str(n),
+        stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    return json.loads(out)
+
+
+async def baseline(n: int) -> list[float]:
+    """The same burst against the adapter with a handler that does nothing: what the
+    connections and the HTTP alone cost on this machine."""
+    fake = FakeWeChat()
+    await fake.start()
+    adapter = WeChatAdapter(fake.app_id, fake.app_secret, fake.token, api_base=fake.base_url,
+                            host="127.0.0.1", port=0)
+
+    async def nothing(inbound) -> None:
+        return None
+
+    await adapter.start(nothing)
+    try:
+        return await _burst(f"http://127.0.0.1:{adapter.bound_port}/wechat", n)
+    finally:
+        await adapter.stop()
+        await fake.stop()
+
+
+async def callbacks(n: int, db: str, rate: float) -> dict:
+    base = await baseline(n)
     fake = FakeWeChat(rate=None)
     await fake.start()
     app, adapter, dbname = await _app(db, fake, rate)
@@ -130,17 +159,15 @@ async def callbacks(n: int, db: str, rate: float) -> dict:
             fake.follower(u)  # in the window: they follow now
         url = f"http://127.0.0.1:{adapter.bound_port}/wechat"
         t0 = time.perf_counter()
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--post-burst", url, "--callbacks", str(n),
-            stdout=asyncio.subprocess.PIPE)
-        out, _ = await proc.communicate()
-        times = json.loads(out)
+        times = await _burst(url, n)
         for u in users:
             await fake.wait_for_text(u, "请选择语言", timeout=300)
         done = time.perf_counter() - t0
         return dict(callbacks=n, db=db, p50_ms=round(statistics.median(times) * 1000, 1),
                     p99_ms=round(_pct(times, 0.99) * 1000, 1),
                     max_ms=round(max(times) * 1000, 1),
+                    no_handler_p50_ms=round(statistics.median(base) * 1000, 1),
+                    no_handler_p99_ms=round(_pct(base, 0.99) * 1000, 1),
                     all_greeted_s=round(done, 2), handled=adapter.handled)
     finally:
         await app.stop()

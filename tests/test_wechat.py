@@ -98,6 +98,32 @@ async def test_url_check_echoes_echostr_and_a_wrong_signature_is_refused(fake):
         await adapter.stop()
 
 
+async def test_one_followers_messages_are_handled_in_the_order_posted(fake):
+    """A voice note is fetched (and measured) before it is handled; the text sent right after
+    it waits for it, while another follower's message does not."""
+    got: list = []
+    adapter = _adapter(fake)
+
+    async def collect(inbound):
+        got.append((inbound.user_id, inbound.kind))
+
+    await adapter.start(collect)
+    try:
+        fake.callback_url = f"http://127.0.0.1:{adapter.bound_port}/wechat"
+        fake.media_delay = 0.5
+        await fake.send_voice(ANN, amr_bytes(3))
+        await fake.say(ANN, "这是语音的说明")
+        await fake.say(BOB, "你好")
+        for _ in range(100):
+            if len(got) == 3:
+                break
+            await asyncio.sleep(0.05)
+        assert got.index((ANN, Kind.VOICE)) < got.index((ANN, Kind.TEXT))
+        assert got[0] == (BOB, Kind.TEXT)  # not held up by Ann's download
+    finally:
+        await adapter.stop()
+
+
 async def test_safe_mode_is_decrypted_and_a_wrong_msg_signature_refused(safe_fake, tmp_path):
     fake = safe_fake
     app, _ = await _start(f"sqlite+aiosqlite:///{tmp_path}/bot.sqlite3", tmp_path, fake)

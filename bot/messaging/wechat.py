@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -60,6 +61,8 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "wechat"
 CALLBACK_BACKLOG = 2048
+WORKERS = 32  # callbacks handled at once (different followers)
+STOP_SECONDS = 10.0
 CALLBACK_MAX_BYTES = 256 * 1024  # a callback is a few hundred bytes; encrypted, a little more
 TEXT_LIMIT_BYTES = 2000  # customer-service text: WeChat cuts off past 2,048 bytes
 MEDIA_MAX_BYTES = 20 * 1024 * 1024
@@ -222,7 +225,12 @@ class WeChatAdapter:
         self._own_http = False
         self._runner: Any = None
         self._on_inbound: InboundHandler | None = None
-        self._tasks: set[asyncio.Task] = set()
+        # Callbacks are handled by a fixed set of workers, each follower always by the same one:
+        # one person's messages in the order WeChat posted them (a voice note fetched on arrival
+        # is not overtaken by the text sent after it), and a burst of callbacks does not become
+        # a burst of handlers crowding out the answers to the next callbacks.
+        self._queues: list[asyncio.Queue] = []
+        self._workers: list[asyncio.Task] = []
         self._cached: _Token | None = None
         self._token_lock = asyncio.Lock()
         self._uploads: OrderedDict[tuple, tuple[str, float]] = OrderedDict()
@@ -263,13 +271,32 @@ class WeChatAdapter:
         # write) beyond the default 128 waiting connections would wait out a SYN retry (1 s).
         await web.TCPSite(runner, self.host, self.port, backlog=CALLBACK_BACKLOG).start()
         self.bound_port = runner.addresses[0][1]
+        self._queues = [asyncio.Queue() for _ in range(WORKERS)]
+        self._workers = [asyncio.create_task(self._work(q), name=f"wechat-{n}")
+                         for n, q in enumerate(self._queues)]
+
+    async def _work(self, queue: asyncio.Queue) -> None:
+        while True:
+            message = await queue.get()
+            try:
+                await self._handle(message)
+            finally:
+                queue.task_done()
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._queues:  # what was answered "success" is handled before the end
+            try:
+                await asyncio.wait_for(asyncio.gather(*(q.join() for q in self._queues)),
+                                       STOP_SECONDS)
+            except TimeoutError:
+                log.warning("WeChat callbacks still unhandled at stop")
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._queues, self._workers = [], []
         if self._own_http and self._http is not None:
             await self._http.close()
             self._http = None
@@ -315,9 +342,9 @@ class WeChatAdapter:
             return web.Response(status=400, text="not a WeChat message")
         if message is None or not getattr(message, "source", None):
             return web.Response(status=400, text="not a WeChat message")
-        task = asyncio.create_task(self._handle(message))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if not self._queues:
+            return web.Response(status=503, text="stopping")
+        self._queues[zlib.crc32(message.source.encode()) % len(self._queues)].put_nowait(message)
         # Answered at once: anything but "success" or an empty body within 5 s makes WeChat
         # retry, and then tell the resident the account is out of order.
         return web.Response(text="success")

@@ -86,6 +86,7 @@ class FakeWeChat:
         self.sent: list[dict[str, Any]] = []
         self.refused: list[tuple[int, dict[str, Any]]] = []
         self.media: dict[str, tuple[bytes, str]] = {}
+        self.media_delay = 0.0  # seconds media/get takes (a slow download)
         self.menu: list[dict[str, Any]] | None = None
         self.calls = 0
         self.callback_url: str | None = None
@@ -276,6 +277,8 @@ class FakeWeChat:
         refused = self._check_token(request)
         if refused is not None:
             return refused
+        if self.media_delay:
+            await asyncio.sleep(self.media_delay)
         found = self.media.get(request.query.get("media_id", ""))
         if found is None:
             return self._error(40007, "invalid media_id")
