@@ -542,3 +542,45 @@ async def test_a_poll_is_written_by_numbers_and_answered_with_2(db_url, tmp_path
         assert voted["kind"] == "custom"
     finally:
         await app.stop()
+
+
+async def test_python_m_bot_run_serves_the_wechat_callback(fake, tmp_path):
+    """The operator's story: WECHAT_* set, `python -m bot run` migrates, loads the demo
+    territory and serves the callback; a follower is greeted; SIGTERM ends it cleanly."""
+    import os
+    import signal
+    import socket
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "WECHAT_"))}
+    env.update({"WECHAT_APP_ID": fake.app_id, "WECHAT_APP_SECRET": fake.app_secret,
+                "WECHAT_TOKEN": fake.token, "WECHAT_API_BASE": fake.base_url,
+                "WECHAT_CALLBACK_HOST": "127.0.0.1", "WECHAT_CALLBACK_PORT": str(port),
+                "WECHAT_NOTICE_TEMPLATE_ID": "TPL_NOTICE",
+                "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/bot.sqlite3",
+                "BOT_MEDIA_DIR": str(tmp_path / "media"), "PYTHONPATH": str(ROOT)})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        fake.callback_url = f"http://127.0.0.1:{port}/wechat"
+        for _ in range(200):  # until the callback server answers the console's URL check
+            try:
+                async with aiohttp.ClientSession() as http, http.get(fake.callback_url, params={
+                        **fake.signed_query(), "echostr": "ready"}) as r:
+                    if await r.text() == "ready":
+                        break
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the callback server never answered")
+        await fake.follow(ANN)
+        await fake.wait_for_text(ANN, "请选择语言", timeout=20)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert "running on Wechat (callback on 127.0.0.1:" in err.decode()
