@@ -205,7 +205,11 @@ class WeChatAdapter:
                  max_age: float = 3600.0, template_id: str | None = None,
                  template_field: str = "content", template_url: str | None = None,
                  template_max_chars: int = 200, per_second: float = 20.0,
-                 per_chat_per_second: float = 2.0, gcj02: bool = True) -> None:
+                 per_chat_per_second: float = 2.0, gcj02: bool = True,
+                 platform: str = PLATFORM) -> None:
+        # The name identities carry (`wechat:openid`); another only where the tests' helpers
+        # place people under their own name (tests/test_handlers_on_wechat.py).
+        self.platform = platform
         self.app_id = app_id
         self._secret = app_secret
         self._token_secret = token
@@ -364,7 +368,7 @@ class WeChatAdapter:
     async def to_inbound(self, msg: Any) -> Inbound | None:
         """A parsed callback as an update; None for what the bot does not answer (location
         reports, menu links, job-finished events, unsubscribes)."""
-        base: dict[str, Any] = dict(platform=PLATFORM, user_id=msg.source, chat_id=msg.source,
+        base: dict[str, Any] = dict(platform=self.platform, user_id=msg.source, chat_id=msg.source,
                                     at=msg.create_time)
         kind = msg.type
         if kind == "event":
@@ -423,7 +427,7 @@ class WeChatAdapter:
         if self.sessions is None:
             return
         async with self.sessions() as session, session.begin():
-            identity = await people.identity_for(session, PLATFORM, openid)
+            identity = await people.identity_for(session, self.platform, openid)
             if identity is not None:
                 # The identity, and every message still waiting for it (no single one failed).
                 await outbox.mark_unreachable(session, identity.id, msg_id=0)
