@@ -141,6 +141,10 @@ async def build_app(
         catalog=report_catalog(settings), calendar=work_calendar(settings),
         guides=shipped_guides(), ballot_key=ballot_key(settings),
     )
+    for adapter in adapters.values():
+        attach = getattr(adapter, "attach", None)
+        if attach is not None:  # an adapter keeping state in the database (WeChat's token)
+            attach(sessions=sessions, http=services.http)
     deliverer = Deliverer(engine, sessions, adapters,
                           max_attempts=settings.bot.delivery_max_attempts)
     dispatcher = Dispatcher(

@@ -18,7 +18,7 @@ from bot.config import Settings
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("run", help="run on Telegram when TELEGRAM_BOT_TOKEN is set, else chat here")
+    sub.add_parser("run", help="run on every configured platform (Telegram, WeChat), else chat here")
     chat = sub.add_parser("chat", help="chat with the bot in this terminal")
     chat.add_argument("--as", dest="user", default="resident", help="act as this user id")
     chat.add_argument("--lang", default="zh-hans", help="language hint of the user")
@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     admin.add_argument("user", nargs="?", help="telegram:12345, terminal:alice or #12")
     admin.add_argument("role", nargs="?", choices=["admin", "staff", "committee", "team"])
     admin.add_argument("scope", nargs="?", help="station, committee or team code")
+    wechat = sub.add_parser("wechat", help="WeChat Official Account")
+    wechat.add_argument("action", choices=["menu"],
+                        help="menu: create the custom menu (报事 / 通知 / 参与: 志愿, 议事)")
     return p
 
 
@@ -97,6 +100,8 @@ async def _async_main(args, settings: Settings, served: list) -> int:
         return 0
     if args.cmd == "admin":
         return await _admin(args, settings)
+    if args.cmd == "wechat":
+        return await _wechat_menu(settings)
     if served:
         return await _serve(settings, served)
     return await _chat(settings, getattr(args, "user", "resident"), getattr(args, "lang", "zh-hans"))
@@ -146,6 +151,29 @@ async def _admin(args, settings: Settings) -> int:
             return 0
     finally:
         await engine.dispose()
+
+
+async def _wechat_menu(settings: Settings) -> int:
+    """The account's custom menu, through menu/create (it replaces the menu there)."""
+    from aiohttp import ClientError
+
+    from bot.messaging.wechat import MENU, WeChatAdapter, WeChatError, run_with
+
+    wechat = getattr(settings, "wechat")  # noqa: B009 - set from PLATFORMS at run time
+    if not wechat.configured:
+        print("error: set WECHAT_APP_ID, WECHAT_APP_SECRET and WECHAT_TOKEN first",
+              file=sys.stderr)
+        return 2
+    adapter = WeChatAdapter.from_settings(wechat)
+    try:
+        await run_with(adapter, adapter.create_menu)
+    except (WeChatError, ClientError, OSError) as exc:
+        print(f"error: WeChat refused the menu: {exc}", file=sys.stderr)
+        return 2
+    print("menu created: " + " | ".join(
+        name if isinstance(what, str) else f"{name} ({', '.join(n for n, _ in what)})"
+        for name, what in MENU))
+    return 0
 
 
 async def _territory_if_empty(settings: Settings) -> Path | None:

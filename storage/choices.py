@@ -38,7 +38,8 @@ def shows_something(out) -> bool:
 async def remember(session: AsyncSession, identity_id: int, out, *, extend: bool = False
                    ) -> int:
     """`out` (an Outbound) is about to be shown: its buttons become the numbered choices; a
-    message without any ends the previous ones. One showing nothing (a bare button
+    message without any ends the previous ones, unless it only brings an attachment (a photo,
+    voice note or file, each with its caption). One showing nothing (a bare button
     acknowledgement) leaves them as they are. `extend`: `out` belongs to the prompt shown just
     before (one reply of several messages, /pending's items): its buttons are numbered on,
     and a message of it without buttons ends nothing. The number its first button gets."""
@@ -46,7 +47,9 @@ async def remember(session: AsyncSession, identity_id: int, out, *, extend: bool
         return 1
     earlier = await current(session, identity_id) if extend else []
     if not out.buttons:
-        if not extend:
+        # An attachment without buttons (a report card's photo or voice note, sent after the
+        # card's text and actions) asks nothing: the choices just shown stay.
+        if not extend and not (out.photo or out.voice or out.document):
             await session.execute(delete(NumberedChoices).where(
                 NumberedChoices.identity_id == identity_id))
         return len(earlier) + 1

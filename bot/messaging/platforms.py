@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.messaging.telegram_settings import TelegramSettings, WebhookSettings
+from bot.messaging.wechat_settings import WeChatSettings
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,18 @@ def _telegram(settings) -> Any:
     )
 
 
+def _wechat(settings) -> Any:
+    from bot.messaging.wechat import WeChatAdapter
+
+    return WeChatAdapter.from_settings(settings.wechat)
+
+
 PLATFORMS: list[Platform] = [
     Platform("telegram", (("telegram", TelegramSettings), ("webhook", WebhookSettings)),
              configured=lambda s: s.telegram.bot_token is not None, build=_telegram,
              describe=lambda s: "webhook" if s.webhook.url else "long polling"),
+    Platform("wechat", (("wechat", WeChatSettings),), configured=lambda s: s.wechat.configured,
+             build=_wechat,
+             describe=lambda s: f"callback on {s.wechat.callback_host}:{s.wechat.callback_port}"
+             f"{s.wechat.callback_path}{', safe mode' if s.wechat.aes_key else ''}"),
 ]
