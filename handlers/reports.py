@@ -120,7 +120,10 @@ async def ask_where(ctx: Context) -> None:
                                       estate=territory.localized(estate, ctx.lang)), "rhome")])
     rows.append(_cancel_row(ctx))
     can_share = ctx.capabilities is None or ctx.capabilities.location
-    ctx.reply(ctx.t("reports.ask_where" if can_share else "reports.ask_where_typed"), rows,
+    has_key = ctx.capabilities is None or ctx.capabilities.buttons  # a "share location" key
+    key = ("reports.ask_where" if has_key else "reports.ask_where_attach") if can_share \
+        else "reports.ask_where_typed"
+    ctx.reply(ctx.t(key), rows,
               request_location=ctx.t("reports.share_location") if can_share else None)
 
 

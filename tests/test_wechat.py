@@ -227,7 +227,9 @@ async def test_resident_follows_onboards_and_reports_with_location_photo_and_voi
         saved = await fake.wait_for_text(ANN, "已保存第1张照片", since=mark)
         assert "[1] 照片已传完" in saved["text"]
         await fake.say(ANN, "1")
-        await fake.wait_for_text(ANN, "问题在哪里", since=mark)
+        where = await fake.wait_for_text(ANN, "问题在哪里", since=mark)
+        # WeChat has no "share location" key: the way there is the chat's ＋ menu.
+        assert "“＋”里的“位置”" in where["text"] and "下方按钮" not in where["text"]
         await _quiet(fake)
         mark = len(fake.sent)
         await fake.send_location(ANN, 30.6330, 104.0400)
