@@ -347,10 +347,7 @@ class Deliverer:
         room = size - self._queued
         if room < size // 2:
             self._progress.clear()
-            try:
-                await asyncio.wait_for(self._progress.wait(), 1.0)
-            except TimeoutError:
-                pass
+            await _wait(self._progress, 1.0)
             return 1
         async with self.sessions() as session, session.begin():
             await outbox.reclaim_stale(session, STALE_CLAIM)
@@ -359,10 +356,7 @@ class Deliverer:
         return len(claimed)
 
     async def _sleep(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        except TimeoutError:
-            pass
+        await _wait(self._wake, seconds)
         self._wake.clear()
 
     async def drain_once(self) -> bool:
@@ -584,6 +578,17 @@ class Deliverer:
                 await outbox.mark_failed(session, row.id, result.error)
         for identity_id, at in held.items():
             await outbox.push_back(session, identity_id, at)
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """Until `event` is set or `seconds` pass. Not `asyncio.wait_for`: on Python 3.11 a task
+    cancelled while wait_for's timeout fires can hang in it for good (the killed-sender test
+    did, now and then); `asyncio.timeout` has no inner task to lose the cancellation in."""
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        pass
 
 
 class _SenderLease:
