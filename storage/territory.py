@@ -121,8 +121,9 @@ async def committee(session: AsyncSession, committee_id: int) -> Committee | Non
     return await session.get(Committee, committee_id)
 
 
-async def estate(session: AsyncSession, estate_id: int) -> Estate | None:
-    return await session.get(Estate, estate_id)
+async def estate(session: AsyncSession, estate_id: int | None) -> Estate | None:
+    """The estate, or None (also without an id: a resident who has not set a home)."""
+    return await session.get(Estate, estate_id) if estate_id else None
 
 
 async def building_by_id(session: AsyncSession, building_id: int) -> Building | None:

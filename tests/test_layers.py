@@ -153,10 +153,6 @@ SESSION_CALLS_STILL_IN_HANDLERS = {
     "handlers.reports": 12,
     "handlers.surveys": 9,
     "handlers.verification": 5,
-    "handlers.volunteering": 15,
-    "handlers.volunteering_hours": 3,
-    "handlers.volunteering_organise": 10,
-    "handlers.volunteering_teams": 4,
 }
 
 
