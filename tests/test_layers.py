@@ -149,8 +149,6 @@ SESSION_CALLS_STILL_IN_HANDLERS = {
     "handlers.poll_ballots": 6,
     "handlers.polls": 1,
     "handlers.profile": 2,
-    "handlers.report_filing": 8,
-    "handlers.reports": 12,
     "handlers.surveys": 9,
     "handlers.verification": 5,
 }
