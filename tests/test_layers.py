@@ -149,7 +149,6 @@ SESSION_CALLS_STILL_IN_HANDLERS = {
     "handlers.poll_ballots": 6,
     "handlers.polls": 1,
     "handlers.profile": 2,
-    "handlers.surveys": 9,
     "handlers.verification": 5,
 }
 
