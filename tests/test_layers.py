@@ -146,8 +146,6 @@ SESSION_CALLS_STILL_IN_HANDLERS = {
     "handlers.notice_manage": 5,
     "handlers.notices": 2,
     "handlers.onboarding": 5,
-    "handlers.poll_ballots": 6,
-    "handlers.polls": 1,
     "handlers.profile": 2,
     "handlers.verification": 5,
 }
