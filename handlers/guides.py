@@ -15,7 +15,7 @@ from bot.scheduler import Job
 from services.guides import TOPICS, Guide, GuideIndex
 from storage import audit, territory
 from storage import guides as store
-from storage.people import Resident, identities_of
+from storage.people import identities_of, resident_by_id
 
 router = Router()
 
@@ -133,7 +133,7 @@ async def ask_staff(ctx: Context) -> None:
     if not await store.send_draft(ctx.session, draft_id, ctx.resident.id):
         ctx.say("guides.nothing_to_ask")
         return
-    await _notify_staff(ctx, await ctx.session.get(store.GuideQuestion, draft_id))
+    await _notify_staff(ctx, await store.get_question(ctx.session, draft_id))
 
 
 @router.state(ASK)
@@ -170,15 +170,14 @@ async def _notify_staff(ctx: Context, question: store.GuideQuestion) -> None:
         question.status = "draft"
         ctx.say("guides.no_staff")
         return
-    estate = (await ctx.session.get(territory.Estate, question.estate_id)
-              if question.estate_id else None)
+    estate = await territory.estate(ctx.session, question.estate_id)
 
     def place(lang: str) -> str:
         return territory.localized(estate, lang) if estate else ctx.t_for(lang,
                                                                             "guides.no_estate")
 
     for ident in staff:
-        resident = await ctx.session.get(Resident, ident.resident_id)
+        resident = await resident_by_id(ctx.session, ident.resident_id)
 
         def answer(t, identity_id=ident.id):
             return [[ctx.button(t("guides.answer"), "gans", question.id,
@@ -201,8 +200,7 @@ async def open_questions(ctx: Context) -> None:
         ctx.say("guides.no_open_questions")
         return
     for question in rows:
-        estate = (await ctx.session.get(territory.Estate, question.estate_id)
-                  if question.estate_id else None)
+        estate = await territory.estate(ctx.session, question.estate_id)
         place = territory.localized(estate, ctx.lang) if estate else ctx.t("guides.no_estate")
         ctx.say("guides.staff_question", [[ctx.button(ctx.t("guides.answer"), "gans",
                                                       question.id)]],
@@ -221,7 +219,7 @@ async def _may_answer(ctx: Context, question: store.GuideQuestion | None) -> boo
 
 @router.button("gans")
 async def answer_button(ctx: Context) -> None:
-    question = await ctx.session.get(store.GuideQuestion, ctx.int_arg())
+    question = await store.get_question(ctx.session, ctx.int_arg())
     if not await _may_answer(ctx, question):
         ctx.say("common.not_allowed")
         return
@@ -234,7 +232,7 @@ async def answer_button(ctx: Context) -> None:
 
 @router.state(ANSWER)
 async def answer_input(ctx: Context) -> None:
-    question = await ctx.session.get(store.GuideQuestion, ctx.data.get("question_id", -1))
+    question = await store.get_question(ctx.session, ctx.data.get("question_id", -1))
     if not await _may_answer(ctx, question):
         ctx.finish()
         ctx.say("common.not_allowed")
@@ -252,7 +250,7 @@ async def answer_input(ctx: Context) -> None:
         return
     await audit.record(ctx.session, ctx.resident.id, "guide.answer", f"question:{question.id}",
                        resident_id=question.resident_id)
-    resident = await ctx.session.get(Resident, question.resident_id)
+    resident = await resident_by_id(ctx.session, question.resident_id)
     lang = resident.language or question.lang
     for ident in await identities_of(ctx.session, resident.id):
         if ident.unreachable_at is None:

@@ -8,9 +8,10 @@ from bot.router import Router
 from handlers.notice_time import MAX_DAYS_AHEAD, BadTime, parse_when, spoken
 from handlers.notices import MAX_TEXT, STAFF
 from services import notice_audience as aud
-from storage import audit, notices, outbox
+from storage import audit, notices, outbox, territory
+from storage.base import reread
 from storage.notices import Notice, NoticeError, NoticeStatus
-from storage.territory import Building, Estate, localized
+from storage.territory import localized
 
 router = Router()
 
@@ -162,7 +163,7 @@ async def stop(ctx: Context) -> None:
         ctx.say("notices.already_cancelled", id=notice.id)
         return
     if not await notices.cancel_notice(ctx.session, notice.id):
-        await ctx.session.refresh(notice)  # someone else may have cancelled it meanwhile
+        notice = await reread(ctx.session, notice)  # someone else may have cancelled it meanwhile
         ctx.say("notices.already_cancelled" if notice.status == NoticeStatus.CANCELLED
                 else "notices.cannot_cancel", id=notice.id)
         return
@@ -186,11 +187,11 @@ async def answers(ctx: Context) -> None:
     lines = [ctx.t("notices.answers_title", id=notice.id)]
     for row in rows:
         counts = dict(safe=row.safe, help=row.help, silent=row.silent, total=row.recipients)
-        building = await ctx.session.get(Building, row.building_id) if row.building_id else None
+        building = await territory.building_by_id(ctx.session, row.building_id)
         if building is None:
             lines.append(ctx.t("notices.answers_line_no_building", **counts))
             continue
-        estate = await ctx.session.get(Estate, building.estate_id)
+        estate = await territory.estate(ctx.session, building.estate_id)
         lines.append(ctx.t("notices.answers_line", estate=localized(estate, ctx.lang),
                            building=building.number, **counts))
     # Names and phones only of residents whose home this staff member covers.
@@ -215,10 +216,9 @@ async def answers(ctx: Context) -> None:
 
 async def _home(ctx: Context, resident) -> str:
     """A resident's home as far as it is known, never a row of dashes."""
-    building = await ctx.session.get(Building, resident.building_id) \
-        if resident.building_id else None
+    building = await territory.building_by_id(ctx.session, resident.building_id)
     estate_id = building.estate_id if building else resident.estate_id
-    estate = await ctx.session.get(Estate, estate_id) if estate_id else None
+    estate = await territory.estate(ctx.session, estate_id)
     if estate is None:
         return ctx.t("notices.home_none")
     name = localized(estate, ctx.lang)

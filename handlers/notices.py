@@ -8,10 +8,10 @@ from bot.messaging.model import Kind
 from bot.router import Router
 from handlers.notice_time import BadTime, parse_when, spoken
 from services import notice_audience as aud
-from storage import audit, notices
+from storage import audit, notices, territory
 from storage.notices import Audience, NoticeError
 from storage.subscriptions import CATEGORIES
-from storage.territory import Estate, building, localized
+from storage.territory import building, localized
 
 router = Router()
 
@@ -92,7 +92,7 @@ async def building_estate_pressed(ctx: Context) -> None:
     if not _drafting(ctx) or estate_id is None:
         ctx.say("notices.expired")
         return
-    estate = await ctx.session.get(Estate, estate_id)
+    estate = await territory.estate(ctx.session, estate_id)
     if estate is None or not (await ctx.scope()).covers_estate(estate_id):
         ctx.say("notices.error_out_of_scope")
         return
@@ -102,7 +102,7 @@ async def building_estate_pressed(ctx: Context) -> None:
 
 @router.state("notice.building")
 async def building_typed(ctx: Context) -> None:
-    estate = await ctx.session.get(Estate, ctx.data.get("estate") or 0)
+    estate = await territory.estate(ctx.session, ctx.data.get("estate"))
     if estate is None:
         ctx.say("notices.expired")
         ctx.finish()

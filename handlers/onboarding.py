@@ -76,13 +76,13 @@ async def home_input(ctx: Context) -> None:
         return
     rows = []
     for estate_id, _ in matches:
-        estate = await ctx.session.get(territory.Estate, estate_id)
+        estate = await territory.estate(ctx.session, estate_id)
         rows.append([ctx.button(territory.localized(estate, ctx.lang), "estate", estate_id)])
     ctx.say("home.which", rows)
 
 
 async def _confirm_estate(ctx: Context, estate_id: int) -> None:
-    estate = await ctx.session.get(territory.Estate, estate_id)
+    estate = await territory.estate(ctx.session, estate_id)
     ctx.say("home.confirm", [[ctx.button(ctx.t("common.yes"), "estate", estate_id),
                               ctx.button(ctx.t("common.no"), "home", "again")]],
             estate=territory.localized(estate, ctx.lang))
@@ -95,7 +95,7 @@ async def home_again(ctx: Context) -> None:
 
 @router.button("estate")
 async def estate_chosen(ctx: Context) -> None:
-    estate = await ctx.session.get(territory.Estate, ctx.int_arg())
+    estate = await territory.estate(ctx.session, ctx.int_arg())
     if estate is None:
         ctx.say("common.button_invalid")
         return
@@ -134,7 +134,7 @@ async def building_chosen(ctx: Context) -> None:
             await _save(ctx, ctx.data["estate_id"], None, None)
         await _done(ctx)
         return
-    found = await ctx.session.get(territory.Building, bid)
+    found = await territory.building_by_id(ctx.session, bid)
     if found is None or ctx.state != ASK_BUILDING or found.estate_id != ctx.data.get("estate_id"):
         ctx.say("common.button_invalid")
         return
@@ -196,7 +196,7 @@ async def _save(ctx: Context, estate_id: int, building_id: int | None, unit: str
 
 async def _done(ctx: Context) -> None:
     ctx.finish()
-    estate = await ctx.session.get(territory.Estate, ctx.resident.estate_id)
+    estate = await territory.estate(ctx.session, ctx.resident.estate_id)
     ctx.say("home.saved", estate=territory.localized(estate, ctx.lang) if estate else "-")
     if not ctx.resident.verified:
         ctx.say("verify.how", [[ctx.button(ctx.t("verify.request_button"), "verreq")]])

@@ -19,7 +19,7 @@ from handlers import poll_chart
 from handlers.polls import manage_rows, rules
 from storage import audit, outbox, polls
 from storage.audience import recipients_after
-from storage.people import Resident, identities_of
+from storage.people import identities_of, resident_by_id
 
 log = logging.getLogger(__name__)
 router = Router()
@@ -102,7 +102,7 @@ async def list_open(ctx: Context) -> None:
 @router.button("pb")
 async def show_ballot(ctx: Context) -> None:
     args = ctx.int_args(1)
-    poll = await ctx.session.get(polls.Poll, args[0]) if args else None
+    poll = await polls.get_poll(ctx.session, args[0]) if args else None
     if poll is None:
         ctx.say("common.button_invalid")
         return
@@ -126,7 +126,7 @@ async def vote_single(ctx: Context) -> None:
 @router.button("pm", fresh="vote")
 async def toggle(ctx: Context) -> None:
     args = ctx.int_args(2)
-    poll = await ctx.session.get(polls.Poll, args[0]) if args else None
+    poll = await polls.get_poll(ctx.session, args[0]) if args else None
     if poll is None or not poll.multiple:
         ctx.say("common.button_invalid")
         return
@@ -161,7 +161,7 @@ async def submit(ctx: Context) -> None:
 async def _cast(ctx: Context, poll_id: int, positions: list[int]) -> None:
     outcome = await polls.cast(ctx.session, poll_id, ctx.resident, positions, ctx.now,
                                ballot_key=ctx.services.ballot_key)
-    poll = await ctx.session.get(polls.Poll, poll_id)
+    poll = await polls.get_poll(ctx.session, poll_id)
     if outcome not in (polls.Outcome.CAST, polls.Outcome.CHANGED, polls.Outcome.UNCHANGED):
         ctx.say(f"polls.refused_{outcome.value}")
         return
@@ -185,7 +185,7 @@ async def _cast(ctx: Context, poll_id: int, positions: list[int]) -> None:
 @router.button("pr")
 async def show_results(ctx: Context) -> None:
     args = ctx.int_args(1)
-    poll = await ctx.session.get(polls.Poll, args[0]) if args else None
+    poll = await polls.get_poll(ctx.session, args[0]) if args else None
     if poll is None:
         ctx.say("common.button_invalid")
         return
@@ -246,7 +246,7 @@ async def _fanout_step(sessions, services: Services, poll_id: int) -> bool:
     batch = services.settings.polls.fanout_batch
     default = services.settings.bot.default_language
     async with sessions() as session, session.begin():
-        poll = await session.get(polls.Poll, poll_id)
+        poll = await polls.get_poll(session, poll_id)
         inviting = poll.status == "open"
         cursor = poll.invited_upto if inviting else poll.results_upto
         recipients, last = await recipients_after(session, poll.audience, cursor, batch)
@@ -260,7 +260,7 @@ async def _fanout_step(sessions, services: Services, poll_id: int) -> bool:
                 photo = await asyncio.to_thread(chart, services, poll, res)  # Pillow is CPU work
                 charts[poll_id] = photo
             if cursor == 0:  # the author hears the result even when not a voter
-                lang = (await session.get(Resident, poll.author_id)).language
+                lang = (await resident_by_id(session, poll.author_id)).language
                 author = [(i.id, lang) for i in await identities_of(session, poll.author_id)]
             else:
                 author = []

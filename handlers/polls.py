@@ -225,7 +225,7 @@ async def manage_rows(ctx: Context) -> list[list]:
 
 async def _poll_to_close(ctx: Context) -> polls.Poll | None:
     args = ctx.int_args(1)
-    poll = await ctx.session.get(polls.Poll, args[0]) if args else None
+    poll = await polls.get_poll(ctx.session, args[0]) if args else None
     if poll is None:
         ctx.say("common.button_invalid")
         return None

@@ -13,9 +13,8 @@ router = Router()
 @router.command("profile", help_key="help.profile", order=4)
 async def profile(ctx: Context) -> None:
     r = ctx.resident
-    estate = await ctx.session.get(territory.Estate, r.estate_id) if r.estate_id else None
-    building = await ctx.session.get(territory.Building, r.building_id) if r.building_id \
-        else None
+    estate = await territory.estate(ctx.session, r.estate_id)
+    building = await territory.building_by_id(ctx.session, r.building_id)
     scope = await ctx.scope()
     ctx.say(
         "profile.summary",

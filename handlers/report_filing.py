@@ -14,7 +14,7 @@ from services.report_routing import route
 from storage import outbox, territory
 from storage import reports as rep
 from storage.access import Scope, scope_of
-from storage.people import Resident, identities_of
+from storage.people import Resident, identities_of, resident_by_id
 
 STAFF_ACTIONS = {  # button code -> the status it moves to
     "a": rep.Status.ACKNOWLEDGED,
@@ -91,8 +91,7 @@ async def file_urgent_report(session, services, resident: Resident, *, category:
     """An urgent report for a resident at their home (e.g. "I need help" on an emergency
     notice): routed by their estate, the team told at once. The caller replies to the resident
     and wakes delivery (in a handler: `ctx.pushed = True`)."""
-    estate = (await session.get(territory.Estate, resident.estate_id)
-              if resident.estate_id else None)
+    estate = await territory.estate(session, resident.estate_id)
     return await file_report(
         session, services, resident, category=category, description=description,
         latitude=estate.latitude if estate else None,
@@ -130,12 +129,12 @@ async def card_text(session, services, report: rep.Report, lang: str, *,
             lines.append(t(services, lang, "reports.card_description", text=t(
                 services, lang, "reports.voice_note", seconds=voice.duration or 0)))
     if report.team_id:
-        team = await session.get(territory.Team, report.team_id)
+        team = await territory.team(session, report.team_id)
         lines.append(t(services, lang, "reports.card_team", team=territory.localized(team, lang)))
     lines.append(t(services, lang, "reports.card_due", ack=services.local_time(report.ack_due_at),
                    fix=services.local_time(report.fix_due_at)))
     if show_reporter:
-        person = await session.get(Resident, report.reporter_id)
+        person = await resident_by_id(session, report.reporter_id)
         lines.append(t(services, lang, "reports.card_reporter",
                        name=person.display_name or f"#{person.id}", phone=person.phone or "-"))
     return "\n".join(lines)
@@ -156,13 +155,13 @@ def reason_text(services, lang: str, reason: dict) -> str:
 async def place_text(session, services, report: rep.Report, lang: str) -> str:
     parts = []
     if report.estate_id:
-        estate = await session.get(territory.Estate, report.estate_id)
+        estate = await territory.estate(session, report.estate_id)
         parts.append(territory.localized(estate, lang))
         if report.building_id:
-            building = await session.get(territory.Building, report.building_id)
+            building = await territory.building_by_id(session, report.building_id)
             parts.append(t(services, lang, "reports.building", number=building.number))
     if report.zone_id:
-        zone = await session.get(territory.Zone, report.zone_id)
+        zone = await territory.zone(session, report.zone_id)
         parts.append(territory.localized(zone, lang))
     if report.latitude is not None and report.exact_point:
         parts.append(f"{report.latitude:.5f}, {report.longitude:.5f}")
@@ -205,7 +204,7 @@ async def card_outbounds(session, services, report: rep.Report, identity_id: int
 
 async def push_card(session, services, report: rep.Report, resident_id: int, *,
                     header_key: str | None = None, priority=None) -> int:
-    person = await session.get(Resident, resident_id)
+    person = await resident_by_id(session, resident_id)
     lang = lang_of(services, person)
     show = may_act(await scope_of(session, resident_id), report)
     sent = 0
@@ -244,7 +243,7 @@ async def notify_status(session, services, report: rep.Report, *, note: str | No
     people = [(report.reporter_id, True)] if include_reporter else []
     people += [(rid, False) for rid in await rep.followers(session, report.id)]
     for resident_id, is_reporter in people:
-        person = await session.get(Resident, resident_id)
+        person = await resident_by_id(session, resident_id)
         lang = lang_of(services, person)
         key = "reports.update_yours" if is_reporter else "reports.update_followed"
         text = t(services, lang, key, ref=report.reference,

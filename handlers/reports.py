@@ -13,6 +13,7 @@ from handlers import report_filing as filing
 from handlers.report_media import MediaRefused, take_photo, take_voice
 from storage import reports as rep
 from storage import territory
+from storage.base import reread
 
 router = Router()
 
@@ -115,7 +116,7 @@ async def ask_where(ctx: Context) -> None:
     ctx.state = WHERE
     rows = []
     if ctx.resident.estate_id:
-        estate = await ctx.session.get(territory.Estate, ctx.resident.estate_id)
+        estate = await territory.estate(ctx.session, ctx.resident.estate_id)
         rows.append([ctx.button(ctx.t("reports.btn_at_home",
                                       estate=territory.localized(estate, ctx.lang)), "rhome")])
     rows.append(_cancel_row(ctx))
@@ -320,7 +321,7 @@ async def where_given(ctx: Context) -> None:
         return
     rows = []
     for estate_id, _ in matches:
-        estate = await ctx.session.get(territory.Estate, estate_id)
+        estate = await territory.estate(ctx.session, estate_id)
         rows.append([ctx.button(territory.localized(estate, ctx.lang), "rest", estate_id)])
     rows.append(_cancel_row(ctx))
     ctx.say("reports.address_which", rows)
@@ -340,7 +341,7 @@ async def _building_in(ctx: Context, estate_id: int, text: str) -> int | None:
 
 
 async def _at_estate(ctx: Context, estate_id: int, building_id: int | None = None) -> None:
-    estate = await ctx.session.get(territory.Estate, estate_id)
+    estate = await territory.estate(ctx.session, estate_id)
     if estate is None:
         ctx.say("common.button_invalid")
         return
@@ -349,7 +350,7 @@ async def _at_estate(ctx: Context, estate_id: int, building_id: int | None = Non
                  building=building_id, dup_checked=False)
     place = territory.localized(estate, ctx.lang)
     if building_id:
-        found = await ctx.session.get(territory.Building, building_id)
+        found = await territory.building_by_id(ctx.session, building_id)
         place += " " + ctx.t("reports.building", number=found.number)
     ctx.say("reports.place_set", place=place)
     await advance(ctx)
@@ -401,7 +402,7 @@ async def check_duplicates(ctx: Context) -> None:
 async def follow_instead(ctx: Context) -> None:
     if not _require_draft(ctx):
         return
-    report = await ctx.session.get(rep.Report, ctx.int_arg())
+    report = await rep.get(ctx.session, ctx.int_arg())
     if report is None or report.status not in [s.value for s in rep.OPEN]:
         ctx.say("reports.duplicate_gone")
         await show_summary(ctx)
@@ -429,10 +430,10 @@ async def show_summary(ctx: Context) -> None:
     ctx.state = CONFIRM
     d = ctx.data
     if d.get("estate"):
-        estate = await ctx.session.get(territory.Estate, d["estate"])
+        estate = await territory.estate(ctx.session, d["estate"])
         place = territory.localized(estate, ctx.lang)
         if d.get("building"):
-            found = await ctx.session.get(territory.Building, d["building"])
+            found = await territory.building_by_id(ctx.session, d["building"])
             place += " " + ctx.t("reports.building", number=found.number)
     else:
         place = ctx.t("reports.place_point")
@@ -499,7 +500,7 @@ async def file_it(ctx: Context) -> None:
     ctx.pushed = True
     _keep_language(ctx)
     ctx.finish()
-    team = await ctx.session.get(territory.Team, report.team_id) if report.team_id else None
+    team = await territory.team(ctx.session, report.team_id)
     ctx.say("reports.filed", ref=report.reference,
             team=territory.localized(team, ctx.lang) if team else ctx.t("reports.no_team"),
             due=ctx.services.local_time(report.fix_due_at))
@@ -533,7 +534,7 @@ async def my_reports(ctx: Context) -> None:
 
 @router.button("rcf")
 async def is_it_fixed(ctx: Context) -> None:
-    report = await ctx.session.get(rep.Report, ctx.int_arg())
+    report = await rep.get(ctx.session, ctx.int_arg())
     if report is None or report.reporter_id != ctx.resident.id:
         ctx.say("common.not_allowed")
         return
@@ -553,11 +554,11 @@ async def is_it_fixed(ctx: Context) -> None:
                                 actor_id=ctx.resident.id, now=ctx.now,
                                 note=ctx.t("reports.reopen_note"))
     if left is None:
-        await ctx.session.refresh(report)
+        report = await reread(ctx.session, report)
         ctx.say("reports.moved_on", ref=report.reference,
                 status=filing.status_label(ctx.services, ctx.lang, report))
         return
-    await ctx.session.refresh(report)
+    report = await reread(ctx.session, report)
     await filing.send_card_to_team(ctx.session, ctx.services, report, reason="reopened")
     await filing.notify_status(ctx.session, ctx.services, report, include_reporter=False)
     ctx.pushed = True
@@ -566,7 +567,7 @@ async def is_it_fixed(ctx: Context) -> None:
 
 @router.button("rrate")
 async def rated(ctx: Context) -> None:
-    report = await ctx.session.get(rep.Report, ctx.int_arg())
+    report = await rep.get(ctx.session, ctx.int_arg())
     stars = ctx.int_arg(1)
     if report is None or report.reporter_id != ctx.resident.id:
         ctx.say("common.not_allowed")

@@ -16,7 +16,8 @@ from handlers.survey_results import results_reply, table_chunks
 from handlers.text_lists import split_items
 from storage import audit, outbox, surveys
 from storage.audience import Audience, recipients_after, refusal
-from storage.people import Resident, identities_of
+from storage.base import reread
+from storage.people import identities_of, resident_by_id
 from storage.territory import buildings_of
 
 router = Router()
@@ -226,7 +227,7 @@ async def list_surveys(ctx: Context) -> None:
 
 
 async def _usable(ctx: Context, survey_id: int) -> surveys.Survey | None:
-    survey = await ctx.session.get(surveys.Survey, survey_id)
+    survey = await surveys.get_survey(ctx.session, survey_id)
     if survey is None:
         ctx.say("common.button_invalid")
         return None
@@ -292,7 +293,7 @@ async def _answer(ctx: Context, survey_id: int, question_id: int, choices: list[
     survey = await _usable(ctx, survey_id)
     if survey is None:
         return
-    question = await ctx.session.get(surveys.SurveyQuestion, question_id)
+    question = await surveys.get_question(ctx.session, question_id)
     response = await surveys.response_for(ctx.session, survey.id, ctx.resident.id, create=True)
     if question is None or question.survey_id != survey.id:
         ctx.say("common.button_invalid")
@@ -320,7 +321,7 @@ async def toggle(ctx: Context) -> None:
     survey = await _usable(ctx, args[0]) if args else None
     if survey is None:
         return
-    q = await ctx.session.get(surveys.SurveyQuestion, args[1])
+    q = await surveys.get_question(ctx.session, args[1])
     if q is None or q.survey_id != survey.id or q.kind != "multiple" \
             or args[2] >= 1 << len(q.options):
         ctx.say("common.button_invalid")
@@ -355,7 +356,7 @@ async def typed_answer(ctx: Context) -> None:
 @router.button("sr")
 async def show_results(ctx: Context) -> None:
     try:
-        survey = await ctx.session.get(surveys.Survey, int(ctx.args[0]))
+        survey = await surveys.get_survey(ctx.session, int(ctx.args[0]))
     except (IndexError, ValueError):
         survey = None
     if survey is None:
@@ -380,7 +381,7 @@ async def _runs(ctx: Context, survey: surveys.Survey) -> bool:
 
 async def _survey_to_close(ctx: Context) -> surveys.Survey | None:
     args = ctx.int_args(1)
-    survey = await ctx.session.get(surveys.Survey, args[0]) if args else None
+    survey = await surveys.get_survey(ctx.session, args[0]) if args else None
     if survey is None:
         ctx.say("common.button_invalid")
         return None
@@ -416,7 +417,7 @@ async def close_early(ctx: Context) -> None:
         return
     await audit.record(ctx.session, ctx.resident.id, "survey.close", f"survey:{survey.id}",
                        early=True)
-    await ctx.session.refresh(survey)
+    survey = await reread(ctx.session, survey)
     await _announce_closed(ctx.session, ctx.services, survey)
     ctx.pushed = True
     ctx.say("surveys.closed_early", number=survey.id)
@@ -427,7 +428,7 @@ async def tick(sessions, services: Services, deliverer) -> None:
     now = services.clock()
     async with sessions() as session, session.begin():
         for survey_id in await surveys.close_due(session, now):
-            survey = await session.get(surveys.Survey, survey_id)
+            survey = await surveys.get_survey(session, survey_id)
             await audit.record(session, None, "survey.close", f"survey:{survey_id}",
                                by="scheduler")
             await _announce_closed(session, services, survey)
@@ -447,7 +448,7 @@ async def tick(sessions, services: Services, deliverer) -> None:
 async def _announce_closed(session, services: Services, survey: surveys.Survey) -> None:
     """The author hears the survey closed and everyone who answered gets the results: the
     same whether the clock closed it or the committee did."""
-    author = await session.get(Resident, survey.author_id)
+    author = await resident_by_id(session, survey.author_id)
     for ident in await identities_of(session, survey.author_id):
         await push(session, services.texts, Recipient(ident.id, author.language),
                    "surveys.closed_author", dedupe_key=f"survey:{survey.id}:closed:{ident.id}",
@@ -481,7 +482,7 @@ class _LostRace(Exception):
 
 async def _invite_step(sessions, services: Services, survey_id: int) -> int | None:
     async with sessions() as session, session.begin():
-        survey = await session.get(surveys.Survey, survey_id)
+        survey = await surveys.get_survey(session, survey_id)
         cursor = survey.invited_upto
         recipients, last = await recipients_after(
             session, survey.audience, cursor, services.settings.polls.fanout_batch)

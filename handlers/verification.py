@@ -7,7 +7,7 @@ from bot.pushes import Recipient
 from bot.router import Router
 from storage import audit, territory
 from storage import verification as ver
-from storage.people import Resident, identities_of
+from storage.people import identities_of, resident_by_id
 
 router = Router()
 STAFF = ("admin", "staff", "committee")
@@ -23,7 +23,7 @@ async def join(ctx: Context) -> None:
     if isinstance(result, ver.InviteError):
         ctx.say(f"verify.invite_{result.value}")
         return
-    estate = await ctx.session.get(territory.Estate, result.estate_id)
+    estate = await territory.estate(ctx.session, result.estate_id)
     await audit.record(ctx.session, ctx.resident.id, "verify.invite", f"invite:{result.id}")
     ctx.say("verify.done", estate=territory.localized(estate, ctx.lang))
 
@@ -67,7 +67,7 @@ async def invite_for(ctx: Context) -> None:
     code = await ver.create_invite(ctx.session, estate_id, None, ctx.resident.id, max_uses=50)
     await audit.record(ctx.session, ctx.resident.id, "invite.create", f"estate:{estate_id}",
                        invite_id=code.id)
-    estate = await ctx.session.get(territory.Estate, estate_id)
+    estate = await territory.estate(ctx.session, estate_id)
     ctx.say("verify.invite_created", code=code.code, estate=territory.localized(estate, ctx.lang),
             uses=code.max_uses, days=14)
 
@@ -80,7 +80,7 @@ async def pending(ctx: Context) -> None:
         ctx.say("verify.none_pending")
         return
     for req, resident in rows:
-        estate = await ctx.session.get(territory.Estate, req.estate_id)
+        estate = await territory.estate(ctx.session, req.estate_id)
         ctx.say("verify.pending_item", [[
             ctx.button(ctx.t("verify.approve"), "vdec", req.id, 1),
             ctx.button(ctx.t("verify.reject"), "vdec", req.id, 0)]],
@@ -95,7 +95,7 @@ async def decide(ctx: Context) -> None:
     except (IndexError, ValueError):
         ctx.say("common.button_invalid")
         return
-    req = await ctx.session.get(ver.VerificationRequest, req_id)
+    req = await ver.get_request(ctx.session, req_id)
     if req is None or not (await ctx.scope()).covers_estate(req.estate_id):
         ctx.say("common.not_allowed")
         return
@@ -111,7 +111,7 @@ async def decide(ctx: Context) -> None:
                        "verify.approve" if approve else "verify.reject",
                        f"resident:{req.resident_id}")
     ctx.say("verify.decided_approved" if approve else "verify.decided_rejected")
-    resident = await ctx.session.get(Resident, req.resident_id)
+    resident = await resident_by_id(ctx.session, req.resident_id)
     for ident in await identities_of(ctx.session, resident.id):
         await ctx.tell(Recipient(ident.id, resident.language),
                        "verify.you_approved" if approve else "verify.you_rejected")

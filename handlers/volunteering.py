@@ -55,8 +55,8 @@ async def tell(ctx: Context, resident_ids: list[int], key: str, *, dedupe: str,
 
 async def tell_promoted(ctx: Context, promoted: list[vol.Signup]) -> None:
     for signup in promoted:
-        shift = await ctx.session.get(vol.Shift, signup.shift_id)
-        activity = await ctx.session.get(vol.Activity, shift.activity_id)
+        shift = await vol.get_shift(ctx.session, signup.shift_id)
+        activity = await vol.get_activity(ctx.session, shift.activity_id)
         await tell(ctx, [signup.resident_id], "volunteering.promoted",
                    dedupe=f"vol-promo:{signup.id}:{signup.queue_no}",
                    title=activity.title, when=when(ctx, shift))
@@ -76,8 +76,7 @@ async def by_category(ctx: Context) -> None:
 
 
 async def _list(ctx: Context, category: str | None) -> None:
-    home = await ctx.session.get(territory.Estate, ctx.resident.estate_id) \
-        if ctx.resident.estate_id else None
+    home = await territory.estate(ctx.session, ctx.resident.estate_id)
     committee_id = home.committee_id if home else None
     rows = [
         (a, first) for a, first in await vol.upcoming_activities(ctx.session, ctx.now)
@@ -126,9 +125,8 @@ def _nearness(activity: vol.Activity, first: datetime, home, estates: dict) -> t
 
 @router.button("vact")
 async def show_activity(ctx: Context) -> None:
-    activity = await ctx.session.get(vol.Activity, ctx.int_arg())
-    home = await ctx.session.get(territory.Estate, ctx.resident.estate_id) \
-        if ctx.resident.estate_id else None
+    activity = await vol.get_activity(ctx.session, ctx.int_arg())
+    home = await territory.estate(ctx.session, ctx.resident.estate_id)
     if activity is None or activity.status != vol.ActivityStatus.PUBLISHED.value or \
             not vol.visible_to(activity, ctx.resident.estate_id,
                                home.committee_id if home else None):
@@ -157,7 +155,7 @@ async def show_activity(ctx: Context) -> None:
 
 async def place_name(ctx: Context, activity: vol.Activity) -> str:
     if activity.estate_id is not None:
-        estate = await ctx.session.get(territory.Estate, activity.estate_id)
+        estate = await territory.estate(ctx.session, activity.estate_id)
         name = territory.localized(estate, ctx.lang)
         if activity.latitude is not None:
             return f"{name} ({activity.latitude:.5f}, {activity.longitude:.5f})"
@@ -169,10 +167,9 @@ async def place_name(ctx: Context, activity: vol.Activity) -> str:
 
 @router.button("vsu")
 async def sign_up(ctx: Context) -> None:
-    shift = await ctx.session.get(vol.Shift, ctx.int_arg())
-    activity = await ctx.session.get(vol.Activity, shift.activity_id) if shift else None
-    home = await ctx.session.get(territory.Estate, ctx.resident.estate_id) \
-        if ctx.resident.estate_id else None
+    shift = await vol.get_shift(ctx.session, ctx.int_arg())
+    activity = await vol.get_activity(ctx.session, shift.activity_id) if shift else None
+    home = await territory.estate(ctx.session, ctx.resident.estate_id)
     if activity is None or not vol.visible_to(activity, ctx.resident.estate_id,
                                               home.committee_id if home else None):
         ctx.say("volunteering.activity_gone")
@@ -193,7 +190,7 @@ async def sign_up(ctx: Context) -> None:
             "volunteering.already_signed_up"
         ctx.say(key, position=result.position, **values)
     elif result.outcome == o.OVERLAP:
-        other = await ctx.session.get(vol.Activity, result.clash.activity_id)
+        other = await vol.get_activity(ctx.session, result.clash.activity_id)
         ctx.say("volunteering.overlap", other=other.title, other_when=when(ctx, result.clash),
                 **values)
     elif result.outcome == o.STARTED:
@@ -204,12 +201,12 @@ async def sign_up(ctx: Context) -> None:
 
 @router.button("vcx")
 async def cancel(ctx: Context) -> None:
-    signup = await ctx.session.get(vol.Signup, ctx.int_arg())
+    signup = await vol.get_signup(ctx.session, ctx.int_arg())
     if signup is None or signup.resident_id != ctx.resident.id:
         ctx.say("common.button_invalid")
         return
-    shift = await ctx.session.get(vol.Shift, signup.shift_id)
-    activity = await ctx.session.get(vol.Activity, shift.activity_id)
+    shift = await vol.get_shift(ctx.session, signup.shift_id)
+    activity = await vol.get_activity(ctx.session, shift.activity_id)
     cutoff = timedelta(hours=settings(ctx).cancel_cutoff_hours)
     result = await vol.cancel_signup(ctx.session, signup.id, ctx.resident.id, ctx.now, cutoff,
                                      reminder_hours(ctx))
@@ -254,7 +251,7 @@ async def my_shifts(ctx: Context) -> None:
 
 @router.button("vci")
 async def check_in_button(ctx: Context) -> None:
-    signup = await ctx.session.get(vol.Signup, ctx.int_arg())
+    signup = await vol.get_signup(ctx.session, ctx.int_arg())
     if signup is None or signup.resident_id != ctx.resident.id:
         ctx.say("common.button_invalid")
         return
@@ -266,7 +263,7 @@ async def check_in_button(ctx: Context) -> None:
 
 @router.button("vco")
 async def check_out_button(ctx: Context) -> None:
-    signup = await ctx.session.get(vol.Signup, ctx.int_arg())
+    signup = await vol.get_signup(ctx.session, ctx.int_arg())
     if signup is None or signup.resident_id != ctx.resident.id:
         ctx.say("common.button_invalid")
         return

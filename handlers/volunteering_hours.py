@@ -67,8 +67,7 @@ async def yearly_card(ctx: Context) -> None:
         ctx.say("common.button_invalid")
         return
     by_activity, _, total, shifts = await _hours(ctx, year)
-    estate = await ctx.session.get(territory.Estate, ctx.resident.estate_id) \
-        if ctx.resident.estate_id else None
+    estate = await territory.estate(ctx.session, ctx.resident.estate_id)
     labels = {k: [ctx.t_for(lang, f"volunteering.card_{k}", year=year)
                   for lang in ("zh-Hans", "en")] for k in ("title", "hours", "shifts", "top")}
     png = await asyncio.to_thread(
@@ -90,8 +89,7 @@ async def leaderboard_opt(ctx: Context) -> None:
 
 @router.button("vlbv")
 async def leaderboard(ctx: Context) -> None:
-    estate = await ctx.session.get(territory.Estate, ctx.resident.estate_id) \
-        if ctx.resident.estate_id else None
+    estate = await territory.estate(ctx.session, ctx.resident.estate_id)
     if estate is None:
         ctx.say("volunteering.leaderboard_need_home")
         return
@@ -101,7 +99,7 @@ async def leaderboard(ctx: Context) -> None:
     if not rows:
         ctx.say("volunteering.leaderboard_empty")
         return
-    committee = await ctx.session.get(territory.Committee, estate.committee_id)
+    committee = await territory.committee(ctx.session, estate.committee_id)
     ctx.say("volunteering.leaderboard", year=year,
             committee=territory.localized(committee, ctx.lang),
             rows="\n".join(f"{i + 1}. {name} — {hours_text(hours)}" for i, (_, name, hours)

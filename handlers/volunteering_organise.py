@@ -29,6 +29,7 @@ from handlers.volunteering import (
 from storage import audit, outbox, subscriptions, territory
 from storage import volunteer_teams as vteams
 from storage import volunteering as vol
+from storage.base import reread
 from storage.people import RoleKind
 
 router = Router()
@@ -324,7 +325,7 @@ async def audience_chosen(ctx: Context) -> None:
 
 @router.button("vpub")
 async def publish(ctx: Context) -> None:
-    activity = await ctx.session.get(vol.Activity, ctx.int_arg())
+    activity = await vol.get_activity(ctx.session, ctx.int_arg())
     if activity is None or not await may_manage(ctx, activity):
         ctx.say("common.not_allowed")
         return
@@ -382,7 +383,7 @@ async def send_announcements(sessions, services, deliverer, *, batches: int = 20
 
 @router.button("vdis")
 async def discard(ctx: Context) -> None:
-    activity = await ctx.session.get(vol.Activity, ctx.int_arg())
+    activity = await vol.get_activity(ctx.session, ctx.int_arg())
     if activity is None or activity.organiser_id != ctx.resident.id:
         ctx.say("common.not_allowed")
         return
@@ -411,8 +412,8 @@ async def rosters(ctx: Context) -> None:
 
 
 async def _managed_shift(ctx: Context) -> tuple[vol.Shift, vol.Activity] | None:
-    shift = await ctx.session.get(vol.Shift, ctx.int_arg())
-    activity = await ctx.session.get(vol.Activity, shift.activity_id) if shift else None
+    shift = await vol.get_shift(ctx.session, ctx.int_arg())
+    activity = await vol.get_activity(ctx.session, shift.activity_id) if shift else None
     if activity is None or not await may_manage(ctx, activity):
         ctx.say("common.not_allowed")
         return None
@@ -449,9 +450,9 @@ async def render_roster(ctx: Context, shift: vol.Shift, activity: vol.Activity) 
 
 @router.button("vatt", fresh="staff")
 async def mark_attended(ctx: Context) -> None:
-    signup = await ctx.session.get(vol.Signup, ctx.int_arg())
-    shift = await ctx.session.get(vol.Shift, signup.shift_id) if signup else None
-    activity = await ctx.session.get(vol.Activity, shift.activity_id) if shift else None
+    signup = await vol.get_signup(ctx.session, ctx.int_arg())
+    shift = await vol.get_shift(ctx.session, signup.shift_id) if signup else None
+    activity = await vol.get_activity(ctx.session, shift.activity_id) if shift else None
     if activity is None or not await may_manage(ctx, activity):
         ctx.say("common.not_allowed")
         return
@@ -465,7 +466,7 @@ async def mark_attended(ctx: Context) -> None:
         ctx.say("volunteering.attendance_marked")
     else:
         ctx.say("volunteering.attendance_unchanged")
-    await ctx.session.refresh(shift)
+    shift = await reread(ctx.session, shift)
     await render_roster(ctx, shift, activity)
 
 
@@ -511,8 +512,8 @@ async def capacity_typed(ctx: Context) -> None:
     if not text.isdigit():
         ctx.say("volunteering.capacity_not_number", max=vol.MAX_CAPACITY)
         return
-    shift = await ctx.session.get(vol.Shift, ctx.data.get("shift_id", -1))
-    activity = await ctx.session.get(vol.Activity, shift.activity_id) if shift else None
+    shift = await vol.get_shift(ctx.session, ctx.data.get("shift_id", -1))
+    activity = await vol.get_activity(ctx.session, shift.activity_id) if shift else None
     if activity is None or not await may_manage(ctx, activity):
         ctx.finish()
         ctx.say("common.not_allowed")

@@ -37,7 +37,7 @@ async def list_teams(ctx: Context) -> None:
 
 @router.button("vtj")
 async def join(ctx: Context) -> None:
-    team = await ctx.session.get(vteams.VolunteerTeam, ctx.int_arg())
+    team = await vteams.team(ctx.session, ctx.int_arg())
     if team is None:
         ctx.say("common.button_invalid")
         return
@@ -48,7 +48,7 @@ async def join(ctx: Context) -> None:
 
 @router.button("vtl")
 async def leave(ctx: Context) -> None:
-    team = await ctx.session.get(vteams.VolunteerTeam, ctx.int_arg())
+    team = await vteams.team(ctx.session, ctx.int_arg())
     if team is None:
         ctx.say("common.button_invalid")
         return
@@ -82,7 +82,7 @@ async def team_lead(ctx: Context) -> None:
     if len(parts) != 2 or not parts[0].isdigit():
         ctx.say("volunteering.teamlead_usage")
         return
-    team = await ctx.session.get(vteams.VolunteerTeam, int(parts[0]))
+    team = await vteams.team(ctx.session, int(parts[0]))
     scope = await ctx.scope()
     if team is None:
         ctx.say("volunteering.team_unknown", id=parts[0])
@@ -152,8 +152,7 @@ async def message_typed(ctx: Context) -> None:
         ctx.say("common.not_allowed")
         return
     team = led[team_id]
-    home = await ctx.session.get(territory.Estate, ctx.resident.estate_id) \
-        if ctx.resident.estate_id else None
+    home = await territory.estate(ctx.session, ctx.resident.estate_id)
     sender = ctx.resident.display_name or f"#{ctx.resident.id}"
     count = 0
     # One message per member, whatever the retries: the key carries the sender's update.

@@ -30,6 +30,11 @@ class GuideQuestion(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+async def get_question(session: AsyncSession, question_id: int | None
+                       ) -> GuideQuestion | None:
+    return await session.get(GuideQuestion, question_id) if question_id is not None else None
+
+
 async def station_of_estate(session: AsyncSession, estate_id: int | None) -> int | None:
     if estate_id is None:
         return None

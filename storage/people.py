@@ -95,6 +95,10 @@ class Role(Base):
     granted_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+async def resident_by_id(session: AsyncSession, resident_id: int | None) -> Resident | None:
+    return await session.get(Resident, resident_id) if resident_id is not None else None
+
+
 async def identity_for(
     session: AsyncSession, platform: str, platform_user_id: str
 ) -> Identity | None:

@@ -205,6 +205,10 @@ async def create(session: AsyncSession, draft: PollDraft, author_id: int) -> Pol
     return poll
 
 
+async def get_poll(session: AsyncSession, poll_id: int | None) -> Poll | None:
+    return await session.get(Poll, poll_id) if poll_id is not None else None
+
+
 async def options_of(session: AsyncSession, poll_id: int) -> list[PollOption]:
     rows = await session.scalars(
         select(PollOption).where(PollOption.poll_id == poll_id).order_by(PollOption.position))

@@ -98,6 +98,14 @@ async def create(session: AsyncSession, *, title: str, questions: list[QuestionD
     return survey
 
 
+async def get_survey(session: AsyncSession, survey_id: int | None) -> Survey | None:
+    return await session.get(Survey, survey_id) if survey_id is not None else None
+
+
+async def get_question(session: AsyncSession, question_id: int | None) -> SurveyQuestion | None:
+    return await session.get(SurveyQuestion, question_id) if question_id is not None else None
+
+
 async def questions_of(session: AsyncSession, survey_id: int) -> list[SurveyQuestion]:
     rows = await session.scalars(select(SurveyQuestion).where(
         SurveyQuestion.survey_id == survey_id).order_by(SurveyQuestion.position))

@@ -94,6 +94,10 @@ async def zones(session: AsyncSession) -> list[Zone]:
     return list((await session.scalars(select(Zone).order_by(Zone.id))).all())
 
 
+async def zone(session: AsyncSession, zone_id: int | None) -> Zone | None:
+    return await session.get(Zone, zone_id) if zone_id is not None else None
+
+
 async def estate_by_code(session: AsyncSession, code: str) -> Estate | None:
     return await session.scalar(select(Estate).where(Estate.code == code))
 
@@ -121,12 +125,13 @@ async def committee(session: AsyncSession, committee_id: int) -> Committee | Non
     return await session.get(Committee, committee_id)
 
 
-async def estate(session: AsyncSession, estate_id: int) -> Estate | None:
-    return await session.get(Estate, estate_id)
+async def estate(session: AsyncSession, estate_id: int | None) -> Estate | None:
+    """The estate, or None (also without an id: a resident who has not set a home)."""
+    return await session.get(Estate, estate_id) if estate_id else None
 
 
-async def building_by_id(session: AsyncSession, building_id: int) -> Building | None:
-    return await session.get(Building, building_id)
+async def building_by_id(session: AsyncSession, building_id: int | None) -> Building | None:
+    return await session.get(Building, building_id) if building_id else None
 
 
 async def committee_of_estate(session: AsyncSession, estate_id: int | None) -> Committee | None:

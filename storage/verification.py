@@ -57,6 +57,11 @@ class VerificationRequest(Base):
     decided_at: Mapped[datetime | None]
 
 
+async def get_request(session: AsyncSession, request_id: int | None
+                      ) -> VerificationRequest | None:
+    return await session.get(VerificationRequest, request_id) if request_id is not None else None
+
+
 async def create_invite(
     session: AsyncSession, estate_id: int, building_id: int | None, created_by: int | None,
     *, max_uses: int = 1, valid_days: int = 14,

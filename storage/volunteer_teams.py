@@ -43,6 +43,10 @@ class VolunteerTeamMember(Base):
     joined_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+async def team(session: AsyncSession, team_id: int | None) -> VolunteerTeam | None:
+    return await session.get(VolunteerTeam, team_id) if team_id is not None else None
+
+
 async def create_team(session: AsyncSession, name: str, committee_id: int | None,
                       lead_id: int) -> VolunteerTeam | None:
     """A new team with its creator as lead; None when the name is taken."""

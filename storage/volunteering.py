@@ -203,6 +203,18 @@ async def discard_draft(session: AsyncSession, activity_id: int) -> bool:
     return affected(result) == 1
 
 
+async def get_activity(session: AsyncSession, activity_id: int | None) -> Activity | None:
+    return await session.get(Activity, activity_id) if activity_id is not None else None
+
+
+async def get_shift(session: AsyncSession, shift_id: int | None) -> Shift | None:
+    return await session.get(Shift, shift_id) if shift_id is not None else None
+
+
+async def get_signup(session: AsyncSession, signup_id: int | None) -> Signup | None:
+    return await session.get(Signup, signup_id) if signup_id is not None else None
+
+
 async def shifts_of(session: AsyncSession, activity_id: int) -> list[Shift]:
     rows = await session.scalars(
         select(Shift).where(Shift.activity_id == activity_id).order_by(Shift.starts_at, Shift.id))

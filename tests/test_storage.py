@@ -8,12 +8,12 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.app import load_territory_file
-from storage import outbox, roles_service, updates
+from storage import outbox, roles_service, territory, updates
 from storage import verification as ver
 from storage.access import scope_of
 from storage.db import create_engine, session_factory
 from storage.migrate import upgrade_async
-from storage.people import RoleKind, get_or_create_identity
+from storage.people import RoleKind, get_or_create_identity, resident_by_id
 from storage.territory import Estate, Team
 from tests.conftest import DEMO
 
@@ -35,6 +35,23 @@ async def test_territory_loads_and_reloads_in_place(sessions):
     async with sessions() as s:
         assert await s.scalar(select(func.count()).select_from(Estate)) == 4
         assert await s.scalar(select(func.count()).select_from(Team)) == 4
+
+
+async def test_lookups_by_id_answer_none_without_an_id(sessions):
+    """The readers handlers use instead of session.get: a resident without a home (no estate,
+    no building) gets None, as an unknown id does, and a known id its row."""
+    async with sessions() as s:
+        first = (await territory.estates(s))[0]
+        assert (await territory.estate(s, first.id)).code == first.code
+        assert await territory.estate(s, None) is None
+        assert await territory.estate(s, 999_999) is None
+        one = (await territory.buildings_of(s, first.id))[0]
+        assert (await territory.building_by_id(s, one.id)).number == one.number
+        assert await territory.building_by_id(s, None) is None
+        assert await territory.zone(s, None) is None
+        assert (await territory.zone(s, (await territory.zones(s))[0].id)) is not None
+        assert await resident_by_id(s, None) is None
+        assert await resident_by_id(s, 999_999) is None
 
 
 async def test_update_ids_are_claimed_once_even_when_racing(sessions):
