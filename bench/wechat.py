@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import secrets
 import statistics
 import sys
 import tempfile
@@ -42,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 from sqlalchemy import insert, select  # noqa: E402
 
+from bench.broadcast import _database, _drop  # noqa: E402
 from bot.app import build_app  # noqa: E402
 from bot.config import BotSettings, DatabaseSettings, Settings  # noqa: E402
 from bot.messaging.wechat import WeChatAdapter  # noqa: E402
@@ -52,31 +52,6 @@ from storage.territory import Building  # noqa: E402
 from tests.fakes.wechat_server import FakeWeChat  # noqa: E402
 
 DEMO = ROOT / "content" / "territory" / "demo.json"
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-async def _database(kind: str, tmp: str) -> tuple[str, str | None]:
-    if kind == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp}/bench.sqlite3", None
-    import asyncpg
-
-    name = f"bench_wx_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(PG_ADMIN)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}", name
-
-
-async def _drop(name: str | None) -> None:
-    if name is None:
-        return
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_ADMIN)
-    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await conn.close()
-
-
 def _openid(n: int) -> str:
     return f"oBench{n:022d}"
 
