@@ -31,6 +31,12 @@ def numbered(buttons) -> list[tuple[str, str]]:
     return [(b.label, b.payload) for row in buttons for b in row]
 
 
+def numbers_shown(out) -> list[tuple[int, str]]:
+    """(number, label) as a platform without buttons shows a message's buttons: numbered on
+    from `out.number_from`, as `remember` stored them, which is what a typed number picks."""
+    return list(enumerate((label for label, _ in numbered(out.buttons)), out.number_from or 1))
+
+
 def shows_something(out) -> bool:
     return bool(out.text or out.photo or out.document or out.voice or out.buttons)
 
@@ -39,7 +45,8 @@ async def remember(session: AsyncSession, identity_id: int, out, *, extend: bool
                    ) -> int:
     """`out` (an Outbound) is about to be shown: its buttons become the numbered choices; a
     message without any ends the previous ones, unless it only brings an attachment (a photo,
-    voice note or file, each with its caption). One showing nothing (a bare button
+    voice note or file, each with its caption) or is a note about the answer just refused
+    (`keeps_choices`). One showing nothing (a bare button
     acknowledgement) leaves them as they are. `extend`: `out` belongs to the prompt shown just
     before (one reply of several messages, /pending's items): its buttons are numbered on,
     and a message of it without buttons ends nothing. The number its first button gets."""
@@ -48,8 +55,9 @@ async def remember(session: AsyncSession, identity_id: int, out, *, extend: bool
     earlier = await current(session, identity_id) if extend else []
     if not out.buttons:
         # An attachment without buttons (a report card's photo or voice note, sent after the
-        # card's text and actions) asks nothing: the choices just shown stay.
-        if not extend and not (out.photo or out.voice or out.document):
+        # card's text and actions) asks nothing, and a refusal ("no estate of that name: pick
+        # one from the list") points back at the list: the choices just shown stay.
+        if not extend and not (out.photo or out.voice or out.document or out.keeps_choices):
             await session.execute(delete(NumberedChoices).where(
                 NumberedChoices.identity_id == identity_id))
         return len(earlier) + 1

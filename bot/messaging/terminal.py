@@ -32,7 +32,7 @@ from bot.messaging.model import (
     SendResult,
     parse_command,
 )
-from storage.choices import numbered
+from storage.choices import numbers_shown
 
 NAME_LIMIT = 64  # an identity's platform user id
 CONTINUE = "\\"
@@ -237,9 +237,7 @@ class TerminalAdapter:
             lines.append(f"[document: {outbound.document}]")
         if outbound.voice:
             lines.append(f"[voice: {outbound.voice}]")
-        # Numbered as storage.choices numbers them, which is what a typed number looks up.
-        lines += [f"  [{n}] {label}" for n, (label, _) in
-                  enumerate(numbered(outbound.buttons), outbound.number_from or 1)]
+        lines += [f"  [{n}] {label}" for n, label in numbers_shown(outbound)]
         if lines:
             self._write(lines)
         return SendResult.sent(str(next(self._refs)))

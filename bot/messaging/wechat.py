@@ -54,7 +54,7 @@ from bot.messaging.model import (
     parse_command,
 )
 from storage import kv, outbox, people
-from storage.choices import numbered
+from storage.choices import numbers_shown
 from storage.kv import KeyValue
 
 log = logging.getLogger(__name__)
@@ -186,8 +186,7 @@ def _runs(line: str, limit: int) -> list[str]:
 def render_text(out: Outbound) -> str:
     """The message's text with its buttons as numbered lines, numbered as storage.choices
     numbers them (which is what a typed number looks up)."""
-    lines = [f"[{n}] {label}" for n, (label, _) in
-             enumerate(numbered(out.buttons), out.number_from or 1)]
+    lines = [f"[{n}] {label}" for n, label in numbers_shown(out)]
     if not lines:
         return out.text
     return f"{out.text}\n\n" + "\n".join(lines) if out.text else "\n".join(lines)
