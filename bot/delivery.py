@@ -321,9 +321,8 @@ class Deliverer:
         async with self.sessions() as session, session.begin():
             resumed = 0
             if grace and first and self._serves_all():
-                resumed += await outbox.reclaim_stale(
-                    session, timedelta(0), claimed_before=utcnow(), scope=scope,
-                    pushes_only=True)
+                resumed += await outbox.reclaim_stale(session, timedelta(0), scope=scope,
+                                                      pushes_only=True)
             resumed += await outbox.reclaim_stale(session, grace, claimed_before=self.started_at,
                                                   scope=scope)
         if resumed:
@@ -473,8 +472,6 @@ class Deliverer:
         messages of one reply are one prompt, numbered on (two /pending items: 1-2, 3-4)."""
         prompt = item.prompt
         if item.identity_id is None:  # a flood warning or an error note: no prompt to keep
-            return
-        if item.out.keeps_choices and not item.out.buttons:
             return
         async with self.sessions() as session, session.begin():
             item.out.number_from = await choices.remember(
