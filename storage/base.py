@@ -41,6 +41,12 @@ class UTCDateTime(TypeDecorator):
         return value.astimezone(UTC)
 
 
+async def by_id(session: AsyncSession, model: type[T], key: int | None) -> T | None:
+    """The row with this primary key, or None: also without a key (an unset reference, a
+    button drawn without one), which needs no query."""
+    return await session.get(model, key) if key is not None else None
+
+
 async def reread(session: AsyncSession, row: T) -> T:
     """The row read again from the database, after a guarded UPDATE that went around the
     session (a transition, a decision), so the caller sees what the database now holds."""

@@ -8,7 +8,7 @@ from sqlalchemy import ForeignKey, Index, String, Text, delete, func, select, up
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.base import Base, affected, utcnow
+from storage.base import Base, affected, by_id, utcnow
 from storage.people import Identity, Resident, Role, RoleKind
 from storage.territory import Committee, Estate
 
@@ -32,7 +32,7 @@ class GuideQuestion(Base):
 
 async def get_question(session: AsyncSession, question_id: int | None
                        ) -> GuideQuestion | None:
-    return await session.get(GuideQuestion, question_id) if question_id is not None else None
+    return await by_id(session, GuideQuestion, question_id)
 
 
 async def station_of_estate(session: AsyncSession, estate_id: int | None) -> int | None:

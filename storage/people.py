@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.base import Base, clip, must_get, utcnow
+from storage.base import Base, by_id, clip, must_get, utcnow
 
 NAME_LIMIT = 120  # residents.display_name
 
@@ -96,7 +96,7 @@ class Role(Base):
 
 
 async def resident_by_id(session: AsyncSession, resident_id: int | None) -> Resident | None:
-    return await session.get(Resident, resident_id) if resident_id is not None else None
+    return await by_id(session, Resident, resident_id)
 
 
 async def identity_for(

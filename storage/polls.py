@@ -48,7 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.audience import Audience, count_eligible, percent, refusal
-from storage.base import Base, affected, utcnow
+from storage.base import Base, affected, by_id, utcnow
 from storage.people import Resident, household_voter
 
 log = logging.getLogger(__name__)
@@ -206,7 +206,7 @@ async def create(session: AsyncSession, draft: PollDraft, author_id: int) -> Pol
 
 
 async def get_poll(session: AsyncSession, poll_id: int | None) -> Poll | None:
-    return await session.get(Poll, poll_id) if poll_id is not None else None
+    return await by_id(session, Poll, poll_id)
 
 
 async def options_of(session: AsyncSession, poll_id: int) -> list[PollOption]:

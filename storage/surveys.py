@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.audience import Audience, percent
-from storage.base import Base, affected, utcnow
+from storage.base import Base, affected, by_id, utcnow
 
 KINDS = ("single", "multiple", "scale", "text")
 SCALE = (1, 2, 3, 4, 5)
@@ -99,11 +99,11 @@ async def create(session: AsyncSession, *, title: str, questions: list[QuestionD
 
 
 async def get_survey(session: AsyncSession, survey_id: int | None) -> Survey | None:
-    return await session.get(Survey, survey_id) if survey_id is not None else None
+    return await by_id(session, Survey, survey_id)
 
 
 async def get_question(session: AsyncSession, question_id: int | None) -> SurveyQuestion | None:
-    return await session.get(SurveyQuestion, question_id) if question_id is not None else None
+    return await by_id(session, SurveyQuestion, question_id)
 
 
 async def questions_of(session: AsyncSession, survey_id: int) -> list[SurveyQuestion]:

@@ -8,7 +8,7 @@ from sqlalchemy import ForeignKey, String, UniqueConstraint, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.base import Base
+from storage.base import Base, by_id
 
 
 class Subdistrict(Base):
@@ -95,7 +95,7 @@ async def zones(session: AsyncSession) -> list[Zone]:
 
 
 async def zone(session: AsyncSession, zone_id: int | None) -> Zone | None:
-    return await session.get(Zone, zone_id) if zone_id is not None else None
+    return await by_id(session, Zone, zone_id)
 
 
 async def estate_by_code(session: AsyncSession, code: str) -> Estate | None:
@@ -127,19 +127,17 @@ async def committee(session: AsyncSession, committee_id: int) -> Committee | Non
 
 async def estate(session: AsyncSession, estate_id: int | None) -> Estate | None:
     """The estate, or None (also without an id: a resident who has not set a home)."""
-    return await session.get(Estate, estate_id) if estate_id else None
+    return await by_id(session, Estate, estate_id)
 
 
 async def building_by_id(session: AsyncSession, building_id: int | None) -> Building | None:
-    return await session.get(Building, building_id) if building_id else None
+    return await by_id(session, Building, building_id)
 
 
 async def committee_of_estate(session: AsyncSession, estate_id: int | None) -> Committee | None:
     """The committee an estate belongs to (None without an estate)."""
-    if estate_id is None:
-        return None
-    row = await session.get(Estate, estate_id)
-    return await session.get(Committee, row.committee_id) if row is not None else None
+    row = await estate(session, estate_id)
+    return await committee(session, row.committee_id) if row is not None else None
 
 
 async def committee_id_of_area(session: AsyncSession, kind: str, area_id: int) -> int | None:
@@ -148,14 +146,14 @@ async def committee_id_of_area(session: AsyncSession, kind: str, area_id: int) -
         return area_id
     estate_id: int | None = area_id
     if kind == "building":
-        b = await session.get(Building, area_id)
+        b = await building_by_id(session, area_id)
         estate_id = b.estate_id if b else None
-    e = await session.get(Estate, estate_id) if estate_id else None
+    e = await estate(session, estate_id)
     return e.committee_id if e else None
 
 
 async def team(session: AsyncSession, team_id: int | None) -> Team | None:
-    return await session.get(Team, team_id) if team_id is not None else None
+    return await by_id(session, Team, team_id)
 
 
 async def teams_other_than(session: AsyncSession, team_id: int | None) -> list[Team]:

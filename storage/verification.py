@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage import people
-from storage.base import Base, affected, must_get, utcnow
+from storage.base import Base, affected, by_id, must_get, utcnow
 from storage.people import Resident, normalize_unit
 
 # No 0/O/1/I: codes are read aloud and copied from paper.
@@ -59,7 +59,7 @@ class VerificationRequest(Base):
 
 async def get_request(session: AsyncSession, request_id: int | None
                       ) -> VerificationRequest | None:
-    return await session.get(VerificationRequest, request_id) if request_id is not None else None
+    return await by_id(session, VerificationRequest, request_id)
 
 
 async def create_invite(

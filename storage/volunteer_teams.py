@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.base import Base, affected, utcnow
+from storage.base import Base, affected, by_id, utcnow
 from storage.volunteering import ACTIVE, Signup, SignupStatus, one_identity_each
 
 
@@ -44,7 +44,7 @@ class VolunteerTeamMember(Base):
 
 
 async def team(session: AsyncSession, team_id: int | None) -> VolunteerTeam | None:
-    return await session.get(VolunteerTeam, team_id) if team_id is not None else None
+    return await by_id(session, VolunteerTeam, team_id)
 
 
 async def create_team(session: AsyncSession, name: str, committee_id: int | None,

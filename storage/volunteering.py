@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.base import Base, affected, must_get, utcnow
+from storage.base import Base, affected, by_id, must_get, utcnow
 from storage.people import Identity, Resident, RoleKind
 from storage.subscriptions import SubscriptionOptOut
 from storage.territory import Estate
@@ -204,15 +204,15 @@ async def discard_draft(session: AsyncSession, activity_id: int) -> bool:
 
 
 async def get_activity(session: AsyncSession, activity_id: int | None) -> Activity | None:
-    return await session.get(Activity, activity_id) if activity_id is not None else None
+    return await by_id(session, Activity, activity_id)
 
 
 async def get_shift(session: AsyncSession, shift_id: int | None) -> Shift | None:
-    return await session.get(Shift, shift_id) if shift_id is not None else None
+    return await by_id(session, Shift, shift_id)
 
 
 async def get_signup(session: AsyncSession, signup_id: int | None) -> Signup | None:
-    return await session.get(Signup, signup_id) if signup_id is not None else None
+    return await by_id(session, Signup, signup_id)
 
 
 async def shifts_of(session: AsyncSession, activity_id: int) -> list[Shift]:
