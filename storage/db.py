@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections import deque
 from pathlib import Path
@@ -29,28 +30,70 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     if is_sqlite(url):
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
-        _tune_sqlite(engine)
+        engine = create_async_engine(url, echo=echo, connect_args={
+            # Statements run on the event loop's thread (_OneHopCursor) and must never sleep
+            # there in SQLite's busy handler: the handler is off (timeout 0) and a statement
+            # that finds the database busy is run again on the driver's thread, waiting.
+            "timeout": 0, "check_same_thread": False})
+        _tune_sqlite(engine, _WriterGate())
         return engine
     return create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
 READ_ONLY = "sqlite_read_only"  # execution option: a deferred transaction, no write lock
+WRITE_WAIT = 30.0  # seconds a writer waits for SQLite's write lock before "database is locked"
 
 
-def _tune_sqlite(engine: AsyncEngine) -> None:
+class _WriterGate:
+    """This process's writers queue here, first come first served, for SQLite's one write lock.
+
+    Left to SQLite, a writer that finds the lock taken sleeps in its busy handler, waking after
+    1, 2, 5, ... up to 100 ms to try again: the lock is often free while every waiter sleeps,
+    and under load that idle time, not the work, set the rate of updates (py-spy of
+    bench/updates_per_second.py: half the samples in `BEGIN IMMEDIATE`). Queued on an asyncio
+    lock instead, the next writer starts the moment the last one commits. Other processes on the
+    same file still meet SQLite's own busy timeout."""
+
+    def __init__(self) -> None:
+        self._locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+        self.holder: int | None = None  # id() of the driver connection holding the lock
+
+    def lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            self._locks = {loop: lock} | {
+                other: held for other, held in self._locks.items() if not other.is_closed()}
+            lock = self._locks[loop] = asyncio.Lock()
+        return lock
+
+    async def acquire(self, connection: object) -> None:
+        try:
+            async with asyncio.timeout(WRITE_WAIT):
+                await self.lock().acquire()
+        except TimeoutError:
+            raise sqlite3.OperationalError("database is locked") from None
+        self.holder = id(connection)
+
+    def release(self, connection: object) -> None:
+        if self.holder == id(connection):
+            self.holder = None
+            self.lock().release()
+
+
+def _tune_sqlite(engine: AsyncEngine, gate: _WriterGate) -> None:
     sync = engine.sync_engine
 
     @event.listens_for(sync, "connect")
     def _on_connect(dbapi_conn, _record):
         if type(dbapi_conn) is AsyncAdapt_aiosqlite_connection:
             dbapi_conn.__class__ = _OneHopConnection
+            dbapi_conn._connection.writer_gate = gate
         # Let SQLAlchemy, not the driver, decide when a transaction begins.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA synchronous=NORMAL")
         # Deleted rows are overwritten with zeros, not left in free pages (anonymous ballots
         # waiting to be counted are deleted when counted: storage/polls.py).
@@ -64,12 +107,16 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
             return
         # IMMEDIATE takes the write lock up front: a deferred transaction that reads and then
         # writes can fail with SQLITE_BUSY at once instead of waiting its turn.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        driver = conn.connection.dbapi_connection
+        if isinstance(driver, _OneHopConnection):
+            driver.begin_immediate()
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _run_statement(conn: sqlite3.Connection, operation: str, parameters, many: bool):
-    """One statement, start to finish, on the driver's own thread: open a cursor, execute,
-    fetch every row, close the cursor (also when the statement fails)."""
+    """One statement, start to finish: open a cursor, execute, fetch every row, close the
+    cursor (also when the statement fails)."""
     cursor = conn.cursor()
     try:
         if many:
@@ -84,13 +131,30 @@ def _run_statement(conn: sqlite3.Connection, operation: str, parameters, many: b
         cursor.close()
 
 
-class _OneHopCursor(AsyncAdapt_aiosqlite_cursor):
-    """SQLAlchemy's aiosqlite cursor, with each statement one trip to the driver's thread.
+def _run_waiting(conn: sqlite3.Connection, operation: str, parameters, many: bool):
+    """The same on the driver's thread, allowed to wait up to WRITE_WAIT for a busy database."""
+    conn.execute(f"PRAGMA busy_timeout={int(WRITE_WAIT * 1000)}")
+    try:
+        return _run_statement(conn, operation, parameters, many)
+    finally:
+        conn.execute("PRAGMA busy_timeout=0")
 
-    The stock adapter makes four (cursor, execute, fetchall, close), each a hand-over between
-    the event loop and aiosqlite's thread; at a handful of statements an update those hops
-    were most of the bot's CPU per update (bench/updates_per_second.py). Here the whole
-    statement runs as one function on that thread.
+
+def _is_busy(error: sqlite3.Error) -> bool:
+    return (getattr(error, "sqlite_errorcode", 0) & 0xFF) in (
+        sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+class _OneHopCursor(AsyncAdapt_aiosqlite_cursor):
+    """SQLAlchemy's aiosqlite cursor, running each statement at once on the event loop's thread.
+
+    The stock adapter hands every call (cursor, execute, fetchall, close) to aiosqlite's thread
+    and waits for the answer: about 200 us a hand-over here, against a few microseconds for
+    the statements an update runs (an indexed lookup, one row written), so the hand-overs were
+    most of the bot's time per update (bench/updates_per_second.py). A statement that finds
+    the database busy (another process writing; SQLite answers at once, its busy handler being
+    off) is run again on the driver's thread, which waits its turn without holding up the
+    loop; so is `executemany`, the bulk writes of a broadcast, which may take a while.
 
     It also closes the driver cursor of a failed statement, which the stock adapter leaves
     open: a constraint error inside a savepoint (our "insert once" idiom: dedupe keys, double
@@ -103,8 +167,8 @@ class _OneHopCursor(AsyncAdapt_aiosqlite_cursor):
 
     def _run(self, operation, parameters, many: bool) -> None:
         try:
-            description, rows, lastrowid, rowcount = self.await_(self._connection._execute(
-                _run_statement, self._connection._conn, operation, parameters, many))
+            description, rows, lastrowid, rowcount = self._adapt_connection.run(
+                _run_statement, operation, parameters, many)
         except Exception as error:
             self._adapt_connection._handle_exception(error)
         if description:
@@ -124,10 +188,56 @@ class _OneHopCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class _OneHopConnection(AsyncAdapt_aiosqlite_connection):
+    """Also takes its turn at the process's writer gate before `BEGIN IMMEDIATE`, and gives
+    it back when the transaction ends, however it ends."""
+
     __slots__ = ()
 
     def cursor(self, server_side: bool = False):
         return super().cursor(server_side) if server_side else _OneHopCursor(self)
+
+    def run(self, function, operation: str, parameters, many: bool):
+        """A statement on the loop's thread, or on the driver's when it must wait (above)."""
+        conn = self._connection._conn
+        if not many:
+            try:
+                return function(conn, operation, parameters, many)
+            except sqlite3.OperationalError as error:
+                if not _is_busy(error):
+                    raise
+        return self.await_(self._connection._execute(
+            _run_waiting, conn, operation, parameters, many))
+
+    def begin_immediate(self) -> None:
+        gate: _WriterGate = self._connection.writer_gate
+        self.await_(gate.acquire(self))
+        try:
+            self.run(_run_statement, "BEGIN IMMEDIATE", None, False)
+        except BaseException:
+            gate.release(self)
+            raise
+
+    def _end(self, how: str) -> None:
+        try:
+            # With none open (the pool's reset after a commit) there is nothing to end.
+            if self._connection._conn.in_transaction:
+                self.run(_run_statement, how, None, False)
+        except sqlite3.Error as error:
+            self._handle_exception(error)
+        finally:
+            self._connection.writer_gate.release(self)
+
+    def commit(self) -> None:
+        self._end("COMMIT")
+
+    def rollback(self) -> None:
+        self._end("ROLLBACK")
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._connection.writer_gate.release(self)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
