@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 from collections import deque
 from pathlib import Path
+from typing import cast
 
 from sqlalchemy import event
 from sqlalchemy.dialects.sqlite.aiosqlite import (
@@ -62,7 +63,7 @@ class _WriterGate:
         loop = asyncio.get_running_loop()
         lock = self._locks.get(loop)
         if lock is None:
-            self._locks = {loop: lock} | {
+            self._locks = {
                 other: held for other, held in self._locks.items() if not other.is_closed()}
             lock = self._locks[loop] = asyncio.Lock()
         return lock
@@ -167,7 +168,8 @@ class _OneHopCursor(AsyncAdapt_aiosqlite_cursor):
 
     def _run(self, operation, parameters, many: bool) -> None:
         try:
-            description, rows, lastrowid, rowcount = self._adapt_connection.run(
+            connection = cast(_OneHopConnection, self._adapt_connection)
+            description, rows, lastrowid, rowcount = connection.run(
                 _run_statement, operation, parameters, many)
         except Exception as error:
             self._adapt_connection._handle_exception(error)
