@@ -141,6 +141,10 @@ def _run_waiting(conn: sqlite3.Connection, operation: str, parameters, many: boo
         conn.execute("PRAGMA busy_timeout=0")
 
 
+async def _nothing() -> None:
+    return None
+
+
 def _is_busy(error: sqlite3.Error) -> bool:
     return (getattr(error, "sqlite_errorcode", 0) & 0xFF) in (
         sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
@@ -202,6 +206,9 @@ class _OneHopConnection(AsyncAdapt_aiosqlite_connection):
         """A statement on the loop's thread, or on the driver's when it must wait (above)."""
         conn = self._connection._conn
         if not many:
+            # One hand-over to the greenlet that awaits, costing nothing: AsyncConnection's
+            # execute (unlike AsyncSession's) insists that a statement awaited something.
+            self.await_(_nothing())
             try:
                 return function(conn, operation, parameters, many)
             except sqlite3.OperationalError as error:
