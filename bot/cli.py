@@ -208,7 +208,7 @@ async def _serve(settings: Settings, served: list) -> int:
     await app.start()
     for platform in served:
         detail = platform.describe(settings)
-        logging.getLogger("bot").info("running on %s%s", platform.name.capitalize(),
+        logging.getLogger("bot").info("running on %s%s", platform.title or platform.name,
                                       f" ({detail})" if detail else "")
     try:
         await stop.wait()

@@ -14,6 +14,11 @@ PHOTO_TYPES = {"image/jpeg", "image/png", "image/webp"}
 VOICE_TYPES = {"audio/ogg", "audio/opus", "audio/mpeg", "audio/mp4", "audio/aac", "audio/amr",
                "audio/x-m4a", "audio/wav"}
 MAX_PIXELS = 50_000_000
+# The file a voice note is kept in is named for its format, so what plays it later (a chat,
+# a browser) knows what it holds: WeChat's are AMR, Telegram's OGG/Opus.
+VOICE_SUFFIXES = {"audio/ogg": ".ogg", "audio/opus": ".ogg", "audio/mpeg": ".mp3",
+                  "audio/mp4": ".m4a", "audio/x-m4a": ".m4a", "audio/aac": ".aac",
+                  "audio/amr": ".amr", "audio/wav": ".wav"}
 
 
 class MediaRefused(Exception):
@@ -85,4 +90,8 @@ async def take_voice(ctx) -> tuple[str, int]:
         raise MediaRefused("voice_empty")
     if len(data) > limits.max_voice_bytes:
         raise MediaRefused("voice_too_long", seconds=limits.max_voice_seconds)
-    return await asyncio.to_thread(ctx.services.media.save, data, ".ogg"), int(ref.duration)
+    suffix = VOICE_SUFFIXES.get((ref.mime_type or "").lower())
+    if suffix is None and data.startswith(b"#!AMR"):
+        suffix = ".amr"
+    return (await asyncio.to_thread(ctx.services.media.save, data, suffix or ".ogg"),
+            int(ref.duration))

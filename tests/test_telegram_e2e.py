@@ -211,3 +211,28 @@ async def test_webhook_checks_the_secret(tmp_path):
         if app is not None:
             await app.stop()
         await fake.stop()
+
+
+async def test_a_voice_note_kept_as_amr_goes_to_telegram_as_a_file(tmp_path):
+    """A voice note recorded on WeChat is kept as the AMR it is; Telegram plays OGG/Opus, MP3
+    and M4A as voice only, so to a Telegram crew it goes as a file, and an OGG one as voice."""
+    from bot.messaging.model import Outbound, SendStatus
+
+    fake = FakeTelegram()
+    await fake.start()
+    adapter = TelegramAdapter(fake.token, api_base=fake.base_url, polling_timeout=1)
+    amr = tmp_path / "ab" / "note.amr"
+    amr.parent.mkdir()
+    amr.write_bytes(b"#!AMR\n" + bytes(64))
+    ogg = tmp_path / "ab" / "note.ogg"
+    ogg.write_bytes(b"OggS\x00voice-bytes")
+    try:
+        chat = 4242
+        first = await adapter.send(str(chat), Outbound(text="Z-2026-00001", voice=str(amr)))
+        second = await adapter.send(str(chat), Outbound(voice=str(ogg)))
+        assert first.status == second.status == SendStatus.SENT
+        methods = [e["method"] for e in fake.sent if e["chat_id"] == chat]
+        assert methods == ["sendDocument", "sendVoice"]
+    finally:
+        await adapter.bot.session.close()
+        await fake.stop()

@@ -251,6 +251,8 @@ async def test_resident_follows_onboards_and_reports_with_location_photo_and_voi
                             timeout=15)
         await fake.wait_for(lambda e: e["touser"] == CREW and e["msgtype"] == "voice",
                             timeout=15)
+        # kept as the AMR it is, so what plays it later knows its format
+        assert [p.read_bytes()[:5] for p in tmp_path.rglob("*.amr")] == [b"#!AMR"]
         await _quiet(fake)
         mark = len(fake.sent)
         await fake.say(CREW, "1")
@@ -585,4 +587,4 @@ async def test_python_m_bot_run_serves_the_wechat_callback(fake, tmp_path):
         proc.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()[-2000:]
-    assert "running on Wechat (callback on 127.0.0.1:" in err.decode()
+    assert "running on WeChat (callback on 127.0.0.1:" in err.decode()

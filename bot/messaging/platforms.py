@@ -23,6 +23,7 @@ class Platform:
     configured: Callable[[Any], bool]  # Settings -> serve this platform?
     build: Callable[[Any], Any]  # Settings -> Adapter; imports the platform library lazily
     describe: Callable[[Any], str] = lambda settings: ""  # for the start-up log line
+    title: str = ""  # the platform's own spelling of its name, for that line
 
 
 def _telegram(settings) -> Any:
@@ -47,9 +48,10 @@ def _wechat(settings) -> Any:
 PLATFORMS: list[Platform] = [
     Platform("telegram", (("telegram", TelegramSettings), ("webhook", WebhookSettings)),
              configured=lambda s: s.telegram.bot_token is not None, build=_telegram,
+             title="Telegram",
              describe=lambda s: "webhook" if s.webhook.url else "long polling"),
     Platform("wechat", (("wechat", WeChatSettings),), configured=lambda s: s.wechat.configured,
-             build=_wechat,
+             build=_wechat, title="WeChat",
              describe=lambda s: f"callback on {s.wechat.callback_host}:{s.wechat.callback_port}"
              f"{s.wechat.callback_path}{', safe mode' if s.wechat.aes_key else ''}"),
 ]

@@ -164,6 +164,15 @@ class _Uploads:
                 self._ids.popitem(last=False)
 
 
+_VOICE_SUFFIXES = (".ogg", ".oga", ".opus", ".mp3", ".m4a")
+
+
+def _plays_as_voice(ref: str) -> bool:
+    """sendVoice takes OGG/Opus, MP3 and M4A; a stored file in another format (or any
+    Telegram file id) is judged by its name."""
+    return not _is_path(ref) or ref.lower().endswith(_VOICE_SUFFIXES)
+
+
 class _Session(AiohttpSession):
     """aiogram's session, keeping each method's response model alive.
 
@@ -390,9 +399,16 @@ class TelegramAdapter:
             if msg.document:
                 self.uploads.learn(out.document, out.document_name, msg.document.file_id)
             return SendResult.sent(str(msg.message_id))
-        if out.voice:
+        if out.voice and _plays_as_voice(out.voice):
             msg = await self.bot.send_voice(int(chat_id), self.uploads.file(out.voice),
                                             caption=out.text[:CAPTION_LIMIT] or None, **paid)
+            return SendResult.sent(str(msg.message_id))
+        if out.voice:
+            # A voice note kept in a format Telegram does not play as one (WeChat's AMR):
+            # sent as the file it is, which the client offers to open.
+            msg = await self.bot.send_document(
+                int(chat_id), self.uploads.file(out.voice),
+                caption=out.text[:CAPTION_LIMIT] or None, **paid)
             return SendResult.sent(str(msg.message_id))
         if not out.text:
             return SendResult.sent(None)
