@@ -7,6 +7,7 @@ from bot.context import Context
 from bot.messaging.model import Kind
 from bot.router import Router
 from handlers.notice_time import BadTime, parse_when, spoken
+from handlers.report_media import MediaRefused, take_photo
 from services import notice_audience as aud
 from storage import audit, notices, territory
 from storage.notices import Audience, NoticeError
@@ -141,7 +142,15 @@ async def _set_audience(ctx: Context, kind: str, target: int | None) -> None:
 async def text_given(ctx: Context) -> None:
     inbound = ctx.inbound
     if inbound.kind == Kind.PHOTO and inbound.media is not None:
-        ctx.remember(photo=inbound.media.platform_id)
+        # Kept in our media store, not as the author's platform file id: the notice goes to
+        # residents on every platform (a Telegram id means nothing to WeChat, and WeChat's own
+        # media ids expire after three days), and EXIF (where it was taken) is dropped.
+        try:
+            rel = await take_photo(ctx)
+        except MediaRefused as refused:
+            ctx.say(f"reports.{refused.key}", **refused.values)
+            return
+        ctx.remember(photo=str(ctx.services.media.path(rel)))
         if not (inbound.text or "").strip():
             ctx.say("notices.photo_kept")
             return

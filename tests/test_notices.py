@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -16,6 +17,7 @@ from storage import volunteer_teams as vteams
 from storage.outbox import OutboxMessage, Priority
 from storage.reports import Report
 from tests.notice_support import add_resident, pump
+from tests.report_helpers import jpeg_with_gps
 
 
 async def _town(app):
@@ -406,7 +408,9 @@ async def test_notice_with_photo(make_app, sqlite_url):
     await chat.say("cm", "/notice")
     await chat.press("cm", "办事指南")
     await chat.say("cm", "estate victoria")
-    await chat.send_media("cm", Kind.PHOTO, b"\xff\xd8jpeg")
+    await chat.send_media("cm", Kind.PHOTO, b"\xff\xd8 not a picture")
+    assert "无法使用这个文件" in chat.last_text("cm")  # refused, and the draft goes on
+    await chat.send_media("cm", Kind.PHOTO, jpeg_with_gps())
     assert "图片已保存" in chat.last_text("cm")
     await chat.say("cm", "社保卡办理流程见图")
     preview = [m.out for m in chat.sent if m.chat_id == "cm" and m.out.photo]
@@ -415,6 +419,10 @@ async def test_notice_with_photo(make_app, sqlite_url):
     await pump(app)
     got = chat.last("v1")
     assert got.photo == preview[-1].photo and got.text == "【Service guide】\n社保卡办理流程见图"
+    # A file of our own media store (not the author's platform file id, which residents on
+    # another platform could not be sent), without the camera's EXIF.
+    kept = Path(got.photo).read_bytes()  # noqa: ASYNC240 (a test reading one small file)
+    assert kept.startswith(b"\xff\xd8") and b"PhoneMaker" not in kept
     assert chat.texts_to("r1") == []  # Rongcheng is another estate of the same committee
 
 
