@@ -15,6 +15,7 @@ from bot.config import Settings
 from bot.i18n import Texts
 from bot.media import MediaStore
 from bot.messaging.model import Adapter, Button, Capabilities, Inbound, Outbound
+from bot.payloads import Action
 from bot.pushes import Recipient, Translate, push
 from bot.signing import Signer
 from storage import outbox
@@ -99,10 +100,19 @@ class Context:
         choices standing: typing a number next still picks from the prompt before."""
         return self.reply(self.t(key, **values), keeps_choices=True)
 
-    def button(self, label: str, action: str, *args: object, identity_id: int | None = None
-               ) -> Button:
+    def button(self, label: str, action: str | Action, *args: object,
+               identity_id: int | None = None) -> Button:
+        """A button signed for its recipient (this person unless `identity_id`): a typed
+        action (bot/payloads.py), or an action code and its arguments."""
         target = self.identity.id if identity_id is None else identity_id
+        if isinstance(action, Action):
+            return Button(label, self.services.signer.sign(target, action.code, *action.pack()))
         return Button(label, self.services.signer.sign(target, action, *args))
+
+    def button_invalid(self) -> None:
+        """A press this bot cannot take (forged, foreign, of an older shape): said once."""
+        note = self.t("common.button_invalid")
+        self.reply(note, answer_callback=self.inbound.callback_id, notice=note)
 
     # -- a pressed button's arguments --------------------------------------------------
     def int_arg(self, i: int = 0, default: int | None = -1) -> int | None:

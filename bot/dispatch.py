@@ -148,8 +148,7 @@ class Dispatcher:
             verified = self.services.signer.verify(ctx.identity.id, inbound.payload)
             handler = router.buttons.get(verified[0]) if verified else None
             if verified is None or handler is None:
-                ctx.reply(ctx.t("common.button_invalid"), answer_callback=inbound.callback_id,
-                          notice=ctx.t("common.button_invalid"))
+                ctx.button_invalid()
                 return
             ctx.args = verified[1]
             await handler(ctx)

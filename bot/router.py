@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from bot.messaging.model import Kind
+from bot.payloads import Action
 
 Handler = Callable[..., Awaitable[None]]
+A = TypeVar("A", bound=Action)
 Fallback = Callable[..., Awaitable[bool]]  # True when it answered the text
 
 
@@ -52,6 +55,24 @@ class Router:
             self.buttons[action] = fn
             if fresh:
                 self.fresh[action] = fresh
+            return fn
+        return register
+
+    def action(self, kind: type[A]) -> Callable[[Callable[[Any, A], Awaitable[None]]],
+                                                 Callable[[Any, A], Awaitable[None]]]:
+        """The handler of one typed action (bot/payloads.py): called with the context and the
+        pressed button's fields; a payload that does not fit them is refused as invalid."""
+        def register(fn: Callable[[Any, A], Awaitable[None]]) -> Callable[[Any, A], Awaitable[None]]:
+            async def run(ctx: Any) -> None:
+                press = kind.unpack(ctx.args)
+                if press is None:
+                    ctx.button_invalid()
+                    return
+                await fn(ctx, press)
+
+            self.buttons[kind.code] = run
+            if kind.fresh:
+                self.fresh[kind.code] = kind.fresh
             return fn
         return register
 

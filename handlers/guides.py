@@ -5,10 +5,12 @@ in chat."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import timedelta
 
 from bot.context import Context
 from bot.messaging.model import Kind
+from bot.payloads import Action
 from bot.pushes import Recipient
 from bot.router import Router
 from bot.scheduler import Job
@@ -18,6 +20,32 @@ from storage import guides as store
 from storage.people import identities_of, resident_by_id
 
 router = Router()
+
+
+@dataclass(frozen=True)
+class Topic(Action, code="gtop"):
+    index: int  # into services.guides.TOPICS
+
+
+@dataclass(frozen=True)
+class TopicMenu(Action, code="gmenu"):
+    pass
+
+
+@dataclass(frozen=True)
+class ShowGuide(Action, code="gshow"):
+    number: int
+
+
+@dataclass(frozen=True)
+class AskStaff(Action, code="gask"):
+    draft_id: int  # the question kept as a draft; 0: ask for one to be typed
+
+
+@dataclass(frozen=True)
+class Answer(Action, code="gans"):
+    question_id: int
+
 
 ASK, ANSWER = "guide.question", "guide.answer"
 MIN_QUESTION, MAX_QUESTION, MAX_ANSWER = 2, 500, 2000
@@ -35,7 +63,7 @@ async def _search(index: GuideIndex, text: str, cutoff: float):
 
 
 def _guide_buttons(ctx: Context, guides: list[Guide]) -> list[list]:
-    return [[ctx.button(g.field(ctx.lang, "title"), "gshow", g.number)] for g in guides]
+    return [[ctx.button(g.field(ctx.lang, "title"), ShowGuide(g.number))] for g in guides]
 
 
 @router.command("guide", "guides", help_key="guides.help", order=20)
@@ -44,33 +72,33 @@ async def guide(ctx: Context) -> None:
     if question:
         await _answer_question(ctx, question)
         return
-    rows = [[ctx.button(ctx.t(f"guides.topic_{topic}"), "gtop", i)]
+    rows = [[ctx.button(ctx.t(f"guides.topic_{topic}"), Topic(i))]
             for i, topic in enumerate(TOPICS)]
-    rows.append([ctx.button(ctx.t("guides.ask_staff"), "gask", 0)])
+    rows.append([ctx.button(ctx.t("guides.ask_staff"), AskStaff(0))])
     ctx.say("guides.choose_topic", rows)
 
 
-@router.button("gtop")
-async def topic(ctx: Context) -> None:
-    i = ctx.int_arg()
+@router.action(Topic)
+async def topic(ctx: Context, press: Topic) -> None:
+    i = press.index
     if not 0 <= i < len(TOPICS):
         ctx.say("common.button_invalid")
         return
     guides = [g for g in ctx.services.guides.guides if g.topic == TOPICS[i]]
     rows = _guide_buttons(ctx, guides)
-    rows.append([ctx.button(ctx.t("guides.back"), "gmenu")])
+    rows.append([ctx.button(ctx.t("guides.back"), TopicMenu())])
     ctx.say("guides.choose_guide", rows, topic=ctx.t(f"guides.topic_{TOPICS[i]}"))
 
 
-@router.button("gmenu")
-async def menu(ctx: Context) -> None:
+@router.action(TopicMenu)
+async def menu(ctx: Context, _: TopicMenu) -> None:
     ctx.inbound = _without_args(ctx)
     await guide(ctx)
 
 
-@router.button("gshow")
-async def show(ctx: Context) -> None:
-    found = ctx.services.guides.by_number.get(ctx.int_arg())
+@router.action(ShowGuide)
+async def show(ctx: Context, press: ShowGuide) -> None:
+    found = ctx.services.guides.by_number.get(press.number)
     if found is None:
         ctx.say("guides.unknown_guide")
         return
@@ -93,7 +121,7 @@ async def _answer_question(ctx: Context, question: str) -> None:
     # Kept as a draft, so the "ask staff" button needs only its id and no conversation state:
     # the resident may go on chatting and still press it later.
     draft = await store.ask(ctx.session, ctx.resident, question, ctx.lang, draft=True)
-    ask_row = [ctx.button(ctx.t("guides.ask_staff"), "gask", draft.id)]
+    ask_row = [ctx.button(ctx.t("guides.ask_staff"), AskStaff(draft.id))]
     if matches:
         ctx.say("guides.found", [*_guide_buttons(ctx, [m.guide for m in matches]), ask_row])
     else:
@@ -116,14 +144,14 @@ async def free_question(ctx: Context) -> bool:
     if len(text) < MIN_QUESTION or all(w.isdigit() for w in ctx.services.guides.tokens(text)):
         return False  # "ok", "谢谢", "?", "12": nothing to ask anyone
     draft = await store.ask(ctx.session, ctx.resident, text, ctx.lang, draft=True)
-    ctx.say("guides.not_understood_ask", [[ctx.button(ctx.t("guides.ask_staff"), "gask",
-                                                      draft.id)]])
+    ctx.say("guides.not_understood_ask", [[ctx.button(ctx.t("guides.ask_staff"),
+                                                      AskStaff(draft.id))]])
     return True
 
 
-@router.button("gask")
-async def ask_staff(ctx: Context) -> None:
-    draft_id = ctx.int_arg()
+@router.action(AskStaff)
+async def ask_staff(ctx: Context, press: AskStaff) -> None:
+    draft_id = press.draft_id
     if draft_id <= 0:
         ctx.goto(ASK)
         ctx.say("guides.type_question")
@@ -180,7 +208,7 @@ async def _notify_staff(ctx: Context, question: store.GuideQuestion) -> None:
         resident = await resident_by_id(ctx.session, ident.resident_id)
 
         def answer(t, identity_id=ident.id):
-            return [[ctx.button(t("guides.answer"), "gans", question.id,
+            return [[ctx.button(t("guides.answer"), Answer(question.id),
                                 identity_id=identity_id)]]
         await ctx.tell(Recipient(ident.id, resident.language), "guides.staff_question",
                        buttons=answer, group=f"guideq:{question.id}",
@@ -202,8 +230,8 @@ async def open_questions(ctx: Context) -> None:
     for question in rows:
         estate = await territory.estate(ctx.session, question.estate_id)
         place = territory.localized(estate, ctx.lang) if estate else ctx.t("guides.no_estate")
-        ctx.say("guides.staff_question", [[ctx.button(ctx.t("guides.answer"), "gans",
-                                                      question.id)]],
+        ctx.say("guides.staff_question", [[ctx.button(ctx.t("guides.answer"),
+                                                      Answer(question.id))]],
                 estate=place, question=question.question)
 
 
@@ -217,9 +245,9 @@ async def _may_answer(ctx: Context, question: store.GuideQuestion | None) -> boo
                                        or question.station_id in scope.station_ids)
 
 
-@router.button("gans")
-async def answer_button(ctx: Context) -> None:
-    question = await store.get_question(ctx.session, ctx.int_arg())
+@router.action(Answer)
+async def answer_button(ctx: Context, press: Answer) -> None:
+    question = await store.get_question(ctx.session, press.question_id)
     if not await _may_answer(ctx, question):
         ctx.say("common.not_allowed")
         return

@@ -116,6 +116,12 @@ async def test_browse_by_topic_and_free_text(make_app, sqlite_url):
     await chat.press("res", app.services.signer.sign(
         (await _identity(app, "res")), "gshow", 99), raw=True)
     assert "no longer exists" in chat.last_text("res")
+    # Genuinely signed, but not the shape the action declares (a guide number that is no
+    # number, one field too many): refused before the handler runs.
+    for args in (("seven",), (3, 4)):
+        await chat.press("res", app.services.signer.sign(
+            (await _identity(app, "res")), "gshow", *args), raw=True)
+        assert chat.last_text("res") == "This button is no longer valid. Please start again."
 
 
 async def _drain(app) -> None:
