@@ -2,12 +2,52 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 from bot.context import Context
 from bot.messaging.model import Kind
+from bot.payloads import Action
 from bot.router import Router
 from storage import people, territory, verification
 
 router = Router()
+
+
+@dataclass(frozen=True)
+class ChooseLanguage(Action, code="lang"):
+    lang: Literal["zh-Hans", "en"]
+
+
+@dataclass(frozen=True)
+class HomeAgain(Action, code="home"):
+    what: str = "again"  # drawn by earlier versions; means nothing more
+
+
+@dataclass(frozen=True)
+class ChooseEstate(Action, code="estate"):
+    estate_id: int
+
+
+@dataclass(frozen=True)
+class ChooseBuilding(Action, code="bldg"):
+    building_id: int  # 0: skip the building (and the unit)
+
+
+@dataclass(frozen=True)
+class PickUnit(Action, code="unitp"):
+    building_id: int
+    index: int  # into the building's listed units
+
+
+@dataclass(frozen=True)
+class SkipUnit(Action, code="unit"):
+    what: str = "skip"
+
+
+def language_buttons(ctx: Context) -> list:
+    return [ctx.button("中文", ChooseLanguage("zh-Hans")),
+            ctx.button("English", ChooseLanguage("en"))]
 
 ASK_HOME, ASK_BUILDING, ASK_UNIT = "home.estate", "home.building", "home.unit"
 MAX_UNIT = 20
@@ -21,17 +61,12 @@ async def first_contact(ctx: Context) -> None:
 @router.command("start", help_key="help.start", order=1)
 async def start(ctx: Context) -> None:
     ctx.finish()
-    ctx.reply(ctx.t("start.greeting"), [[
-        ctx.button("中文", "lang", "zh-Hans"), ctx.button("English", "lang", "en"),
-    ]])
+    ctx.reply(ctx.t("start.greeting"), [language_buttons(ctx)])
 
 
-@router.button("lang")
-async def choose_language(ctx: Context) -> None:
-    lang = ctx.args[0] if ctx.args and ctx.args[0] in ("zh-Hans", "en") else None
-    if lang is None:
-        ctx.say("common.button_invalid")
-        return
+@router.action(ChooseLanguage)
+async def choose_language(ctx: Context, press: ChooseLanguage) -> None:
+    lang = press.lang
     ctx.resident.language = lang
     ctx.lang = lang
     ctx.say("start.language_set")
@@ -42,7 +77,7 @@ async def choose_language(ctx: Context) -> None:
 async def ask_home(ctx: Context) -> None:
     ctx.goto(ASK_HOME)
     estates = await territory.estates(ctx.session)
-    rows = [[ctx.button(territory.localized(e, ctx.lang), "estate", e.id)] for e in estates[:8]]
+    rows = [[ctx.button(territory.localized(e, ctx.lang), ChooseEstate(e.id))] for e in estates[:8]]
     key = "home.ask_estate" if ctx.capabilities and ctx.capabilities.location else \
         "home.ask_estate_typed"
     ctx.reply(ctx.t(key), rows, request_location=ctx.t("home.share_location"))
@@ -77,25 +112,26 @@ async def home_input(ctx: Context) -> None:
     rows = []
     for estate_id, _ in matches:
         estate = await territory.estate(ctx.session, estate_id)
-        rows.append([ctx.button(territory.localized(estate, ctx.lang), "estate", estate_id)])
+        rows.append([ctx.button(territory.localized(estate, ctx.lang),
+                                ChooseEstate(estate_id))])
     ctx.say("home.which", rows)
 
 
 async def _confirm_estate(ctx: Context, estate_id: int) -> None:
     estate = await territory.estate(ctx.session, estate_id)
-    ctx.say("home.confirm", [[ctx.button(ctx.t("common.yes"), "estate", estate_id),
-                              ctx.button(ctx.t("common.no"), "home", "again")]],
+    ctx.say("home.confirm", [[ctx.button(ctx.t("common.yes"), ChooseEstate(estate_id)),
+                              ctx.button(ctx.t("common.no"), HomeAgain())]],
             estate=territory.localized(estate, ctx.lang))
 
 
-@router.button("home")
-async def home_again(ctx: Context) -> None:
+@router.action(HomeAgain)
+async def home_again(ctx: Context, _: HomeAgain) -> None:
     await ask_home(ctx)
 
 
-@router.button("estate")
-async def estate_chosen(ctx: Context) -> None:
-    estate = await territory.estate(ctx.session, ctx.int_arg())
+@router.action(ChooseEstate)
+async def estate_chosen(ctx: Context, press: ChooseEstate) -> None:
+    estate = await territory.estate(ctx.session, press.estate_id)
     if estate is None:
         ctx.say("common.button_invalid")
         return
@@ -105,13 +141,13 @@ async def estate_chosen(ctx: Context) -> None:
     buildings = await territory.buildings_of(ctx.session, estate.id)
     rows, row = [], []
     for b in buildings:
-        row.append(ctx.button(b.number, "bldg", b.id))
+        row.append(ctx.button(b.number, ChooseBuilding(b.id)))
         if len(row) == 6:
             rows.append(row)
             row = []
     if row:
         rows.append(row)
-    rows.append([ctx.button(ctx.t("common.skip"), "bldg", 0)])
+    rows.append([ctx.button(ctx.t("common.skip"), ChooseBuilding(0))])
     ctx.say("home.ask_building", rows, estate=territory.localized(estate, ctx.lang))
 
 
@@ -126,9 +162,9 @@ async def building_typed(ctx: Context) -> None:
     await _building(ctx, found)
 
 
-@router.button("bldg")
-async def building_chosen(ctx: Context) -> None:
-    bid = ctx.int_arg()
+@router.action(ChooseBuilding)
+async def building_chosen(ctx: Context, press: ChooseBuilding) -> None:
+    bid = press.building_id
     if bid == 0:
         if ctx.state == ASK_BUILDING and ctx.data.get("estate_id"):
             await _save(ctx, ctx.data["estate_id"], None, None)
@@ -143,13 +179,13 @@ async def building_chosen(ctx: Context) -> None:
 
 async def _building(ctx: Context, found: territory.Building) -> None:
     ctx.goto(ASK_UNIT, estate_id=found.estate_id, building_id=found.id)
-    skip = [ctx.button(ctx.t("common.skip"), "unit", "skip")]
+    skip = [ctx.button(ctx.t("common.skip"), SkipUnit())]
     listed = await people.listed_units(ctx.session, found.id)
     if listed is None:
         ctx.say("home.ask_unit", [skip])
         return
     # The building's own units: pick one (or type it), so no one invents a household.
-    rows = [[ctx.button(u, "unitp", found.id, i) for i, u in enumerate(listed)][j:j + 4]
+    rows = [[ctx.button(u, PickUnit(found.id, i)) for i, u in enumerate(listed)][j:j + 4]
             for j in range(0, min(len(listed), MAX_UNIT_BUTTONS), 4)]
     ctx.say("home.ask_unit_listed", rows + [skip])
 
@@ -168,20 +204,19 @@ async def unit_typed(ctx: Context) -> None:
     await _done(ctx)
 
 
-@router.button("unitp")
-async def unit_picked(ctx: Context) -> None:
-    args = ctx.int_args(2)
-    listed = await people.listed_units(ctx.session, args[0]) if args else None
-    if (ctx.state != ASK_UNIT or listed is None or args[0] != ctx.data.get("building_id")
-            or not 0 <= args[1] < len(listed)):
+@router.action(PickUnit)
+async def unit_picked(ctx: Context, press: PickUnit) -> None:
+    listed = await people.listed_units(ctx.session, press.building_id)
+    if (ctx.state != ASK_UNIT or listed is None or press.building_id != ctx.data.get("building_id")
+            or not 0 <= press.index < len(listed)):
         ctx.say("common.button_invalid")
         return
-    await _save(ctx, ctx.data["estate_id"], args[0], listed[args[1]])
+    await _save(ctx, ctx.data["estate_id"], press.building_id, listed[press.index])
     await _done(ctx)
 
 
-@router.button("unit")
-async def unit_skipped(ctx: Context) -> None:
+@router.action(SkipUnit)
+async def unit_skipped(ctx: Context, _: SkipUnit) -> None:
     if ctx.state == ASK_UNIT:
         await _save(ctx, ctx.data["estate_id"], ctx.data["building_id"], None)
     await _done(ctx)

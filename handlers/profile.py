@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 from bot.context import Context
+from bot.payloads import Action
 from bot.router import Router
-from handlers.onboarding import ask_home
+from handlers.onboarding import ask_home, language_buttons
 from storage import territory
 
 router = Router()
+
+
+@dataclass(frozen=True)
+class Change(Action, code="prof"):
+    what: Literal["lang", "home"]
 
 
 @router.command("profile", help_key="help.profile", order=4)
@@ -18,8 +27,8 @@ async def profile(ctx: Context) -> None:
     scope = await ctx.scope()
     ctx.say(
         "profile.summary",
-        [[ctx.button(ctx.t("profile.change_language"), "prof", "lang"),
-          ctx.button(ctx.t("profile.change_home"), "prof", "home")]],
+        [[ctx.button(ctx.t("profile.change_language"), Change("lang")),
+          ctx.button(ctx.t("profile.change_home"), Change("home"))]],
         language=ctx.t("profile.language_name"),
         estate=territory.localized(estate, ctx.lang) if estate else ctx.t("profile.unset"),
         building=building.number if building else "-",
@@ -29,10 +38,9 @@ async def profile(ctx: Context) -> None:
     )
 
 
-@router.button("prof")
-async def change(ctx: Context) -> None:
-    if ctx.args and ctx.args[0] == "home":
+@router.action(Change)
+async def change(ctx: Context, press: Change) -> None:
+    if press.what == "home":
         await ask_home(ctx)
         return
-    ctx.reply(ctx.t("start.choose_language"), [[
-        ctx.button("中文", "lang", "zh-Hans"), ctx.button("English", "lang", "en")]])
+    ctx.reply(ctx.t("start.choose_language"), [language_buttons(ctx)])

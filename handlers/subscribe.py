@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 from bot.context import Context
+from bot.payloads import Action
 from bot.router import Router
 from storage import subscriptions as subs
 
 router = Router()
+
+
+@dataclass(frozen=True)
+class Toggle(Action, code="sbt"):
+    index: int  # into storage.subscriptions.CATEGORIES
+
+
+@dataclass(frozen=True)
+class AskQuiet(Action, code="sbq"):
+    pass
+
+
+@dataclass(frozen=True)
+class Language(Action, code="sbl"):
+    lang: Literal["zh-Hans", "en"]
 
 
 @router.command("subscribe", help_key="subscribe.help", order=10)
@@ -24,9 +43,9 @@ async def _menu(ctx: Context, *, edit: bool = False) -> None:
             label = ctx.t("subscribe.always_on", name=name)
         else:
             label = ctx.t("subscribe.on" if category not in off else "subscribe.off", name=name)
-        rows.append([ctx.button(label, "sbt", i)])
-    rows.append([ctx.button(ctx.t("subscribe.btn_quiet"), "sbq")])
-    rows.append([ctx.button("中文", "sbl", "zh-Hans"), ctx.button("English", "sbl", "en")])
+        rows.append([ctx.button(label, Toggle(i))])
+    rows.append([ctx.button(ctx.t("subscribe.btn_quiet"), AskQuiet())])
+    rows.append([ctx.button("中文", Language("zh-Hans")), ctx.button("English", Language("en"))])
     quiet_text = (ctx.t("subscribe.quiet_is", start=subs.format_minutes(quiet[0]),
                         end=subs.format_minutes(quiet[1])) if quiet
                   else ctx.t("subscribe.quiet_none"))
@@ -37,9 +56,9 @@ async def _menu(ctx: Context, *, edit: bool = False) -> None:
     ctx.reply(text, rows, edit_of=edit_of)
 
 
-@router.button("sbt")
-async def toggle(ctx: Context) -> None:
-    index = int(ctx.args[0]) if ctx.args and ctx.args[0].isdigit() else -1
+@router.action(Toggle)
+async def toggle(ctx: Context, press: Toggle) -> None:
+    index = press.index
     if not 0 <= index < len(subs.CATEGORIES):
         ctx.say("common.button_invalid")
         return
@@ -52,8 +71,8 @@ async def toggle(ctx: Context) -> None:
     await _menu(ctx, edit=True)
 
 
-@router.button("sbq")
-async def ask_quiet(ctx: Context) -> None:
+@router.action(AskQuiet)
+async def ask_quiet(ctx: Context, _: AskQuiet) -> None:
     ctx.goto("subscribe.quiet")
     ctx.say("subscribe.ask_quiet", tz=ctx.services.settings.bot.timezone)
 
@@ -76,12 +95,9 @@ async def quiet_typed(ctx: Context) -> None:
             end=subs.format_minutes(hours[1]))
 
 
-@router.button("sbl")
-async def language(ctx: Context) -> None:
-    lang = ctx.args[0] if ctx.args and ctx.args[0] in ("zh-Hans", "en") else None
-    if lang is None:
-        ctx.say("common.button_invalid")
-        return
+@router.action(Language)
+async def language(ctx: Context, press: Language) -> None:
+    lang = press.lang
     ctx.resident.language = lang
     ctx.lang = lang
     await _menu(ctx, edit=True)
