@@ -93,6 +93,7 @@ class Dispatcher:
 
     async def _handle_locked(self, inbound: Inbound) -> None:
         async with self.sessions() as session, session.begin():
+            await updates.hold_person(session, inbound.platform, inbound.user_id)
             if inbound.update_id is not None and not await updates.claim(
                 session, inbound.platform, str(inbound.update_id)
             ):

@@ -35,6 +35,22 @@ async def claim(session: AsyncSession, platform: str, update_id: str) -> bool:
     return affected(result) == 1
 
 
+# Advisory locks in their own key space (two 32-bit keys): the first names "a person's
+# updates", the second is the hash of the person. Held until the transaction ends.
+_PERSON_SPACE = 0x5045  # "PE"
+_HOLD_PERSON = text("SELECT pg_advisory_xact_lock(:space, hashtext(:person))")
+
+
+async def hold_person(session: AsyncSession, platform: str, user_id: str) -> None:
+    """Wait until no other process is handling an update of this person, and keep them until
+    this transaction ends: with several workers on one PostgreSQL, one person's updates are
+    handled one at a time, whichever worker received them. (In one process the dispatcher's
+    lock already does it; on SQLite every update's transaction holds the write lock.)"""
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(_HOLD_PERSON, {"space": _PERSON_SPACE,
+                                             "person": f"{platform}:{user_id}"})
+
+
 async def prune(session: AsyncSession, older_than: timedelta = timedelta(days=3)) -> int:
     result = await session.execute(
         delete(ProcessedUpdate).where(ProcessedUpdate.at < utcnow() - older_than)
