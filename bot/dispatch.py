@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.context import Context, Services
 from bot.flood import FloodGuard
 from bot.i18n import normalize_language
-from bot.messaging.model import Adapter, Capabilities, Inbound, Kind, Outbound
+from bot.messaging.model import STORED, Adapter, Capabilities, Inbound, Kind, Outbound
 from bot.router import Router
 from storage import choices, dialog, outbox, updates
 
@@ -138,6 +138,9 @@ class Dispatcher:
             ids = iter(await outbox.enqueue_claimed(session, identity.id, payloads)
                        if payloads else [])
             replies = [(out, next(ids) if keep else None) for out, keep in zip(ctx.replies, kept, strict=True)]
+        stored = STORED.get()
+        if stored is not None:
+            stored.set()
         if ctx.pushed:
             self.deliverer.wake()
         await self.deliverer.send_replies(inbound.platform, inbound.chat_id, identity.id,

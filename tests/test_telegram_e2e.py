@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
+import sqlite3
 from pathlib import Path
 
 import aiohttp
+from sqlalchemy import text as sql
 
 from bot.app import build_app
 from bot.config import BotSettings, DatabaseSettings, Settings
@@ -203,9 +206,23 @@ async def test_webhook_checks_the_secret(tmp_path):
             async with http.post(url, json=update) as r:
                 assert r.status == 401
             assert fake.sent_count == 0
-            async with http.post(url, json=update,
-                                 headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret"}) as r:
+            # Answered only once the update is stored (handled, its reply queued): a worker
+            # dying before that leaves Telegram to send it again. Another process holds the
+            # database's write lock meanwhile, so the update cannot be stored yet.
+            other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
+            other.execute("BEGIN IMMEDIATE")
+            posting = asyncio.create_task(http.post(
+                url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret"}))
+            await asyncio.sleep(1.0)
+            assert not posting.done()
+            other.execute("COMMIT")
+            other.close()
+            async with await asyncio.wait_for(posting, 30) as r:
                 assert r.status == 200
+            async with app.sessions() as s:
+                seen = await s.scalar(sql(
+                    "SELECT count(*) FROM processed_updates WHERE update_id = '555000'"))
+            assert seen == 1
         await fake.wait_for_text(uid, "Please choose a language")
     finally:
         if app is not None:

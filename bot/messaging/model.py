@@ -5,10 +5,12 @@ Handlers speak only in these types; an adapter translates them to and from its p
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import math
 import re
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -39,6 +41,12 @@ class MediaRef:
     width: int | None = None
     height: int | None = None
 
+
+
+# An adapter that must not answer its platform before an update is safely stored (a webhook:
+# the platform sends again only what went unanswered) sets an event here for the update's
+# handling; the dispatcher sets it as soon as the update's transaction has committed.
+STORED: ContextVar[asyncio.Event | None] = ContextVar("stored", default=None)
 
 @dataclass(frozen=True)
 class Inbound:

@@ -39,6 +39,7 @@ from aiogram.types import (
 
 from bot.i18n import Texts, normalize_language
 from bot.messaging.model import (
+    STORED,
     Capabilities,
     Inbound,
     InboundHandler,
@@ -322,12 +323,24 @@ class TelegramAdapter:
             return web.Response(status=413, text="too large")
         except (ValueError, RecursionError, TypeError, ValidationError):
             return web.Response(status=400, text="not a Telegram update")
-        task = asyncio.create_task(self._feed(update))
+        # Answered once the update's transaction has committed (its replies are queued, not
+        # necessarily sent): a worker killed before that leaves Telegram without an answer,
+        # and Telegram sends the update again, to whichever worker, where the processed-updates
+        # table keeps it from counting twice. A duplicate, or an update dropped by the flood
+        # guard, is answered when its handling ends.
+        stored = asyncio.Event()
+        task = asyncio.create_task(self._feed(update, stored))
         self._feeding.add(task)
         task.add_done_callback(self._feeding.discard)
+        waiting = asyncio.ensure_future(stored.wait())
+        try:
+            await asyncio.wait({waiting, task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
         return web.json_response({})
 
-    async def _feed(self, update: Update) -> None:
+    async def _feed(self, update: Update, stored: asyncio.Event | None = None) -> None:
+        STORED.set(stored)
         try:
             await self.dp.feed_update(self.bot, update)
         except Exception:
