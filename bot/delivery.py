@@ -22,6 +22,7 @@ import logging
 import math
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -252,6 +253,7 @@ class Deliverer:
         self._stop = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._closing = False
+        self._leading = False  # this process holds the sender lease (see leads())
         self.started_at: datetime = utcnow()
         self.sent = 0
         self.retried = 0
@@ -264,6 +266,21 @@ class Deliverer:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def _shares_a_budget(self) -> bool:
+        """Several processes may send for this platform: PostgreSQL, all chats served."""
+        return self.engine.dialect.name == "postgresql" and self._serves_all()
+
+    def leads(self) -> bool:
+        """This process sends for the bot and runs its scheduled jobs: it holds the sender
+        lease (PostgreSQL, several workers), or there is no other to share them with."""
+        return self._leading or not self._shares_a_budget()
+
+    def sends_replies(self) -> bool:
+        """Replies of the updates handled here are sent from here: by the lease holder, or by
+        a process not running a sender at all (a one-off, a test). Other workers leave them
+        in the outbox for the holder, so all of the bot's sends keep within one budget."""
+        return self._task is None or self.leads()
 
     def start(self) -> None:
         self._stop.clear()
@@ -291,6 +308,9 @@ class Deliverer:
                     if not await lease.held():
                         await self._sleep(2.0)
                         continue
+                    if not self._leading:
+                        self._leading = True
+                        await lease.listen(self.wake)
                     scope = self.scope()
                     if scope != recovered:  # at start, and for chats newly served
                         await self._recover(scope, first=recovered is None)
@@ -310,6 +330,8 @@ class Deliverer:
                 if lane.task is not None:
                     lane.task.cancel()
             raise
+        finally:
+            self._leading = False
 
     async def _recover(self, scope: outbox.Scope, *, first: bool = True) -> None:
         """Rows left "sending" by a sender that died are resumed now, not minutes later.
@@ -612,6 +634,16 @@ class _SenderLease:
             await self._conn.commit()
             self._held = bool(got)
         return self._held
+
+    async def listen(self, wake: Callable[[], None]) -> None:
+        """While held on PostgreSQL: wake the sender whenever a transaction queued something
+        (outbox.notify), such as another worker's replies."""
+        if self._conn is None:
+            return
+        raw = await self._conn.get_raw_connection()
+        driver = raw.driver_connection  # asyncpg's connection
+        if driver is not None:
+            await driver.add_listener(outbox.WAKE_CHANNEL, lambda *_: wake())
 
     async def __aexit__(self, *exc) -> None:
         if self._conn is None:

@@ -135,9 +135,21 @@ class Dispatcher:
                 await dialog.save(session, identity.id, ctx.state, ctx.data, at=now)
             kept = [out.edit_of is None and not out.ephemeral for out in ctx.replies]
             payloads = [out.to_json() for out, keep in zip(ctx.replies, kept, strict=True) if keep]
-            ids = iter(await outbox.enqueue_claimed(session, identity.id, payloads)
-                       if payloads else [])
-            replies = [(out, next(ids) if keep else None) for out, keep in zip(ctx.replies, kept, strict=True)]
+            if self.deliverer.sends_replies():
+                ids = iter(await outbox.enqueue_claimed(session, identity.id, payloads)
+                           if payloads else [])
+                replies = [(out, next(ids) if keep else None)
+                           for out, keep in zip(ctx.replies, kept, strict=True)]
+            else:
+                # Another worker holds the sender lease, and so the bot's one budget: it sends
+                # what this update wrote down. Edits and ephemeral messages (a ballot's ticks)
+                # are never written down, so they still go from here.
+                if payloads:
+                    await outbox.enqueue_replies(session, identity.id, payloads)
+                elif ctx.pushed:
+                    await outbox.notify(session)
+                replies = [(out, None) for out, keep in zip(ctx.replies, kept, strict=True)
+                           if not keep]
         stored = STORED.get()
         if stored is not None:
             stored.set()

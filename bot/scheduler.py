@@ -116,6 +116,10 @@ async def run_jobs_once(sessions, services, deliverer, jobs: list[Job]) -> None:
 
 def _guard(job: Job, running: set):
     async def run(sessions, services, deliverer) -> None:
+        if not deliverer.leads():
+            # Several workers: the jobs run in the one holding the sender lease; when it dies
+            # another takes the lease within seconds (bot/delivery.py), and its jobs with it.
+            return
         task = asyncio.current_task()
         running.add(task)
         try:

@@ -25,6 +25,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -164,9 +165,34 @@ async def enqueue_claimed(session: AsyncSession, identity_id: int, payloads: lis
     return list(result.scalars().all())
 
 
+async def enqueue_replies(session: AsyncSession, identity_id: int, payloads: list[dict]
+                          ) -> None:
+    """Replies for another process to send: the one holding the sender lease, when several
+    workers share a PostgreSQL and so one budget (bot/delivery.py). Waiting, at the replies'
+    priority, ahead of every push; the holder is woken when this transaction commits."""
+    now = utcnow()
+    await session.execute(_INSERT_PENDING, [
+        dict(identity_id=identity_id, priority=int(Priority.REPLY), payload=p,
+             status=Status.PENDING.value, attempts=0, next_attempt_at=now, created_at=now)
+        for p in payloads])
+    await notify(session)
+
+
+WAKE_CHANNEL = "outbox_wake"
+
+
+async def notify(session: AsyncSession) -> None:
+    """Tell the sender there is something new to send, when this transaction commits
+    (PostgreSQL's NOTIFY; one per transaction however often it is called). Elsewhere a no-op:
+    on SQLite the one sending process is this one."""
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(text(f"NOTIFY {WAKE_CHANNEL}"))
+
+
 _TABLE: Table = OutboxMessage.__table__  # type: ignore[assignment]  # a Table, typed wider
 _INSERT_ONE = insert(_TABLE).returning(_TABLE.c.id)
 _INSERT_MANY = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)
+_INSERT_PENDING = insert(_TABLE)
 
 
 @dataclass(frozen=True)

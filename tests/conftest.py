@@ -91,6 +91,17 @@ async def db_url(request, tmp_path):
     await _drop_pg(name)
 
 
+@pytest.fixture
+async def pg_url():
+    """A throw-away PostgreSQL database, for what only PostgreSQL does (several workers)."""
+    if not PG_OK:
+        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432")
+    name, url = await _create_pg()
+    COVERED.add("postgresql")
+    yield url
+    await _drop_pg(name)
+
+
 def make_settings(url: str, tmp_path: Path, **bot) -> Settings:
     return Settings(database=DatabaseSettings(DATABASE_URL=url),
                     bot=BotSettings(media_dir=tmp_path / "media", **bot))

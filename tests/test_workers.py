@@ -7,8 +7,13 @@ from __future__ import annotations
 import asyncio
 
 from bot.router import CommandSpec
+from bot.scheduler import Job, _guard
 from storage import dialog
 from storage.people import Identity
+
+
+async def _ran(ran: list, args: tuple) -> None:
+    ran.append(args[2])
 
 
 async def _count(ctx) -> None:
@@ -36,3 +41,47 @@ async def test_one_persons_updates_are_handled_one_at_a_time_across_workers(db_u
     counted = sorted(int(m.out.text) for chat in (chat1, chat2) for m in chat.sent
                      if m.chat_id == "ann" and (m.out.text or "").isdigit())
     assert counted == list(range(1, 21))  # each count seen once: none read a stale state
+
+
+async def test_a_worker_without_the_sender_lease_leaves_its_replies_to_the_holder(pg_url, make_app):
+    """All of the bot's sends keep within one budget: the worker holding the sender lease sends
+    them, including the replies of updates another worker handled; the holder is woken at once
+    (NOTIFY), not at its next poll. Scheduled jobs run in the holder only."""
+    holder, held_chat = await make_app(pg_url, deliver=True)
+    other, other_chat = await make_app(pg_url, territory=False, deliver=True)
+    for _ in range(100):
+        if holder.deliverer.leads():
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    assert holder.deliverer.leads() and not other.deliverer.leads()
+    assert other.deliverer.sends_replies() is False
+
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await other_chat.say("bo", "/start")
+    for _ in range(100):
+        if any(m.chat_id == "bo" for m in held_chat.sent):
+            break
+        await asyncio.sleep(0.02)
+    took = loop.time() - began
+    assert any("Please choose a language" in (m.out.text or "") for m in held_chat.sent
+               if m.chat_id == "bo")
+    assert not [m for m in other_chat.sent if m.chat_id == "bo"]  # nothing sent by the other
+    assert took < 0.9  # woken by the commit, not by its one-second poll
+
+    ran = []
+    job = Job("t-count", lambda settings: 60.0, lambda *args: _ran(ran, args))
+    for app in (holder, other):
+        await _guard(job, set())(app.sessions, app.services, app.deliverer)
+    assert ran == [holder.deliverer]  # the jobs run once, in the holder
+
+    # The holder goes (its lease connection closes): the other takes over, and its sends.
+    await holder.stop()
+    for _ in range(200):
+        if other.deliverer.leads():
+            break
+        await asyncio.sleep(0.05)
+    assert other.deliverer.leads() and other.deliverer.sends_replies()
+    await other_chat.say("bo", "/help")
+    assert any(m.chat_id == "bo" for m in other_chat.sent)
