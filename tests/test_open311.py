@@ -355,3 +355,55 @@ def test_key_commands(tmp_path, monkeypatch, capsys):
     assert main(["open311", "key", "list"]) == 0
     assert "revoked" in capsys.readouterr().out
     assert asyncio.run(stored())[0] is None
+
+
+async def test_python_m_bot_run_serves_the_api_beside_the_chat(tmp_path):
+    """The operator's story: a platform configured and BOT_WEB_URL set, `python -m bot run`
+    serves the chat and the API on BOT_WEB_PORT; SIGTERM ends both cleanly."""
+    import asyncio
+    import os
+    import signal
+    import socket
+    import sys
+
+    from tests.conftest import ROOT
+    from tests.fakes.wechat_server import FakeWeChat
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    async with FakeWeChat() as fake:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("TELEGRAM_", "WECHAT_", "BOT_", "OPEN311_"))}
+        env.update({"WECHAT_APP_ID": fake.app_id, "WECHAT_APP_SECRET": fake.app_secret,
+                    "WECHAT_TOKEN": fake.token, "WECHAT_API_BASE": fake.base_url,
+                    "WECHAT_CALLBACK_HOST": "127.0.0.1", "WECHAT_CALLBACK_PORT": str(ports[0]),
+                    "BOT_WEB_URL": "https://bot.example.org/", "BOT_WEB_HOST": "127.0.0.1",
+                    "BOT_WEB_PORT": str(ports[1]),
+                    "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/bot.sqlite3",
+                    "BOT_MEDIA_DIR": str(tmp_path / "media"), "PYTHONPATH": str(ROOT)})
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "run", cwd=tmp_path, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        try:
+            url = f"http://127.0.0.1:{ports[1]}/open311/v2/discovery.json"
+            for _ in range(300):
+                try:
+                    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+                        discovery = await resp.json()
+                        break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the web application never answered")
+            assert discovery["endpoints"][0]["url"] == "https://bot.example.org/open311/v2"
+            async with aiohttp.ClientSession() as http, http.get(
+                    f"http://127.0.0.1:{ports[1]}/open311/v2/services.json") as resp:
+                assert {s["service_code"] for s in await resp.json()} >= {"rubbish", "safety"}
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert f"web application on 127.0.0.1:{ports[1]}" in err.decode()
