@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select, update
 
 from bot.config import Open311Settings
+from handlers.report_filing import file_urgent_report
 from storage import audit, open311
 from storage import reports as rep
 from storage.people import Resident, identity_for
@@ -138,6 +139,14 @@ async def test_scope_and_privacy_by_attack(served, sqlite_url):
     hazard = await file_report(chat, "ann", "Safety hazard", "Loose wire at my door, unit 3-301",
                                *VICTORIA)
     lamp = await file_report(chat, "ann", "Street lighting", "Lamp out", 30.6065, 104.0405)
+    # One the bot filed for her ("I need help" on an emergency notice), in an open category,
+    # with a control character no XML may hold.
+    async with app.sessions() as s, s.begin():
+        person = await s.get(Resident, ann)
+        helped = (await file_urgent_report(s, app.services, person, category="other",
+                                           description="Help\x0b at 3-301",
+                                           reason={"code": "emergency_help", "id": 1,
+                                                   "unit": "3-301"})).reference
 
     # Posting: a key of another scope, a revoked key, a made-up key, no key: all refused.
     form = {"service_code": "rubbish", "lat": VICTORIA[0], "long": VICTORIA[1],
@@ -176,11 +185,15 @@ async def test_scope_and_privacy_by_attack(served, sqlite_url):
             assert "3-301" not in text and "Loose wire" not in text
             ordinary = find(await client.requests(api_key=key), lamp)
             assert ordinary["description"] == "Lamp out" and ordinary["lat"] is not None
+            generated = find(await client.requests(api_key=key), helped)
+            assert generated["description"] is None and generated["lat"] is None
         for key in (station, south):
             client = Open311Client(endpoint, http, fmt=fmt)
             shown = find(await client.requests(api_key=key), hazard)
             assert shown["description"] == "Loose wire at my door, unit 3-301"
             assert shown["lat"] is not None
+            expected = "Help\x0b at 3-301" if fmt == "json" else "Help at 3-301"
+            assert find(await client.requests(api_key=key), helped)["description"] == expected
         # Whatever is asked, no answer names the reporter or their phone.
         client = Open311Client(endpoint, http, fmt=fmt)
         for call in (client.requests(), client.requests(api_key=station),

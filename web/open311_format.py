@@ -7,6 +7,7 @@ is JSON null and an empty XML element; booleans are `true` / `false`."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -21,6 +22,10 @@ ITEMS = {"services": "service", "service_requests": "request", "errors": "error"
          "values": "value"}
 
 
+# Characters XML 1.0 cannot hold at all (escaping does not help): dropped from the XML answer.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
 def _text(value: Any) -> str | None:
     if value is None:
         return None
@@ -28,7 +33,7 @@ def _text(value: Any) -> str | None:
         return "true" if value else "false"
     if isinstance(value, datetime):
         return value.isoformat(timespec="seconds")
-    return str(value)
+    return _NOT_XML.sub("", str(value))
 
 
 def _fill(parent: ET.Element, name: str, value: Any) -> None:
