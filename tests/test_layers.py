@@ -287,3 +287,27 @@ def test_the_checker_sees_a_session_call_in_a_handler(tmp_path, monkeypatch):
             raise AssertionError(f"session calls against {listed} went unnoticed")
     monkeypatch.setattr(layers, "SESSION_CALLS_STILL_IN_HANDLERS", {"handlers.polls": 3})
     layers.test_handlers_make_no_new_session_calls()
+
+
+def test_the_checker_sees_web_importing_a_handler_and_a_session_call_in_web(tmp_path,
+                                                                          monkeypatch):
+    """web/ stands beside handlers/: importing a handler is upward, and its session calls are
+    counted as a handler's are."""
+    import tests.test_layers as layers
+
+    for package in PACKAGES:
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / "handlers" / "reports.py").write_text("")
+    (tmp_path / "web" / "api.py").write_text(
+        "async def f(session):\n    from handlers import reports\n"
+        "    await session.execute(q)\n")
+    monkeypatch.setattr(layers, "ROOT", tmp_path)
+    assert layers._graph()[0]["web.api"] == {"handlers.reports"}
+    assert layers._session_calls() == {"web.api": [3]}
+    try:
+        layers.test_no_import_runs_upward()
+    except AssertionError:
+        pass
+    else:
+        raise AssertionError("web importing a handler went unnoticed")
