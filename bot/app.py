@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 
 import aiohttp
+from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.ballot_key import ballot_key
@@ -25,7 +26,9 @@ from bot.media import MediaStore
 from bot.messaging.model import Adapter
 from bot.scheduler import Clock, Job, Scheduler, build_scheduler
 from bot.signing import Signer, fingerprint
+from bot.web import WebServer, create_web_app
 from handlers import build_jobs, build_router, first_contact
+from handlers.report_filing import send_card_to_team
 from services.geo import TerritoryIndex, validate_territory
 from services.guides import GuideIndex, load_guides
 from services.report_catalog import Catalog, WorkCalendar
@@ -33,6 +36,8 @@ from storage import kv
 from storage.db import create_engine, reader_factory, session_factory
 from storage.migrate import upgrade_async
 from storage.territory_loader import load_territory
+from web.open311 import Open311Deps
+from web.open311 import feature as open311_api
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,9 @@ class App:
     scheduler: Scheduler | None = None
     jobs: list[Job] = field(default_factory=list)  # the features' jobs (run_jobs_once in tests)
     started: list[Adapter] = field(default_factory=list)
+    # The web application (the features' routes); served when BOT_WEB_URL is set.
+    web_app: web.Application | None = None
+    web: WebServer | None = None
 
     async def start(self, *, deliver: bool = True, schedule: bool = True) -> None:
         if deliver:
@@ -58,8 +66,12 @@ class App:
         for adapter in self.adapters.values():
             await adapter.start(self.dispatcher.handle)
             self.started.append(adapter)
+        if self.web is not None:
+            await self.web.start()
 
     async def stop(self) -> None:
+        if self.web is not None:
+            await self.web.stop()
         for adapter in reversed(self.started):
             await adapter.stop()
         self.started.clear()
@@ -155,5 +167,15 @@ async def build_app(
     )
     jobs = build_jobs()
     scheduler = build_scheduler(sessions, services, deliverer, jobs)
+
+    async def announce_filed(session, services, report) -> None:
+        # A report filed through the web goes to the team as a chat report does: its card.
+        await send_card_to_team(session, services, report, reason="new")
+
+    web_app = create_web_app([
+        open311_api(Open311Deps(sessions, services, announce_filed, deliverer.wake)),
+    ])
+    server = (WebServer(web_app, settings.bot.web_host, settings.bot.web_port)
+              if settings.bot.web_url else None)
     return App(settings, engine, sessions, services, dispatcher, deliverer, adapters, scheduler,
-               jobs)
+               jobs, web_app=web_app, web=server)

@@ -32,6 +32,13 @@ def _parser() -> argparse.ArgumentParser:
     admin.add_argument("user", nargs="?", help="telegram:12345, terminal:alice or #12")
     admin.add_argument("role", nargs="?", choices=["admin", "staff", "committee", "team"])
     admin.add_argument("scope", nargs="?", help="station, committee or team code")
+    o311 = sub.add_parser("open311", help="Open311 GeoReport v2 API keys")
+    o311_sub = o311.add_subparsers(dest="open311_cmd", required=True)
+    key = o311_sub.add_parser("key", help="create, revoke or list API keys")
+    key.add_argument("action", choices=["create", "revoke", "list"])
+    key.add_argument("id", nargs="?", type=int, help="the key's number (revoke)")
+    key.add_argument("--scope", help="station:CODE or team:CODE (create)")
+    key.add_argument("--label", help="who the key is for, e.g. 'city work orders' (create)")
     wechat = sub.add_parser("wechat", help="WeChat Official Account")
     wechat.add_argument("action", choices=["menu"],
                         help="menu: create the custom menu (报事 / 通知 / 参与: 志愿, 议事)")
@@ -102,6 +109,8 @@ async def _async_main(args, settings: Settings, served: list) -> int:
         return await _admin(args, settings)
     if args.cmd == "wechat":
         return await _wechat_menu(settings)
+    if args.cmd == "open311":
+        return await _open311_key(args, settings)
     if served:
         return await _serve(settings, served)
     return await _chat(settings, getattr(args, "user", "resident"), getattr(args, "lang", "zh-hans"))
@@ -149,6 +158,61 @@ async def _admin(args, settings: Settings) -> int:
             print(("granted" if args.action == "grant" else "revoked") if changed
                   else "unchanged")
             return 0
+    finally:
+        await engine.dispose()
+
+
+async def _open311_key(args, settings: Settings) -> int:
+    """API keys of the Open311 API: shown once when created, kept hashed; every change audited."""
+    from storage import audit, open311
+    from storage.base import utcnow
+    from storage.db import create_engine, session_factory
+
+    territory = await _territory_if_empty(settings)  # keys are scoped to its stations/teams
+    engine = create_engine(settings.database.url)
+    sessions = session_factory(engine)
+    try:
+        if territory is not None and await asyncio.to_thread(Path(territory).is_file):
+            from bot.app import load_territory_file
+
+            await load_territory_file(sessions, territory)
+        async with sessions() as session, session.begin():
+            if args.action == "list":
+                rows = await open311.keys(session)
+                for key, scope in rows:
+                    state = (f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at
+                             else "active")
+                    print(f"#{key.id} {key.hint}… {scope} {key.label!r} "
+                          f"created {key.created_at:%Y-%m-%d %H:%M} {state}")
+                if not rows:
+                    print("no keys yet; create one with "
+                          "`python -m bot open311 key create --scope station:CODE --label NAME`")
+                return 0
+            if args.action == "revoke":
+                if args.id is None:
+                    print("usage: open311 key revoke ID (the number `open311 key list` shows)")
+                    return 2
+                if not await open311.revoke_key(session, args.id, utcnow()):
+                    print(f"error: no active key #{args.id}")
+                    return 2
+                await audit.record(session, None, "open311.key_revoke", f"#{args.id}", by="cli")
+                print(f"revoked #{args.id}")
+                return 0
+            kind, _, code = (args.scope or "").partition(":")
+            if not code or not args.label:
+                print("usage: open311 key create --scope station:CODE|team:CODE --label NAME")
+                return 2
+            try:
+                key, token = await open311.create_key(session, args.label.strip()[:80], kind,
+                                                      code, utcnow())
+            except open311.KeyError_ as exc:
+                print(f"error: {exc}")
+                return 2
+            await audit.record(session, None, "open311.key_create", f"#{key.id}", by="cli",
+                               scope=args.scope, label=key.label)
+        print(f"created #{key.id} for {args.scope} ({key.label}); the key (shown only now):")
+        print(token)
+        return 0
     finally:
         await engine.dispose()
 

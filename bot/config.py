@@ -49,6 +49,26 @@ class BotSettings(BaseSettings):
     delivery_max_attempts: int = 6
     # Font for drawn images (charts, cards); the bundled WenQuanYi Micro Hei when unset.
     font_file: str | None = None
+    # The web application (the Open311 API, later the staff dashboard): served by
+    # `python -m bot run` when `web_url` (its public base URL) is set.
+    web_url: str | None = None
+    web_host: str = "0.0.0.0"
+    web_port: int = Field(default=8081, ge=0, le=65535)  # 0: any free port (tests)
+
+
+class Open311Settings(BaseSettings):
+    """The Open311 GeoReport v2 API (web/open311.py), under BOT_WEB_URL/open311/v2/."""
+
+    model_config = SettingsConfigDict(env_prefix="OPEN311_", **_common)
+
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)  # a larger POST gets 413
+    # Requests a minute per API key (and, for GETs without a key, per client address),
+    # after a burst of `burst`; beyond that, 429.
+    rate_per_minute: float = Field(default=60.0, gt=0)
+    burst: int = Field(default=20, ge=1)
+    page_size: int = Field(default=100, ge=1, le=1000)  # requests per page unless asked
+    max_page_size: int = Field(default=1000, ge=1)
+    default_days: int = Field(default=90, ge=1)  # GET requests without dates: the last 90 days
 
 
 class VolunteeringSettings(BaseSettings):
@@ -191,5 +211,6 @@ class Settings:
         self.weather = overrides.pop("weather", None) or WeatherSettings()
         self.cap = overrides.pop("cap", None) or CapSettings()
         self.polls = overrides.pop("polls", None) or DeliberationSettings()
+        self.open311 = overrides.pop("open311", None) or Open311Settings()
         if overrides:
             raise TypeError(f"unknown settings: {sorted(overrides)}")

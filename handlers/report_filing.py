@@ -7,11 +7,9 @@ it; every push goes through the outbox, in the recipient's own language.
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo
-
 from bot.messaging.model import Button, Outbound
-from services.report_routing import route
-from storage import outbox, territory
+from services import report_filing as filing
+from storage import open311, outbox, territory
 from storage import reports as rep
 from storage.access import Scope, scope_of
 from storage.people import Resident, identities_of, resident_by_id
@@ -66,22 +64,13 @@ async def file_report(session, services, resident: Resident, *, category: str,
                       photos: tuple[str, ...] = (), voice: str | None = None,
                       voice_duration: int | None = None, urgent: bool = False,
                       reason: dict | None = None) -> rep.Report:
-    """Route, number and store a report, then send its card to the team."""
-    cat = services.catalog.get(category) or services.catalog.get("other")
-    now = services.clock()
-    where = await route(session, services.geo, cat.key, latitude=latitude, longitude=longitude,
-                        estate_id=estate_id)
-    cal = services.calendar
-    report = await rep.create(session, rep.NewReport(
-        reporter_id=resident.id, category=cat.key, description=description,
-        ack_due_at=cal.add_working_days(now, cat.ack_days),
-        fix_due_at=cal.add_working_days(now, cat.fix_days),
-        latitude=latitude, longitude=longitude, exact_point=exact_point,
-        estate_id=where.estate_id, building_id=building_id, zone_id=where.zone_id,
-        team_id=where.team_id, urgent=urgent, photos=tuple(photos), voice=voice,
-        voice_duration=voice_duration, reason=reason,
-    ), now, now.astimezone(ZoneInfo(services.settings.bot.timezone)).year,
-        services.settings.reports.reference_prefix)
+    """Route, number and store a report (services.report_filing), then send its card to the
+    team."""
+    report = await filing.file(
+        session, services, resident.id, category=category, description=description,
+        latitude=latitude, longitude=longitude, exact_point=exact_point, estate_id=estate_id,
+        building_id=building_id, photos=photos, voice=voice, voice_duration=voice_duration,
+        urgent=urgent, reason=reason)
     await send_card_to_team(session, services, report, reason="new")
     return report
 
@@ -135,8 +124,14 @@ async def card_text(session, services, report: rep.Report, lang: str, *,
                    fix=services.local_time(report.fix_due_at)))
     if show_reporter:
         person = await resident_by_id(session, report.reporter_id)
-        lines.append(t(services, lang, "reports.card_reporter",
-                       name=person.display_name or f"#{person.id}", phone=person.phone or "-"))
+        name, phone = person.display_name or f"#{person.id}", person.phone or "-"
+        sub = await open311.first_submission(session, report.id)
+        if sub is not None:  # filed through the API: the contact that came with it
+            contact = sub.contact or {}
+            given = " ".join(v for v in (contact.get("first_name"), contact.get("last_name")) if v)
+            name = t(services, lang, "reports.card_via_api", name=given or "-", client=name)
+            phone = " / ".join(v for v in (contact.get("phone"), contact.get("email")) if v) or "-"
+        lines.append(t(services, lang, "reports.card_reporter", name=name, phone=phone))
     return "\n".join(lines)
 
 

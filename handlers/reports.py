@@ -11,6 +11,7 @@ from bot.messaging.model import Kind
 from bot.router import Router
 from handlers import report_filing as filing
 from handlers.report_media import MediaRefused, take_photo, take_voice
+from services.report_filing import same_nearby
 from storage import reports as rep
 from storage import territory
 from storage.base import reread
@@ -376,9 +377,7 @@ async def at_home(ctx: Context) -> None:
 
 async def check_duplicates(ctx: Context) -> None:
     d = ctx.data
-    cat = ctx.services.catalog.get(d["cat"])
-    nearby = await rep.open_nearby(ctx.session, cat.key, d["lat"], d["lon"],
-                                   cat.duplicate_radius_m)
+    nearby = await same_nearby(ctx.session, ctx.services, d["cat"], d["lat"], d["lon"])
     ctx.remember(dup_checked=True)
     if not nearby:
         await show_summary(ctx)

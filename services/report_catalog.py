@@ -33,6 +33,9 @@ class Category:
     ack_days: int
     fix_days: int
     duplicate_radius_m: float
+    # Reports of a private category (safety: often someone's home, or a person in need) are
+    # shown to outside systems without their place or description (web/open311.py).
+    private: bool = False
 
     def name(self, lang: str) -> str:
         return self.name_en if lang == "en" else self.name_zh
@@ -75,6 +78,7 @@ class Catalog:
                 synonyms=tuple(merged.get("synonyms", [])),
                 ack_days=int(merged.get("ack_days", 1)), fix_days=int(merged.get("fix_days", 6)),
                 duplicate_radius_m=float(merged.get("duplicate_radius_m", 250)),
+                private=bool(merged.get("private", False)),
             ))
         return cls(cats)
 

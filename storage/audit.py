@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from storage.base import Base, utcnow
 
 # Who acted when actor_id is empty, kept as detail["by"]; nothing there means the CLI.
-SYSTEM_ACTORS = ("cli", "scheduler", "system")
+SYSTEM_ACTORS = ("cli", "scheduler", "system", "open311")
 
 
 class AuditEntry(Base):

@@ -8,6 +8,7 @@ from storage import (
     guides,
     kv,
     notices,
+    open311,
     outbox,
     people,
     polls,
@@ -24,6 +25,6 @@ from storage import (
 )
 from storage.base import Base
 
-__all__ = ["Base", "alerts", "audit", "choices", "dialog", "guides", "kv", "notices", "outbox",
+__all__ = ["Base", "alerts", "audit", "choices", "dialog", "guides", "kv", "notices", "open311", "outbox",
            "people", "polls", "proposals", "reports", "subscriptions", "surveys", "territory",
            "updates", "verification", "volunteer_hours", "volunteer_teams", "volunteering"]

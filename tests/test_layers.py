@@ -1,6 +1,7 @@
 """The direction of imports, read from the source: handlers -> bot (framework) and storage;
+web (the HTTP features, beside handlers) -> bot, services and storage, never handlers;
 bot -> storage; storage -> nothing of ours above it. Only the composition root (bot/app.py)
-names the features. No module imports itself back through others (no cycles).
+names the features (handlers and web). No module imports itself back through others (no cycles).
 
 Every `import` counts, at module level or inside a function: a deferred import is still a
 dependency, and hiding one in a function is how cycles were kept before. One exception, named
@@ -14,7 +15,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("bot", "services", "storage", "handlers")
+PACKAGES = ("bot", "services", "storage", "handlers", "web")
 COMPOSITION_ROOT = {"bot.app"}
 # Module -> layers whose names it may import for type checking only (`if TYPE_CHECKING:`).
 TYPE_NAMES_ONLY = {"bot.context": {"services"}}
@@ -83,6 +84,7 @@ def _layer(module: str) -> str:
 def test_no_import_runs_upward():
     graph, _ = _graph()
     allowed = {"handlers": {"handlers", "services", "bot", "storage"},
+               "web": {"web", "services", "bot", "storage"},
                "services": {"services", "storage", "bot"}, "bot": {"bot", "storage"},
                "storage": {"storage"}}
     upward = sorted(
@@ -157,7 +159,7 @@ def _session_calls() -> dict[str, list[int]]:
     """Handler module -> line numbers of `<...session>.get/execute/add/...(...)` calls."""
     found: dict[str, list[int]] = {}
     for name, path in _modules().items():
-        if _layer(name) != "handlers":
+        if _layer(name) not in ("handlers", "web"):  # web features, like handlers, call storage
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         lines = sorted(node.lineno for node in ast.walk(tree)
@@ -285,3 +287,27 @@ def test_the_checker_sees_a_session_call_in_a_handler(tmp_path, monkeypatch):
             raise AssertionError(f"session calls against {listed} went unnoticed")
     monkeypatch.setattr(layers, "SESSION_CALLS_STILL_IN_HANDLERS", {"handlers.polls": 3})
     layers.test_handlers_make_no_new_session_calls()
+
+
+def test_the_checker_sees_web_importing_a_handler_and_a_session_call_in_web(tmp_path,
+                                                                          monkeypatch):
+    """web/ stands beside handlers/: importing a handler is upward, and its session calls are
+    counted as a handler's are."""
+    import tests.test_layers as layers
+
+    for package in PACKAGES:
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / "handlers" / "reports.py").write_text("")
+    (tmp_path / "web" / "api.py").write_text(
+        "async def f(session):\n    from handlers import reports\n"
+        "    await session.execute(q)\n")
+    monkeypatch.setattr(layers, "ROOT", tmp_path)
+    assert layers._graph()[0]["web.api"] == {"handlers.reports"}
+    assert layers._session_calls() == {"web.api": [3]}
+    try:
+        layers.test_no_import_runs_upward()
+    except AssertionError:
+        pass
+    else:
+        raise AssertionError("web importing a handler went unnoticed")
