@@ -8,7 +8,7 @@ from datetime import datetime
 
 from bot.context import Context, Services
 from bot.messaging.model import Button, Outbound
-from bot.pushes import Recipient, push, translator
+from bot.pushes import Batch, Recipient, push
 from bot.router import Router
 from bot.scheduler import Job
 from handlers import drafting
@@ -459,21 +459,19 @@ async def _announce_closed(session, services: Services, survey: surveys.Survey) 
 async def _push_results(session, services: Services, survey) -> None:
     """Everyone who answered hears the results table at close (free text stays with the
     committee), in their language; one bulk insert, once per identity and chunk."""
-    default = services.settings.bot.default_language
     results = await surveys.results(session, survey)
     started, completed = await surveys.respondents(session, survey.id)
-    chunks: dict[str, list[str]] = {}
-    rows = []
+    chunks: dict[str, list[str]] = {}  # rendered once per language
+    pushes = Batch(services.texts)
     for identity_id, lang in await surveys.respondent_identities(session, survey.id):
-        lang = lang or default
-        if lang not in chunks:
-            chunks[lang] = table_chunks(translator(services.texts, lang), survey, results,
-                                        started, completed)
-        rows += [{"identity_id": identity_id, "payload": Outbound(text=chunk).to_json(),
-                  "priority": int(outbox.Priority.BULK), "group_key": f"survey:{survey.id}",
-                  "dedupe_key": f"survey:{survey.id}:res:{identity_id}:{n}"}
-                 for n, chunk in enumerate(chunks[lang])]
-    await outbox.enqueue_many(session, rows)
+        t = pushes.reader(Recipient(identity_id, lang))
+        if t.lang not in chunks:
+            chunks[t.lang] = table_chunks(t, survey, results, started, completed)
+        for n, chunk in enumerate(chunks[t.lang]):
+            pushes.add(identity_id, Outbound(text=chunk), priority=outbox.Priority.BULK,
+                       group=f"survey:{survey.id}",
+                       dedupe_key=f"survey:{survey.id}:res:{identity_id}:{n}")
+    await pushes.send(session)
 
 
 class _LostRace(Exception):

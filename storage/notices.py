@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -354,14 +354,15 @@ def audience_query(notice: Notice, after: int, limit: int | None):
     return q
 
 
-Render = Callable[[Notice, Recipient], tuple[dict, datetime | None]]
+Queue = Callable[[AsyncSession, Notice, list[Recipient]], Awaitable[int]]
 
 
-async def fanout_batch(session: AsyncSession, notice_id: int, token: str, render: Render,
+async def fanout_batch(session: AsyncSession, notice_id: int, token: str, queue: Queue,
                        now: datetime, batch: int = 500) -> tuple[bool, int] | None:
     """Queue the next page of recipients and move the cursor, in the caller's transaction.
 
-    `render(notice, recipient)` gives the outbox payload and its `not_before` (None: now).
+    `queue(session, notice, recipients)` queues their messages (bot/pushes.py: rendered in each one's
+    language, priority and group of the notice) and says how many were new.
     Returns (more may follow, messages newly queued), or None when the lease was lost (another
     worker took over, or the notice was cancelled): roll back and stop.
     """
@@ -372,17 +373,7 @@ async def fanout_batch(session: AsyncSession, notice_id: int, token: str, render
     if notice is None:
         return None
     rows = (await session.execute(audience_query(notice, notice.fanout_cursor, batch))).all()
-    priority = outbox.Priority.URGENT if notice.ignores_preferences else outbox.Priority.BULK
-    messages = []
-    for row in rows:
-        recipient = Recipient(*row)
-        payload, not_before = render(notice, recipient)
-        messages.append(dict(
-            identity_id=recipient.identity_id, payload=payload, priority=int(priority),
-            group_key=notice.group, dedupe_key=recipient_key(notice.id, recipient.identity_id),
-            next_attempt_at=not_before or utcnow(),
-        ))
-    queued = await outbox.enqueue_many(session, messages) if messages else 0
+    queued = await queue(session, notice, [Recipient(*row) for row in rows]) if rows else 0
     done = len(rows) < batch
     values: dict = {"fanout_lease_at": now, "recipients": Notice.recipients + queued}
     if rows:
