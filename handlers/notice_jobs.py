@@ -13,7 +13,7 @@ from bot.messaging.model import Button, Outbound
 from bot.pushes import Batch, Key, Recipient, push, reader
 from bot.router import Router
 from bot.scheduler import Job
-from storage import notices, outbox
+from storage import audience, notices, outbox
 from storage.base import utcnow
 from storage.notices import Notice
 from storage.people import language_of_identity
@@ -32,7 +32,7 @@ def render_for(services, now: datetime) -> notices.Queue:
     end)."""
     tz = services.settings.bot.timezone
 
-    async def queue(session, notice: Notice, page: list[notices.Recipient]) -> int:
+    async def queue(session, notice: Notice, page: list[audience.Recipient]) -> int:
         batch = Batch(services.texts)
         priority = (outbox.Priority.URGENT if notice.ignores_preferences
                     else outbox.Priority.BULK)

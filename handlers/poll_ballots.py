@@ -18,7 +18,7 @@ from bot.scheduler import Job
 from handlers import poll_chart
 from handlers.polls import manage_rows, rules
 from storage import audit, outbox, polls
-from storage.audience import recipients_after
+from storage.audience import Each, recipients
 from storage.people import identities_of, resident_by_id
 
 log = logging.getLogger(__name__)
@@ -248,9 +248,10 @@ async def _fanout_step(sessions, services: Services, poll_id: int) -> bool:
         poll = await polls.get_poll(session, poll_id)
         inviting = poll.status == "open"
         cursor = poll.invited_upto if inviting else poll.results_upto
-        recipients, last = await recipients_after(session, poll.audience, cursor, batch)
+        page = await recipients(session, poll.audience, each=Each.RESIDENT, after=cursor,
+                                limit=batch)
         options = await polls.options_of(session, poll_id)
-        targets = [Recipient(r.identity_id, r.language) for r in recipients]
+        targets = [Recipient(r.identity_id, r.language) for r in page.recipients]
         if not inviting:
             res = await polls.results(session, poll)
             charts = services.poll_charts
@@ -278,9 +279,9 @@ async def _fanout_step(sessions, services: Services, poll_id: int) -> bool:
         # One statement a step, as notices do; the chart is uploaded once by the adapter.
         await pushes.send(session)
         column = "invited_upto" if inviting else "results_upto"
-        if not await polls.advance_cursor(session, poll_id, column, cursor, last):
+        if not await polls.advance_cursor(session, poll_id, column, cursor, page.last):
             raise _LostRace
-        return last is not None
+        return page.last is not None
 
 
 jobs = [Job("polls", 30, tick)]

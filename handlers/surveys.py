@@ -15,7 +15,7 @@ from handlers import drafting
 from handlers.survey_results import results_reply, table_chunks
 from handlers.text_lists import split_items
 from storage import audit, outbox, surveys
-from storage.audience import Audience, recipients_after, refusal
+from storage.audience import Audience, Each, recipients, refusal
 from storage.base import reread
 from storage.people import identities_of, resident_by_id
 from storage.territory import buildings_of
@@ -482,10 +482,10 @@ async def _invite_step(sessions, services: Services, survey_id: int) -> int | No
     async with sessions() as session, session.begin():
         survey = await surveys.get_survey(session, survey_id)
         cursor = survey.invited_upto
-        recipients, last = await recipients_after(
-            session, survey.audience, cursor, services.settings.polls.fanout_batch)
+        page = await recipients(session, survey.audience, each=Each.RESIDENT, after=cursor,
+                                limit=services.settings.polls.fanout_batch)
         count = len(await surveys.questions_of(session, survey_id))
-        for r in recipients:
+        for r in page.recipients:
             def start(t, identity_id=r.identity_id):
                 return [[Button(t("surveys.start"),
                                 services.signer.sign(identity_id, "sv", survey_id))]]
@@ -495,9 +495,9 @@ async def _invite_step(sessions, services: Services, survey_id: int) -> int | No
                        dedupe_key=f"survey:{survey_id}:inv:{r.identity_id}", number=survey_id,
                        title=survey.title, count=count,
                        closes=services.local_time(survey.closes_at))
-        if not await surveys.advance_invites(session, survey_id, cursor, last):
+        if not await surveys.advance_invites(session, survey_id, cursor, page.last):
             raise _LostRace
-        return last
+        return page.last
 
 
 jobs = [Job("surveys", 30, tick)]
