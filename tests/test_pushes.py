@@ -73,9 +73,10 @@ async def test_a_push_is_rendered_in_the_recipients_language(make_app, db_url):
 # zh-Hans). Each job or service that pushes is driven directly, without a chat.
 
 async def _readers(s):
+    """The two readers' identities, and their estate."""
     en = await add_resident(s, "ann", "victoria", "1", lang="en")
     zh = await add_resident(s, "bo", "victoria", "1", lang=None)
-    return en, zh
+    return en, zh, await s.scalar(select(Estate).where(Estate.code == "victoria"))
 
 
 async def _payloads(app, group: str) -> dict[int, list[dict]]:
@@ -92,8 +93,7 @@ async def test_notices_and_their_progress_in_each_readers_language(make_app, db_
     app, _ = await make_app(db_url)
     texts = app.services.texts
     async with app.sessions() as s, s.begin():
-        en, zh = await _readers(s)
-        estate = await s.scalar(select(Estate).where(Estate.code == "victoria"))
+        en, zh, estate = await _readers(s)
         notice = await notices.create_notice(
             s, category="emergency", audience_kind="estate", audience_ids=[estate.id],
             estate_ids=[estate.id], building_ids=None, texts={"zh-Hans": "停水", "en": "No water"},
@@ -115,7 +115,7 @@ async def test_report_cards_and_status_in_each_readers_language(make_app, db_url
     app, _ = await make_app(db_url)
     services, texts = app.services, app.services.texts
     async with app.sessions() as s, s.begin():
-        en, zh = await _readers(s)
+        en, zh, _ = await _readers(s)
         reporter = await resident_by_id(s, zh.resident_id)
         report = await filing.file_report(s, services, reporter, category="other",
                                           description="lift stuck")
@@ -147,8 +147,7 @@ async def test_poll_invitations_and_results_in_each_readers_language(make_app, d
     app, _ = await make_app(db_url)
     services, texts = app.services, app.services.texts
     async with app.sessions() as s, s.begin():
-        en, zh = await _readers(s)
-        estate = await s.scalar(select(Estate).where(Estate.code == "victoria"))
+        en, zh, estate = await _readers(s)
         poll = await polls.create(s, polls.PollDraft(
             question="Repaint?", options=["yes", "no"], multiple=False,
             audience=Audience("estate", estate.id, False), per_household=False,
@@ -180,8 +179,7 @@ async def test_survey_results_in_each_readers_language(make_app, db_url):
     app, _ = await make_app(db_url)
     services, texts = app.services, app.services.texts
     async with app.sessions() as s, s.begin():
-        en, zh = await _readers(s)
-        estate = await s.scalar(select(Estate).where(Estate.code == "victoria"))
+        en, zh, estate = await _readers(s)
         survey = await surveys.create(
             s, title="Parking", questions=[surveys.QuestionDraft("single", "Enough?",
                                                                  ["yes", "no"])],
@@ -207,8 +205,7 @@ async def test_volunteering_announcements_in_each_readers_language(make_app, db_
     services, texts = app.services, app.services.texts
     async with app.sessions() as s, s.begin():
         organiser = await add_resident(s, "org", "victoria", "1", lang="en")
-        en, zh = await _readers(s)
-        estate = await s.scalar(select(Estate).where(Estate.code == "victoria"))
+        en, zh, estate = await _readers(s)
         start = services.clock() + timedelta(days=2)
         activity = await vol.create_activity(
             s, title="Lanterns", category="culture", description="", audience="estate",
