@@ -4,14 +4,15 @@ rendered in it, then queued in the outbox.
 
 - `push(...)`: one key to one identity, its language looked up (an identity id) or known (a
   `Recipient`); values that depend on the language (an estate's name, a fallback text) are
-  callables taking the language or `Key`s (a text key of their own), and `buttons` gets a translator in the recipient's language.
+  callables taking the language or `Key`s (a text key of their own), and `buttons` gets a
+  translator in the recipient's language.
 - `Batch`: many pushes (one recipient's card and photos, a fan-out's page of thousands),
   rendered through `Batch.reader(recipient)` (one translator per language) and inserted in one
   statement by `send`. A push whose text is more than one key (a report card, a poll's results
   table) is built with that reader.
 
-Nothing outside this module picks a recipient's language or writes to the outbox
-(tests/test_pushes.py reads the source for it).
+Nothing outside this module picks a recipient's language or writes to the outbox (besides
+dispatch's replies, in the writer's own language); tests/test_pushes.py reads the source for it.
 """
 
 from __future__ import annotations
@@ -132,8 +133,9 @@ class Batch:
     def add(self, identity_id: int, out: Outbound | Sequence[Outbound], *,
             priority: outbox.Priority = outbox.Priority.NORMAL, group: str | None = None,
             dedupe_key: str | None = None, not_before: datetime | None = None) -> None:
-        """Queue what was built with `reader(...)` for that identity; several messages share
-        the key only when given one each (add them one by one)."""
+        """Queue what was built with `reader(...)` for that identity: one message, or several
+        in order (a card and its photos). A dedupe key is unique: give one with a single
+        message only."""
         for one in [out] if isinstance(out, Outbound) else out:
             self.rows.append({"identity_id": identity_id, "payload": one.to_json(),
                               "priority": int(priority), "group_key": group,
