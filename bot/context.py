@@ -16,7 +16,7 @@ from bot.i18n import Texts
 from bot.media import MediaStore
 from bot.messaging.model import Adapter, Button, Capabilities, Inbound, Outbound
 from bot.payloads import Action
-from bot.pushes import Recipient, Translate, push
+from bot.pushes import Buttons, Recipient, push
 from bot.signing import Signer
 from storage import outbox
 from storage.access import Scope, scope_of
@@ -158,18 +158,11 @@ class Context:
         return self._facts[name]
 
     # -- pushes to others, through the outbox ------------------------------------------
-    async def push(self, identity_id: int, out: Outbound, *,
-                   priority: outbox.Priority = outbox.Priority.NORMAL,
-                   group: str | None = None, dedupe_key: str | None = None) -> None:
-        await outbox.enqueue(self.session, identity_id, out.to_json(), priority=priority,
-                             group=group, dedupe_key=dedupe_key)
-        self.pushed = True
-
     async def tell(self, to: int | Recipient, key: str, *,
-                   buttons: Callable[[Translate], list[list[Button]]] | None = None,
+                   buttons: Buttons | None = None,
                    priority: outbox.Priority = outbox.Priority.NORMAL,
                    group: str | None = None, dedupe_key: str | None = None,
-                   **values: object) -> None:
+                   **values: Any) -> None:
         """Push `key` to someone else in their language (bot/pushes.py), through the outbox."""
         await push(self.session, self.services.texts, to, key, buttons=buttons,
                    priority=priority, group=group, dedupe_key=dedupe_key, **values)

@@ -11,7 +11,7 @@ from datetime import timedelta
 from bot.context import Context
 from bot.messaging.model import Kind
 from bot.payloads import Action
-from bot.pushes import Recipient
+from bot.pushes import Key, Recipient
 from bot.router import Router
 from bot.scheduler import Job
 from services.guides import TOPICS, Guide, GuideIndex
@@ -200,10 +200,8 @@ async def _notify_staff(ctx: Context, question: store.GuideQuestion) -> None:
         return
     estate = await territory.estate(ctx.session, question.estate_id)
 
-    def place(lang: str) -> str:
-        return territory.localized(estate, lang) if estate else ctx.t_for(lang,
-                                                                            "guides.no_estate")
-
+    place = (lambda lang: territory.localized(estate, lang)) if estate else Key(
+        "guides.no_estate")
     for ident in staff:
         resident = await resident_by_id(ctx.session, ident.resident_id)
 
@@ -279,10 +277,10 @@ async def answer_input(ctx: Context) -> None:
     await audit.record(ctx.session, ctx.resident.id, "guide.answer", f"question:{question.id}",
                        resident_id=question.resident_id)
     resident = await resident_by_id(ctx.session, question.resident_id)
-    lang = resident.language or question.lang
     for ident in await identities_of(ctx.session, resident.id):
         if ident.unreachable_at is None:
-            await ctx.tell(Recipient(ident.id, lang), "guides.reply_to_resident",
+            await ctx.tell(Recipient(ident.id, resident.language, fallback=question.lang),
+                           "guides.reply_to_resident",
                            group=f"guideq:{question.id}",
                            dedupe_key=f"guidea:{question.id}:{ident.id}",
                            question=question.question, answer=text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.context import Context
+from bot.pushes import Key
 from bot.router import Router
 from handlers.notice_jobs import EMERGENCY_ACTION
 from handlers.report_filing import file_urgent_report, send_card_to_team
@@ -60,7 +61,7 @@ async def request_help(ctx: Context, notice: Notice) -> rep.Report | None:
                        priority=outbox.Priority.URGENT, group=f"notice:{notice.id}:help",
                        dedupe_key=f"nh{notice.id}:{resident.id}", id=notice.id,
                        name=resident.display_name or f"#{resident.id}",
-                       phone=resident.phone or (lambda lang: ctx.t_for(lang, "notices.no_phone")))
+                       phone=resident.phone or Key("notices.no_phone"))
     return None
 
 

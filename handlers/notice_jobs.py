@@ -10,12 +10,13 @@ import logging
 from datetime import datetime
 
 from bot.messaging.model import Button, Outbound
-from bot.pushes import language_of
+from bot.pushes import Batch, Key, Recipient, push, reader
 from bot.router import Router
 from bot.scheduler import Job
-from storage import notices, outbox
+from storage import audience, notices, outbox
 from storage.base import utcnow
-from storage.notices import Notice, Recipient
+from storage.notices import Notice
+from storage.people import language_of_identity
 from storage.subscriptions import quiet_until
 
 log = logging.getLogger(__name__)
@@ -25,33 +26,41 @@ EMERGENCY_ACTION = "nans"  # button action of "I am safe" / "I need help"
 router = Router()  # answers nothing itself: this module is its jobs
 
 
-def render_for(services, now: datetime):
-    """What one recipient receives: their language, per-identity signed buttons for
-    emergencies, and when (quiet hours push non-urgent notices to their end)."""
-    texts, tz = services.texts, services.settings.bot.timezone
-    default = services.settings.bot.default_language
+def render_for(services, now: datetime) -> notices.Queue:
+    """What a page of recipients receives, each in their language (bot/pushes.py): per-identity
+    signed buttons for emergencies, and when (quiet hours push non-urgent notices to their
+    end)."""
+    tz = services.settings.bot.timezone
 
-    def render(notice: Notice, r: Recipient) -> tuple[dict, datetime | None]:
-        lang = r.language or default
-        category = texts.get(lang, f"notices.cat_{notice.category}")
-        body = texts.get(lang, "notices.push", category=category,
-                         text=notices.text_for(notice, lang))
-        buttons: list[list[Button]] = []
-        if notice.category == "emergency":
-            sign = services.signer.sign
-            buttons = [[Button(texts.get(lang, "notices.btn_safe"),
-                               sign(r.identity_id, EMERGENCY_ACTION, notice.id, "s")),
-                        Button(texts.get(lang, "notices.btn_help"),
-                               sign(r.identity_id, EMERGENCY_ACTION, notice.id, "h"))]]
-        not_before = None
-        if not notice.ignores_preferences:
-            until = quiet_until(now, r.quiet_start, r.quiet_end, tz)
-            if until is not None:
-                # `now` may be a test clock; the outbox runs on real time.
-                not_before = utcnow() + (until - now)
-        return Outbound(text=body, buttons=buttons, photo=notice.photo).to_json(), not_before
+    async def queue(session, notice: Notice, page: list[audience.Recipient]) -> int:
+        batch = Batch(services.texts)
+        priority = (outbox.Priority.URGENT if notice.ignores_preferences
+                    else outbox.Priority.BULK)
+        for r in page:
+            t = batch.reader(Recipient(r.identity_id, r.language))
+            buttons: list[list[Button]] = []
+            if notice.category == "emergency":
+                sign = services.signer.sign
+                buttons = [[Button(t("notices.btn_safe"),
+                                   sign(r.identity_id, EMERGENCY_ACTION, notice.id, "s")),
+                            Button(t("notices.btn_help"),
+                                   sign(r.identity_id, EMERGENCY_ACTION, notice.id, "h"))]]
+            not_before = None
+            if not notice.ignores_preferences:
+                until = quiet_until(now, r.quiet_start, r.quiet_end, tz)
+                if until is not None:
+                    # `now` may be a test clock; the outbox runs on real time.
+                    not_before = utcnow() + (until - now)
+            batch.add(r.identity_id, Outbound(
+                text=t("notices.push", category=t(f"notices.cat_{notice.category}"),
+                       text=notices.text_for(notice, t.lang)),
+                buttons=buttons, photo=notice.photo),
+                priority=priority, group=notice.group,
+                dedupe_key=notices.recipient_key(notice.id, r.identity_id),
+                not_before=not_before)
+        return await batch.send(session)
 
-    return render
+    return queue
 
 
 async def fan_out(sessions, services, deliverer, *, batch: int | None = None,
@@ -106,8 +115,9 @@ async def _progress_of(session, services, notice: Notice) -> bool:
     waiting = figures["pending"] + figures["sending"]
     finished = waiting == 0 and (notice.fanout_done_at is not None
                                  or notice.status == notices.NoticeStatus.CANCELLED)
-    lang = await language_of(session, services.texts, notice.sender_identity_id)
-    text = progress_text(services.texts, lang, notice, figures, finished)
+    to = Recipient(notice.sender_identity_id,
+                   await language_of_identity(session, notice.sender_identity_id))
+    figures_text = progress_values(notice, figures, finished)
     first_key = f"np{notice.id}:0"
     first = await outbox.by_dedupe_key(session, first_key)
     group = notices.progress_group(notice.id)
@@ -115,8 +125,9 @@ async def _progress_of(session, services, notice: Notice) -> bool:
         notice.progress_done = True  # cancelled before it went out: nothing to report
         return False
     if first is None:
-        await outbox.enqueue(session, notice.sender_identity_id, Outbound(text=text).to_json(),
-                             priority=outbox.Priority.REPLY, group=group, dedupe_key=first_key)
+        await push(session, services.texts, to, "notices.progress",
+                   priority=outbox.Priority.REPLY, group=group, dedupe_key=first_key,
+                   **figures_text)
         notice.progress_done = finished
         return True
     if first.status in (outbox.Status.FAILED, outbox.Status.UNREACHABLE,
@@ -129,28 +140,26 @@ async def _progress_of(session, services, notice: Notice) -> bool:
         session, f"np{notice.id}:{notice.progress_seq}")
     if last is not None and last.status in (outbox.Status.PENDING, outbox.Status.SENDING):
         return False  # the previous edit has not gone out: do not pile edits up
+    text = reader(services.texts, to)("notices.progress", **figures_text)
     if last is not None and last.payload.get("text") == text:
         notice.progress_done = finished
         return False
     notice.progress_seq += 1
-    await outbox.enqueue(
-        session, notice.sender_identity_id,
-        Outbound(text=text, edit_of=first.message_ref).to_json(),
-        priority=outbox.Priority.REPLY, group=group,
-        dedupe_key=f"np{notice.id}:{notice.progress_seq}")
+    await push(session, services.texts, to, "notices.progress", edit_of=first.message_ref,
+               priority=outbox.Priority.REPLY, group=group,
+               dedupe_key=f"np{notice.id}:{notice.progress_seq}", **figures_text)
     notice.progress_done = finished
     return True
 
 
-def progress_text(texts, lang: str, notice: Notice, figures: dict[str, int],
-                  finished: bool) -> str:
+def progress_values(notice: Notice, figures: dict[str, int], finished: bool) -> dict:
+    """The values of "notices.progress"; the state's word follows the reader's language."""
     state = ("cancelled" if notice.status == notices.NoticeStatus.CANCELLED
              else "done" if finished else "sending")
-    return texts.get(
-        lang, "notices.progress", id=notice.id, state=texts.get(lang, f"notices.state_{state}"),
-        sent=figures["sent"], queued=figures["pending"] + figures["sending"],
-        failed=figures["failed"], unreachable=figures["unreachable"],
-        cancelled=figures["cancelled"], total=notice.recipients)
+    return dict(id=notice.id, state=Key(f"notices.state_{state}"),
+                sent=figures["sent"], queued=figures["pending"] + figures["sending"],
+                failed=figures["failed"], unreachable=figures["unreachable"],
+                cancelled=figures["cancelled"], total=notice.recipients)
 
 
 jobs = [

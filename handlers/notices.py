@@ -10,7 +10,8 @@ from handlers.notice_time import BadTime, parse_when, spoken
 from handlers.report_media import MediaRefused, take_photo
 from services import notice_audience as aud
 from storage import audit, notices, territory
-from storage.notices import Audience, NoticeError
+from storage.audience import Kind as AudienceKind
+from storage.notices import NoticeError
 from storage.subscriptions import CATEGORIES
 from storage.territory import building, localized
 
@@ -18,7 +19,7 @@ router = Router()
 
 STAFF = ("staff", "committee", "admin")
 MAX_TEXT = 3500  # leaves room for the category header within one platform message
-KINDS = list(Audience)
+KINDS = list(AudienceKind)
 
 
 @router.command("notice", help_key="notices.help", roles=STAFF, order=40)
@@ -64,7 +65,7 @@ async def kind_pressed(ctx: Context) -> None:
         ctx.say("notices.expired")
         return
     kind = KINDS[index]
-    if kind in (Audience.SUBDISTRICT, Audience.VOLUNTEERS):
+    if kind in (AudienceKind.SUBDISTRICT, AudienceKind.VOLUNTEERS):
         await _set_audience(ctx, kind, None)
         return
     rows = await aud.targets(ctx.session, ctx.services.geo, await ctx.scope(), kind)
@@ -72,10 +73,10 @@ async def kind_pressed(ctx: Context) -> None:
     if not rows:
         ctx.say("notices.no_targets", kind=label)
         return
-    action = "nbe" if kind == Audience.BUILDING else "ntgt"
+    action = "nbe" if kind == AudienceKind.BUILDING else "ntgt"
     buttons = [ctx.button(localized(r, ctx.lang), action, index, r.id) for r in rows]
     ctx.say("notices.choose_target", [buttons[i:i + 2] for i in range(0, len(buttons), 2)],
-            kind=ctx.t("notices.aud_estate") if kind == Audience.BUILDING else label)
+            kind=ctx.t("notices.aud_estate") if kind == AudienceKind.BUILDING else label)
 
 
 @router.button("ntgt")
@@ -114,7 +115,7 @@ async def building_typed(ctx: Context) -> None:
         ctx.say("notices.unknown_building", estate=localized(estate, ctx.lang),
                 value=(ctx.inbound.text or "")[:20])
         return
-    await _set_audience(ctx, Audience.BUILDING, row.id)
+    await _set_audience(ctx, AudienceKind.BUILDING, row.id)
 
 
 @router.state("notice.audience")

@@ -12,13 +12,13 @@ import logging
 
 from bot.context import Context, Services
 from bot.messaging.model import Button, Outbound
-from bot.pushes import Translate, translator
+from bot.pushes import Batch, Recipient, Translate, translator
 from bot.router import Router
 from bot.scheduler import Job
 from handlers import poll_chart
 from handlers.polls import manage_rows, rules
 from storage import audit, outbox, polls
-from storage.audience import recipients_after
+from storage.audience import Each, recipients
 from storage.people import identities_of, resident_by_id
 
 log = logging.getLogger(__name__)
@@ -244,14 +244,14 @@ class _LostRace(Exception):
 async def _fanout_step(sessions, services: Services, poll_id: int) -> bool:
     """One batch of invitations (open poll) or results (closed poll); True if more remain."""
     batch = services.settings.polls.fanout_batch
-    default = services.settings.bot.default_language
     async with sessions() as session, session.begin():
         poll = await polls.get_poll(session, poll_id)
         inviting = poll.status == "open"
         cursor = poll.invited_upto if inviting else poll.results_upto
-        recipients, last = await recipients_after(session, poll.audience, cursor, batch)
+        page = await recipients(session, poll.audience, each=Each.RESIDENT, after=cursor,
+                                limit=batch)
         options = await polls.options_of(session, poll_id)
-        messages: dict[str, dict] = {}
+        targets = [Recipient(r.identity_id, r.language) for r in page.recipients]
         if not inviting:
             res = await polls.results(session, poll)
             charts = services.poll_charts
@@ -261,30 +261,27 @@ async def _fanout_step(sessions, services: Services, poll_id: int) -> bool:
                 charts[poll_id] = photo
             if cursor == 0:  # the author hears the result even when not a voter
                 lang = (await resident_by_id(session, poll.author_id)).language
-                author = [(i.id, lang) for i in await identities_of(session, poll.author_id)]
-            else:
-                author = []
-        targets = [(r.identity_id, r.language) for r in recipients]
-        rows, kind = [], "inv" if inviting else "res"
-        for identity_id, lang in targets + (author if not inviting else []):
-            lang = lang or default
+                targets += [Recipient(i.id, lang)
+                            for i in await identities_of(session, poll.author_id)]
+        pushes, kind = Batch(services.texts), "inv" if inviting else "res"
+        messages: dict[str, Outbound] = {}  # results: rendered once per language
+        for to in targets:
+            t = pushes.reader(to)
             if inviting:
-                payload = ballot(services, lang, identity_id, poll, options).to_json()
+                out = ballot(services, t.lang, to.identity_id, poll, options)
             else:
-                if lang not in messages:
-                    messages[lang] = Outbound(
-                        text=results_text(_texts(services, lang), poll, res),
-                        photo=photo).to_json()
-                payload = messages[lang]
-            rows.append({"identity_id": identity_id, "payload": payload,
-                         "priority": int(outbox.Priority.BULK), "group_key": f"poll:{poll_id}",
-                         "dedupe_key": f"poll:{poll_id}:{kind}:{identity_id}"})
+                if t.lang not in messages:
+                    messages[t.lang] = Outbound(text=results_text(t, poll, res), photo=photo)
+                out = messages[t.lang]
+            pushes.add(to.identity_id, out, priority=outbox.Priority.BULK,
+                       group=f"poll:{poll_id}",
+                       dedupe_key=f"poll:{poll_id}:{kind}:{to.identity_id}")
         # One statement a step, as notices do; the chart is uploaded once by the adapter.
-        await outbox.enqueue_many(session, rows)
+        await pushes.send(session)
         column = "invited_upto" if inviting else "results_upto"
-        if not await polls.advance_cursor(session, poll_id, column, cursor, last):
+        if not await polls.advance_cursor(session, poll_id, column, cursor, page.last):
             raise _LostRace
-        return last is not None
+        return page.last is not None
 
 
 jobs = [Job("polls", 30, tick)]

@@ -8,6 +8,7 @@ it; every push goes through the outbox, in the recipient's own language.
 from __future__ import annotations
 
 from bot.messaging.model import Button, Outbound
+from bot.pushes import Batch, Recipient
 from services import report_filing as filing
 from storage import open311, outbox, territory
 from storage import reports as rep
@@ -22,10 +23,6 @@ MAP_URL = "https://uri.amap.com/marker?position={lon:.6f},{lat:.6f}"
 
 
 # -- content -------------------------------------------------------------------------------
-
-def lang_of(services, resident: Resident) -> str:
-    return resident.language or services.settings.bot.default_language
-
 
 def t(services, lang: str, key: str, **values) -> str:
     return services.texts.get(lang, key, **values)
@@ -200,18 +197,16 @@ async def card_outbounds(session, services, report: rep.Report, identity_id: int
 async def push_card(session, services, report: rep.Report, resident_id: int, *,
                     header_key: str | None = None, priority=None) -> int:
     person = await resident_by_id(session, resident_id)
-    lang = lang_of(services, person)
     show = may_act(await scope_of(session, resident_id), report)
-    sent = 0
+    batch = Batch(services.texts)
     for ident in await identities_of(session, resident_id):
-        for out in await card_outbounds(session, services, report, ident.id, lang,
-                                        show_reporter=show, header_key=header_key):
-            await outbox.enqueue(session, ident.id, out.to_json(),
-                                 priority=priority or (outbox.Priority.URGENT if report.urgent
-                                                       else outbox.Priority.NORMAL),
-                                 group=f"report:{report.id}")
-            sent += 1
-    return sent
+        lang = batch.reader(Recipient(ident.id, person.language)).lang
+        batch.add(ident.id, await card_outbounds(session, services, report, ident.id, lang,
+                                                 show_reporter=show, header_key=header_key),
+                  priority=priority or (outbox.Priority.URGENT if report.urgent
+                                        else outbox.Priority.NORMAL),
+                  group=f"report:{report.id}")
+    return await batch.send(session)
 
 
 async def send_card_to_team(session, services, report: rep.Report, *, reason: str) -> int:
@@ -237,32 +232,32 @@ async def notify_status(session, services, report: rep.Report, *, note: str | No
     sent = 0
     people = [(report.reporter_id, True)] if include_reporter else []
     people += [(rid, False) for rid in await rep.followers(session, report.id)]
+    batch = Batch(services.texts)
     for resident_id, is_reporter in people:
         person = await resident_by_id(session, resident_id)
-        lang = lang_of(services, person)
         key = "reports.update_yours" if is_reporter else "reports.update_followed"
-        text = t(services, lang, key, ref=report.reference,
-                 category=category_name(services, lang, report.category),
-                 status=status_label(services, lang, report))
-        if note:
-            text += "\n" + t(services, lang, "reports.update_note", note=note)
         for ident in await identities_of(session, resident_id):
+            t = batch.reader(Recipient(ident.id, person.language))
+            text = t(key, ref=report.reference,
+                     category=category_name(services, t.lang, report.category),
+                     status=status_label(services, t.lang, report))
+            if note:
+                text += "\n" + t("reports.update_note", note=note)
             if is_reporter and report.status == rep.Status.FIXED:
-                out = Outbound(text=text + "\n\n" + t(services, lang, "reports.ask_fixed"),
-                               buttons=[[
-                                   Button(t(services, lang, "reports.btn_fixed_yes"),
-                                          services.signer.sign(ident.id, "rcf", report.id, 1)),
-                                   Button(t(services, lang, "reports.btn_fixed_no"),
-                                          services.signer.sign(ident.id, "rcf", report.id, 0))]])
+                out = Outbound(text=text + "\n\n" + t("reports.ask_fixed"), buttons=[[
+                    Button(t("reports.btn_fixed_yes"),
+                           services.signer.sign(ident.id, "rcf", report.id, 1)),
+                    Button(t("reports.btn_fixed_no"),
+                           services.signer.sign(ident.id, "rcf", report.id, 0))]])
             else:
                 out = Outbound(text=text)
-            key_v = f"report:{report.id}:v{report.version}:{ident.id}"
-            await outbox.enqueue(session, ident.id, out.to_json(), group=f"report:{report.id}",
-                                 dedupe_key=key_v)
+            batch.add(ident.id, out, group=f"report:{report.id}",
+                      dedupe_key=f"report:{report.id}:v{report.version}:{ident.id}")
             if photo:
-                await outbox.enqueue(session, ident.id, Outbound(
+                batch.add(ident.id, Outbound(
                     photo=str(services.media.path(photo)),
-                    text=t(services, lang, "reports.card_photo_caption",
-                           ref=report.reference)).to_json(), group=f"report:{report.id}")
+                    text=t("reports.card_photo_caption", ref=report.reference)),
+                    group=f"report:{report.id}")
             sent += 1
+    await batch.send(session)
     return sent

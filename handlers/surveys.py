@@ -8,14 +8,14 @@ from datetime import datetime
 
 from bot.context import Context, Services
 from bot.messaging.model import Button, Outbound
-from bot.pushes import Recipient, push, translator
+from bot.pushes import Batch, Recipient, push
 from bot.router import Router
 from bot.scheduler import Job
 from handlers import drafting
 from handlers.survey_results import results_reply, table_chunks
 from handlers.text_lists import split_items
 from storage import audit, outbox, surveys
-from storage.audience import Audience, recipients_after, refusal
+from storage.audience import Audience, Each, recipients, refusal
 from storage.base import reread
 from storage.people import identities_of, resident_by_id
 from storage.territory import buildings_of
@@ -459,21 +459,19 @@ async def _announce_closed(session, services: Services, survey: surveys.Survey) 
 async def _push_results(session, services: Services, survey) -> None:
     """Everyone who answered hears the results table at close (free text stays with the
     committee), in their language; one bulk insert, once per identity and chunk."""
-    default = services.settings.bot.default_language
     results = await surveys.results(session, survey)
     started, completed = await surveys.respondents(session, survey.id)
-    chunks: dict[str, list[str]] = {}
-    rows = []
+    chunks: dict[str, list[str]] = {}  # rendered once per language
+    pushes = Batch(services.texts)
     for identity_id, lang in await surveys.respondent_identities(session, survey.id):
-        lang = lang or default
-        if lang not in chunks:
-            chunks[lang] = table_chunks(translator(services.texts, lang), survey, results,
-                                        started, completed)
-        rows += [{"identity_id": identity_id, "payload": Outbound(text=chunk).to_json(),
-                  "priority": int(outbox.Priority.BULK), "group_key": f"survey:{survey.id}",
-                  "dedupe_key": f"survey:{survey.id}:res:{identity_id}:{n}"}
-                 for n, chunk in enumerate(chunks[lang])]
-    await outbox.enqueue_many(session, rows)
+        t = pushes.reader(Recipient(identity_id, lang))
+        if t.lang not in chunks:
+            chunks[t.lang] = table_chunks(t, survey, results, started, completed)
+        for n, chunk in enumerate(chunks[t.lang]):
+            pushes.add(identity_id, Outbound(text=chunk), priority=outbox.Priority.BULK,
+                       group=f"survey:{survey.id}",
+                       dedupe_key=f"survey:{survey.id}:res:{identity_id}:{n}")
+    await pushes.send(session)
 
 
 class _LostRace(Exception):
@@ -484,10 +482,10 @@ async def _invite_step(sessions, services: Services, survey_id: int) -> int | No
     async with sessions() as session, session.begin():
         survey = await surveys.get_survey(session, survey_id)
         cursor = survey.invited_upto
-        recipients, last = await recipients_after(
-            session, survey.audience, cursor, services.settings.polls.fanout_batch)
+        page = await recipients(session, survey.audience, each=Each.RESIDENT, after=cursor,
+                                limit=services.settings.polls.fanout_batch)
         count = len(await surveys.questions_of(session, survey_id))
-        for r in recipients:
+        for r in page.recipients:
             def start(t, identity_id=r.identity_id):
                 return [[Button(t("surveys.start"),
                                 services.signer.sign(identity_id, "sv", survey_id))]]
@@ -497,9 +495,9 @@ async def _invite_step(sessions, services: Services, survey_id: int) -> int | No
                        dedupe_key=f"survey:{survey_id}:inv:{r.identity_id}", number=survey_id,
                        title=survey.title, count=count,
                        closes=services.local_time(survey.closes_at))
-        if not await surveys.advance_invites(session, survey_id, cursor, last):
+        if not await surveys.advance_invites(session, survey_id, cursor, page.last):
             raise _LostRace
-        return last
+        return page.last
 
 
 jobs = [Job("surveys", 30, tick)]

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import functools
 import io
 import re
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.context import Context
-from bot.messaging.model import Button, Kind, Outbound
+from bot.messaging.model import Button, Kind
+from bot.pushes import Batch, Key, Recipient
 from bot.router import Router
 from bot.scheduler import Job
 from handlers.notice_time import TIME, BadTime, parse_local
@@ -346,7 +346,6 @@ async def publish(ctx: Context) -> None:
 async def send_announcements(sessions, services, deliverer, *, batches: int = 20) -> None:
     """Event notices to each activity's audience, a batch per transaction: bulk priority,
     at most once per resident (the dedupe key), resumable after a restart (the cursor)."""
-    default = services.settings.bot.default_language
     queued = 0
     for _ in range(batches):
         async with sessions() as session, session.begin():
@@ -357,26 +356,25 @@ async def send_announcements(sessions, services, deliverer, *, batches: int = 20
             first = min(s.starts_at for s in await vol.shifts_of(session, activity.id))
             quiet = await subscriptions.quiet_hours_of(session, [r for r, _, _ in recipients])
             now, tz = services.clock(), services.settings.bot.timezone
-            rows = []
+            pushes = Batch(services.texts)
             for rid, identity_id, lang in recipients:
                 if rid == activity.organiser_id:
                     continue
-                lang = lang or default
-                t = functools.partial(services.texts.get, lang)
-                out = Outbound(
-                    text=t("volunteering.announcement", title=activity.title,
-                           category=t(f"volunteering.cat_{activity.category}"),
-                           when=f"{local(services, first):%Y-%m-%d %H:%M}"),
-                    buttons=[[Button(t("volunteering.see_activity"), services.signer.sign(
-                        identity_id, "vact", activity.id))]])
-                rows.append({"identity_id": identity_id, "payload": out.to_json(),
-                             "priority": int(outbox.Priority.BULK),
-                             "group_key": f"vol-ann:{activity.id}",
-                             "dedupe_key": f"vol-ann:{activity.id}:{rid}",
-                             "next_attempt_at": subscriptions.quiet_until(
-                                 now, *quiet.get(rid, (None, None)), tz) or now})
-            await outbox.enqueue_many(session, rows)
-            queued += len(rows)
+
+                def see(t, identity_id=identity_id, activity_id=activity.id):
+                    return [[Button(t("volunteering.see_activity"),
+                                    services.signer.sign(identity_id, "vact", activity_id))]]
+                pushes.tell(Recipient(identity_id, lang), "volunteering.announcement",
+                            buttons=see, priority=outbox.Priority.BULK,
+                            group=f"vol-ann:{activity.id}",
+                            dedupe_key=f"vol-ann:{activity.id}:{rid}",
+                            not_before=subscriptions.quiet_until(
+                                now, *quiet.get(rid, (None, None)), tz) or now,
+                            title=activity.title,
+                            category=Key(f"volunteering.cat_{activity.category}"),
+                            when=f"{local(services, first):%Y-%m-%d %H:%M}")
+            queued += len(pushes.rows)
+            await pushes.send(session)
     if queued and deliverer is not None:
         deliverer.wake()
 

@@ -157,11 +157,12 @@ async def message_typed(ctx: Context) -> None:
     count = 0
     # One message per member, whatever the retries: the key carries the sender's update.
     stamp = ctx.inbound.update_id or ctx.now.isoformat()
-    for rid, identity_id, lang in await vteams.team_recipients(ctx.session, team.id):
-        if rid == ctx.resident.id:
+    for member in await vteams.team_recipients(ctx.session, team.id):
+        if member.resident_id == ctx.resident.id:
             continue
-        await ctx.tell(Recipient(identity_id, lang), "volunteering.teammsg_delivered",
-                       group=f"vol-team:{team.id}", dedupe_key=f"vol-tm:{stamp}:{rid}"[:120],
+        await ctx.tell(Recipient(member.identity_id, member.language),
+                       "volunteering.teammsg_delivered", group=f"vol-team:{team.id}",
+                       dedupe_key=f"vol-tm:{stamp}:{member.resident_id}"[:120],
                        name=team.name, sender=sender, text=text,
                        estate=(lambda lang: territory.localized(home, lang)) if home else "-")
         count += 1

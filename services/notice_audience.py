@@ -9,24 +9,25 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.access import Scope
-from storage.notices import Audience, NoticeError
+from storage.audience import Kind
+from storage.notices import NoticeError
 from storage.territory import Building, Committee, Estate, Station, Zone, localized
 
 # Typed audience words, both languages.
 KIND_WORDS = {
-    "all": Audience.SUBDISTRICT, "subdistrict": Audience.SUBDISTRICT,
-    "全部": Audience.SUBDISTRICT, "全街道": Audience.SUBDISTRICT, "街道": Audience.SUBDISTRICT,
-    "station": Audience.STATION, "工作站": Audience.STATION, "站": Audience.STATION,
-    "committee": Audience.COMMITTEE, "居委": Audience.COMMITTEE, "居委会": Audience.COMMITTEE,
-    "estate": Audience.ESTATE, "小区": Audience.ESTATE,
-    "building": Audience.BUILDING, "楼": Audience.BUILDING, "楼栋": Audience.BUILDING,
-    "zone": Audience.ZONE, "片区": Audience.ZONE,
-    "volunteers": Audience.VOLUNTEERS, "志愿者": Audience.VOLUNTEERS,
+    "all": Kind.SUBDISTRICT, "subdistrict": Kind.SUBDISTRICT,
+    "全部": Kind.SUBDISTRICT, "全街道": Kind.SUBDISTRICT, "街道": Kind.SUBDISTRICT,
+    "station": Kind.STATION, "工作站": Kind.STATION, "站": Kind.STATION,
+    "committee": Kind.COMMITTEE, "居委": Kind.COMMITTEE, "居委会": Kind.COMMITTEE,
+    "estate": Kind.ESTATE, "小区": Kind.ESTATE,
+    "building": Kind.BUILDING, "楼": Kind.BUILDING, "楼栋": Kind.BUILDING,
+    "zone": Kind.ZONE, "片区": Kind.ZONE,
+    "volunteers": Kind.VOLUNTEERS, "志愿者": Kind.VOLUNTEERS,
 }
 Place = Station | Committee | Estate | Zone
-MODELS: dict[Audience, type[Place]] = {
-    Audience.STATION: Station, Audience.COMMITTEE: Committee, Audience.ESTATE: Estate,
-    Audience.ZONE: Zone}
+MODELS: dict[Kind, type[Place]] = {
+    Kind.STATION: Station, Kind.COMMITTEE: Committee, Kind.ESTATE: Estate,
+    Kind.ZONE: Zone}
 
 
 @dataclass
@@ -37,29 +38,29 @@ class Resolved:
     building_ids: list[int] | None
 
 
-def allowed_kinds(scope: Scope) -> list[Audience]:
-    kinds = [Audience.SUBDISTRICT] if scope.everything else []
+def allowed_kinds(scope: Scope) -> list[Kind]:
+    kinds = [Kind.SUBDISTRICT] if scope.everything else []
     if scope.everything or scope.station_ids:
-        kinds.append(Audience.STATION)
+        kinds.append(Kind.STATION)
     if scope.everything or scope.committee_ids:
-        kinds += [Audience.COMMITTEE, Audience.ESTATE, Audience.BUILDING, Audience.ZONE]
+        kinds += [Kind.COMMITTEE, Kind.ESTATE, Kind.BUILDING, Kind.ZONE]
     if kinds:
-        kinds.append(Audience.VOLUNTEERS)
+        kinds.append(Kind.VOLUNTEERS)
     return kinds
 
 
-async def targets(session: AsyncSession, geo, scope: Scope, kind: Audience) -> list:
+async def targets(session: AsyncSession, geo, scope: Scope, kind: Kind) -> list:
     """Rows the sender may choose for this kind (buildings are chosen by estate, then typed)."""
-    if kind == Audience.STATION:
+    if kind == Kind.STATION:
         stations = (await session.scalars(select(Station).order_by(Station.id))).all()
         return [r for r in stations if scope.everything or r.id in scope.station_ids]
-    if kind == Audience.COMMITTEE:
+    if kind == Kind.COMMITTEE:
         committees = (await session.scalars(select(Committee).order_by(Committee.id))).all()
         return [r for r in committees if scope.everything or r.id in scope.committee_ids]
-    if kind in (Audience.ESTATE, Audience.BUILDING):
+    if kind in (Kind.ESTATE, Kind.BUILDING):
         estates = (await session.scalars(select(Estate).order_by(Estate.id))).all()
         return [r for r in estates if scope.covers_estate(r.id)]
-    if kind == Audience.ZONE:
+    if kind == Kind.ZONE:
         zones = (await session.scalars(select(Zone).order_by(Zone.id))).all()
         return [z for z in zones if await _zone_estates(session, geo, scope, z.id)]
     return []
@@ -73,21 +74,21 @@ async def _zone_estates(session: AsyncSession, geo, scope: Scope, zone_id: int) 
 async def resolve(session: AsyncSession, geo, scope: Scope, kind: str,
                   target_id: int | None) -> Resolved:
     """The estates/buildings behind an audience, or NoticeError unknown_audience/out_of_scope."""
-    if kind not in set(Audience):
+    if kind not in set(Kind):
         raise NoticeError("unknown_audience")
-    kind = Audience(kind)
+    kind = Kind(kind)
     if kind not in allowed_kinds(scope):
         raise NoticeError("out_of_scope")
-    if kind == Audience.SUBDISTRICT:
+    if kind == Kind.SUBDISTRICT:
         return Resolved(kind, None, None, None)
-    if kind == Audience.VOLUNTEERS:
+    if kind == Kind.VOLUNTEERS:
         if scope.everything:
             return Resolved(kind, None, None, None)
         estates = (await session.scalars(select(Estate.id).order_by(Estate.id))).all()
         return Resolved(kind, None, [e for e in estates if scope.covers_estate(e)], None)
     if target_id is None:
         raise NoticeError("unknown_audience")
-    if kind == Audience.BUILDING:
+    if kind == Kind.BUILDING:
         building = await session.get(Building, target_id)
         if building is None:
             raise NoticeError("unknown_audience")
@@ -97,19 +98,19 @@ async def resolve(session: AsyncSession, geo, scope: Scope, kind: str,
     row = cast("Place | None", await session.get(MODELS[kind], target_id))
     if row is None:
         raise NoticeError("unknown_audience")
-    if kind == Audience.ZONE:
+    if kind == Kind.ZONE:
         estates = await _zone_estates(session, geo, scope, row.id)
         if not estates:
             raise NoticeError("out_of_scope")
         return Resolved(kind, row.id, estates, None)
-    if kind == Audience.STATION:
+    if kind == Kind.STATION:
         if not (scope.everything or row.id in scope.station_ids):
             raise NoticeError("out_of_scope")
         estates = (await session.scalars(
             select(Estate.id).join(Committee, Committee.id == Estate.committee_id)
             .where(Committee.station_id == row.id))).all()
         return Resolved(kind, row.id, list(estates), None)
-    if kind == Audience.COMMITTEE:
+    if kind == Kind.COMMITTEE:
         if not (scope.everything or row.id in scope.committee_ids):
             raise NoticeError("out_of_scope")
         estates = (await session.scalars(
@@ -127,9 +128,9 @@ async def parse_typed(session: AsyncSession, text: str) -> tuple[str, int | None
     if not words or words[0].lower() not in KIND_WORDS:
         raise NoticeError("unknown_audience")
     kind = KIND_WORDS[words[0].lower()]
-    if kind in (Audience.SUBDISTRICT, Audience.VOLUNTEERS):
+    if kind in (Kind.SUBDISTRICT, Kind.VOLUNTEERS):
         return kind, None
-    if kind == Audience.BUILDING:
+    if kind == Kind.BUILDING:
         if len(words) != 3:
             raise NoticeError("unknown_audience")
         estate = await _by_name(session, Estate, words[1])
@@ -156,13 +157,13 @@ async def _by_name(session: AsyncSession, model, word: str):
 async def describe(session: AsyncSession, lang: str, texts, kind: str,
                    target_id: int | None) -> str:
     label = texts.get(lang, f"notices.aud_{kind}")
-    if kind in (Audience.SUBDISTRICT, Audience.VOLUNTEERS) or target_id is None:
+    if kind in (Kind.SUBDISTRICT, Kind.VOLUNTEERS) or target_id is None:
         return label
-    if kind == Audience.BUILDING:
+    if kind == Kind.BUILDING:
         building = await session.get(Building, target_id)
         if building is None:
             return label
         estate = await session.get(Estate, building.estate_id)
         return f"{label} {localized(estate, lang)} {building.number}"
-    row = cast("Place | None", await session.get(MODELS[Audience(kind)], target_id))
+    row = cast("Place | None", await session.get(MODELS[Kind(kind)], target_id))
     return f"{label} {localized(row, lang)}" if row else label

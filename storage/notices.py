@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -35,9 +35,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage import outbox
+from storage.audience import Audience, Each, Kind, Recipient, count, recipients
 from storage.base import Base, affected, utcnow
 from storage.people import Identity, Resident
-from storage.subscriptions import CATEGORIES, Subscription, SubscriptionOptOut
+from storage.subscriptions import CATEGORIES
 from storage.volunteer_teams import volunteer_resident_ids
 
 LANGUAGES = ("zh-Hans", "en")
@@ -50,16 +51,6 @@ class NoticeStatus(enum.StrEnum):
     SENDING = "sending"
     SENT = "sent"
     CANCELLED = "cancelled"
-
-
-class Audience(enum.StrEnum):
-    SUBDISTRICT = "subdistrict"
-    STATION = "station"
-    COMMITTEE = "committee"
-    ESTATE = "estate"
-    BUILDING = "building"
-    ZONE = "zone"
-    VOLUNTEERS = "volunteers"  # everyone signed up as a volunteer, within `estate_ids`
 
 
 class Notice(Base):
@@ -152,7 +143,7 @@ async def create_notice(
     """A notice ready to go at `scheduled_at` (now when None); None when `dedupe_key` exists."""
     if category not in CATEGORIES:
         raise NoticeError("unknown_category")
-    if audience_kind not in set(Audience):
+    if audience_kind not in set(Kind):
         raise NoticeError("unknown_audience")
     notice = Notice(
         category=category, urgent=urgent or category == "emergency", audience_kind=audience_kind,
@@ -205,7 +196,7 @@ async def system_notice(
         raise ValueError("estate_ids is empty: pass None for the whole sub-district")
     return await create_notice(
         session, category=category,
-        audience_kind=Audience.SUBDISTRICT if estate_ids is None else Audience.ESTATE,
+        audience_kind=Kind.SUBDISTRICT if estate_ids is None else Kind.ESTATE,
         audience_ids=list(estate_ids or []), estate_ids=estate_ids, building_ids=None,
         texts=texts, photo=photo, urgent=urgent, dedupe_key=dedupe_key,
     )
@@ -321,47 +312,26 @@ async def release_fanout(session: AsyncSession, notice_id: int, token: str) -> N
                           .values(fanout_owner=None))
 
 
-@dataclass(frozen=True)
-class Recipient:
-    identity_id: int
-    resident_id: int
-    language: str | None
-    quiet_start: int | None
-    quiet_end: int | None
+def audience_of(notice: Notice) -> Audience:
+    """Who the notice is for: the places resolved when it was made (None: all), volunteers
+    only for a notice to volunteers, and not those who switched its category off unless it
+    ignores preferences (an emergency)."""
+    return Audience(
+        estate_ids=None if notice.estate_ids is None else tuple(notice.estate_ids),
+        building_ids=None if notice.building_ids is None else tuple(notice.building_ids),
+        among=volunteer_resident_ids() if notice.audience_kind == Kind.VOLUNTEERS else None,
+        category=None if notice.ignores_preferences else notice.category)
 
 
-def audience_query(notice: Notice, after: int, limit: int | None):
-    """Reachable identities of residents in the notice's audience, by identity id after
-    `after` (keyset pagination: each page costs the same, however far in)."""
-    q = (
-        select(Identity.id, Identity.resident_id, Resident.language,
-               Subscription.quiet_start, Subscription.quiet_end)
-        .join(Resident, Resident.id == Identity.resident_id)
-        .outerjoin(Subscription, Subscription.resident_id == Resident.id)
-        .where(Identity.id > after, Identity.unreachable_at.is_(None),
-               Resident.estate_id.is_not(None))
-        .order_by(Identity.id).limit(limit)
-    )
-    if notice.estate_ids is not None:
-        q = q.where(Resident.estate_id.in_(notice.estate_ids))
-    if notice.building_ids is not None:
-        q = q.where(Resident.building_id.in_(notice.building_ids))
-    if notice.audience_kind == Audience.VOLUNTEERS:
-        q = q.where(Resident.id.in_(volunteer_resident_ids()))
-    if not notice.ignores_preferences:
-        q = q.where(~exists().where(and_(SubscriptionOptOut.resident_id == Resident.id,
-                                         SubscriptionOptOut.category == notice.category)))
-    return q
+Queue = Callable[[AsyncSession, Notice, list[Recipient]], Awaitable[int]]
 
 
-Render = Callable[[Notice, Recipient], tuple[dict, datetime | None]]
-
-
-async def fanout_batch(session: AsyncSession, notice_id: int, token: str, render: Render,
+async def fanout_batch(session: AsyncSession, notice_id: int, token: str, queue: Queue,
                        now: datetime, batch: int = 500) -> tuple[bool, int] | None:
     """Queue the next page of recipients and move the cursor, in the caller's transaction.
 
-    `render(notice, recipient)` gives the outbox payload and its `not_before` (None: now).
+    `queue(session, notice, recipients)` queues their messages (bot/pushes.py: rendered in each one's
+    language, priority and group of the notice) and says how many were new.
     Returns (more may follow, messages newly queued), or None when the lease was lost (another
     worker took over, or the notice was cancelled): roll back and stop.
     """
@@ -371,22 +341,13 @@ async def fanout_batch(session: AsyncSession, notice_id: int, token: str, render
         .execution_options(populate_existing=True))
     if notice is None:
         return None
-    rows = (await session.execute(audience_query(notice, notice.fanout_cursor, batch))).all()
-    priority = outbox.Priority.URGENT if notice.ignores_preferences else outbox.Priority.BULK
-    messages = []
-    for row in rows:
-        recipient = Recipient(*row)
-        payload, not_before = render(notice, recipient)
-        messages.append(dict(
-            identity_id=recipient.identity_id, payload=payload, priority=int(priority),
-            group_key=notice.group, dedupe_key=recipient_key(notice.id, recipient.identity_id),
-            next_attempt_at=not_before or utcnow(),
-        ))
-    queued = await outbox.enqueue_many(session, messages) if messages else 0
-    done = len(rows) < batch
+    page = await recipients(session, audience_of(notice), after=notice.fanout_cursor,
+                            limit=batch)
+    queued = await queue(session, notice, page.recipients) if page.recipients else 0
+    done = page.looked_at < batch
     values: dict = {"fanout_lease_at": now, "recipients": Notice.recipients + queued}
-    if rows:
-        values["fanout_cursor"] = rows[-1][0]
+    if page.last is not None:
+        values["fanout_cursor"] = page.last
     if done:
         values.update(fanout_done_at=now, fanout_owner=None, status=NoticeStatus.SENT.value)
     result = await session.execute(
@@ -513,6 +474,5 @@ async def residents_by_answer(session: AsyncSession, notice_id: int, answer: str
 
 async def count_reachable(session: AsyncSession, notice: Notice) -> int:
     """How many identities the notice would reach now (a preview figure; one COUNT query)."""
-    inner = audience_query(notice, 0, None).with_only_columns(Identity.id).subquery()
-    return await session.scalar(select(func.count()).select_from(inner)) or 0
+    return await count(session, audience_of(notice), each=Each.IDENTITY)
 

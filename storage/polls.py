@@ -47,7 +47,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.audience import Audience, count_eligible, percent, refusal
+from storage.audience import Audience, count, percent, refusal
 from storage.base import Base, affected, by_id, utcnow
 from storage.people import Resident, household_voter
 
@@ -387,7 +387,7 @@ async def results(session: AsyncSession, poll: Poll) -> Results:
         .order_by(PollTally.position))).all()
     voters = await session.scalar(select(func.count()).select_from(PollParticipation).where(
         PollParticipation.poll_id == poll.id)) or 0
-    eligible = poll.eligible if poll.eligible is not None else await count_eligible(
+    eligible = poll.eligible if poll.eligible is not None else await count(
         session, poll.audience, per_household=poll.per_household)
     counted = poll.counted if poll.anonymous else voters
     options = [OptionResult(p, labels[p], v, percent(v, counted)) for p, v in rows]
@@ -437,7 +437,7 @@ async def close(session: AsyncSession, poll_id: int, now: datetime, *,
     poll = await session.get(Poll, poll_id)
     if poll is None:
         return False
-    eligible = await count_eligible(session, poll.audience, per_household=poll.per_household)
+    eligible = await count(session, poll.audience, per_household=poll.per_household)
     done = await session.execute(
         update(Poll).where(Poll.id == poll_id, Poll.status == "open")
         .values(status="closed", closed_at=now, eligible=eligible)

@@ -18,8 +18,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from storage.audience import Recipient, one_identity_each
 from storage.base import Base, affected, by_id, utcnow
-from storage.volunteering import ACTIVE, Signup, SignupStatus, one_identity_each
+from storage.volunteering import ACTIVE, Signup, SignupStatus
 
 
 class VolunteerTeam(Base):
@@ -124,9 +125,8 @@ async def memberships(session: AsyncSession, resident_id: int) -> set[int]:
     return set(rows.all())
 
 
-async def team_recipients(session: AsyncSession, team_id: int
-                          ) -> list[tuple[int, int, str | None]]:
-    """(resident id, identity id, language) of every member, one identity each."""
+async def team_recipients(session: AsyncSession, team_id: int) -> list[Recipient]:
+    """Every member, one identity each."""
     return await one_identity_each(session, select(VolunteerTeamMember.resident_id).where(
         VolunteerTeamMember.team_id == team_id))
 

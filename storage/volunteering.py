@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
@@ -20,7 +20,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    exists,
     func,
     or_,
     select,
@@ -30,9 +29,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from storage.audience import Audience, Each, Kind, count, recipients
 from storage.base import Base, affected, by_id, must_get, utcnow
 from storage.people import Identity, Resident, RoleKind
-from storage.subscriptions import SubscriptionOptOut
 from storage.territory import Estate
 
 CATEGORIES = ("elderly_care", "environment", "safety_patrol", "culture", "other")
@@ -739,26 +738,19 @@ async def signup_recipients(session: AsyncSession, resident_ids: list[int]
     return out
 
 
-async def audience_recipients(session: AsyncSession, activity: Activity, *, after: int = 0,
-                              limit: int | None = None) -> list[tuple[int, int, str | None]]:
-    """Residents the activity is for, one reachable identity each, by resident id."""
-    return await one_identity_each(session, _audience(activity).where(Resident.id > after),
-                                    limit)
-
-
-def _audience(activity: Activity):
+def audience_of(activity: Activity) -> Audience:
+    """Who an activity is for (its stored audience word): everyone with a home, its estate or
+    its committee's estates."""
     if activity.audience == "estate":
-        return select(Resident.id).where(Resident.estate_id == activity.estate_id)
+        return Audience(Kind.ESTATE, activity.estate_id)
     if activity.audience == "committee":
-        return select(Resident.id).join(Estate, Estate.id == Resident.estate_id).where(
-            Estate.committee_id == activity.committee_id)
-    return select(Resident.id).where(Resident.estate_id.is_not(None))
+        return Audience(Kind.COMMITTEE, activity.committee_id)
+    return Audience(Kind.SUBDISTRICT)
 
 
 async def audience_size(session: AsyncSession, activity: Activity) -> int:
     """How many residents (besides the organiser) an announcement is for."""
-    q = _audience(activity).where(Resident.id != activity.organiser_id)
-    return await session.scalar(select(func.count()).select_from(q.subquery())) or 0
+    return await count(session, audience_of(activity), besides=activity.organiser_id)
 
 
 async def request_announcement(session: AsyncSession, activity_id: int) -> bool:
@@ -779,11 +771,10 @@ async def claim_announcement_batch(session: AsyncSession, limit: int
     if activity is None:
         return None
     # An announcement is an event notice: residents who switched events off are skipped.
-    wanted = _audience(activity).where(
-        Resident.id > activity.announce_cursor,
-        ~exists().where(SubscriptionOptOut.resident_id == Resident.id,
-                        SubscriptionOptOut.category == "event"))
-    batch = await one_identity_each(session, wanted, limit)
+    page = await recipients(session, replace(audience_of(activity), category="event"),
+                            each=Each.FIRST_IDENTITY, after=activity.announce_cursor,
+                            limit=limit)
+    batch = [(r.resident_id, r.identity_id, r.language) for r in page.recipients]
     if batch:
         activity.announce_cursor = batch[-1][0]
         activity.announced += sum(1 for rid, _, _ in batch if rid != activity.organiser_id)
@@ -791,16 +782,3 @@ async def claim_announcement_batch(session: AsyncSession, limit: int
         activity.announce_state = "done"
     await session.flush()
     return activity, batch
-
-
-async def one_identity_each(session: AsyncSession, resident_ids_query, limit: int | None = None
-                             ) -> list[tuple[int, int, str | None]]:
-    first = (select(func.min(Identity.id).label("iid"), Identity.resident_id)
-             .where(Identity.unreachable_at.is_(None),
-                    Identity.resident_id.in_(resident_ids_query))
-             .group_by(Identity.resident_id).subquery())
-    rows = await session.execute(
-        select(first.c.resident_id, first.c.iid, Resident.language)
-        .join(Resident, Resident.id == first.c.resident_id).order_by(first.c.resident_id)
-        .limit(limit))
-    return [tuple(r) for r in rows.all()]
