@@ -175,7 +175,8 @@ async def build_app(
     web_app = create_web_app([
         open311_api(Open311Deps(sessions, services, announce_filed, deliverer.wake)),
     ])
-    server = (WebServer(web_app, settings.bot.web_host, settings.bot.web_port)
+    server = (WebServer(web_app, settings.bot.web_host, settings.bot.web_port,
+                        reuse_port=settings.bot.workers > 1)
               if settings.bot.web_url else None)
     return App(settings, engine, sessions, services, dispatcher, deliverer, adapters, scheduler,
                jobs, web_app=web_app, web=server)

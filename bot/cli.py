@@ -18,7 +18,11 @@ from bot.config import Settings
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("run", help="run on every configured platform (Telegram, WeChat), else chat here")
+    run = sub.add_parser("run", help="run on every configured platform (Telegram, WeChat), "
+                                     "else chat here")
+    run.add_argument("--workers", type=int, default=None, metavar="N",
+                     help="serve with N processes on one PostgreSQL (BOT_WORKERS; needs "
+                          "Telegram's webhook when Telegram is served)")
     chat = sub.add_parser("chat", help="chat with the bot in this terminal")
     chat.add_argument("--as", dest="user", default="resident", help="act as this user id")
     chat.add_argument("--lang", default="zh-hans", help="language hint of the user")
@@ -60,6 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     from bot.messaging.platforms import PLATFORMS
 
     served = [p for p in PLATFORMS if p.configured(settings)] if args.cmd == "run" else []
+    if args.cmd == "run" and "BOT_WORKER_INDEX" not in os.environ:
+        workers = args.workers if args.workers is not None else settings.bot.workers
+        if workers > 1:
+            from bot.workers import supervise, why_not
+
+            problem = why_not(settings, served, workers)
+            if problem:
+                print(f"error: {problem}", file=sys.stderr)
+                return 2
+            logging.basicConfig(level=logging.INFO,
+                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            return supervise(settings, workers)
     serving = bool(served)
     logging.basicConfig(level=logging.INFO if serving else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -260,11 +276,22 @@ async def _territory_if_empty(settings: Settings) -> Path | None:
 
 async def _serve(settings: Settings, served: list) -> int:
     """Every configured platform in one process, on one database, until SIGINT or SIGTERM."""
-    from bot.app import build_app
+    from bot.app import build_app, load_territory_file
+    from storage.db import create_engine, session_factory
+    from storage.migrate import exclusive_startup
 
     adapters = {platform.name: platform.build(settings) for platform in served}
-    territory = await _territory_if_empty(settings)
-    app = await build_app(settings, adapters, migrate=False, territory=territory)
+    # Workers starting together take turns: one migrates and loads the territory, the next
+    # finds it done.
+    async with exclusive_startup(settings.database.url):
+        territory = await _territory_if_empty(settings)
+        if territory is not None:
+            engine = create_engine(settings.database.url)
+            try:
+                await load_territory_file(session_factory(engine), territory)
+            finally:
+                await engine.dispose()
+    app = await build_app(settings, adapters, migrate=False)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

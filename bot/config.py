@@ -46,6 +46,9 @@ class BotSettings(BaseSettings):
     # A conversation left unfinished this long is dropped, with a word, the next time the
     # person writes (a half-written notice must not wait forever to swallow their next message).
     draft_ttl_hours: float = Field(default=72.0, gt=0)
+    # Processes serving the bot together (`python -m bot run --workers N` starts them; or
+    # start N with the same settings). More than one needs PostgreSQL, and Telegram's webhook.
+    workers: int = Field(default=1, ge=1, le=64)
     delivery_max_attempts: int = 6
     # Font for drawn images (charts, cards); the bundled WenQuanYi Micro Hei when unset.
     font_file: str | None = None

@@ -277,10 +277,13 @@ class Deliverer:
         return self._leading or not self._shares_a_budget()
 
     def sends_replies(self) -> bool:
-        """Replies of the updates handled here are sent from here: by the lease holder, or by
-        a process not running a sender at all (a one-off, a test). Other workers leave them
-        in the outbox for the holder, so all of the bot's sends keep within one budget."""
-        return self._task is None or self.leads()
+        """Replies of the updates handled here are sent from here, right after the commit:
+        unless several processes share the bot's budget (PostgreSQL). Then every worker, the
+        lease holder too, leaves them in the outbox for the holder's sender, which claims them
+        in the order they were written: one budget, and no reply overtaking an earlier one to
+        the same chat written by another worker. (A process running no sender at all, a
+        one-off or a test, sends its own.)"""
+        return self._task is None or not self._shares_a_budget()
 
     def start(self) -> None:
         self._stop.clear()

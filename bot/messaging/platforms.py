@@ -36,13 +36,18 @@ def _telegram(settings) -> Any:
         per_chat_per_second=tg.per_chat_per_second, polling_timeout=tg.polling_timeout,
         webhook_url=wh.url, webhook_secret=wh.secret.get_secret_value() if wh.secret else None,
         webhook_host=wh.host, webhook_port=wh.port, paid_broadcast=tg.paid_broadcasts,
+        # Several workers share the webhook's port (SO_REUSEPORT: the kernel spreads
+        # Telegram's connections over them).
+        reuse_port=settings.bot.workers > 1, max_connections=wh.max_connections,
     )
 
 
 def _wechat(settings) -> Any:
     from bot.messaging.wechat import WeChatAdapter
 
-    return WeChatAdapter.from_settings(settings.wechat)
+    adapter = WeChatAdapter.from_settings(settings.wechat)
+    adapter.reuse_port = settings.bot.workers > 1
+    return adapter
 
 
 PLATFORMS: list[Platform] = [

@@ -202,6 +202,7 @@ class TelegramAdapter:
                  per_chat_per_second: float = 1.0, polling_timeout: int = 30,
                  webhook_url: str | None = None, webhook_secret: str | None = None,
                  webhook_host: str = "0.0.0.0", webhook_port: int = 8080,
+                 reuse_port: bool = False, max_connections: int = 40,
                  paid_broadcast: bool = False) -> None:
         # One HTTP session for the bot's whole life; the base URL is configurable.
         session = (_Session(api=TelegramAPIServer.from_base(api_base)) if api_base
@@ -226,6 +227,8 @@ class TelegramAdapter:
         self._texts: Texts | None = None
         self.webhook_host = webhook_host
         self.webhook_port = webhook_port
+        self.reuse_port = reuse_port
+        self.max_connections = max_connections
         # No aiogram FSM: conversations live in our database (storage.dialog).
         self.dp = AiogramDispatcher(disable_fsm=True)
         self._task: asyncio.Task | None = None
@@ -297,11 +300,13 @@ class TelegramAdapter:
         app.router.add_post(path, self._on_webhook)
         runner = self._runner = web.AppRunner(app)
         await runner.setup()
-        site = web.TCPSite(runner, self.webhook_host, self.webhook_port)
+        site = web.TCPSite(runner, self.webhook_host, self.webhook_port,
+                           reuse_port=self.reuse_port or None)
         await site.start()
         self.bound_port = runner.addresses[0][1]
         await self.bot.set_webhook(self.webhook_url, secret_token=self.webhook_secret,
-                                   allowed_updates=["message", "callback_query"])
+                                   allowed_updates=["message", "callback_query"],
+                                   max_connections=self.max_connections)
 
     async def _on_webhook(self, request):
         """One POST from Telegram: the secret header first, then a body that must be an Update.

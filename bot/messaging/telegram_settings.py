@@ -3,7 +3,7 @@ the CLI reads them before it knows whether Telegram (and aiogram) is needed at a
 
 from __future__ import annotations
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.settings_common import COMMON as _common
@@ -29,3 +29,5 @@ class WebhookSettings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = 8080
     path: str = "/telegram/webhook"
+    # Connections Telegram may open at once to deliver updates (1 to 100; Telegram's default).
+    max_connections: int = Field(default=40, ge=1, le=100)

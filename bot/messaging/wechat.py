@@ -198,6 +198,8 @@ class WeChatAdapter:
     capabilities = Capabilities(buttons=False, edit=False)
     chats = None  # one official account: every follower
 
+    reuse_port = False  # several workers share the callback's port (set by the platform table)
+
     def __init__(self, app_id: str, app_secret: str, token: str, *,
                  aes_key: str | None = None, api_base: str = "https://api.weixin.qq.com",
                  host: str = "0.0.0.0", port: int = 8082, path: str = "/wechat",
@@ -272,7 +274,8 @@ class WeChatAdapter:
         await runner.setup()
         # A deep accept queue: a burst of callbacks (a notice read by thousands, who then all
         # write) beyond the default 128 waiting connections would wait out a SYN retry (1 s).
-        await web.TCPSite(runner, self.host, self.port, backlog=CALLBACK_BACKLOG).start()
+        await web.TCPSite(runner, self.host, self.port, backlog=CALLBACK_BACKLOG,
+                          reuse_port=self.reuse_port or None).start()
         self.bound_port = runner.addresses[0][1]
         self._queues = [asyncio.Queue() for _ in range(WORKERS)]
         self._workers = [asyncio.create_task(self._work(q), name=f"wechat-{n}")

@@ -29,14 +29,16 @@ def create_web_app(features: Iterable[WebFeature] = ()) -> web.Application:
 class WebServer:
     """Serves an application on host:port (port 0: any free one, then `port` says which)."""
 
-    def __init__(self, app: web.Application, host: str, port: int) -> None:
+    def __init__(self, app: web.Application, host: str, port: int, *,
+                 reuse_port: bool = False) -> None:
         self.app, self.host, self.port = app, host, port
+        self.reuse_port = reuse_port  # several workers on one port
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         runner = self._runner = web.AppRunner(self.app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, self.host, self.port).start()
+        await web.TCPSite(runner, self.host, self.port, reuse_port=self.reuse_port or None).start()
         self.port = runner.addresses[0][1]
         log.info("web application on %s:%s", self.host, self.port)
 

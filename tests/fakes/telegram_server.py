@@ -371,8 +371,15 @@ class FakeTelegram:
         record_sent: bool = True,
         message_store_limit: int | None = None,
         validate_html: bool = True,
+        deliver_webhook: bool = False,
     ) -> None:
         self.token = token
+        # With a webhook set, POST the updates to it as Telegram does (see _webhook_loop);
+        # otherwise a test posts them itself.
+        self.deliver_webhook = deliver_webhook
+        self.webhook_posts = 0  # POSTs made to the webhook, answered or not
+        self.webhook_failures = 0  # of them, not answered 2xx in time
+        self._webhook_task: asyncio.Task | None = None
         left = token.partition(":")[0]
         self.bot_id = int(left) if left.isdigit() else 123456
         self.bot_user = {
@@ -492,6 +499,9 @@ class FakeTelegram:
     async def stop(self) -> None:
         self._closing = True
         self._notify_updates()  # release pending long polls
+        if self._webhook_task is not None:
+            await asyncio.gather(self._webhook_task, return_exceptions=True)
+            self._webhook_task = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -900,6 +910,72 @@ class FakeTelegram:
         self._notify_updates()
         return update
 
+    # ------------------------------------------------------------------ webhook delivery
+
+    WEBHOOK_TIMEOUT = 10.0  # seconds Telegram waits for the bot's answer (it waits longer)
+    WEBHOOK_RETRY = 0.5  # seconds before an unanswered update is posted again
+
+    async def _webhook_loop(self) -> None:
+        """Updates POSTed to the webhook with its secret: up to max_connections at once, one
+        chat's in order (the next only once the bot answered the last 2xx). An update not
+        answered 2xx in time (the bot down, killed, slow) is posted again, maybe to another
+        worker: as Telegram, the fake never drops an update the bot did not accept."""
+        import aiohttp
+
+        inflight: dict[Any, asyncio.Task] = {}
+        retry_at: dict[int, float] = {}
+        loop = asyncio.get_running_loop()
+        async with aiohttp.ClientSession() as http:
+            while self.webhook is not None and not self._closing:
+                limit = int(self.webhook.get("max_connections") or 40)
+                now = loop.time()
+                seen: set[Any] = set()
+                for update in list(self._updates):
+                    key = _update_chat(update)
+                    if key in seen:
+                        continue  # a later update of a chat waits for its earlier ones
+                    seen.add(key)
+                    if key in inflight or len(inflight) >= limit:
+                        continue
+                    if retry_at.get(update["update_id"], 0.0) > now:
+                        continue
+                    inflight[key] = asyncio.create_task(
+                        self._post_update(http, update, retry_at))
+                    inflight[key].add_done_callback(
+                        lambda _t, key=key: inflight.pop(key, None) and self._notify_updates())
+                event = self._updates_event
+                try:
+                    await asyncio.wait_for(event.wait(), 0.1)
+                except TimeoutError:
+                    pass
+            for task in inflight.values():
+                task.cancel()
+
+    async def _post_update(self, http: Any, update: dict[str, Any],
+                           retry_at: dict[int, float]) -> None:
+        import aiohttp
+
+        hook = self.webhook or {}
+        headers = {}
+        if hook.get("secret_token"):
+            headers["X-Telegram-Bot-Api-Secret-Token"] = str(hook["secret_token"])
+        self.webhook_posts += 1
+        try:
+            async with http.post(str(hook.get("url")), json=update, headers=headers,
+                                 timeout=aiohttp.ClientTimeout(total=self.WEBHOOK_TIMEOUT)) as r:
+                ok = 200 <= r.status < 300
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            ok = False
+        if ok:
+            try:
+                self._updates.remove(update)
+            except ValueError:
+                pass
+            retry_at.pop(update["update_id"], None)
+        else:
+            self.webhook_failures += 1
+            retry_at[update["update_id"]] = asyncio.get_running_loop().time() + self.WEBHOOK_RETRY
+
     def _notify_updates(self) -> None:
         event, self._updates_event = self._updates_event, asyncio.Event()
         event.set()
@@ -969,6 +1045,8 @@ class FakeTelegram:
         self.webhook = {k: v for k, v in p.items() if k != "certificate"}
         if p.get("drop_pending_updates"):
             self._confirm(self._next_update_id)
+        if self.deliver_webhook and (self._webhook_task is None or self._webhook_task.done()):
+            self._webhook_task = asyncio.create_task(self._webhook_loop())
         return True
 
     async def _delete_webhook(self, p: dict[str, Any], _: dict[str, _Upload]) -> bool:
@@ -1593,3 +1671,18 @@ class FakeTelegram:
         )
         event, self._sent_event = self._sent_event, asyncio.Event()
         event.set()
+
+
+def _update_chat(update: dict[str, Any]) -> Any:
+    """The chat an update belongs to (its messages are delivered in order)."""
+    for kind in ("message", "edited_message", "callback_query"):
+        body = update.get(kind)
+        if isinstance(body, dict):
+            chat = (body.get("message") or {}).get("chat") if kind == "callback_query" \
+                else body.get("chat")
+            if isinstance(chat, dict):
+                return chat.get("id")
+            sender = body.get("from")
+            if isinstance(sender, dict):
+                return sender.get("id")
+    return ("update", update.get("update_id"))
