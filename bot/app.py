@@ -20,7 +20,7 @@ from bot.config import Settings
 from bot.context import Services
 from bot.delivery import Deliverer
 from bot.dispatch import Dispatcher
-from bot.flood import FloodGuard
+from bot.flood import FloodGuard, SharedFloodGuard
 from bot.i18n import Texts
 from bot.media import MediaStore
 from bot.messaging.model import Adapter
@@ -78,6 +78,8 @@ class App:
         if self.scheduler is not None:
             await self.scheduler.stop()
         await self.deliverer.stop()
+        if isinstance(self.dispatcher.flood, SharedFloodGuard):
+            await self.dispatcher.flood.close()
         await self.services.http.close()
         await self.engine.dispose()
 
@@ -159,10 +161,14 @@ async def build_app(
             attach(sessions=sessions, http=services.http)
     deliverer = Deliverer(engine, sessions, adapters,
                           max_attempts=settings.bot.delivery_max_attempts)
+    flood: FloodGuard | SharedFloodGuard | None = None
+    if flood_guard and settings.bot.redis_url:
+        flood = SharedFloodGuard(settings.bot.redis_url, settings.bot.flood_burst,
+                                 settings.bot.flood_rate)
+    elif flood_guard:
+        flood = FloodGuard(settings.bot.flood_burst, settings.bot.flood_rate)
     dispatcher = Dispatcher(
-        sessions, router, services, adapters,
-        flood=FloodGuard(settings.bot.flood_burst, settings.bot.flood_rate) if flood_guard
-        else None,
+        sessions, router, services, adapters, flood=flood,
         deliverer=deliverer, on_first_contact=first_contact,
     )
     jobs = build_jobs()

@@ -32,6 +32,9 @@ class BotSettings(BaseSettings):
     # Per-user flood guard: a burst of `flood_burst` messages, then `flood_rate` a second.
     flood_burst: int = 8
     flood_rate: float = 2.0
+    # Redis shared by several workers for what each update checks before the database: the
+    # flood guard's buckets (redis://127.0.0.1:6379/0). Without it each process keeps its own.
+    redis_url: str | None = None
     timezone: str = "Asia/Shanghai"
     # Secret that signs button payloads; generated and stored in the database when unset.
     secret: SecretStr | None = None

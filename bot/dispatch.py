@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.context import Context, Services
-from bot.flood import FloodGuard
+from bot.flood import FloodGuard, SharedFloodGuard
 from bot.i18n import normalize_language
 from bot.messaging.model import STORED, Adapter, Capabilities, Inbound, Kind, Outbound
 from bot.router import Router
@@ -51,7 +51,7 @@ class Dispatcher:
         services: Services,
         adapters: dict[str, Adapter],
         *,
-        flood: FloodGuard | None,
+        flood: FloodGuard | SharedFloodGuard | None,
         deliverer: Deliverer,
         on_first_contact: Callable[[Context], Awaitable[None]] | None = None,
     ) -> None:
@@ -69,7 +69,7 @@ class Dispatcher:
 
     async def handle(self, inbound: Inbound) -> None:
         key = f"{inbound.platform}:{inbound.user_id}"
-        allowed, warn = self.flood.check(key) if self.flood else (True, False)
+        allowed, warn = await self.flood.allow(key) if self.flood else (True, False)
         if not allowed:
             if warn:
                 lang = normalize_language(inbound.language_hint,

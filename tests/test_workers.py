@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bot.router import CommandSpec
 from bot.scheduler import Job, _guard
 from storage import dialog
@@ -90,3 +92,35 @@ async def test_a_worker_without_the_sender_lease_leaves_its_replies_to_the_holde
             break
         await asyncio.sleep(0.02)
     assert any(m.chat_id == "bo" for m in other_chat.sent)
+
+
+async def test_the_flood_guard_holds_across_workers_with_redis(sqlite_url, tmp_path, make_app):
+    """A sender's messages spread over two workers meet one bucket (BOT_REDIS_URL): a burst
+    of 3 lets 3 through in all, not 3 a worker; the warning is said once. Without Redis each
+    worker would let its own 3 through."""
+    import secrets
+
+    import redis.asyncio as redis
+
+    url = "redis://127.0.0.1:6379/15"
+    probe = redis.from_url(url)
+    try:
+        await probe.ping()
+    except Exception:
+        pytest.skip("Redis not reachable on 127.0.0.1:6379")
+    prefix = f"test-flood-{secrets.token_hex(4)}:"
+    first, chat1 = await make_app(sqlite_url, flood_burst=3, flood_rate=0.01, redis_url=url)
+    second, chat2 = await make_app(sqlite_url, territory=False, flood_burst=3,
+                                   flood_rate=0.01, redis_url=url)
+    for app in (first, second):
+        app.dispatcher.flood.prefix = prefix
+    try:
+        for i in range(8):
+            await (chat1 if i % 2 else chat2).say("zed", f"/help {i}")
+        answered = [m for chat in (chat1, chat2) for m in chat.sent if m.chat_id == "zed"]
+        slow = [m for m in answered if "too fast" in (m.out.text or "")
+                or "太快" in (m.out.text or "")]
+        assert len(answered) - len(slow) == 3 and len(slow) == 1
+    finally:
+        await probe.delete(*[k async for k in probe.scan_iter(prefix + "*")] or ["-"])
+        await probe.aclose()
