@@ -27,6 +27,7 @@ from bot.messaging.model import Adapter
 from bot.scheduler import Clock, Job, Scheduler, build_scheduler
 from bot.signing import Signer, fingerprint
 from bot.web import WebServer, create_web_app
+from bot.web.health import health_routes
 from handlers import build_jobs, build_router, first_contact
 from handlers.report_filing import send_card_to_team
 from services.geo import TerritoryIndex, validate_territory
@@ -179,6 +180,7 @@ async def build_app(
         await send_card_to_team(session, services, report, reason="new")
 
     web_app = create_web_app([
+        health_routes(sessions, dispatcher, deliverer),
         open311_api(Open311Deps(sessions, services, announce_filed, deliverer.wake)),
     ])
     server = (WebServer(web_app, settings.bot.web_host, settings.bot.web_port,

@@ -257,6 +257,7 @@ class Deliverer:
         self.started_at: datetime = utcnow()
         self.sent = 0
         self.retried = 0
+        self.limited = 0  # sends answered 429 (retry after)
 
     @property
     def double_bound(self) -> int:
@@ -469,6 +470,8 @@ class Deliverer:
                     result = SendResult(SendStatus.RETRY, retry_after=5, error=repr(exc))
                 finally:
                     budget.release(chat, result)
+                if result.flood:
+                    self.limited += 1
                 lane.busy = False
                 if result.flood and result.retry_after <= HOLD_SECONDS and item.holds < 5:
                     item.holds += 1

@@ -66,11 +66,15 @@ class Dispatcher:
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
+        # For /metrics: updates seen, refused by the flood guard, failed in a handler.
+        self.updates = self.flooded = self.errors = 0
 
     async def handle(self, inbound: Inbound) -> None:
         key = f"{inbound.platform}:{inbound.user_id}"
+        self.updates += 1
         allowed, warn = await self.flood.allow(key) if self.flood else (True, False)
         if not allowed:
+            self.flooded += 1
             if warn:
                 lang = normalize_language(inbound.language_hint,
                                           self.services.settings.bot.default_language)
@@ -86,6 +90,7 @@ class Dispatcher:
             try:
                 await self._handle_locked(inbound)
             except Exception:
+                self.errors += 1
                 log.exception("update %s from %s failed", inbound.update_id, key)
                 lang = normalize_language(inbound.language_hint)
                 await self._send(inbound, [Outbound(
