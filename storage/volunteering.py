@@ -87,6 +87,9 @@ class Activity(Base):
     announce_state: Mapped[str | None] = mapped_column(String(10))
     announce_cursor: Mapped[int] = mapped_column(default=0)
     announced: Mapped[int] = mapped_column(default=0)
+    # The adopted proposal this activity carries out ("Recruit volunteers for this"): its
+    # supporters are invited first, and the proposal's page follows the activity.
+    proposal_id: Mapped[int | None] = mapped_column(ForeignKey("proposals.id"), index=True)
 
 
 class Shift(Base):
@@ -158,7 +161,7 @@ async def create_activity(
     session: AsyncSession, *, title: str, category: str, description: str, audience: str,
     organiser_id: int, shifts: list[ShiftSpec], estate_id: int | None = None,
     latitude: float | None = None, longitude: float | None = None,
-    committee_id: int | None = None,
+    committee_id: int | None = None, proposal_id: int | None = None,
 ) -> Activity:
     if committee_id is None and estate_id is not None:
         committee_id = await session.scalar(
@@ -167,6 +170,7 @@ async def create_activity(
         title=title, category=category, description=description, audience=audience,
         organiser_id=organiser_id, estate_id=estate_id, committee_id=committee_id,
         latitude=latitude, longitude=longitude, status=ActivityStatus.DRAFT.value,
+        proposal_id=proposal_id,
     )
     session.add(activity)
     await session.flush()
