@@ -211,6 +211,14 @@ async def get_activity(session: AsyncSession, activity_id: int | None) -> Activi
     return await by_id(session, Activity, activity_id)
 
 
+async def activity_for_proposal(session: AsyncSession, proposal_id: int) -> Activity | None:
+    """The published activity carrying out a proposal, if one was published."""
+    return await session.scalar(
+        select(Activity).where(Activity.proposal_id == proposal_id,
+                               Activity.status == ActivityStatus.PUBLISHED.value)
+        .order_by(Activity.id.desc()).limit(1))
+
+
 async def get_shift(session: AsyncSession, shift_id: int | None) -> Shift | None:
     return await by_id(session, Shift, shift_id)
 
@@ -795,6 +803,15 @@ async def claim_announcement_batch(session: AsyncSession, limit: int
         activity.announce_state = "done"
     await session.flush()
     return activity, batch
+
+
+async def one_identity_of(session: AsyncSession, resident_ids: list[int]
+                          ) -> list[tuple[int, int, str | None]]:
+    """(resident, identity, language): one reachable identity of each of these residents."""
+    if not resident_ids:
+        return []
+    return await one_identity_each(session, select(Resident.id).where(
+        Resident.id.in_(resident_ids)))
 
 
 async def one_identity_each(session: AsyncSession, resident_ids_query, limit: int | None = None
