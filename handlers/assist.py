@@ -20,11 +20,11 @@ from bot.messaging.model import Button, Outbound
 from bot.pushes import Recipient
 from bot.router import Router
 from handlers.polls import AUTHORS, rules
-from storage import access, audit, people, polls, territory
+from storage import access, audit, people, polls, surveys, territory
 from storage.people import Resident
 
 router = Router()
-FIND = "assist.find"
+FIND, TEXT = "assist.find", "assist.text"
 MAX_FOUND = 10
 _PARTS = re.compile(r"\s*[,，、;；]\s*")
 
@@ -91,11 +91,15 @@ async def resident_chosen(ctx: Context) -> None:
     if resident is None:
         return
     found = await polls.open_for(ctx.session, resident)
-    if not found:
+    rows = [[ctx.button(f"#{p.id} {p.question[:40]}", "asp", resident.id, p.id)]
+            for p in found]
+    rows += [[ctx.button(ctx.t("assist.survey_button", number=s.id, title=s.title[:40]), "asq",
+                         resident.id, s.id)]
+             for s in await surveys.open_for(ctx.session, resident)][:10]
+    if not rows:
         ctx.say("assist.no_open_poll", name=_name(resident))
         return
-    ctx.say("assist.pick_poll", [[ctx.button(f"#{p.id} {p.question[:40]}", "asp", resident.id,
-                                             p.id)] for p in found], name=_name(resident))
+    ctx.say("assist.pick_poll", rows, name=_name(resident))
 
 
 async def _refused(ctx: Context, poll: polls.Poll, resident: Resident) -> bool:
@@ -232,7 +236,8 @@ async def _cast(ctx: Context, resident: Resident, poll: polls.Poll, positions: l
 
 @router.button("adp")
 async def dispute(ctx: Context) -> None:
-    """The resident says "This was not me": flagged once, and the committee is told."""
+    """The resident says "This was not me" of an assisted vote: flagged once, the committee
+    told."""
     assisted = await polls.get_assisted(ctx.session, ctx.int_arg())
     if assisted is None or assisted.resident_id != ctx.resident.id:
         ctx.say("common.button_invalid")
@@ -241,21 +246,212 @@ async def dispute(ctx: Context) -> None:
         ctx.say("assist.dispute_already")
         return
     poll = await polls.get_poll(ctx.session, assisted.poll_id)
-    helper = await people.resident_by_id(ctx.session, assisted.assistant_id)
     await audit.record(ctx.session, ctx.resident.id, "poll.assisted_dispute",
                        f"poll:{assisted.poll_id}", assisted=assisted.id,
                        assistant=assisted.assistant_id)
     ctx.say("assist.dispute_recorded", number=assisted.poll_id)
+    await _flag(ctx, "assist.dispute_flag", assisted.assistant_id, assisted.at,
+                number=assisted.poll_id, question=poll.question if poll else "")
+
+
+@router.button("ads")
+async def dispute_survey(ctx: Context) -> None:
+    """The same for answers to a survey recorded with help."""
+    response = await surveys.get_response(ctx.session, ctx.int_arg())
+    if response is None or response.resident_id != ctx.resident.id \
+            or response.assisted_by is None:
+        ctx.say("common.button_invalid")
+        return
+    if not await surveys.dispute(ctx.session, response.id, ctx.resident.id, ctx.now):
+        ctx.say("assist.dispute_already")
+        return
+    survey = await surveys.get_survey(ctx.session, response.survey_id)
+    await audit.record(ctx.session, ctx.resident.id, "survey.assisted_dispute",
+                       f"survey:{response.survey_id}", response=response.id,
+                       assistant=response.assisted_by)
+    ctx.say("assist.survey_dispute_recorded", number=response.survey_id)
+    await _flag(ctx, "assist.survey_dispute_flag", response.assisted_by, response.started_at,
+                number=response.survey_id, title=survey.title if survey else "")
+
+
+async def _flag(ctx: Context, key: str, assistant_id: int, at, **values: object) -> None:
+    """Tell the committee of the resident's estate (or its station's staff) of a dispute."""
+    helper = await people.resident_by_id(ctx.session, assistant_id)
     council = await access.council_of_estate(ctx.session, ctx.resident.estate_id)
     estate = await territory.estate(ctx.session, ctx.resident.estate_id)
     building = await territory.building_by_id(ctx.session, ctx.resident.building_id)
     for identity_id, lang in await people.reachable_identities(ctx.session, council):
-        await ctx.tell(Recipient(identity_id, lang), "assist.dispute_flag",
-                       dedupe_key=f"assist-dispute:{assisted.id}:{identity_id}",
+        await ctx.tell(Recipient(identity_id, lang), key,
+                       dedupe_key=f"{key}:{values['number']}:{ctx.resident.id}:{identity_id}",
                        name=_name(ctx.resident),
                        estate=lambda lang: territory.localized(estate, lang) if estate else "?",
                        building=building.number if building else "?",
-                       unit=ctx.resident.unit or "?", number=assisted.poll_id,
-                       question=poll.question if poll else "",
-                       helper=_name(helper) if helper else "?",
-                       when=ctx.services.local_time(assisted.at))
+                       unit=ctx.resident.unit or "?", helper=_name(helper) if helper else "?",
+                       when=ctx.services.local_time(at), **values)
+
+
+# -- surveys -----------------------------------------------------------------------------------
+# Answers recorded with help make a response marked `assisted_by`; the same rule as the
+# resident's own answers (surveys.may_answer); a response the resident started themselves is
+# not continued by a helper, and an assisted one not by the resident.
+
+async def _survey_target(ctx: Context, n: int
+                         ) -> tuple[Resident, surveys.Survey, list[int]] | None:
+    args = ctx.int_args(n)
+    resident = await people.resident_by_id(ctx.session, args[0]) if args else None
+    survey = await surveys.get_survey(ctx.session, args[1]) if args else None
+    if resident is None or survey is None or args is None:
+        ctx.say("common.button_invalid")
+        return None
+    if not await _may_assist(ctx, resident):
+        ctx.say("assist.out_of_scope", name=_name(resident))
+        return None
+    return resident, survey, args[2:]
+
+
+async def _survey_refused(ctx: Context, survey: surveys.Survey, resident: Resident
+                          ) -> surveys.SurveyResponse | None | bool:
+    """False when refused (said why); else the assisted response so far (None: none yet)."""
+    reason = await surveys.may_answer(ctx.session, survey, resident, ctx.now)
+    if reason is not None:
+        ctx.say(f"assist.survey_refused_{reason}", name=_name(resident), number=survey.id)
+        return False
+    response = await surveys.response_for(ctx.session, survey.id, resident.id, create=False)
+    if response is not None and (response.assisted_by is None or response.completed_at):
+        ctx.say("assist.survey_already", name=_name(resident), number=survey.id)
+        return False
+    return response
+
+
+@router.button("asq")
+async def survey_chosen(ctx: Context) -> None:
+    target = await _survey_target(ctx, 2)
+    if target is None:
+        return
+    resident, survey, _ = target
+    response = await _survey_refused(ctx, survey, resident)
+    if response is not False:
+        await _survey_next(ctx, resident, survey, response or None)
+
+
+async def _survey_next(ctx: Context, resident: Resident, survey: surveys.Survey,
+                       response: surveys.SurveyResponse | None) -> None:
+    questions = await surveys.questions_of(ctx.session, survey.id)
+    q = questions[0] if response is None else await surveys.next_question(ctx.session, response)
+    if q is None:
+        ctx.finish()
+        ctx.say("assist.survey_done", name=_name(resident), number=survey.id)
+        return
+    ctx.reply(*_survey_question(ctx, resident, survey, q, len(questions), 0))
+
+
+def _survey_question(ctx: Context, resident: Resident, survey: surveys.Survey,
+                     q: surveys.SurveyQuestion, total: int, mask: int
+                     ) -> tuple[str, list[list[Button]]]:
+    text = ctx.t("assist.survey_question", name=_name(resident), number=survey.id,
+                 title=survey.title, n=q.position + 1, total=total, text=q.text)
+    rows: list[list[Button]] = []
+    if q.kind == "text":
+        ctx.goto(TEXT, resident=resident.id, survey=survey.id, question=q.id)
+        return text + "\n" + ctx.t("surveys.type_answer", limit=surveys.MAX_TEXT_ANSWER), rows
+    if ctx.state == TEXT:
+        ctx.finish()  # a button question follows a typed one
+    choices, ids = q.choices(), (resident.id, survey.id, q.id)
+    if q.kind == "scale":
+        rows.append([ctx.button(c, "aqa", *ids, i) for i, c in enumerate(choices)])
+        text += "\n" + ctx.t("surveys.scale_hint")
+    elif q.kind == "single":
+        rows = [[ctx.button(c, "aqa", *ids, i)] for i, c in enumerate(choices)]
+    else:
+        rows = [[ctx.button(("☑ " if mask >> i & 1 else "☐ ") + c, "aqm", *ids,
+                            mask ^ (1 << i))] for i, c in enumerate(choices)]
+        rows.append([ctx.button(ctx.t("assist.submit"), "aqx", *ids, mask)])
+    return text, rows
+
+
+async def _survey_answer(ctx: Context, resident: Resident, survey: surveys.Survey,
+                         question_id: int, choices: list[int], text: str | None) -> None:
+    response = await _survey_refused(ctx, survey, resident)
+    if response is False:
+        ctx.finish()
+        return
+    question = await surveys.get_question(ctx.session, question_id)
+    if question is None or question.survey_id != survey.id:
+        ctx.say("common.button_invalid")
+        return
+    if not surveys.valid_answer(question, choices, text):
+        ctx.refuse("surveys.answer_invalid", limit=surveys.MAX_TEXT_ANSWER)
+        return
+    created = response is None
+    row = await surveys.response_for(ctx.session, survey.id, resident.id, create=True,
+                                     assisted_by=ctx.resident.id)
+    if row is None or row.assisted_by is None:  # the resident began themselves meanwhile
+        ctx.say("assist.survey_already", name=_name(resident), number=survey.id)
+        return
+    if not await surveys.answer(ctx.session, row, question, choices, text, ctx.now):
+        ctx.say("surveys.already_answered")
+    if created:
+        await audit.record(ctx.session, ctx.resident.id, "survey.assisted_answer",
+                           f"survey:{survey.id}", resident=resident.id, response=row.id)
+        sign = ctx.services.signer.sign
+        for identity_id, lang in await people.reachable_identities(ctx.session, [resident.id]):
+            def buttons(t, identity_id=identity_id):
+                return [[Button(t("assist.not_me"), sign(identity_id, "ads", row.id))]]
+
+            await ctx.tell(Recipient(identity_id, lang), "assist.survey_told", buttons=buttons,
+                           dedupe_key=f"assist-survey:{row.id}:{identity_id}", number=survey.id,
+                           title=survey.title, helper=_name(ctx.resident),
+                           when=ctx.services.local_time(ctx.now))
+    await _survey_next(ctx, resident, survey, row)
+
+
+@router.button("aqa")
+async def survey_choose(ctx: Context) -> None:
+    target = await _survey_target(ctx, 4)
+    if target is not None:
+        resident, survey, (question_id, choice) = target
+        await _survey_answer(ctx, resident, survey, question_id, [choice], None)
+
+
+@router.button("aqm")
+async def survey_toggle(ctx: Context) -> None:
+    target = await _survey_target(ctx, 4)
+    if target is None:
+        return
+    resident, survey, (question_id, mask) = target
+    q = await surveys.get_question(ctx.session, question_id)
+    if q is None or q.survey_id != survey.id or q.kind != "multiple" \
+            or mask >= 1 << len(q.options):
+        ctx.say("common.button_invalid")
+        return
+    total = len(await surveys.questions_of(ctx.session, survey.id))
+    text, rows = _survey_question(ctx, resident, survey, q, total, mask)
+    ctx.reply(text, rows, edit_of=ctx.inbound.message_ref)
+
+
+@router.button("aqx")
+async def survey_submit(ctx: Context) -> None:
+    target = await _survey_target(ctx, 4)
+    if target is None:
+        return
+    resident, survey, (question_id, mask) = target
+    if mask == 0 or mask >= 1 << 12:
+        ctx.say("polls.choose_one" if mask == 0 else "common.button_invalid")
+        return
+    await _survey_answer(ctx, resident, survey, question_id,
+                         [i for i in range(12) if mask >> i & 1], None)
+
+
+@router.state(TEXT)
+async def survey_typed(ctx: Context) -> None:
+    text = ctx.inbound.text or ""
+    resident = await people.resident_by_id(ctx.session, ctx.data.get("resident"))
+    survey = await surveys.get_survey(ctx.session, ctx.data.get("survey"))
+    if resident is None or survey is None or not await _may_assist(ctx, resident):
+        ctx.finish()
+        ctx.say("common.not_allowed")
+        return
+    if not text:
+        ctx.refuse("surveys.answer_invalid", limit=surveys.MAX_TEXT_ANSWER)
+        return
+    await _survey_answer(ctx, resident, survey, ctx.data["question"], [], text)

@@ -236,4 +236,84 @@ async def test_bad_inputs_and_a_resident_without_a_phone(make_app, sqlite_url):
     await chat.say("zhou", "/assist")
     await chat.say("zhou", "late liu, 1, 1-9")
     await chat.press("zhou", chat.last("zhou").buttons[0][0].payload, raw=True)
-    assert "没有Late Liu可以参加的进行中投票" in chat.last_text("zhou")
+    assert "没有Late Liu可以参加的进行中投票或问卷" in chat.last_text("zhou")
+
+
+async def _survey(chat, author: str) -> None:
+    await chat.say(author, "/newsurvey")
+    await chat.say(author, "Our courtyard")
+    await chat.press(author, "One choice")
+    await chat.say(author, "Where should the bench go?")
+    await chat.say(author, "By the gate\nBy the pond")
+    await chat.press(author, "Short free text")
+    await chat.say(author, "What would you change?")
+    await chat.press(author, "Several choices")
+    await chat.say(author, "What should we add?")
+    await chat.say(author, "Lights\nBenches\nTrees")
+    await chat.press(author, "No more questions")
+    await chat.press(author, "Victoria Garden")
+    await chat.press(author, "Whole estate")
+    await chat.press(author, "Verified residents only")
+    await chat.say(author, "7d")
+    await chat.press(author, "Publish")
+    assert "Survey #1 is published" in chat.last_text(author)
+
+
+async def test_assisted_survey_answers_and_their_dispute(make_app, sqlite_url):
+    app, chat = await make_app(sqlite_url)
+    await make_resident(app.sessions, "memory", "author", lang="en")
+    await grant(app.sessions, "memory:author", "committee", "victoria")
+    await make_resident(app.sessions, "memory", "Mia Wang", building="2", unit="2-301")
+    await make_resident(app.sessions, "memory", "Ned", building="2", unit="2-302")
+    await make_resident(app.sessions, "memory", "Bo", unit="1-2", verified=False)
+    await _survey(chat, "author")
+
+    # Ned answers himself first: a helper cannot record answers for him afterwards.
+    await chat.say("Ned", "/surveys")
+    await chat.press("Ned", "Answer #1")
+    await chat.press("Ned", "By the gate")
+    assert "Question 2 of 3" in chat.last_text("Ned")
+    await chat.say("author", "/assist")
+    await chat.say("author", "ned, 2, 2-302")
+    await chat.press("author", chat.last("author").buttons[0][0].payload, raw=True)
+    await chat.press("author", "Survey #1")
+    assert "Ned has already answered survey #1" in chat.last_text("author")
+    # Bo is not verified: refused as his own answers would be.
+    await chat.say("author", "/assist")
+    await chat.say("author", "bo, 1, 1-2")
+    await chat.press("author", chat.last("author").buttons[0][0].payload, raw=True)
+    await chat.press("author", "Survey #1")
+    assert "verified residents only, and Bo is not verified" in chat.last_text("author")
+
+    # Mia answers with the author: one question after another, a typed one among them.
+    await chat.say("author", "/assist")
+    await chat.say("author", "mia wang, 2, 2-301")
+    await chat.press("author", chat.last("author").buttons[0][0].payload, raw=True)
+    await chat.press("author", "Survey #1")
+    assert "Answers for Mia Wang" in chat.last_text("author")
+    await chat.press("author", "By the pond")
+    assert "Question 2 of 3" in chat.last_text("author")
+    await chat.say("author", "More shade")
+    await chat.press("author", "☐ Trees")
+    await chat.press("author", "Record these choices")
+    assert "The answers of Mia Wang to survey #1 are saved" in chat.last_text("author")
+    # Mia herself cannot change them; she disputes them instead.
+    await chat.say("Mia Wang", "/surveys")
+    await chat.press("Mia Wang", "Answer #1")
+    assert "recorded with help" in chat.last_text("Mia Wang")
+    await _drain(app)
+    told = next(t for t in chat.texts_to("Mia Wang") if "recorded your answers" in t)
+    assert told.startswith("author recorded your answers to survey #1 (Our courtyard)")
+    await chat.press("Mia Wang", "This was not me")
+    assert "survey #1 were not yours" in chat.last_text("Mia Wang")
+    await _drain(app)
+    assert chat.last_text("author").startswith("Disputed assisted survey answers: Mia Wang")
+    async with app.sessions() as s:
+        actions = [e.action for e in await audit.recent(s, 100)]
+        assert actions.count("survey.assisted_answer") == 1
+        assert actions.count("survey.assisted_dispute") == 1
+    await chat.say("author", "/surveys")
+    await chat.press("author", "Results #1")
+    results = "\n".join(chat.texts_to("author")[-4:])
+    assert "Respondents: 2 (completed: 1)" in results
+    assert "1 response was recorded with help" in results, results
