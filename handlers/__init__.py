@@ -8,6 +8,7 @@ from bot.signing import EXPIRED
 from handlers import (
     admin,
     alerts,
+    assist,
     guides,
     notice_answers,
     notice_jobs,
@@ -33,7 +34,7 @@ MODULES = [onboarding, profile, verification, admin,
            reports, report_staff,
            notices, notice_manage, notice_answers, notice_jobs, subscribe, guides, alerts,
            volunteering, volunteering_organise, volunteering_teams, volunteering_hours,
-           polls, poll_ballots, surveys, proposals]
+           polls, poll_ballots, assist, surveys, proposals]
 
 
 async def expired_button(ctx: Context) -> None:

@@ -67,6 +67,8 @@ def results_text(t, poll: polls.Poll, res: polls.Results) -> str:
                        res.counted))
     lines.append(t("polls.results_turnout", voters=res.voters, eligible=res.eligible,
                    percent=res.turnout))
+    if res.assisted:
+        lines.append(t("polls.results_assisted", assisted=res.assisted))
     if res.quorum is None:
         lines.append(t("polls.results_no_quorum"))
     else:

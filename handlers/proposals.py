@@ -7,7 +7,8 @@ from __future__ import annotations
 from bot.context import Context
 from bot.pushes import Recipient
 from bot.router import Router
-from storage import audit, kv, people, proposals, territory
+from storage import audit, kv, people, proposals, territory, volunteer_hours
+from storage import volunteering as vol
 from storage.audience import Audience, refusal
 from storage.base import reread
 from storage.territory import Committee
@@ -121,11 +122,34 @@ async def _proposal(ctx: Context) -> proposals.Proposal | None:
     return row
 
 
+async def _execution(ctx: Context, p: proposals.Proposal) -> str:
+    """What became of an adopted proposal: the activity carrying it out (its sign-ups, and the
+    hours given once it happened) and the execution status that follows it."""
+    progress = await volunteer_hours.proposal_progress(ctx.session, p.id, ctx.now)
+    status = volunteer_hours.execution(p.status, progress)
+    lines = []
+    if status is not None:
+        lines.append(ctx.t("proposals.execution", status=ctx.t(f"proposals.execution_{status}")))
+    if progress is not None:
+        a = progress.activity
+        lines.append(ctx.t("proposals.activity", title=a.title,
+                           starts=ctx.services.local_time(progress.starts_at),
+                           signups=progress.signups, waiting=progress.waiting))
+        if progress.stage == "done" or progress.hours:
+            lines.append(ctx.t("proposals.activity_hours", hours=f"{progress.hours:g}"))
+    return "\n".join(lines)
+
+
 @router.button("prd")
 async def read(ctx: Context) -> None:
     p = await _proposal(ctx)
-    if p is not None:
-        ctx.reply(f"{_line(ctx, p)}\n\n{p.body}")
+    if p is None:
+        return
+    more = await _execution(ctx, p)
+    activity = await vol.activity_for_proposal(ctx.session, p.id)
+    buttons = [[ctx.button(ctx.t("volunteering.see_activity"), "vact", activity.id)]] \
+        if activity is not None else None
+    ctx.reply(f"{_line(ctx, p)}\n\n{p.body}" + (f"\n\n{more}" if more else ""), buttons)
 
 
 @router.button("psu")
@@ -174,7 +198,10 @@ async def agenda(ctx: Context) -> None:
                         for i, d in enumerate(proposals.DECISIONS)]]
         else:
             buttons = [[ctx.button(ctx.t("proposals.record_done"), "pim", p.id)]]
-        ctx.reply(f"{_line(ctx, p)}\n\n{p.body}", buttons)
+            if await vol.activity_for_proposal(ctx.session, p.id) is None:
+                buttons.append([ctx.button(ctx.t("proposals.recruit"), "vfp", p.id)])
+        more = await _execution(ctx, p)
+        ctx.reply(f"{_line(ctx, p)}\n\n{p.body}" + (f"\n\n{more}" if more else ""), buttons)
 
 
 async def _council_may(ctx: Context, p: proposals.Proposal) -> bool:
@@ -221,6 +248,10 @@ async def typed_note(ctx: Context) -> None:
     await audit.record(ctx.session, ctx.resident.id, "proposal.decide", f"proposal:{p.id}",
                        decision=decision)
     ctx.say("proposals.decided", number=p.id, decision=ctx.t(f"proposals.status_{decision}"))
+    if decision == proposals.Status.ADOPTED:
+        # One tap from the decision to the volunteers who will carry it out.
+        ctx.say("proposals.offer_recruit", [[ctx.button(ctx.t("proposals.recruit"), "vfp",
+                                                        p.id)]], number=p.id)
     await _tell(ctx, p, decision)
 
 

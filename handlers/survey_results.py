@@ -14,9 +14,11 @@ MAX_MESSAGE = 3500
 
 
 def table(t, survey: surveys.Survey, results: list[surveys.QuestionResult], started: int,
-          completed: int) -> str:
+          completed: int, assisted: int = 0) -> str:
     lines = [t("surveys.results_title", number=survey.id, title=survey.title,
                started=started, completed=completed)]
+    if assisted:
+        lines.append(t("surveys.results_assisted", assisted=assisted))
     for r in results:
         q = r.question
         lines.append("")
@@ -31,9 +33,9 @@ def table(t, survey: surveys.Survey, results: list[surveys.QuestionResult], star
 
 
 def table_chunks(t, survey: surveys.Survey, results: list[surveys.QuestionResult], started: int,
-                 completed: int) -> list[str]:
+                 completed: int, assisted: int = 0) -> list[str]:
     """The table in messages short enough for any platform."""
-    return _chunks(table(t, survey, results, started, completed).split("\n"))
+    return _chunks(table(t, survey, results, started, completed, assisted).split("\n"))
 
 
 def csv_bytes(t, results: list[surveys.QuestionResult]) -> bytes:
@@ -69,8 +71,9 @@ async def results_reply(session, services, lang: str, survey: surveys.Survey, *,
     t = translator(services.texts, lang)
     results = await surveys.results(session, survey)
     started, completed = await surveys.respondents(session, survey.id)
+    assisted = await surveys.assisted_count(session, survey.id)
     replies = [Outbound(text=chunk)
-               for chunk in table_chunks(t, survey, results, started, completed)]
+               for chunk in table_chunks(t, survey, results, started, completed, assisted)]
     path = services.media.path(services.media.save(csv_bytes(t, results), ".csv"))
     replies.append(Outbound(text=t("surveys.csv_caption", number=survey.id), document=str(path),
                             document_name=f"survey-{survey.id}.csv"))

@@ -15,7 +15,7 @@ from handlers import drafting
 from handlers.survey_results import results_reply, table_chunks
 from handlers.text_lists import split_items
 from storage import audit, outbox, surveys
-from storage.audience import Audience, Each, recipients, refusal
+from storage.audience import Audience, Each, recipients
 from storage.base import reread
 from storage.people import identities_of, resident_by_id
 from storage.territory import buildings_of
@@ -204,9 +204,7 @@ async def _publish(ctx: Context) -> None:
 @router.command("surveys", help_key="surveys.help_surveys", order=21)
 async def list_surveys(ctx: Context) -> None:
     rows = []
-    for s in await surveys.listed(ctx.session, committee_ids=None, status="open", limit=50):
-        if await refusal(ctx.session, Audience(s.area_kind, s.area_id, False), ctx.resident):
-            continue
+    for s in await surveys.open_for(ctx.session, ctx.resident):
         rows.append([ctx.button(ctx.t("surveys.take", number=s.id, title=s.title[:40]), "sv",
                                 s.id)])
     scope = await ctx.scope()
@@ -231,12 +229,18 @@ async def _usable(ctx: Context, survey_id: int) -> surveys.Survey | None:
     if survey is None:
         ctx.say("common.button_invalid")
         return None
-    if survey.status != "open" or survey.closes_at <= ctx.now:
+    reason = await surveys.may_answer(ctx.session, survey, ctx.resident, ctx.now)
+    if reason == "closed":
         ctx.say("surveys.closed")
         return None
-    reason = await refusal(ctx.session, survey.audience, ctx.resident)
     if reason is not None:
         ctx.say(f"surveys.refused_{reason}")
+        return None
+    response = await surveys.response_for(ctx.session, survey.id, ctx.resident.id, create=False)
+    if response is not None and response.assisted_by is not None:
+        # Answers recorded with help are not continued or changed by the resident: they
+        # dispute them instead ("This was not me").
+        ctx.say("surveys.refused_assisted", number=survey.id)
         return None
     return survey
 
@@ -461,12 +465,13 @@ async def _push_results(session, services: Services, survey) -> None:
     committee), in their language; one bulk insert, once per identity and chunk."""
     results = await surveys.results(session, survey)
     started, completed = await surveys.respondents(session, survey.id)
+    assisted = await surveys.assisted_count(session, survey.id)
     chunks: dict[str, list[str]] = {}  # rendered once per language
     pushes = Batch(services.texts)
     for identity_id, lang in await surveys.respondent_identities(session, survey.id):
         t = pushes.reader(Recipient(identity_id, lang))
         if t.lang not in chunks:
-            chunks[t.lang] = table_chunks(t, survey, results, started, completed)
+            chunks[t.lang] = table_chunks(t, survey, results, started, completed, assisted)
         for n, chunk in enumerate(chunks[t.lang]):
             pushes.add(identity_id, Outbound(text=chunk), priority=outbox.Priority.BULK,
                        group=f"survey:{survey.id}",

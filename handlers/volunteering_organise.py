@@ -26,10 +26,10 @@ from handlers.volunteering import (
     tell_promoted,
     when,
 )
-from storage import audit, outbox, subscriptions, territory
+from storage import audit, outbox, proposals, subscriptions, territory
 from storage import volunteer_teams as vteams
 from storage import volunteering as vol
-from storage.base import reread
+from storage.base import clip, reread
 from storage.people import RoleKind
 
 router = Router()
@@ -69,6 +69,9 @@ async def _allowed_estates(ctx: Context) -> list[territory.Estate]:
     if not allowed and ctx.resident.estate_id:
         # A team lead without a territorial role organises at home.
         allowed = [e for e in estates if e.id == ctx.resident.estate_id]
+    if ctx.data.get("proposal_committee"):
+        # Carrying out a proposal: within the area of the committee it was adopted by.
+        allowed = [e for e in allowed if e.committee_id == ctx.data["proposal_committee"]]
     return allowed
 
 
@@ -145,7 +148,8 @@ async def place_input(ctx: Context) -> None:
     inbound = ctx.inbound
     if inbound.kind == Kind.LOCATION:
         place = ctx.services.geo.locate(inbound.latitude, inbound.longitude)
-        if not place.inside:
+        if not place.inside or (ctx.data.get("proposal_committee") and place.estate_id not in
+                                {e.id for e in await _allowed_estates(ctx)}):
             ctx.say("volunteering.point_outside")
             return
         ctx.remember(estate_id=place.estate_id, latitude=inbound.latitude,
@@ -168,6 +172,12 @@ async def _after_place(ctx: Context) -> None:
         # Back here to change the place: the rest is already given.
         ctx.state = AUDIENCE
         await _ask_audience(ctx)
+        return
+    if ctx.data.get("proposal_id"):
+        # The description is the proposal's: on to the shifts.
+        ctx.remember(shifts=[])
+        ctx.state = SHIFTS
+        ctx.say("volunteering.ask_shifts")
         return
     ctx.state = DESCRIPTION
     ctx.say("volunteering.ask_description", limit=MAX_DESCRIPTION)
@@ -310,9 +320,11 @@ async def audience_chosen(ctx: Context) -> None:
         ctx.session, title=d["title"], category=d["category"], description=d["description"],
         audience=audience, organiser_id=ctx.resident.id, estate_id=d.get("estate_id"),
         latitude=d.get("latitude"), longitude=d.get("longitude"), committee_id=committee_id,
-        shifts=[vol.ShiftSpec(datetime.fromisoformat(a), datetime.fromisoformat(b), c, s)
+        proposal_id=d.get("proposal_id"), shifts=[vol.ShiftSpec(datetime.fromisoformat(a), datetime.fromisoformat(b), c, s)
                 for a, b, c, s in d["shifts"]])
     ctx.finish()
+    if activity.proposal_id:
+        ctx.say("volunteering.preview_for_proposal", number=activity.proposal_id)
     ctx.say("volunteering.preview", [
         [ctx.button(ctx.t("volunteering.publish"), "vpub", activity.id, 0),
          ctx.button(ctx.t("volunteering.publish_announce"), "vpub", activity.id, 1)],
@@ -334,6 +346,9 @@ async def publish(ctx: Context) -> None:
         return
     await audit.record(ctx.session, ctx.resident.id, "volunteering.publish",
                        f"activity:{activity.id}", audience=activity.audience)
+    if activity.proposal_id:
+        invited = await invite_supporters(ctx, activity)
+        ctx.say("volunteering.supporters_invited", number=activity.proposal_id, invited=invited)
     if ctx.int_arg(1) == 1 and await vol.request_announcement(ctx.session, activity.id):
         await audit.record(ctx.session, ctx.resident.id, "volunteering.announce",
                            f"activity:{activity.id}")
@@ -341,6 +356,62 @@ async def publish(ctx: Context) -> None:
                 audience=await vol.audience_size(ctx.session, activity))
         return
     ctx.say("volunteering.published", title=activity.title)
+
+
+# -- an adopted proposal becomes an activity ------------------------------------------------
+
+@router.button("vfp")
+async def recruit_for_proposal(ctx: Context) -> None:
+    """"Recruit volunteers for this": an activity draft with the proposal's title, area and
+    description; the organiser adds the category, the place within that area and the shifts."""
+    p = await proposals.get(ctx.session, ctx.int_arg())
+    scope = await ctx.scope()
+    if p is None:
+        ctx.say("common.button_invalid")
+        return
+    if not await may_organise(ctx) or not (scope.everything or
+                                           p.committee_id in scope.committee_ids):
+        ctx.say("common.not_allowed")
+        return
+    if p.status != proposals.Status.ADOPTED:
+        ctx.say("volunteering.proposal_not_adopted", number=p.id)
+        return
+    if await vol.activity_for_proposal(ctx.session, p.id) is not None:
+        ctx.say("volunteering.proposal_has_activity", number=p.id)
+        return
+    ctx.goto(CATEGORY, title=clip(p.title, MAX_TITLE), description=clip(p.body, MAX_DESCRIPTION),
+             proposal_id=p.id, proposal_committee=p.committee_id)
+    ctx.say("volunteering.from_proposal", number=p.id, title=ctx.data["title"])
+    _ask_category(ctx)
+
+
+async def invite_supporters(ctx: Context, activity: vol.Activity) -> int:
+    """The proposal's proposer and supporters hear of the activity first: queued as the
+    activity is published, ahead of (and at a higher priority than) the announcement, with
+    the announcement's dedupe key, so the announcement does not reach them a second time."""
+    p = await proposals.get(ctx.session, activity.proposal_id)
+    if p is None:
+        return 0
+    people_ids = [p.author_id, *await proposals.supporters_of(ctx.session, p.id)]
+    first = min(s.starts_at for s in await vol.shifts_of(ctx.session, activity.id))
+    invited = 0
+    sign = ctx.services.signer.sign
+    for rid, identity_id, lang in await vol.one_identity_of(ctx.session, people_ids):
+        if rid == activity.organiser_id:
+            continue
+
+        def buttons(t, identity_id=identity_id):
+            return [[Button(t("volunteering.see_activity"), sign(identity_id, "vact",
+                                                                  activity.id))]]
+
+        await ctx.tell(Recipient(identity_id, lang), "volunteering.proposal_invite",
+                       buttons=buttons, dedupe_key=f"vol-ann:{activity.id}:{rid}",
+                       number=p.id, proposal=p.title, title=activity.title,
+                       when=f"{local(ctx, first):%Y-%m-%d %H:%M}")
+        invited += 1
+    await audit.record(ctx.session, ctx.resident.id, "volunteering.proposal_invites",
+                       f"activity:{activity.id}", proposal=p.id, invited=invited)
+    return invited
 
 
 async def send_announcements(sessions, services, deliverer, *, batches: int = 20) -> None:

@@ -96,3 +96,23 @@ async def reach(session: AsyncSession, scope: Scope, geo, extra_estates: set[int
     team_ids = {t.id for t in teams
                 if t.id in scope.team_ids or t.zone_id is None or t.zone_id in zone_ids}
     return zone_ids, team_ids
+
+
+async def council_of_estate(session: AsyncSession, estate_id: int | None) -> list[int]:
+    """Who answers for an estate's residents: the members of its committee, or, when the
+    committee has none, the staff of its station (resident ids)."""
+    estate = await session.get(Estate, estate_id) if estate_id is not None else None
+    if estate is None:
+        return []
+    members = list((await session.scalars(
+        select(Role.resident_id).where(Role.kind == RoleKind.COMMITTEE.value,
+                                       Role.scope_id == estate.committee_id)
+        .order_by(Role.resident_id).distinct())).all())
+    if members:
+        return members
+    station_id = await session.scalar(
+        select(Committee.station_id).where(Committee.id == estate.committee_id))
+    return list((await session.scalars(
+        select(Role.resident_id).where(Role.kind == RoleKind.STAFF.value,
+                                       Role.scope_id == station_id)
+        .order_by(Role.resident_id).distinct())).all())

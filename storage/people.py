@@ -274,3 +274,20 @@ async def reachable_identities(session: AsyncSession, resident_ids: list[int]
 async def identities_of(session: AsyncSession, resident_id: int) -> list[Identity]:
     rows = await session.scalars(select(Identity).where(Identity.resident_id == resident_id))
     return list(rows.all())
+
+
+async def residents_at(session: AsyncSession, name: str, building_number: str,
+                       unit: str) -> list[Resident]:
+    """Residents whose name contains `name` (case-insensitive) living at this building number
+    (in any estate) and unit (compared in normal form): how staff find a resident who is with
+    them (`/assist`). Whose estate the finder may act on is the caller's question."""
+    from storage.territory import Building
+
+    wanted, folded = normalize_unit(unit), name.strip().casefold()
+    if not wanted or not folded or not building_number.strip():
+        return []
+    rows = await session.scalars(
+        select(Resident).join(Building, Building.id == Resident.building_id)
+        .where(Building.number == building_number.strip(), Resident.unit == wanted)
+        .order_by(Resident.id).limit(200))
+    return [r for r in rows.all() if folded in (r.display_name or "").casefold()]

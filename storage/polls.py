@@ -172,6 +172,22 @@ class PollVote(Base):
     changed_at: Mapped[datetime | None]
 
 
+class AssistedVote(Base):
+    """A vote a committee member or staff recorded for a resident who was present (`/assist`):
+    who assisted whom, in which poll, when; never the choice (an anonymous ballot's choice is
+    only ever sealed in `poll_pending_ballots`, as for any other vote). One per resident and
+    poll. `disputed_at` is set when the resident says "This was not me"."""
+
+    __tablename__ = "poll_assisted_votes"
+    __table_args__ = (UniqueConstraint("poll_id", "resident_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    poll_id: Mapped[int] = mapped_column(ForeignKey("polls.id"), index=True)
+    resident_id: Mapped[int] = mapped_column(ForeignKey("residents.id"), index=True)
+    assistant_id: Mapped[int] = mapped_column(ForeignKey("residents.id"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    disputed_at: Mapped[datetime | None]
+
+
 @dataclass(frozen=True)
 class PollDraft:
     question: str
@@ -227,6 +243,7 @@ class Outcome(enum.StrEnum):
     NOT_REGISTERED = "not_registered"
     NOT_IN_AREA = "not_in_area"
     NOT_VERIFIED = "not_verified"
+    ASSISTED = "assisted"  # a vote was recorded for this resident with help: not changed
 
 
 def voter_key(poll: Poll, resident: Resident) -> str | None:
@@ -259,7 +276,12 @@ async def may_vote(session: AsyncSession, poll: Poll, resident: Resident,
 
 
 async def cast(session: AsyncSession, poll_id: int, resident: Resident, choices: list[int],
-               now: datetime, *, ballot_key: bytes | None) -> Outcome:
+               now: datetime, *, ballot_key: bytes | None,
+               assisted_by: int | None = None) -> Outcome:
+    """Record a vote for `resident`, by themselves or, with `assisted_by`, by a committee member
+    or staff member for a resident who is present: the same rules either way (open poll, area,
+    verification, one vote per voter key). An assisted vote never changes an earlier one, and a
+    vote recorded with help is not changed afterwards by the resident either (they dispute it)."""
     poll = await session.get(Poll, poll_id)
     if poll is None:
         return Outcome.BAD_CHOICE
@@ -278,10 +300,13 @@ async def cast(session: AsyncSession, poll_id: int, resident: Resident, choices:
     choices = sorted(choices)
     if await session.get(PollParticipation, (poll_id, key)) is not None:
         # The usual second tap; the primary key below still decides a true race.
-        return await _change(session, poll, key, resident, choices, now)
+        return await _change(session, poll, key, resident, choices, now, assisted_by)
     try:
         async with session.begin_nested():
             session.add(PollParticipation(poll_id=poll_id, voter_key=key))
+            if assisted_by is not None:
+                session.add(AssistedVote(poll_id=poll_id, resident_id=resident.id,
+                                         assistant_id=assisted_by, at=now))
             if poll.anonymous:
                 assert ballot_key is not None  # checked above
                 session.add(PollPendingBallot(id=secrets.randbits(62), poll_id=poll_id, sealed=seal(
@@ -297,7 +322,7 @@ async def cast(session: AsyncSession, poll_id: int, resident: Resident, choices:
     except _Closed:
         return Outcome.CLOSED
     except IntegrityError:
-        return await _change(session, poll, key, resident, choices, now)
+        return await _change(session, poll, key, resident, choices, now, assisted_by)
     return Outcome.CAST
 
 
@@ -319,14 +344,16 @@ async def _still_open(session: AsyncSession, poll_id: int, now: datetime) -> boo
 
 
 async def _change(session: AsyncSession, poll: Poll, key: str, resident: Resident,
-                  choices: list[int], now: datetime) -> Outcome:
-    if not poll.changeable:
+                  choices: list[int], now: datetime, assisted_by: int | None = None) -> Outcome:
+    if not poll.changeable or assisted_by is not None:
         return Outcome.HOUSEHOLD if poll.per_household else Outcome.ALREADY
     vote = await session.scalar(
         select(PollVote).where(PollVote.poll_id == poll.id, PollVote.voter_key == key)
         .with_for_update())
     if vote is None or vote.resident_id != resident.id:
         return Outcome.HOUSEHOLD if poll.per_household else Outcome.ALREADY
+    if await assisted_vote(session, poll.id, resident.id) is not None:
+        return Outcome.ASSISTED
     if not await _still_open(session, poll.id, now):
         return Outcome.CLOSED
     if sorted(vote.choices) == choices:
@@ -361,6 +388,32 @@ async def my_choices(session: AsyncSession, poll: Poll, resident: Resident) -> l
     return list(vote.choices) if vote and vote.resident_id == resident.id else None
 
 
+async def assisted_vote(session: AsyncSession, poll_id: int, resident_id: int
+                        ) -> AssistedVote | None:
+    return await session.scalar(select(AssistedVote).where(
+        AssistedVote.poll_id == poll_id, AssistedVote.resident_id == resident_id))
+
+
+async def get_assisted(session: AsyncSession, assisted_id: int | None) -> AssistedVote | None:
+    return await by_id(session, AssistedVote, assisted_id)
+
+
+async def dispute(session: AsyncSession, assisted_id: int, resident_id: int,
+                  now: datetime) -> bool:
+    """The resident says an assisted vote was not theirs: flagged once (a guarded update)."""
+    done = await session.execute(
+        update(AssistedVote).where(AssistedVote.id == assisted_id,
+                                   AssistedVote.resident_id == resident_id,
+                                   AssistedVote.disputed_at.is_(None))
+        .values(disputed_at=now).execution_options(synchronize_session=False))
+    return affected(done) == 1
+
+
+async def assisted_count(session: AsyncSession, poll_id: int) -> int:
+    return await session.scalar(select(func.count()).select_from(AssistedVote).where(
+        AssistedVote.poll_id == poll_id)) or 0
+
+
 @dataclass(frozen=True)
 class OptionResult:
     position: int
@@ -378,6 +431,7 @@ class Results:
     turnout: object  # Decimal
     quorum: int | None
     quorum_met: bool
+    assisted: int = 0  # votes recorded with help (/assist)
 
 
 async def results(session: AsyncSession, poll: Poll) -> Results:
@@ -392,7 +446,8 @@ async def results(session: AsyncSession, poll: Poll) -> Results:
     counted = poll.counted if poll.anonymous else voters
     options = [OptionResult(p, labels[p], v, percent(v, counted)) for p, v in rows]
     return Results(options, voters, counted, eligible, percent(voters, eligible), poll.quorum,
-                   poll.quorum is None or voters >= poll.quorum)
+                   poll.quorum is None or voters >= poll.quorum,
+                   await assisted_count(session, poll.id))
 
 
 async def recount(session: AsyncSession, poll_id: int) -> dict[int, int]:

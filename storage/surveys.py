@@ -11,8 +11,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.audience import Audience, percent
+from storage.audience import Audience, percent, refusal
 from storage.base import Base, affected, by_id, utcnow
+from storage.people import Resident
 
 KINDS = ("single", "multiple", "scale", "text")
 SCALE = (1, 2, 3, 4, 5)
@@ -63,6 +64,9 @@ class SurveyResponse(Base):
     resident_id: Mapped[int] = mapped_column(ForeignKey("residents.id"), index=True)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None]
+    # Recorded with help (`/assist`): by whom, and when the resident said it was not them.
+    assisted_by: Mapped[int | None] = mapped_column(ForeignKey("residents.id"))
+    disputed_at: Mapped[datetime | None]
 
 
 class SurveyAnswer(Base):
@@ -112,15 +116,27 @@ async def questions_of(session: AsyncSession, survey_id: int) -> list[SurveyQues
     return list(rows.all())
 
 
+async def may_answer(session: AsyncSession, survey: Survey, resident: Resident,
+                     now: datetime) -> str | None:
+    """Why the resident cannot answer this survey now (a text key suffix: "closed" or the
+    audience's refusal), or None. The one rule for their own answers and assisted ones."""
+    if survey.status != "open" or survey.closes_at <= now:
+        return "closed"
+    return await refusal(session, survey.audience, resident)
+
+
 async def response_for(session: AsyncSession, survey_id: int, resident_id: int, *,
-                       create: bool) -> SurveyResponse | None:
+                       create: bool, assisted_by: int | None = None) -> SurveyResponse | None:
+    """The resident's one response (created when asked); `assisted_by` marks a new one as
+    recorded with help."""
     row = await session.scalar(select(SurveyResponse).where(
         SurveyResponse.survey_id == survey_id, SurveyResponse.resident_id == resident_id))
     if row is not None or not create:
         return row
     try:
         async with session.begin_nested():
-            row = SurveyResponse(survey_id=survey_id, resident_id=resident_id)
+            row = SurveyResponse(survey_id=survey_id, resident_id=resident_id,
+                                 assisted_by=assisted_by)
             session.add(row)
             await session.flush()
     except IntegrityError:  # a second tap raced us: the first one's response is the one
@@ -204,6 +220,25 @@ async def respondents(session: AsyncSession, survey_id: int) -> tuple[int, int]:
     return started, completed
 
 
+async def assisted_count(session: AsyncSession, survey_id: int) -> int:
+    return await session.scalar(select(func.count()).select_from(SurveyResponse).where(
+        SurveyResponse.survey_id == survey_id, SurveyResponse.assisted_by.is_not(None))) or 0
+
+
+async def get_response(session: AsyncSession, response_id: int | None) -> SurveyResponse | None:
+    return await by_id(session, SurveyResponse, response_id)
+
+
+async def dispute(session: AsyncSession, response_id: int, resident_id: int,
+                  now: datetime) -> bool:
+    """The resident says answers recorded for them with help were not theirs: flagged once."""
+    done = await session.execute(update(SurveyResponse).where(
+        SurveyResponse.id == response_id, SurveyResponse.resident_id == resident_id,
+        SurveyResponse.assisted_by.is_not(None), SurveyResponse.disputed_at.is_(None))
+        .values(disputed_at=now).execution_options(synchronize_session=False))
+    return affected(done) == 1
+
+
 async def respondent_identities(session: AsyncSession, survey_id: int
                                 ) -> list[tuple[int, str | None]]:
     """Reachable identities (and language) of everyone who answered at least one question."""
@@ -264,3 +299,13 @@ async def listed(session: AsyncSession, *, committee_ids: set[int] | None,
     if status:
         q = q.where(Survey.status == status)
     return list((await session.scalars(q)).all())
+
+
+async def open_for(session: AsyncSession, resident: Resident, limit: int = 50) -> list[Survey]:
+    """Open surveys whose area includes this resident (verification checked when answering)."""
+    found = []
+    for survey in await listed(session, committee_ids=None, status="open", limit=limit):
+        if await refusal(session, Audience(survey.area_kind, survey.area_id, False),
+                         resident) is None:
+            found.append(survey)
+    return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Boolean, ForeignKey, select
@@ -11,7 +12,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 from storage.base import Base
 from storage.people import Resident
 from storage.territory import Estate
-from storage.volunteering import Activity, Shift, Signup, SignupStatus
+from storage.volunteering import (
+    Activity,
+    ActivityStatus,
+    Shift,
+    ShiftStatus,
+    Signup,
+    SignupStatus,
+)
 
 
 class VolunteerProfile(Base):
@@ -97,3 +105,60 @@ async def leaderboard(session: AsyncSession, committee_id: int, start: datetime,
         entry[1] += hours
     ranked = sorted(((rid, n, h) for rid, (n, h) in totals.items()), key=lambda x: (-x[2], x[0]))
     return ranked[:limit]
+
+
+# -- an adopted proposal carried out as an activity -------------------------------------------
+
+STAGES = ("planned", "in_progress", "done")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where the activity carrying out a proposal stands: its stage (planned before the first
+    shift starts, in progress until the last one ends, done after), sign-ups (confirmed or
+    attended), waiting, and the hours given so far (settled shifts only)."""
+
+    activity: Activity
+    starts_at: datetime
+    ends_at: datetime
+    stage: str
+    signups: int
+    waiting: int
+    hours: float
+
+
+async def proposal_progress(session: AsyncSession, proposal_id: int, now: datetime
+                            ) -> Progress | None:
+    """The latest published activity carrying out this proposal, with its figures; None when
+    there is none (or all its shifts were cancelled)."""
+    activity = await session.scalar(
+        select(Activity).where(Activity.proposal_id == proposal_id,
+                               Activity.status == ActivityStatus.PUBLISHED.value)
+        .order_by(Activity.id.desc()).limit(1))
+    if activity is None:
+        return None
+    shifts = list((await session.scalars(select(Shift).where(
+        Shift.activity_id == activity.id, Shift.status == ShiftStatus.OPEN.value))).all())
+    if not shifts:
+        return None
+    starts, ends = min(s.starts_at for s in shifts), max(s.ends_at for s in shifts)
+    stage = "planned" if now < starts else "in_progress" if now < ends else "done"
+    by_id = {s.id: s for s in shifts}
+    signups = list((await session.scalars(select(Signup).where(
+        Signup.shift_id.in_(by_id)))).all())
+    taken = sum(1 for x in signups if x.status in (SignupStatus.CONFIRMED.value,
+                                                   SignupStatus.ATTENDED.value))
+    waiting = sum(1 for x in signups if x.status == SignupStatus.WAITLISTED.value)
+    hours = sum(h for x in signups
+                if (h := served_hours(by_id[x.shift_id], x, now)) is not None)
+    return Progress(activity, starts, ends, stage, taken, waiting, round(hours, 1))
+
+
+def execution(proposal_status: str, progress: Progress | None) -> str | None:
+    """A proposal's execution status: what the council recorded (done) wins; otherwise that of
+    the activity carrying it out (planned → in progress → done); None without either."""
+    if proposal_status == "done":
+        return "done"
+    if progress is not None and proposal_status == "adopted":
+        return progress.stage
+    return None

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.audience import Audience, Each, Kind, count, recipients
+from storage.audience import Audience, Each, Kind, count, one_identity_each, recipients
 from storage.base import Base, affected, by_id, must_get, utcnow
 from storage.people import Identity, Resident, RoleKind
 from storage.territory import Estate
@@ -86,6 +86,9 @@ class Activity(Base):
     announce_state: Mapped[str | None] = mapped_column(String(10))
     announce_cursor: Mapped[int] = mapped_column(default=0)
     announced: Mapped[int] = mapped_column(default=0)
+    # The adopted proposal this activity carries out ("Recruit volunteers for this"): its
+    # supporters are invited first, and the proposal's page follows the activity.
+    proposal_id: Mapped[int | None] = mapped_column(ForeignKey("proposals.id"), index=True)
 
 
 class Shift(Base):
@@ -157,7 +160,7 @@ async def create_activity(
     session: AsyncSession, *, title: str, category: str, description: str, audience: str,
     organiser_id: int, shifts: list[ShiftSpec], estate_id: int | None = None,
     latitude: float | None = None, longitude: float | None = None,
-    committee_id: int | None = None,
+    committee_id: int | None = None, proposal_id: int | None = None,
 ) -> Activity:
     if committee_id is None and estate_id is not None:
         committee_id = await session.scalar(
@@ -166,6 +169,7 @@ async def create_activity(
         title=title, category=category, description=description, audience=audience,
         organiser_id=organiser_id, estate_id=estate_id, committee_id=committee_id,
         latitude=latitude, longitude=longitude, status=ActivityStatus.DRAFT.value,
+        proposal_id=proposal_id,
     )
     session.add(activity)
     await session.flush()
@@ -204,6 +208,14 @@ async def discard_draft(session: AsyncSession, activity_id: int) -> bool:
 
 async def get_activity(session: AsyncSession, activity_id: int | None) -> Activity | None:
     return await by_id(session, Activity, activity_id)
+
+
+async def activity_for_proposal(session: AsyncSession, proposal_id: int) -> Activity | None:
+    """The published activity carrying out a proposal, if one was published."""
+    return await session.scalar(
+        select(Activity).where(Activity.proposal_id == proposal_id,
+                               Activity.status == ActivityStatus.PUBLISHED.value)
+        .order_by(Activity.id.desc()).limit(1))
 
 
 async def get_shift(session: AsyncSession, shift_id: int | None) -> Shift | None:
@@ -782,3 +794,13 @@ async def claim_announcement_batch(session: AsyncSession, limit: int
         activity.announce_state = "done"
     await session.flush()
     return activity, batch
+
+
+async def one_identity_of(session: AsyncSession, resident_ids: list[int]
+                          ) -> list[tuple[int, int, str | None]]:
+    """(resident, identity, language): one reachable identity of each of these residents."""
+    if not resident_ids:
+        return []
+    found = await one_identity_each(session, select(Resident.id).where(
+        Resident.id.in_(resident_ids)))
+    return [(r.resident_id, r.identity_id, r.language) for r in found]

@@ -6,11 +6,16 @@ databases: PostgreSQL's transaction ids (`xmin`) of every row version, live or d
 reads dead ones too), physical order (`ctid`, SQLite's `rowid`), timestamps, and on SQLite the
 data file and write-ahead log bytes for the deleted waiting ballots. Each attack must do no
 better than chance: guessing the most popular option for everyone.
+
+One of the ten (issue 18) does not vote herself: a committee member records her vote with
+/assist, which also writes who assisted whom and when (audit log, `poll_assisted_votes`) in the
+vote's transaction; the attacks include hand-written joins from those rows to the ballots.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from dataclasses import replace
 from datetime import timedelta
@@ -22,10 +27,12 @@ from sqlalchemy import inspect as sa_inspect
 from bot.scheduler import run_jobs_once
 from storage import polls
 from tests.deliberation_helpers import grant, make_resident
+from tests.test_assist import assist_vote
 from tests.test_polls import _publish
 
 CHOICES = [0, 1, 2, 0, 1, 2, 0, 1, 2, 0]  # voter i's option
 K = 5
+ASSISTED = 6  # voter v6's vote is recorded by the author with /assist
 BALLOT_TABLES = ("poll_tallies", "poll_pending_ballots", "polls")  # where choices land
 
 
@@ -105,6 +112,10 @@ async def test_anonymous_ballots_cannot_be_joined_to_voters(make_app, db_url, tm
     labels = ["1. By the gate", "2. By the pond", "3. Near building 3"]
     waiting_ids: set[int] = set()
     for i, v in enumerate(voters):
+        if i == ASSISTED:
+            said = await assist_vote(chat, "author", f"{v}, 1, 1-{i + 1}", labels[CHOICES[i]])
+            assert "recorded anonymously" in said, said
+            continue
         await chat.say(v, "/polls")
         await chat.press(v, "#")
         await chat.press(v, labels[CHOICES[i]])
@@ -138,6 +149,21 @@ async def test_anonymous_ballots_cannot_be_joined_to_voters(make_app, db_url, tm
         assert (await s.scalars(text("SELECT id FROM poll_pending_ballots"))).all() == []
 
         choice_of = {f"r{rid[v]}": CHOICES[i] for i, v in enumerate(voters)}
+        # What the assisted vote wrote beside it names the voter and the assistant, never a
+        # choice: no column for one, no option in the audit entry.
+        assisted_cols = {c["name"] for c in await conn.run_sync(
+            lambda c: sa_inspect(c).get_columns("poll_assisted_votes"))}
+        assert assisted_cols == {"id", "poll_id", "resident_id", "assistant_id", "at",
+                                 "disputed_at"}
+        details = (await s.scalars(text(
+            "SELECT detail FROM audit_log WHERE action = 'poll.assisted_vote'"))).all()
+        detail = details[0] if isinstance(details[0], dict) else json.loads(details[0])
+        assert len(details) == 1 and set(detail) == {"resident", "assisted"}
+        assert not [label for label in labels if label[3:] in str(details)]
+        helped = f"r{rid[voters[ASSISTED]]}"
+        assert await s.scalar(text(
+            "SELECT 'r' || resident_id FROM poll_assisted_votes WHERE poll_id = :p"),
+            {"p": poll_id}) == helped
         majority = Counter(CHOICES).most_common(1)[0][0]
         if pg:
             parts = (await s.execute(text(
@@ -147,12 +173,30 @@ async def test_anonymous_ballots_cannot_be_joined_to_voters(make_app, db_url, tm
             assert len(vote_xid) == 10  # one transaction per vote, as the chat runs them
             # Rows the vote's transaction wrote beside the participation (update ids,
             # dialog state, outbox) carry the same xmin: they name the voter, never a choice.
-            for table in ("processed_updates", "dialog_states", "outbox"):
+            for table in ("processed_updates", "dialog_states", "outbox", "audit_log",
+                          "poll_assisted_votes"):
                 exists = await s.scalar(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": table})
                 if exists:
                     cols = {c["name"] for c in await conn.run_sync(
                         lambda c, t=table: sa_inspect(c).get_columns(t))}
                     assert not cols & {"choices", "position", "votes"}, table
+            # Attack 0 (issue 18): a hand-written join from the assisted vote's rows (audit
+            # entry, assisted row: written by the vote's transaction) to the ballot side on
+            # that transaction id finds nothing to read a choice from.
+            joined = (await s.execute(text(
+                "SELECT t.position FROM poll_assisted_votes v JOIN audit_log a "
+                "ON a.target = 'poll:' || v.poll_id::text AND a.action = 'poll.assisted_vote' "
+                "AND a.xmin = v.xmin JOIN poll_tallies t ON t.poll_id = v.poll_id "
+                "AND t.xmin = v.xmin WHERE v.poll_id = :p "
+                "UNION ALL SELECT 0 FROM poll_assisted_votes v JOIN poll_pending_ballots b "
+                "ON b.poll_id = v.poll_id AND b.xmin = v.xmin WHERE v.poll_id = :p"),
+                {"p": poll_id})).all()
+            assert joined == []
+            same_tx = await s.scalar(text(
+                "SELECT count(*) FROM poll_assisted_votes v JOIN poll_participations p "
+                "ON p.poll_id = v.poll_id AND p.xmin = v.xmin "
+                "AND p.voter_key = 'r' || v.resident_id WHERE v.poll_id = :p"), {"p": poll_id})
+            assert same_tx == 1  # the join does tie the assisted row to its voter, as known
             # Attack 1: xmin of every version (live or dead) of every ballot-bearing row.
             for table in BALLOT_TABLES:
                 versions = await _all_versions_pg(s, table)
@@ -177,6 +221,15 @@ async def test_anonymous_ballots_cannot_be_joined_to_voters(make_app, db_url, tm
             order = [p for p, v, _ in tallies for _ in range(v)]
             guesses_order = {key: order[i] for i, (key, _) in enumerate(parts)}
             guesses = {key: majority for key, _ in parts}  # no transaction ids to join on
+            # Attack 0 (issue 18) on SQLite: the assisted row and the audit entry joined to the
+            # counters by the only thing they share, the poll: every option comes back, the
+            # join cannot pick one.
+            joined = (await s.execute(text(
+                "SELECT DISTINCT t.position FROM poll_assisted_votes v JOIN audit_log a "
+                "ON a.target = 'poll:' || v.poll_id AND a.action = 'poll.assisted_vote' "
+                "JOIN poll_tallies t ON t.poll_id = v.poll_id WHERE v.poll_id = :p "
+                "ORDER BY t.position"), {"p": poll_id})).all()
+            assert [p for (p,) in joined] == [0, 1, 2]
     await chat.say("v0", "/start")  # any later activity: nothing new is learnt from it
 
     baseline = _best_constant()
