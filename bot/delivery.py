@@ -37,6 +37,7 @@ from storage.base import utcnow
 log = logging.getLogger(__name__)
 
 STALE_CLAIM = timedelta(minutes=2)
+TAKEOVER_PAUSE = 1.1  # seconds: a budget window, and a chat's interval, with a margin
 SENDER_LOCK_KEY = 0x5E17D
 HEADROOM = 0.985  # of the platform's rate: arrivals bunch up a little on the way
 JITTER = 0.02  # seconds: the platform's "second" is counted over this much longer here
@@ -315,6 +316,12 @@ class Deliverer:
                     if not self._leading:
                         self._leading = True
                         await lease.listen(self.wake)
+                        if self._shares_a_budget():
+                            # The sender before (maybe killed a moment ago) may have sent in
+                            # the last second, to the bot's limit and to some chat: nothing
+                            # goes out until a whole window has passed, so neither the
+                            # platform's rate nor a chat's 1/s is broken at the hand-over.
+                            await _wait(self._stop, TAKEOVER_PAUSE)  # not cut short by a wake
                     scope = self.scope()
                     if scope != recovered:  # at start, and for chats newly served
                         await self._recover(scope, first=recovered is None)

@@ -55,7 +55,7 @@ async def test_a_worker_without_the_sender_lease_leaves_its_replies_to_the_holde
         if holder.deliverer.leads():
             break
         await asyncio.sleep(0.05)
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(1.5)  # the new holder's pause (delivery.TAKEOVER_PAUSE), and some
     assert holder.deliverer.leads() and not other.deliverer.leads()
     # Sharing the budget, every worker (the holder too) leaves its replies to the sender.
     assert not other.deliverer.sends_replies() and not holder.deliverer.sends_replies()
