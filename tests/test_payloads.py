@@ -11,6 +11,7 @@ import pytest
 
 import handlers  # noqa: F401  (every feature's actions declared)
 from bot.payloads import Action, BadPayload, codes
+from bot.signing import Signer
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,17 @@ def test_a_field_cannot_break_the_payload_format():
         _Vote(1, 2, note="a:b").pack()
     with pytest.raises(BadPayload):
         _Vote(1, 2, note="a~b").pack()
+
+
+def test_the_signer_packs_a_typed_action_as_its_code_and_fields():
+    signer = Signer(b"k" * 32)
+    press = _Vote(12, 3, "drop")
+    payload = signer.sign(7, press)
+    assert payload == signer.sign(7, "t_vote", 12, 3, "drop", 0, "")
+    action, args = signer.verify(7, payload)
+    assert action == "t_vote" and _Vote.unpack(args) == press
+    with pytest.raises(TypeError):
+        signer.sign(7, press, 1)
 
 
 def test_a_code_is_declared_once_across_the_bot():
