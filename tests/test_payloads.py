@@ -74,7 +74,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # (`@router.button("code")` with ctx.args): they move to typed actions one by one; no module
 # may start using the untyped form again.
 STRING_ACTIONS_STILL_IN = {
-    "notice_manage", "poll_ballots", "polls",
+    "poll_ballots", "polls",
     "proposals", "report_staff", "reports", "surveys", "verification",
     "volunteering", "volunteering_hours", "volunteering_organise", "volunteering_teams",
 }
