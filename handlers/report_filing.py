@@ -7,7 +7,10 @@ it; every push goes through the outbox, in the recipient's own language.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from bot.messaging.model import Button, Outbound
+from bot.payloads import Action
 from bot.pushes import Batch, Recipient
 from services import report_filing as filing
 from storage import open311, outbox, territory
@@ -20,6 +23,15 @@ STAFF_ACTIONS = {  # button code -> the status it moves to
     "p": rep.Status.IN_PROGRESS,
 }
 MAP_URL = "https://uri.amap.com/marker?position={lon:.6f},{lat:.6f}"
+
+
+# -- buttons drawn here, answered by handlers/reports.py and handlers/report_staff.py ------
+
+@dataclass(frozen=True)
+class ConfirmFixed(Action, code="rcf"):
+    """The reporter's answer to "is it really fixed?" (handlers/reports.py)."""
+    report_id: int
+    fixed: bool
 
 
 # -- content -------------------------------------------------------------------------------
@@ -246,9 +258,9 @@ async def notify_status(session, services, report: rep.Report, *, note: str | No
             if is_reporter and report.status == rep.Status.FIXED:
                 out = Outbound(text=text + "\n\n" + t("reports.ask_fixed"), buttons=[[
                     Button(t("reports.btn_fixed_yes"),
-                           services.signer.sign(ident.id, "rcf", report.id, 1)),
+                           services.signer.sign(ident.id, ConfirmFixed(report.id, True))),
                     Button(t("reports.btn_fixed_no"),
-                           services.signer.sign(ident.id, "rcf", report.id, 0))]])
+                           services.signer.sign(ident.id, ConfirmFixed(report.id, False)))]])
             else:
                 out = Outbound(text=text)
             batch.add(ident.id, out, group=f"report:{report.id}",
