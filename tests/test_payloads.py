@@ -75,7 +75,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # may start using the untyped form again.
 STRING_ACTIONS_STILL_IN = {
     "poll_ballots", "polls",
-    "proposals", "report_staff", "surveys",
+    "proposals", "surveys",
     "volunteering", "volunteering_hours", "volunteering_organise", "volunteering_teams",
 }
 
