@@ -76,7 +76,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STRING_ACTIONS_STILL_IN = {
     "poll_ballots", "polls",
     "proposals", "surveys",
-    "volunteering_organise", "volunteering_teams",
+    "volunteering_organise",
 }
 
 
