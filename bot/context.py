@@ -105,8 +105,6 @@ class Context:
         """A button signed for its recipient (this person unless `identity_id`): a typed
         action (bot/payloads.py), or an action code and its arguments."""
         target = self.identity.id if identity_id is None else identity_id
-        if isinstance(action, Action):
-            return Button(label, self.services.signer.sign(target, action.code, *action.pack()))
         return Button(label, self.services.signer.sign(target, action, *args))
 
     def button_invalid(self) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from bot.messaging.model import CALLBACK_LIMIT
+from bot.payloads import Action
 
 SIG_LEN = 8
 # What verify() returns for a genuine payload that is too old: (EXPIRED, [the action]). It
@@ -72,11 +73,19 @@ class Signer:
             keys.append(self._previous)
         return keys
 
-    def sign(self, identity_id: int, action: str, *args: object) -> str:
-        body = ":".join([action, *(str(a) for a in args)])
+    def sign(self, identity_id: int, action: str | Action, *args: object) -> str:
+        """The payload of a typed action (bot/payloads.py), or of an action code and its
+        arguments, signed for this identity."""
+        if isinstance(action, Action):
+            if args:
+                raise TypeError("a typed action carries its own fields")
+            code, args = action.code, tuple(action.pack())
+        else:
+            code = action
+        body = ":".join([code, *(str(a) for a in args)])
         if "~" in body:
             raise ValueError(f"a payload may not contain '~': {body!r}")
-        if action in self.fresh:
+        if code in self.fresh:
             body = f"{body}~{_b36(int(self._clock().timestamp()))}"
         payload = f"{body}~{self._sig(identity_id, body)}"
         if len(payload.encode()) > CALLBACK_LIMIT:

@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal, get_args
+
 from bot.context import Context
+from bot.payloads import Action
 from bot.pushes import Key
 from bot.router import Router
-from handlers.notice_jobs import EMERGENCY_ACTION
+from handlers.notice_jobs import EmergencyAnswer
 from handlers.report_filing import file_urgent_report, send_card_to_team
 from storage import notices, outbox
 from storage import reports as rep
 from storage.notices import Notice
 
 router = Router()
-NEEDS = ("injured", "trapped", "medical", "other")  # kinds of help a resident can pick
+Need = Literal["injured", "trapped", "medical", "other"]
+NEEDS: tuple[Need, ...] = get_args(Need)  # kinds of help a resident can pick
 
 
-@router.button(EMERGENCY_ACTION)
-async def answered(ctx: Context) -> None:
-    notice_id = int(ctx.args[0]) if ctx.args and ctx.args[0].isdigit() else 0
-    answer = {"s": "safe", "h": "help"}.get(ctx.args[1] if len(ctx.args) > 1 else "")
-    notice = await notices.get(ctx.session, notice_id)
-    if notice is None or answer is None or notice.category != "emergency":
+@dataclass(frozen=True)
+class ChooseNeed(Action, code="nhn"):
+    report_id: int  # the urgent report "I need help" filed
+    need: Need
+
+
+@router.action(EmergencyAnswer)
+async def answered(ctx: Context, press: EmergencyAnswer) -> None:
+    answer = {"s": "safe", "h": "help"}[press.answer]
+    notice = await notices.get(ctx.session, press.notice_id)
+    if notice is None or notice.category != "emergency":
         ctx.say("common.button_invalid")
         return
     if not await notices.was_recipient(ctx.session, notice.id, ctx.resident.id):
@@ -67,15 +77,15 @@ async def request_help(ctx: Context, notice: Notice) -> rep.Report | None:
 
 def _need_buttons(ctx: Context, report_id: int) -> list[list]:
     """What kind of help: a code the team reads in its own language, whatever the resident's."""
-    return [[ctx.button(ctx.t(f"reports.need_{code}"), "nhn", report_id, code)
+    return [[ctx.button(ctx.t(f"reports.need_{code}"), ChooseNeed(report_id, code))
              for code in NEEDS[i:i + 2]] for i in range(0, len(NEEDS), 2)]
 
 
-@router.button("nhn")
-async def need_chosen(ctx: Context) -> None:
-    report = await rep.get(ctx.session, ctx.int_arg())
-    code = ctx.args[1] if len(ctx.args) > 1 else ""
-    if report is None or report.reporter_id != ctx.resident.id or code not in NEEDS \
+@router.action(ChooseNeed)
+async def need_chosen(ctx: Context, press: ChooseNeed) -> None:
+    report = await rep.get(ctx.session, press.report_id)
+    code = press.need
+    if report is None or report.reporter_id != ctx.resident.id \
             or not report.reason or report.reason.get("code") != "emergency_help":
         ctx.say("common.button_invalid")
         return

@@ -7,9 +7,12 @@ second worker neither loses nor doubles a recipient.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from bot.messaging.model import Button, Outbound
+from bot.payloads import Action
 from bot.pushes import Batch, Key, Recipient, push, reader
 from bot.router import Router
 from bot.scheduler import Job
@@ -21,7 +24,14 @@ from storage.subscriptions import quiet_until
 
 log = logging.getLogger(__name__)
 
-EMERGENCY_ACTION = "nans"  # button action of "I am safe" / "I need help"
+
+
+@dataclass(frozen=True)
+class EmergencyAnswer(Action, code="nans"):
+    """"I am safe" / "I need help" under an emergency notice (answered in notice_answers)."""
+    notice_id: int
+    answer: Literal["s", "h"]  # safe, help
+
 
 router = Router()  # answers nothing itself: this module is its jobs
 
@@ -42,9 +52,9 @@ def render_for(services, now: datetime) -> notices.Queue:
             if notice.category == "emergency":
                 sign = services.signer.sign
                 buttons = [[Button(t("notices.btn_safe"),
-                                   sign(r.identity_id, EMERGENCY_ACTION, notice.id, "s")),
+                                   sign(r.identity_id, EmergencyAnswer(notice.id, "s"))),
                             Button(t("notices.btn_help"),
-                                   sign(r.identity_id, EMERGENCY_ACTION, notice.id, "h"))]]
+                                   sign(r.identity_id, EmergencyAnswer(notice.id, "h")))]]
             not_before = None
             if not notice.ignores_preferences:
                 until = quiet_until(now, r.quiet_start, r.quiet_end, tz)

@@ -3,7 +3,11 @@ answers to an emergency, building by building."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 from bot.context import Context
+from bot.payloads import Action
 from bot.router import Router
 from handlers.notice_time import MAX_DAYS_AHEAD, BadTime, parse_when, spoken
 from handlers.notices import MAX_TEXT, STAFF
@@ -18,6 +22,27 @@ router = Router()
 SILENT_LIMIT = 20
 
 
+@dataclass(frozen=True)
+class ViewNotice(Action, code="nview"):
+    notice_id: int
+
+
+@dataclass(frozen=True)
+class EditNotice(Action, code="nedit"):
+    notice_id: int
+    what: Literal["t", "w"] = "t"  # its text, or when it goes out
+
+
+@dataclass(frozen=True)
+class StopNotice(Action, code="nstop"):
+    notice_id: int
+
+
+@dataclass(frozen=True)
+class NoticeAnswers(Action, code="nanswers"):
+    notice_id: int
+
+
 @router.command("notices", help_key="notices.help_list", roles=STAFF, order=41)
 async def list_notices(ctx: Context) -> None:
     scope = await ctx.scope()
@@ -28,7 +53,7 @@ async def list_notices(ctx: Context) -> None:
     lines = [ctx.t("notices.list_title")]
     for notice in rows:
         lines.append(await _line(ctx, notice))
-    buttons = [ctx.button(f"#{n.id}", "nview", n.id) for n in rows]
+    buttons = [ctx.button(f"#{n.id}", ViewNotice(n.id)) for n in rows]
     ctx.reply("\n".join(lines), [buttons[i:i + 5] for i in range(0, len(buttons), 5)])
 
 
@@ -51,12 +76,9 @@ async def _values(ctx: Context, notice: Notice, figures: dict[str, int]) -> dict
     )
 
 
-async def _mine(ctx: Context, arg_index: int = 0) -> Notice | None:
+async def _mine(ctx: Context, notice_id: int) -> Notice | None:
     """The notice named by the button, if this person may manage it."""
-    try:
-        notice = await notices.get(ctx.session, int(ctx.args[arg_index]))
-    except (IndexError, ValueError):
-        notice = None
+    notice = await notices.get(ctx.session, notice_id)
     if notice is None:
         ctx.say("notices.not_found")
         return None
@@ -70,34 +92,34 @@ async def _mine(ctx: Context, arg_index: int = 0) -> Notice | None:
     return notice
 
 
-@router.button("nview")
-async def view(ctx: Context) -> None:
-    notice = await _mine(ctx)
+@router.action(ViewNotice)
+async def view(ctx: Context, press: ViewNotice) -> None:
+    notice = await _mine(ctx, press.notice_id)
     if notice is None:
         return
     figures = await outbox.figures(ctx.session, notice.group)
     buttons = []
     if notice.status == NoticeStatus.SCHEDULED:
-        buttons.append([ctx.button(ctx.t("notices.btn_edit_text"), "nedit", notice.id, "t"),
-                        ctx.button(ctx.t("notices.btn_edit_time"), "nedit", notice.id, "w")])
+        buttons.append([ctx.button(ctx.t("notices.btn_edit_text"), EditNotice(notice.id, "t")),
+                        ctx.button(ctx.t("notices.btn_edit_time"), EditNotice(notice.id, "w"))])
     if notice.status in (NoticeStatus.SCHEDULED, NoticeStatus.SENDING) or (
             notice.status == NoticeStatus.SENT and figures["pending"]):
-        buttons.append([ctx.button(ctx.t("notices.btn_cancel_notice"), "nstop", notice.id)])
+        buttons.append([ctx.button(ctx.t("notices.btn_cancel_notice"), StopNotice(notice.id))])
     if notice.category == "emergency" and notice.status != NoticeStatus.SCHEDULED:
-        buttons.append([ctx.button(ctx.t("notices.btn_answers"), "nanswers", notice.id)])
+        buttons.append([ctx.button(ctx.t("notices.btn_answers"), NoticeAnswers(notice.id))])
     ctx.reply(ctx.t("notices.detail", text=notices.text_for(notice, ctx.lang),
                     **await _values(ctx, notice, figures)), buttons, photo=notice.photo)
 
 
-@router.button("nedit")
-async def edit(ctx: Context) -> None:
-    notice = await _mine(ctx)
+@router.action(EditNotice)
+async def edit(ctx: Context, press: EditNotice) -> None:
+    notice = await _mine(ctx, press.notice_id)
     if notice is None:
         return
     if notice.status != NoticeStatus.SCHEDULED:
         ctx.say("notices.not_editable", id=notice.id)
         return
-    what = ctx.args[1] if len(ctx.args) > 1 else "t"
+    what = press.what
     tz = ctx.services.settings.bot.timezone
     if what == "w":
         ctx.goto("notice.edit_time", notice=notice.id)
@@ -154,9 +176,9 @@ async def _edited(ctx: Context, notice_id: int, changed: bool, what: str, at=Non
                 at=spoken(ctx.t, at, ctx.now, ctx.services.settings.bot.timezone))
 
 
-@router.button("nstop")
-async def stop(ctx: Context) -> None:
-    notice = await _mine(ctx)
+@router.action(StopNotice)
+async def stop(ctx: Context, press: StopNotice) -> None:
+    notice = await _mine(ctx, press.notice_id)
     if notice is None:
         return
     if notice.status == NoticeStatus.CANCELLED:
@@ -171,9 +193,9 @@ async def stop(ctx: Context) -> None:
     ctx.say("notices.cancelled", id=notice.id)
 
 
-@router.button("nanswers")
-async def answers(ctx: Context) -> None:
-    notice = await _mine(ctx)
+@router.action(NoticeAnswers)
+async def answers(ctx: Context, press: NoticeAnswers) -> None:
+    notice = await _mine(ctx, press.notice_id)
     if notice is None:
         return
     if notice.category != "emergency":

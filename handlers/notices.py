@@ -3,8 +3,12 @@ or at a time. The draft lives in the dialog state, so it survives a restart."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 from bot.context import Context
 from bot.messaging.model import Kind
+from bot.payloads import Action
 from bot.router import Router
 from handlers.notice_time import BadTime, parse_when, spoken
 from handlers.report_media import MediaRefused, take_photo
@@ -22,17 +26,44 @@ MAX_TEXT = 3500  # leaves room for the category header within one platform messa
 KINDS = list(AudienceKind)
 
 
+@dataclass(frozen=True)
+class ChooseCategory(Action, code="ncat"):
+    index: int  # into storage.subscriptions.CATEGORIES
+
+
+@dataclass(frozen=True)
+class ChooseKind(Action, code="nkind"):
+    index: int  # into KINDS
+
+
+@dataclass(frozen=True)
+class ChooseTarget(Action, code="ntgt"):
+    kind: int  # into KINDS
+    target: int  # the estate, committee... of that kind
+
+
+@dataclass(frozen=True)
+class ChooseBuildingEstate(Action, code="nbe"):
+    kind: int  # into KINDS (the building kind)
+    estate_id: int  # whose building is then typed
+
+
+@dataclass(frozen=True)
+class PreviewChoice(Action, code="npv"):
+    choice: Literal["now", "time", "lang2", "edit", "drop"]
+
+
 @router.command("notice", help_key="notices.help", roles=STAFF, order=40)
 async def new_notice(ctx: Context) -> None:
     ctx.goto("notice.category")
-    labels = [ctx.button(ctx.t(f"notices.cat_{c}"), "ncat", i) for i, c in enumerate(CATEGORIES)]
+    labels = [ctx.button(ctx.t(f"notices.cat_{c}"), ChooseCategory(i)) for i, c in enumerate(CATEGORIES)]
     ctx.say("notices.choose_category", [labels[:3], labels[3:]])
 
 
-@router.button("ncat")
-async def category_pressed(ctx: Context) -> None:
-    index = ctx.int_arg(0, None)
-    if ctx.state != "notice.category" or index is None or not 0 <= index < len(CATEGORIES):
+@router.action(ChooseCategory)
+async def category_pressed(ctx: Context, press: ChooseCategory) -> None:
+    index = press.index
+    if ctx.state != "notice.category" or not 0 <= index < len(CATEGORIES):
         ctx.say("notices.expired")
         return
     await _set_category(ctx, CATEGORIES[index])
@@ -53,15 +84,15 @@ async def category_typed(ctx: Context) -> None:
 async def _set_category(ctx: Context, category: str) -> None:
     ctx.goto("notice.audience", category=category)
     scope = await ctx.scope()
-    buttons = [ctx.button(ctx.t(f"notices.aud_{k}"), "nkind", KINDS.index(k))
+    buttons = [ctx.button(ctx.t(f"notices.aud_{k}"), ChooseKind(KINDS.index(k)))
                for k in aud.allowed_kinds(scope)]
     ctx.say("notices.choose_audience", [buttons[i:i + 3] for i in range(0, len(buttons), 3)])
 
 
-@router.button("nkind")
-async def kind_pressed(ctx: Context) -> None:
-    index = ctx.int_arg(0, None)
-    if not _drafting(ctx) or index is None or not 0 <= index < len(KINDS):
+@router.action(ChooseKind)
+async def kind_pressed(ctx: Context, press: ChooseKind) -> None:
+    index = press.index
+    if not _drafting(ctx) or not 0 <= index < len(KINDS):
         ctx.say("notices.expired")
         return
     kind = KINDS[index]
@@ -73,25 +104,24 @@ async def kind_pressed(ctx: Context) -> None:
     if not rows:
         ctx.say("notices.no_targets", kind=label)
         return
-    action = "nbe" if kind == AudienceKind.BUILDING else "ntgt"
-    buttons = [ctx.button(localized(r, ctx.lang), action, index, r.id) for r in rows]
+    action = ChooseBuildingEstate if kind == AudienceKind.BUILDING else ChooseTarget
+    buttons = [ctx.button(localized(r, ctx.lang), action(index, r.id)) for r in rows]
     ctx.say("notices.choose_target", [buttons[i:i + 2] for i in range(0, len(buttons), 2)],
             kind=ctx.t("notices.aud_estate") if kind == AudienceKind.BUILDING else label)
 
 
-@router.button("ntgt")
-async def target_pressed(ctx: Context) -> None:
-    index, target = ctx.int_arg(0, None), ctx.int_arg(1, None)
-    if not _drafting(ctx) or index is None or target is None or not 0 <= index < len(KINDS):
+@router.action(ChooseTarget)
+async def target_pressed(ctx: Context, press: ChooseTarget) -> None:
+    if not _drafting(ctx) or not 0 <= press.kind < len(KINDS):
         ctx.say("notices.expired")
         return
-    await _set_audience(ctx, KINDS[index], target)
+    await _set_audience(ctx, KINDS[press.kind], press.target)
 
 
-@router.button("nbe")
-async def building_estate_pressed(ctx: Context) -> None:
-    estate_id = ctx.int_arg(1, None)
-    if not _drafting(ctx) or estate_id is None:
+@router.action(ChooseBuildingEstate)
+async def building_estate_pressed(ctx: Context, press: ChooseBuildingEstate) -> None:
+    estate_id = press.estate_id
+    if not _drafting(ctx):
         ctx.say("notices.expired")
         return
     estate = await territory.estate(ctx.session, estate_id)
@@ -209,13 +239,13 @@ async def _preview(ctx: Context) -> None:
         ctx.reply(ctx.t_for(lang, "notices.push", category=ctx.t_for(
             lang, f"notices.cat_{data['category']}"), text=text), photo=data.get("photo"))
     buttons = [
-        [ctx.button(ctx.t("notices.btn_send_now"), "npv", "now"),
-         ctx.button(ctx.t("notices.btn_schedule"), "npv", "time")],
-        [ctx.button(ctx.t("notices.btn_edit_text"), "npv", "edit"),
-         ctx.button(ctx.t("notices.btn_discard"), "npv", "drop")],
+        [ctx.button(ctx.t("notices.btn_send_now"), PreviewChoice("now")),
+         ctx.button(ctx.t("notices.btn_schedule"), PreviewChoice("time"))],
+        [ctx.button(ctx.t("notices.btn_edit_text"), PreviewChoice("edit")),
+         ctx.button(ctx.t("notices.btn_discard"), PreviewChoice("drop"))],
     ]
     if not data.get("text2"):
-        buttons.insert(1, [ctx.button(ctx.t("notices.btn_add_other"), "npv", "lang2")])
+        buttons.insert(1, [ctx.button(ctx.t("notices.btn_add_other"), PreviewChoice("lang2"))])
     audience = await aud.describe(ctx.session, ctx.lang, ctx.services.texts, data["kind"],
                                   data["target"])
     ctx.say("notices.preview_summary", buttons, category=category, count=count,
@@ -227,9 +257,9 @@ async def preview_typed(ctx: Context) -> None:
     ctx.refuse("notices.use_buttons")
 
 
-@router.button("npv")
-async def preview_pressed(ctx: Context) -> None:
-    choice = ctx.args[0] if ctx.args else ""
+@router.action(PreviewChoice)
+async def preview_pressed(ctx: Context, press: PreviewChoice) -> None:
+    choice = press.choice
     if ctx.state not in ("notice.preview", "notice.when", "notice.text2") or \
             not ctx.data.get("text"):
         ctx.say("notices.expired")

@@ -9,6 +9,7 @@ from bot.context import Context
 from bot.messaging.model import Kind
 from bot.payloads import Action
 from bot.router import Router
+from handlers.verification import RequestVerification
 from storage import people, territory, verification
 
 router = Router()
@@ -234,7 +235,7 @@ async def _done(ctx: Context) -> None:
     estate = await territory.estate(ctx.session, ctx.resident.estate_id)
     ctx.say("home.saved", estate=territory.localized(estate, ctx.lang) if estate else "-")
     if not ctx.resident.verified:
-        ctx.say("verify.how", [[ctx.button(ctx.t("verify.request_button"), "verreq")]])
+        ctx.say("verify.how", [[ctx.button(ctx.t("verify.request_button"), RequestVerification())]])
     await show_help(ctx)
 
 

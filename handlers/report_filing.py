@@ -7,7 +7,11 @@ it; every push goes through the outbox, in the recipient's own language.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 from bot.messaging.model import Button, Outbound
+from bot.payloads import Action
 from bot.pushes import Batch, Recipient
 from services import report_filing as filing
 from storage import open311, outbox, territory
@@ -15,11 +19,28 @@ from storage import reports as rep
 from storage.access import Scope, scope_of
 from storage.people import Resident, identities_of, resident_by_id
 
-STAFF_ACTIONS = {  # button code -> the status it moves to
+STAFF_ACTIONS = {  # StaffAction's step -> the status it moves to
     "a": rep.Status.ACKNOWLEDGED,
     "p": rep.Status.IN_PROGRESS,
 }
 MAP_URL = "https://uri.amap.com/marker?position={lon:.6f},{lat:.6f}"
+
+
+# -- buttons drawn here, answered by handlers/reports.py and handlers/report_staff.py ------
+
+@dataclass(frozen=True)
+class ConfirmFixed(Action, code="rcf"):
+    """The reporter's answer to "is it really fixed?" (handlers/reports.py)."""
+    report_id: int
+    fixed: bool
+
+
+@dataclass(frozen=True)
+class StaffAction(Action, code="rs", fresh="staff"):
+    """A button on a report's card (handlers/report_staff.py): acknowledge, in progress,
+    fixed, not ours (reassign), duplicate, close."""
+    report_id: int
+    step: Literal["a", "p", "f", "r", "d", "c"]
 
 
 # -- content -------------------------------------------------------------------------------
@@ -165,14 +186,17 @@ def staff_buttons(services, identity_id: int, report: rep.Report, lang: str
     if report.status not in [s.value for s in rep.OPEN]:
         return []
 
-    def b(key: str, action: str, *args) -> Button:
-        return Button(t(services, lang, key), services.signer.sign(identity_id, action, *args))
+    def b(key: str, action: Action) -> Button:
+        return Button(t(services, lang, key), services.signer.sign(identity_id, action))
 
     rid = report.id
     return [
-        [b("reports.btn_ack", "rs", rid, "a"), b("reports.btn_progress", "rs", rid, "p")],
-        [b("reports.btn_fixed", "rs", rid, "f"), b("reports.btn_not_ours", "rs", rid, "r")],
-        [b("reports.btn_duplicate", "rs", rid, "d"), b("reports.btn_close", "rs", rid, "c")],
+        [b("reports.btn_ack", StaffAction(rid, "a")),
+         b("reports.btn_progress", StaffAction(rid, "p"))],
+        [b("reports.btn_fixed", StaffAction(rid, "f")),
+         b("reports.btn_not_ours", StaffAction(rid, "r"))],
+        [b("reports.btn_duplicate", StaffAction(rid, "d")),
+         b("reports.btn_close", StaffAction(rid, "c"))],
     ]
 
 
@@ -246,9 +270,9 @@ async def notify_status(session, services, report: rep.Report, *, note: str | No
             if is_reporter and report.status == rep.Status.FIXED:
                 out = Outbound(text=text + "\n\n" + t("reports.ask_fixed"), buttons=[[
                     Button(t("reports.btn_fixed_yes"),
-                           services.signer.sign(ident.id, "rcf", report.id, 1)),
+                           services.signer.sign(ident.id, ConfirmFixed(report.id, True))),
                     Button(t("reports.btn_fixed_no"),
-                           services.signer.sign(ident.id, "rcf", report.id, 0))]])
+                           services.signer.sign(ident.id, ConfirmFixed(report.id, False)))]])
             else:
                 out = Outbound(text=text)
             batch.add(ident.id, out, group=f"report:{report.id}",

@@ -9,13 +9,17 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Literal
 
 from bot.context import Context
 from bot.messaging.model import Kind
+from bot.payloads import Action
 from bot.router import Router
 from bot.scheduler import Job
 from handlers import report_filing as filing
+from handlers.report_filing import StaffAction
 from handlers.report_media import MediaRefused, take_photo
 from storage import access, audit, outbox, territory
 from storage import report_stats as stats
@@ -29,6 +33,28 @@ TEAM_ROLES = ("team", "staff", "admin")
 MAX_NOTE = 500
 REASONS = {"n": rep.CloseReason.NOT_RESPONSIBLE, "u": rep.CloseReason.UNABLE,
            "d": rep.CloseReason.DUPLICATE}
+
+
+@dataclass(frozen=True)
+class FixWithoutNote(Action, code="rfx", fresh="staff"):
+    report_id: int
+
+
+@dataclass(frozen=True)
+class Reassign(Action, code="rto", fresh="staff"):
+    report_id: int
+    team_id: int
+
+
+@dataclass(frozen=True)
+class Close(Action, code="rcl", fresh="staff"):
+    report_id: int
+    reason: Literal["n", "u"]  # not responsible, unable (a duplicate names its original)
+
+
+@dataclass(frozen=True)
+class ShowCard(Action, code="rcard"):
+    report_id: int
 
 
 async def _report_for_action(ctx: Context, report_id: int) -> rep.Report | None:
@@ -63,12 +89,12 @@ async def _after_transition(ctx: Context, report_id: int, action: str, *,
 
 # -- the card's buttons --------------------------------------------------------------------
 
-@router.button("rs", fresh="staff")
-async def staff_action(ctx: Context) -> None:
-    report = await _report_for_action(ctx, ctx.int_arg())
+@router.action(StaffAction)
+async def staff_action(ctx: Context, press: StaffAction) -> None:
+    report = await _report_for_action(ctx, press.report_id)
     if report is None:
         return
-    action = ctx.args[1] if len(ctx.args) > 1 else ""
+    action = press.step
     if report.status not in [s.value for s in rep.OPEN]:
         _moved_on(ctx, report)
         return
@@ -81,25 +107,25 @@ async def staff_action(ctx: Context) -> None:
         await _after_transition(ctx, report.id, "ack" if action == "a" else "progress")
     elif action == "f":
         ctx.goto(FIX_NOTE, rid=report.id)
-        ctx.say("reports.ask_fix_note", [[ctx.button(ctx.t("reports.btn_no_note"), "rfx",
-                                                     report.id)]], ref=report.reference)
+        ctx.say("reports.ask_fix_note", [[ctx.button(ctx.t("reports.btn_no_note"),
+                                                     FixWithoutNote(report.id))]],
+                ref=report.reference)
     elif action == "r":
         allowed = await _reassign_targets(ctx, report)
         teams = [tm for tm in await territory.teams_other_than(ctx.session, report.team_id)
                  if allowed is None or tm.id in allowed]
-        ctx.say("reports.ask_reassign", [[ctx.button(territory.localized(tm, ctx.lang), "rto",
-                                                     report.id, tm.id)] for tm in teams],
+        ctx.say("reports.ask_reassign", [[ctx.button(territory.localized(tm, ctx.lang),
+                                                     Reassign(report.id, tm.id))]
+                                         for tm in teams],
                 ref=report.reference)
     elif action == "d":
         ctx.goto(DUP_OF, rid=report.id)
         ctx.say("reports.ask_duplicate_of", ref=report.reference)
     elif action == "c":
         ctx.say("reports.ask_close_reason", [
-            [ctx.button(ctx.t("reports.reason_not_responsible"), "rcl", report.id, "n")],
-            [ctx.button(ctx.t("reports.reason_unable"), "rcl", report.id, "u")]],
+            [ctx.button(ctx.t("reports.reason_not_responsible"), Close(report.id, "n"))],
+            [ctx.button(ctx.t("reports.reason_unable"), Close(report.id, "u"))]],
             ref=report.reference)
-    else:
-        ctx.say("common.button_invalid")
 
 
 @router.state(FIX_NOTE)
@@ -112,8 +138,8 @@ async def fix_note(ctx: Context) -> None:
             ctx.say(f"reports.{no.key}", **no.values)
             return
         ctx.remember(photo=path)
-        ctx.say("reports.fix_photo_saved", [[ctx.button(ctx.t("reports.btn_no_note"), "rfx",
-                                                        rid)]])
+        ctx.say("reports.fix_photo_saved", [[ctx.button(ctx.t("reports.btn_no_note"),
+                                                        FixWithoutNote(rid))]])
         return
     if ctx.inbound.kind != Kind.TEXT:
         ctx.say("reports.ask_fix_note_again")
@@ -124,9 +150,9 @@ async def fix_note(ctx: Context) -> None:
     await _mark_fixed(ctx, rid, ctx.inbound.text)
 
 
-@router.button("rfx", fresh="staff")
-async def fix_without_note(ctx: Context) -> None:
-    await _mark_fixed(ctx, ctx.int_arg(), None)
+@router.action(FixWithoutNote)
+async def fix_without_note(ctx: Context, press: FixWithoutNote) -> None:
+    await _mark_fixed(ctx, press.report_id, None)
 
 
 async def _mark_fixed(ctx: Context, report_id: int, note: str | None) -> None:
@@ -152,12 +178,12 @@ async def _reassign_targets(ctx: Context, report: rep.Report) -> set[int] | None
     return teams
 
 
-@router.button("rto", fresh="staff")
-async def reassign(ctx: Context) -> None:
-    report = await _report_for_action(ctx, ctx.int_arg())
+@router.action(Reassign)
+async def reassign(ctx: Context, press: Reassign) -> None:
+    report = await _report_for_action(ctx, press.report_id)
     if report is None:
         return
-    team = await territory.team(ctx.session, ctx.int_arg(1))
+    team = await territory.team(ctx.session, press.team_id)
     allowed = await _reassign_targets(ctx, report)
     if team is None or team.id == report.team_id or (allowed is not None
                                                       and team.id not in allowed):
@@ -175,15 +201,12 @@ async def reassign(ctx: Context) -> None:
     ctx.say("reports.reassigned", ref=report.reference, team=territory.localized(team, ctx.lang))
 
 
-@router.button("rcl", fresh="staff")
-async def close(ctx: Context) -> None:
-    report = await _report_for_action(ctx, ctx.int_arg())
+@router.action(Close)
+async def close(ctx: Context, press: Close) -> None:
+    report = await _report_for_action(ctx, press.report_id)
     if report is None:
         return
-    reason = REASONS.get(ctx.args[1] if len(ctx.args) > 1 else "")
-    if reason is None or reason == rep.CloseReason.DUPLICATE:
-        ctx.say("common.button_invalid")
-        return
+    reason = REASONS[press.reason]
     if await rep.transition(ctx.session, report.id, rep.Status.CLOSED, actor_id=ctx.resident.id,
                             now=ctx.now, reason=reason) is None:
         _moved_on(ctx, await reread(ctx.session, report))
@@ -234,9 +257,9 @@ async def duplicate_of(ctx: Context) -> None:
                             original=original.reference)
 
 
-@router.button("rcard")
-async def show_card(ctx: Context) -> None:
-    report = await _report_for_action(ctx, ctx.int_arg())
+@router.action(ShowCard)
+async def show_card(ctx: Context, press: ShowCard) -> None:
+    report = await _report_for_action(ctx, press.report_id)
     if report is None:
         return
     for out in await filing.card_outbounds(ctx.session, ctx.services, report, ctx.identity.id,
@@ -266,7 +289,7 @@ async def show_queue(ctx: Context) -> None:
                            due=ctx.services.local_time(report.fix_due_at),
                            age=_age(ctx, report)))
         if len(buttons) < 10:
-            buttons.append([ctx.button(report.reference, "rcard", report.id)])
+            buttons.append([ctx.button(report.reference, ShowCard(report.id))])
     ctx.reply("\n".join(lines), buttons)
 
 

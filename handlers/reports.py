@@ -5,11 +5,15 @@ nearby; filing; /myreports; and closing the loop when the team says it is fixed.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Literal
 
 from bot.context import Context
 from bot.messaging.model import Kind
+from bot.payloads import Action
 from bot.router import Router
 from handlers import report_filing as filing
+from handlers.report_filing import ConfirmFixed
 from handlers.report_media import MediaRefused, take_photo, take_voice
 from services.report_filing import same_nearby
 from storage import reports as rep
@@ -23,8 +27,59 @@ CATEGORY, DESCRIBE, PHOTOS, WHERE, CONFIRM = (
 DRAFT_STATES = (CATEGORY, DESCRIBE, PHOTOS, WHERE, CONFIRM)
 
 
+@dataclass(frozen=True)
+class CancelDraft(Action, code="rx"):
+    pass
+
+
+@dataclass(frozen=True)
+class ChooseCategory(Action, code="rc"):
+    index: int  # into the catalog's categories
+
+
+@dataclass(frozen=True)
+class PhotosDone(Action, code="rph"):
+    pass
+
+
+@dataclass(frozen=True)
+class ChooseEstate(Action, code="rest"):
+    estate_id: int
+
+
+@dataclass(frozen=True)
+class AtHome(Action, code="rhome"):
+    pass
+
+
+@dataclass(frozen=True)
+class SameAs(Action, code="rdup"):
+    report_id: int  # the open report nearby this resident follows instead
+
+
+@dataclass(frozen=True)
+class NotTheSame(Action, code="rnew"):
+    pass
+
+
+@dataclass(frozen=True)
+class FileIt(Action, code="rfile"):
+    pass
+
+
+@dataclass(frozen=True)
+class Correct(Action, code="rgo"):
+    part: Literal["cat", "desc", "photos", "where"]
+
+
+@dataclass(frozen=True)
+class Rate(Action, code="rrate"):
+    report_id: int
+    stars: int
+
+
 def _cancel_row(ctx: Context) -> list:
-    return [ctx.button(ctx.t("reports.btn_cancel"), "rx")]
+    return [ctx.button(ctx.t("reports.btn_cancel"), CancelDraft())]
 
 
 # -- starting ------------------------------------------------------------------------------
@@ -77,14 +132,14 @@ async def advance(ctx: Context) -> None:
     elif not d.get("desc") and not d.get("voice"):
         ctx.state = DESCRIBE
         ctx.say("reports.ask_description", [
-            [ctx.button(ctx.t("reports.btn_change_category"), "rgo", "cat")], _cancel_row(ctx)],
+            [ctx.button(ctx.t("reports.btn_change_category"), Correct("cat"))], _cancel_row(ctx)],
             category=filing.category_name(ctx.services, ctx.lang, d["cat"]),
             limit=ctx.services.settings.reports.max_description)
     elif not d.get("photos_done") and len(d.get("photos", [])) < _max_photos(ctx):
         ctx.state = PHOTOS
         n = len(d.get("photos", []))
         label = "reports.btn_photos_done" if n else "reports.btn_no_photos"
-        ctx.say("reports.ask_photos", [[ctx.button(ctx.t(label), "rph")], _cancel_row(ctx)],
+        ctx.say("reports.ask_photos", [[ctx.button(ctx.t(label), PhotosDone())], _cancel_row(ctx)],
                 have=n, max=_max_photos(ctx))
     elif d.get("lat") is None and not d.get("estate"):
         await ask_where(ctx)
@@ -103,7 +158,7 @@ async def ask_category(ctx: Context) -> None:
     cats = ctx.services.catalog.categories
     rows, row = [], []
     for i, cat in enumerate(cats):
-        row.append(ctx.button(cat.name(ctx.lang), "rc", i))
+        row.append(ctx.button(cat.name(ctx.lang), ChooseCategory(i)))
         if len(row) == 2:
             rows.append(row)
             row = []
@@ -119,7 +174,7 @@ async def ask_where(ctx: Context) -> None:
     if ctx.resident.estate_id:
         estate = await territory.estate(ctx.session, ctx.resident.estate_id)
         rows.append([ctx.button(ctx.t("reports.btn_at_home",
-                                      estate=territory.localized(estate, ctx.lang)), "rhome")])
+                                      estate=territory.localized(estate, ctx.lang)), AtHome())])
     rows.append(_cancel_row(ctx))
     can_share = ctx.capabilities is None or ctx.capabilities.location
     has_key = ctx.capabilities is None or ctx.capabilities.buttons  # a "share location" key
@@ -142,12 +197,12 @@ def _require_draft(ctx: Context) -> bool:
 
 # -- category ------------------------------------------------------------------------------
 
-@router.button("rc")
-async def category_chosen(ctx: Context) -> None:
+@router.action(ChooseCategory)
+async def category_chosen(ctx: Context, press: ChooseCategory) -> None:
     if not _require_draft(ctx):
         return
     cats = ctx.services.catalog.categories
-    i = ctx.int_arg()
+    i = press.index
     if not 0 <= i < len(cats):
         ctx.say("common.button_invalid")
         return
@@ -189,7 +244,7 @@ async def category_typed(ctx: Context) -> None:
         return
     cats = ctx.services.catalog.categories
     index = {c.key: i for i, c in enumerate(cats)}
-    rows = [[ctx.button(filing.category_name(ctx.services, ctx.lang, key), "rc", index[key])]
+    rows = [[ctx.button(filing.category_name(ctx.services, ctx.lang, key), ChooseCategory(index[key]))]
             for key, _ in matches]
     rows.append(_cancel_row(ctx))
     ctx.say("reports.category_which", rows)
@@ -240,7 +295,7 @@ async def _add_photo(ctx: Context) -> bool:
     photos.append(path)
     ctx.remember(photos=photos)
     more = ctx.state == PHOTOS and len(photos) < _max_photos(ctx)
-    ctx.say("reports.photo_saved", [[ctx.button(ctx.t("reports.btn_photos_done"), "rph")]]
+    ctx.say("reports.photo_saved", [[ctx.button(ctx.t("reports.btn_photos_done"), PhotosDone())]]
             if more else None, have=len(photos), max=_max_photos(ctx))
     return True
 
@@ -275,14 +330,15 @@ async def photo_given(ctx: Context) -> None:
         ctx.remember(desc=desc)
         ctx.say("reports.description_added", [[ctx.button(ctx.t(
             "reports.btn_photos_done" if ctx.data.get("photos") else "reports.btn_no_photos"),
-            "rph")], _cancel_row(ctx)])
+            PhotosDone())], _cancel_row(ctx)])
         return
-    ctx.say("reports.expect_photo", [[ctx.button(ctx.t("reports.btn_photos_done"), "rph")],
+    ctx.say("reports.expect_photo", [[ctx.button(ctx.t("reports.btn_photos_done"),
+                                                PhotosDone())],
                                      _cancel_row(ctx)])
 
 
-@router.button("rph")
-async def photos_done(ctx: Context) -> None:
+@router.action(PhotosDone)
+async def photos_done(ctx: Context, _: PhotosDone) -> None:
     if not _require_draft(ctx):
         return
     ctx.remember(photos_done=True)
@@ -323,7 +379,7 @@ async def where_given(ctx: Context) -> None:
     rows = []
     for estate_id, _ in matches:
         estate = await territory.estate(ctx.session, estate_id)
-        rows.append([ctx.button(territory.localized(estate, ctx.lang), "rest", estate_id)])
+        rows.append([ctx.button(territory.localized(estate, ctx.lang), ChooseEstate(estate_id))])
     rows.append(_cancel_row(ctx))
     ctx.say("reports.address_which", rows)
 
@@ -357,14 +413,14 @@ async def _at_estate(ctx: Context, estate_id: int, building_id: int | None = Non
     await advance(ctx)
 
 
-@router.button("rest")
-async def estate_chosen(ctx: Context) -> None:
+@router.action(ChooseEstate)
+async def estate_chosen(ctx: Context, press: ChooseEstate) -> None:
     if _require_draft(ctx):
-        await _at_estate(ctx, ctx.int_arg())
+        await _at_estate(ctx, press.estate_id)
 
 
-@router.button("rhome")
-async def at_home(ctx: Context) -> None:
+@router.action(AtHome)
+async def at_home(ctx: Context, _: AtHome) -> None:
     if not _require_draft(ctx):
         return
     if not ctx.resident.estate_id:
@@ -390,18 +446,18 @@ async def check_duplicates(ctx: Context) -> None:
                            status=filing.status_label(ctx.services, ctx.lang, report),
                            metres=int(round(metres)),
                            text=(report.description or "")[:60]))
-        rows.append([ctx.button(ctx.t("reports.btn_same", ref=report.reference), "rdup",
-                                report.id)])
-    rows.append([ctx.button(ctx.t("reports.btn_different"), "rnew")])
+        rows.append([ctx.button(ctx.t("reports.btn_same", ref=report.reference),
+                                SameAs(report.id))])
+    rows.append([ctx.button(ctx.t("reports.btn_different"), NotTheSame())])
     rows.append(_cancel_row(ctx))
     ctx.reply("\n".join(lines), rows)
 
 
-@router.button("rdup")
-async def follow_instead(ctx: Context) -> None:
+@router.action(SameAs)
+async def follow_instead(ctx: Context, press: SameAs) -> None:
     if not _require_draft(ctx):
         return
-    report = await rep.get(ctx.session, ctx.int_arg())
+    report = await rep.get(ctx.session, press.report_id)
     if report is None or report.status not in [s.value for s in rep.OPEN]:
         ctx.say("reports.duplicate_gone")
         await show_summary(ctx)
@@ -417,8 +473,8 @@ async def follow_instead(ctx: Context) -> None:
             status=filing.status_label(ctx.services, ctx.lang, report))
 
 
-@router.button("rnew")
-async def not_a_duplicate(ctx: Context) -> None:
+@router.action(NotTheSame)
+async def not_a_duplicate(ctx: Context, _: NotTheSame) -> None:
     if _require_draft(ctx):
         await show_summary(ctx)
 
@@ -440,11 +496,11 @@ async def show_summary(ctx: Context) -> None:
         place += f" ({d['lat']:.5f}, {d['lon']:.5f})"
     description = d.get("desc") or ctx.t("reports.voice_note", seconds=d.get("voice_s", 0))
     ctx.say("reports.summary", [
-        [ctx.button(ctx.t("reports.btn_file"), "rfile")],
-        [ctx.button(ctx.t("reports.btn_change_category"), "rgo", "cat"),
-         ctx.button(ctx.t("reports.btn_change_description"), "rgo", "desc")],
-        [ctx.button(ctx.t("reports.btn_change_photos"), "rgo", "photos"),
-         ctx.button(ctx.t("reports.btn_change_place"), "rgo", "where")],
+        [ctx.button(ctx.t("reports.btn_file"), FileIt())],
+        [ctx.button(ctx.t("reports.btn_change_category"), Correct("cat")),
+         ctx.button(ctx.t("reports.btn_change_description"), Correct("desc"))],
+        [ctx.button(ctx.t("reports.btn_change_photos"), Correct("photos")),
+         ctx.button(ctx.t("reports.btn_change_place"), Correct("where"))],
         _cancel_row(ctx)],
         category=filing.category_name(ctx.services, ctx.lang, d["cat"]),
         description=description, photos=len(d.get("photos", [])), place=place)
@@ -455,17 +511,13 @@ async def confirm_input(ctx: Context) -> None:
     ctx.refuse("reports.use_buttons")
 
 
-@router.button("rgo")
-async def correct(ctx: Context) -> None:
+@router.action(Correct)
+async def correct(ctx: Context, press: Correct) -> None:
     if not _require_draft(ctx):
         return
-    part = ctx.args[0] if ctx.args else ""
     clear = {"cat": ("cat",), "desc": ("desc", "voice", "voice_s"),
              "photos": ("photos", "photos_done"), "where": ("lat", "lon", "exact", "estate",
-                                                           "building")}.get(part)
-    if clear is None:
-        ctx.say("common.button_invalid")
-        return
+                                                           "building")}[press.part]
     for key in clear:
         ctx.data.pop(key, None)
     ctx.data.setdefault("photos", [])
@@ -473,8 +525,8 @@ async def correct(ctx: Context) -> None:
     await advance(ctx)
 
 
-@router.button("rx")
-async def cancel(ctx: Context) -> None:
+@router.action(CancelDraft)
+async def cancel(ctx: Context, _: CancelDraft) -> None:
     if ctx.state not in DRAFT_STATES:
         ctx.say("common.nothing_to_cancel")
         return
@@ -482,8 +534,8 @@ async def cancel(ctx: Context) -> None:
     ctx.say("reports.cancelled")
 
 
-@router.button("rfile")
-async def file_it(ctx: Context) -> None:
+@router.action(FileIt)
+async def file_it(ctx: Context, _: FileIt) -> None:
     if not _require_draft(ctx):
         return
     d = ctx.data
@@ -531,19 +583,18 @@ async def my_reports(ctx: Context) -> None:
 
 # -- closing the loop ----------------------------------------------------------------------
 
-@router.button("rcf")
-async def is_it_fixed(ctx: Context) -> None:
-    report = await rep.get(ctx.session, ctx.int_arg())
+@router.action(ConfirmFixed)
+async def is_it_fixed(ctx: Context, press: ConfirmFixed) -> None:
+    report = await rep.get(ctx.session, press.report_id)
     if report is None or report.reporter_id != ctx.resident.id:
         ctx.say("common.not_allowed")
         return
-    yes = ctx.args[1:2] == ["1"]
-    if yes:
+    if press.fixed:
         if not await rep.confirm_fixed(ctx.session, report.id, ctx.resident.id, ctx.now):
             ctx.say("reports.moved_on", ref=report.reference,
                     status=filing.status_label(ctx.services, ctx.lang, report))
             return
-        ctx.say("reports.ask_rating", [[ctx.button(str(n), "rrate", report.id, n)
+        ctx.say("reports.ask_rating", [[ctx.button(str(n), Rate(report.id, n))
                                         for n in range(1, 6)]], ref=report.reference)
         return
     if report.confirmed_at is not None:
@@ -564,10 +615,10 @@ async def is_it_fixed(ctx: Context) -> None:
     ctx.say("reports.reopened", ref=report.reference)
 
 
-@router.button("rrate")
-async def rated(ctx: Context) -> None:
-    report = await rep.get(ctx.session, ctx.int_arg())
-    stars = ctx.int_arg(1)
+@router.action(Rate)
+async def rated(ctx: Context, press: Rate) -> None:
+    report = await rep.get(ctx.session, press.report_id)
+    stars = press.stars
     if report is None or report.reporter_id != ctx.resident.id:
         ctx.say("common.not_allowed")
         return

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from bot.context import Context
+from bot.payloads import Action
 from bot.pushes import Recipient
 from bot.router import Router
 from storage import audit, territory
@@ -11,6 +14,22 @@ from storage.people import identities_of, resident_by_id
 
 router = Router()
 STAFF = ("admin", "staff", "committee")
+
+
+@dataclass(frozen=True)
+class RequestVerification(Action, code="verreq"):
+    """Ask staff to verify me (offered once the home is saved, handlers/onboarding.py)."""
+
+
+@dataclass(frozen=True)
+class InviteFor(Action, code="inv"):
+    estate_id: int
+
+
+@dataclass(frozen=True)
+class Decide(Action, code="vdec"):
+    request_id: int
+    approve: bool
 
 
 @router.command("join", help_key="help.join", order=5)
@@ -28,7 +47,11 @@ async def join(ctx: Context) -> None:
     ctx.say("verify.done", estate=territory.localized(estate, ctx.lang))
 
 
-@router.button("verreq")
+@router.action(RequestVerification)
+async def request_pressed(ctx: Context, _: RequestVerification) -> None:
+    await request(ctx)
+
+
 @router.command("verify", help_key="help.verify", order=6)
 async def request(ctx: Context) -> None:
     if ctx.resident.verified:
@@ -51,16 +74,13 @@ async def invite(ctx: Context) -> None:
         ctx.say("common.not_allowed")
         return
     ctx.say("verify.invite_which", [
-        [ctx.button(territory.localized(e, ctx.lang), "inv", e.id)] for e in estates])
+        [ctx.button(territory.localized(e, ctx.lang), InviteFor(e.id))] for e in estates])
 
 
-@router.button("inv")
-async def invite_for(ctx: Context) -> None:
+@router.action(InviteFor)
+async def invite_for(ctx: Context, press: InviteFor) -> None:
     scope = await ctx.scope()
-    try:
-        estate_id = int(ctx.args[0])
-    except (IndexError, ValueError):
-        estate_id = -1
+    estate_id = press.estate_id
     if not scope.covers_estate(estate_id):
         ctx.say("common.not_allowed")
         return
@@ -82,19 +102,15 @@ async def pending(ctx: Context) -> None:
     for req, resident in rows:
         estate = await territory.estate(ctx.session, req.estate_id)
         ctx.say("verify.pending_item", [[
-            ctx.button(ctx.t("verify.approve"), "vdec", req.id, 1),
-            ctx.button(ctx.t("verify.reject"), "vdec", req.id, 0)]],
+            ctx.button(ctx.t("verify.approve"), Decide(req.id, True)),
+            ctx.button(ctx.t("verify.reject"), Decide(req.id, False))]],
             name=resident.display_name or f"#{resident.id}", unit=resident.unit or "-",
             estate=territory.localized(estate, ctx.lang))
 
 
-@router.button("vdec")
-async def decide(ctx: Context) -> None:
-    try:
-        req_id, approve = int(ctx.args[0]), ctx.args[1] == "1"
-    except (IndexError, ValueError):
-        ctx.say("common.button_invalid")
-        return
+@router.action(Decide)
+async def decide(ctx: Context, press: Decide) -> None:
+    req_id, approve = press.request_id, press.approve
     req = await ver.get_request(ctx.session, req_id)
     if req is None or not (await ctx.scope()).covers_estate(req.estate_id):
         ctx.say("common.not_allowed")

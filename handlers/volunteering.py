@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.context import Context
+from bot.payloads import Action
 from bot.pushes import Recipient, push
 from bot.router import Router
 from bot.scheduler import Job
@@ -15,6 +17,37 @@ from storage import volunteering as vol
 
 router = Router()
 MAX_LISTED = 8
+
+
+@dataclass(frozen=True)
+class ByCategory(Action, code="vcf"):
+    category: str = "all"  # one of storage.volunteering.CATEGORIES; anything else: all
+
+
+@dataclass(frozen=True)
+class ShowActivity(Action, code="vact"):
+    """Also sent by handlers/volunteering_organise.py when an activity is published."""
+    activity_id: int
+
+
+@dataclass(frozen=True)
+class SignUp(Action, code="vsu"):
+    shift_id: int
+
+
+@dataclass(frozen=True)
+class CancelSignup(Action, code="vcx"):
+    signup_id: int
+
+
+@dataclass(frozen=True)
+class CheckIn(Action, code="vci"):
+    signup_id: int
+
+
+@dataclass(frozen=True)
+class CheckOut(Action, code="vco"):
+    signup_id: int
 
 
 # -- shared with the organiser and hours modules -------------------------------------------
@@ -69,9 +102,9 @@ async def volunteer(ctx: Context) -> None:
     await _list(ctx, None)
 
 
-@router.button("vcf")
-async def by_category(ctx: Context) -> None:
-    category = ctx.args[0] if ctx.args and ctx.args[0] in vol.CATEGORIES else None
+@router.action(ByCategory)
+async def by_category(ctx: Context, press: ByCategory) -> None:
+    category = press.category if press.category in vol.CATEGORIES else None
     await _list(ctx, category)
 
 
@@ -91,14 +124,14 @@ async def _list(ctx: Context, category: str | None) -> None:
     chosen = [(a, f) for a, f in rows if category is None or a.category == category]
     estates = {e.id: e for e in await territory.estates(ctx.session)}
     chosen.sort(key=lambda item: _nearness(item[0], item[1], home, estates))
-    buttons = [[ctx.button(f"{a.title[:30]} · {local(ctx, first):%m-%d}", "vact", a.id)]
+    buttons = [[ctx.button(f"{a.title[:30]} · {local(ctx, first):%m-%d}", ShowActivity(a.id))]
                for a, first in chosen[:MAX_LISTED]]
-    cat_row = [ctx.button(f"{category_name(ctx, c)} ({n})", "vcf", c)
+    cat_row = [ctx.button(f"{category_name(ctx, c)} ({n})", ByCategory(c))
                for c, n in counts.items() if n and c != category]
     for i in range(0, len(cat_row), 3):
         buttons.append(cat_row[i:i + 3])
     if category is not None:
-        buttons.append([ctx.button(ctx.t("volunteering.all_categories"), "vcf", "all")])
+        buttons.append([ctx.button(ctx.t("volunteering.all_categories"), ByCategory("all"))])
     ctx.say("volunteering.list_title", buttons,
             category=category_name(ctx, category) if category else ctx.t(
                 "volunteering.all_categories"),
@@ -123,9 +156,9 @@ def _nearness(activity: vol.Activity, first: datetime, home, estates: dict) -> t
     return (2, math.hypot(dx, dy), first)
 
 
-@router.button("vact")
-async def show_activity(ctx: Context) -> None:
-    activity = await vol.get_activity(ctx.session, ctx.int_arg())
+@router.action(ShowActivity)
+async def show_activity(ctx: Context, press: ShowActivity) -> None:
+    activity = await vol.get_activity(ctx.session, press.activity_id)
     home = await territory.estate(ctx.session, ctx.resident.estate_id)
     if activity is None or activity.status != vol.ActivityStatus.PUBLISHED.value or \
             not vol.visible_to(activity, ctx.resident.estate_id,
@@ -143,7 +176,7 @@ async def show_activity(ctx: Context) -> None:
                            if shift.skills else ""))
         label = ctx.t("volunteering.waitlist_button" if full else "volunteering.signup_button",
                       when=f"{local(ctx, shift.starts_at):%m-%d %H:%M}")
-        buttons.append([ctx.button(label, "vsu", shift.id)])
+        buttons.append([ctx.button(label, SignUp(shift.id))])
     if not lines:
         ctx.say("volunteering.activity_gone")
         return
@@ -165,9 +198,9 @@ async def place_name(ctx: Context, activity: vol.Activity) -> str:
     return "-"
 
 
-@router.button("vsu")
-async def sign_up(ctx: Context) -> None:
-    shift = await vol.get_shift(ctx.session, ctx.int_arg())
+@router.action(SignUp)
+async def sign_up(ctx: Context, press: SignUp) -> None:
+    shift = await vol.get_shift(ctx.session, press.shift_id)
     activity = await vol.get_activity(ctx.session, shift.activity_id) if shift else None
     home = await territory.estate(ctx.session, ctx.resident.estate_id)
     if activity is None or not vol.visible_to(activity, ctx.resident.estate_id,
@@ -180,10 +213,10 @@ async def sign_up(ctx: Context) -> None:
     values = {"title": activity.title, "when": when(ctx, shift)}
     if result.outcome == o.CONFIRMED:
         ctx.say("volunteering.signed_up", [[ctx.button(
-            ctx.t("volunteering.cancel_button"), "vcx", result.signup.id)]], **values)
+            ctx.t("volunteering.cancel_button"), CancelSignup(result.signup.id))]], **values)
     elif result.outcome == o.WAITLISTED:
         ctx.say("volunteering.waitlisted", [[ctx.button(
-            ctx.t("volunteering.leave_waitlist_button"), "vcx", result.signup.id)]],
+            ctx.t("volunteering.leave_waitlist_button"), CancelSignup(result.signup.id))]],
             position=result.position, **values)
     elif result.outcome == o.ALREADY:
         key = "volunteering.already_waiting" if result.position else \
@@ -199,9 +232,9 @@ async def sign_up(ctx: Context) -> None:
         ctx.say("volunteering.activity_gone")
 
 
-@router.button("vcx")
-async def cancel(ctx: Context) -> None:
-    signup = await vol.get_signup(ctx.session, ctx.int_arg())
+@router.action(CancelSignup)
+async def cancel(ctx: Context, press: CancelSignup) -> None:
+    signup = await vol.get_signup(ctx.session, press.signup_id)
     if signup is None or signup.resident_id != ctx.resident.id:
         ctx.say("common.button_invalid")
         return
@@ -240,18 +273,18 @@ async def my_shifts(ctx: Context) -> None:
         buttons = []
         opens, closes = vol.checkin_window(shift, early)
         if signup.status == vol.SignupStatus.CONFIRMED.value and opens <= ctx.now <= closes:
-            buttons.append(ctx.button(ctx.t("volunteering.checkin_button"), "vci", signup.id))
+            buttons.append(ctx.button(ctx.t("volunteering.checkin_button"), CheckIn(signup.id)))
         if signup.status in vol.ACTIVE and ctx.now < shift.starts_at:
-            buttons.append(ctx.button(ctx.t("volunteering.cancel_button"), "vcx", signup.id))
+            buttons.append(ctx.button(ctx.t("volunteering.cancel_button"), CancelSignup(signup.id)))
         if vol.may_check_out(signup, shift, ctx.now):
-            buttons.append(ctx.button(ctx.t("volunteering.checkout_button"), "vco", signup.id))
+            buttons.append(ctx.button(ctx.t("volunteering.checkout_button"), CheckOut(signup.id)))
         ctx.say("volunteering.myshift_line", [buttons] if buttons else None,
                 title=activity.title, when=when(ctx, shift), status=status)
 
 
-@router.button("vci")
-async def check_in_button(ctx: Context) -> None:
-    signup = await vol.get_signup(ctx.session, ctx.int_arg())
+@router.action(CheckIn)
+async def check_in_button(ctx: Context, press: CheckIn) -> None:
+    signup = await vol.get_signup(ctx.session, press.signup_id)
     if signup is None or signup.resident_id != ctx.resident.id:
         ctx.say("common.button_invalid")
         return
@@ -261,9 +294,9 @@ async def check_in_button(ctx: Context) -> None:
     ctx.say(f"volunteering.checkin_{outcome.value}")
 
 
-@router.button("vco")
-async def check_out_button(ctx: Context) -> None:
-    signup = await vol.get_signup(ctx.session, ctx.int_arg())
+@router.action(CheckOut)
+async def check_out_button(ctx: Context, press: CheckOut) -> None:
+    signup = await vol.get_signup(ctx.session, press.signup_id)
     if signup is None or signup.resident_id != ctx.resident.id:
         ctx.say("common.button_invalid")
         return

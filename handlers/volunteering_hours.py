@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 
 from bot.context import Context
+from bot.payloads import Action
 from bot.router import Router
 from handlers.volunteering import local
 from handlers.volunteering_card import render_card
@@ -14,6 +16,21 @@ from storage import territory
 from storage import volunteer_hours as vhours
 
 router = Router()
+
+
+@dataclass(frozen=True)
+class YearlyCard(Action, code="vcard"):
+    year: int
+
+
+@dataclass(frozen=True)
+class LeaderboardOpt(Action, code="vlb"):
+    join: bool  # on the committee's leaderboard, or off it
+
+
+@dataclass(frozen=True)
+class ShowLeaderboard(Action, code="vlbv"):
+    pass
 
 
 def hours_text(hours: float) -> str:
@@ -47,10 +64,11 @@ async def my_hours(ctx: Context) -> None:
     by_activity, by_month, total, shifts = await _hours(ctx)
     year = local(ctx, ctx.now).year
     opted = await vhours.on_leaderboard(ctx.session, ctx.resident.id)
-    buttons = [[ctx.button(ctx.t("volunteering.card_button", year=year), "vcard", year)],
+    buttons = [[ctx.button(ctx.t("volunteering.card_button", year=year), YearlyCard(year))],
                [ctx.button(ctx.t("volunteering.leaderboard_leave" if opted
-                                 else "volunteering.leaderboard_join"), "vlb", 0 if opted else 1),
-                ctx.button(ctx.t("volunteering.leaderboard_show"), "vlbv")]]
+                                 else "volunteering.leaderboard_join"),
+                           LeaderboardOpt(join=not opted)),
+                ctx.button(ctx.t("volunteering.leaderboard_show"), ShowLeaderboard())]]
     if not shifts:
         ctx.say("volunteering.no_hours", buttons)
         return
@@ -60,9 +78,9 @@ async def my_hours(ctx: Context) -> None:
             by_month="\n".join(f"• {m}: {hours_text(h)}" for m, h in sorted(by_month.items())))
 
 
-@router.button("vcard")
-async def yearly_card(ctx: Context) -> None:
-    year = ctx.int_arg()
+@router.action(YearlyCard)
+async def yearly_card(ctx: Context, press: YearlyCard) -> None:
+    year = press.year
     if not 2000 <= year <= 2100:
         ctx.say("common.button_invalid")
         return
@@ -80,15 +98,15 @@ async def yearly_card(ctx: Context) -> None:
               photo=str(ctx.services.media.path(rel)))
 
 
-@router.button("vlb")
-async def leaderboard_opt(ctx: Context) -> None:
-    opt_in = ctx.int_arg() == 1
+@router.action(LeaderboardOpt)
+async def leaderboard_opt(ctx: Context, press: LeaderboardOpt) -> None:
+    opt_in = press.join
     await vhours.set_leaderboard(ctx.session, ctx.resident.id, opt_in)
     ctx.say("volunteering.leaderboard_joined" if opt_in else "volunteering.leaderboard_left")
 
 
-@router.button("vlbv")
-async def leaderboard(ctx: Context) -> None:
+@router.action(ShowLeaderboard)
+async def leaderboard(ctx: Context, _: ShowLeaderboard) -> None:
     estate = await territory.estate(ctx.session, ctx.resident.estate_id)
     if estate is None:
         ctx.say("volunteering.leaderboard_need_home")

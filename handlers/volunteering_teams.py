@@ -3,8 +3,11 @@ leads (through the outbox)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from bot.context import Context
 from bot.messaging.model import Kind
+from bot.payloads import Action
 from bot.pushes import Recipient
 from bot.router import Router
 from storage import audit, roles_service, territory
@@ -15,6 +18,21 @@ router = Router()
 MESSAGE = "vol.teammsg"
 MAX_NAME, MAX_MESSAGE = 60, 1000
 STAFF = (RoleKind.ADMIN, RoleKind.STAFF, RoleKind.COMMITTEE)
+
+
+@dataclass(frozen=True)
+class JoinTeam(Action, code="vtj"):
+    team_id: int
+
+
+@dataclass(frozen=True)
+class LeaveTeam(Action, code="vtl"):
+    team_id: int
+
+
+@dataclass(frozen=True)
+class MessageTeam(Action, code="vtm"):
+    team_id: int  # one of the teams this person leads
 
 
 @router.command("teams", help_key="volunteering.help_teams", order=33)
@@ -28,16 +46,16 @@ async def list_teams(ctx: Context) -> None:
     for team, members in rows[:30]:
         if team.id in mine:
             buttons.append([ctx.button(ctx.t("volunteering.team_leave", name=team.name,
-                                             members=members), "vtl", team.id)])
+                                             members=members), LeaveTeam(team.id))])
         else:
             buttons.append([ctx.button(ctx.t("volunteering.team_join", name=team.name,
-                                             members=members), "vtj", team.id)])
+                                             members=members), JoinTeam(team.id))])
     ctx.say("volunteering.teams_title", buttons)
 
 
-@router.button("vtj")
-async def join(ctx: Context) -> None:
-    team = await vteams.team(ctx.session, ctx.int_arg())
+@router.action(JoinTeam)
+async def join(ctx: Context, press: JoinTeam) -> None:
+    team = await vteams.team(ctx.session, press.team_id)
     if team is None:
         ctx.say("common.button_invalid")
         return
@@ -46,9 +64,9 @@ async def join(ctx: Context) -> None:
             name=team.name)
 
 
-@router.button("vtl")
-async def leave(ctx: Context) -> None:
-    team = await vteams.team(ctx.session, ctx.int_arg())
+@router.action(LeaveTeam)
+async def leave(ctx: Context, press: LeaveTeam) -> None:
+    team = await vteams.team(ctx.session, press.team_id)
     if team is None:
         ctx.say("common.button_invalid")
         return
@@ -118,12 +136,12 @@ async def team_message(ctx: Context) -> None:
     if len(led) == 1:
         _ask_message(ctx, led[0])
         return
-    ctx.say("volunteering.teammsg_which", [[ctx.button(t.name, "vtm", t.id)] for t in led])
+    ctx.say("volunteering.teammsg_which", [[ctx.button(t.name, MessageTeam(t.id))] for t in led])
 
 
-@router.button("vtm")
-async def team_chosen(ctx: Context) -> None:
-    team_id = ctx.int_arg()
+@router.action(MessageTeam)
+async def team_chosen(ctx: Context, press: MessageTeam) -> None:
+    team_id = press.team_id
     led = {t.id: t for t in await vteams.led_teams(ctx.session, ctx.resident.id)}
     if team_id not in led:
         ctx.say("common.not_allowed")
