@@ -69,17 +69,34 @@ class _WriterGate:
         return lock
 
     async def acquire(self, connection: object) -> None:
+        lock = self.lock()
+        waiting = asyncio.ensure_future(lock.acquire())
         try:
-            async with asyncio.timeout(WRITE_WAIT):
-                await self.lock().acquire()
-        except TimeoutError:
-            raise sqlite3.OperationalError("database is locked") from None
+            done, _ = await asyncio.wait({waiting}, timeout=WRITE_WAIT)
+        except BaseException:  # cancelled while waiting: the lock must not stay taken
+            _abandon(waiting, lock)
+            raise
+        if not done:
+            _abandon(waiting, lock)
+            raise sqlite3.OperationalError("database is locked")
         self.holder = id(connection)
 
     def release(self, connection: object) -> None:
         if self.holder == id(connection):
             self.holder = None
             self.lock().release()
+
+
+def _abandon(waiting: asyncio.Future, lock: asyncio.Lock) -> None:
+    """Give up a wait for the lock; if it was granted meanwhile (or is, later), hand it on."""
+    def release(f: asyncio.Future) -> None:
+        if not f.cancelled() and f.exception() is None:
+            lock.release()
+    if waiting.done():
+        release(waiting)
+    else:
+        waiting.add_done_callback(release)
+        waiting.cancel()
 
 
 def _tune_sqlite(engine: AsyncEngine, gate: _WriterGate) -> None:
@@ -245,6 +262,15 @@ class _OneHopConnection(AsyncAdapt_aiosqlite_connection):
     def close(self) -> None:
         try:
             super().close()
+        finally:
+            self._connection.writer_gate.release(self)
+
+    def terminate(self) -> None:
+        # A connection invalidated mid-transaction (its task cancelled inside a statement, a
+        # broken connection) is terminated, not rolled back or closed: it gives the lock back
+        # too, or every later writer of this process would wait for it in vain.
+        try:
+            super().terminate()
         finally:
             self._connection.writer_gate.release(self)
 

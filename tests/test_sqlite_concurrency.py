@@ -73,3 +73,39 @@ async def test_a_writer_in_another_process_is_waited_for_without_stopping_the_lo
         clock.cancel()
         other.close()
         await engine.dispose()
+
+
+async def test_writers_cancelled_while_waiting_or_writing_do_not_keep_the_write_lock(sqlite_url):
+    """A task cancelled while it waits for this process's write lock, or in the middle of its
+    transaction, must leave the lock to the next writer: otherwise every later write of the
+    process would wait its whole timeout and fail."""
+    await upgrade_async(sqlite_url)
+    engine = create_engine(sqlite_url)
+    sessions = session_factory(engine)
+    holding = asyncio.Event()
+
+    async def write(user: str, *, linger: float = 0.0) -> None:
+        async with sessions() as s, s.begin():
+            await get_or_create_identity(s, "memory", user, user, None)
+            holding.set()
+            await asyncio.sleep(linger)
+
+    try:
+        first = asyncio.create_task(write("a", linger=0.5))
+        await holding.wait()
+        waiting = asyncio.create_task(write("b"))
+        await asyncio.sleep(0.1)
+        waiting.cancel()  # cancelled while waiting for the lock
+        holding.clear()
+        await first
+        lingering = asyncio.create_task(write("c", linger=10))
+        await holding.wait()
+        lingering.cancel()  # cancelled inside its transaction
+        for task in (waiting, lingering):
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        await asyncio.wait_for(write("d"), 3)  # the lock is free again, at once
+    finally:
+        await engine.dispose()
