@@ -285,3 +285,25 @@ def reader_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     if is_sqlite(str(engine.url)):
         engine = engine.execution_options(**{READ_ONLY: True})
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def checkpoint_truncate(conn) -> None:
+    """Copy SQLite's write-ahead log into the database file and empty it (what erasing traces
+    needs: the log holds each commit's page images). Run on the driver's thread allowed to wait
+    for writers, as this process's statements are not (their busy handler is off), and tried
+    again until no writer of another connection stood in the way."""
+    raw = await conn.get_raw_connection()
+
+    def truncate(sqlite: sqlite3.Connection) -> bool:
+        sqlite.execute(f"PRAGMA busy_timeout={int(WRITE_WAIT * 1000)}")
+        try:
+            busy, _, _ = sqlite.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            sqlite.execute("PRAGMA busy_timeout=0")
+        return not busy
+
+    driver = raw.driver_connection
+    for _ in range(50):
+        if await driver._execute(truncate, driver._conn):
+            return
+        await asyncio.sleep(0.1)

@@ -49,6 +49,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.audience import Audience, count, percent, refusal
 from storage.base import Base, affected, by_id, utcnow
+from storage.db import checkpoint_truncate
 from storage.people import Resident, household_voter
 
 log = logging.getLogger(__name__)
@@ -578,9 +579,7 @@ async def erase_traces(engine) -> None:
             auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
             await auto.execute(text("VACUUM poll_pending_ballots, poll_tallies, polls"))
         elif engine.dialect.name == "sqlite":
-            raw = await conn.get_raw_connection()
-            cursor = await raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            await cursor.close()
+            await checkpoint_truncate(conn)
 
 
 async def advance_cursor(session: AsyncSession, poll_id: int, column: str, old: int,
