@@ -292,18 +292,10 @@ async def checkpoint_truncate(conn) -> None:
     needs: the log holds each commit's page images). Run on the driver's thread allowed to wait
     for writers, as this process's statements are not (their busy handler is off), and tried
     again until no writer of another connection stood in the way."""
-    raw = await conn.get_raw_connection()
-
-    def truncate(sqlite: sqlite3.Connection) -> bool:
-        sqlite.execute(f"PRAGMA busy_timeout={int(WRITE_WAIT * 1000)}")
-        try:
-            busy, _, _ = sqlite.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        finally:
-            sqlite.execute("PRAGMA busy_timeout=0")
-        return not busy
-
-    driver = raw.driver_connection
+    driver = (await conn.get_raw_connection()).driver_connection
     for _ in range(50):
-        if await driver._execute(truncate, driver._conn):
+        _, rows, _, _ = await driver._execute(
+            _run_waiting, driver._conn, "PRAGMA wal_checkpoint(TRUNCATE)", None, False)
+        if not rows[0][0]:  # (busy, log pages, checkpointed pages)
             return
         await asyncio.sleep(0.1)
