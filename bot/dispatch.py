@@ -177,6 +177,10 @@ class Dispatcher:
             return
         if inbound.kind == Kind.COMMAND:
             name = (inbound.command or "").lower()
+            conversation = router.conversations.get(ctx.state or "")
+            if name == "back" and conversation is not None:
+                await conversation.back(ctx)
+                return
             spec = router.commands.get(name)
             if spec is None:
                 ctx.say("common.unknown_command", command=name[:32])

@@ -34,8 +34,11 @@ class Action:
     fresh: ClassVar[str | None] = None  # "vote" or "staff": the payload expires (BOT_FRESH_*)
     _codes: ClassVar[dict[str, type[Action]]] = {}
 
-    def __init_subclass__(cls, *, code: str, fresh: str | None = None, **kwargs: Any) -> None:
+    def __init_subclass__(cls, *, code: str = "", fresh: str | None = None,
+                          abstract: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if abstract:  # a base of several actions' fields (bot/conversation.py's StepAnswer)
+            return
         if not code or any(c in code for c in _RESERVED):
             raise ValueError(f"bad action code {code!r}")
         if fresh not in (None, "vote", "staff"):

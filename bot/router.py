@@ -36,6 +36,8 @@ class Router:
     states: dict[str, Handler] = field(default_factory=dict)
     media: dict[Kind, Handler] = field(default_factory=dict)
     text_fallbacks: list[tuple[int, Fallback]] = field(default_factory=list)
+    # Declared conversations (bot/conversation.py) by their dialog state: /back reaches them.
+    conversations: dict[str, Any] = field(default_factory=dict)
 
     def command(self, *names: str, help_key: str | None = None, roles: tuple[str, ...] = (),
                 order: int = 100, visible: Callable[..., Awaitable[bool]] | None = None):
@@ -103,7 +105,7 @@ class Router:
             if name in self.commands:
                 raise ValueError(f"command /{name} registered twice")
             self.commands[name] = spec
-        for table in ("buttons", "states", "media"):
+        for table in ("buttons", "states", "media", "conversations"):
             mine, theirs = getattr(self, table), getattr(other, table)
             clash = set(mine) & set(theirs)
             if clash:

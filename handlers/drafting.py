@@ -7,9 +7,11 @@ import re
 from datetime import datetime, timedelta
 
 from bot.context import Context
+from bot.conversation import Conversation, StepAnswer
 from handlers.notice_time import BadTime, parse_local, spoken
 from storage import territory
 from storage.audience import Audience
+from storage.territory import Building
 
 MAX_DAYS = 90
 MIN_MINUTES = 5  # a poll or survey closing sooner could not reach anyone
@@ -29,17 +31,36 @@ def closing_said(ctx: Context, at: datetime) -> str:
     return spoken(ctx.t, at, ctx.now, ctx.services.settings.bot.timezone)
 
 
-async def area_buttons(ctx: Context, action: str, step: str) -> list[list]:
+async def area_buttons(ctx: Context, conversation: Conversation, step: str) -> list[list]:
     """One button per committee and estate the author's roles cover."""
     scope = await ctx.scope()
     rows = []
     for c in await territory.committees(ctx.session):
         if scope.everything or c.id in scope.committee_ids:
-            rows.append([ctx.button(territory.localized(c, ctx.lang), action, step, "c", c.id)])
+            rows.append([conversation.button(ctx, territory.localized(c, ctx.lang), step, "c",
+                                             c.id)])
     for e in await territory.estates(ctx.session):
         if scope.covers_estate(e.id):
-            rows.append([ctx.button(territory.localized(e, ctx.lang), action, step, "e", e.id)])
+            rows.append([conversation.button(ctx, territory.localized(e, ctx.lang), step, "e",
+                                             e.id)])
     return rows
+
+
+def area_pressed(press: StepAnswer) -> tuple[str, int] | None:
+    """The area an area button stands for: ("committee" | "estate", id)."""
+    kind = {"c": "committee", "e": "estate"}.get(press.value)
+    if kind is None or not press.more.isdigit():
+        return None
+    return kind, int(press.more)
+
+
+async def building_in(ctx: Context, estate_id: int, number: str) -> Building | None:
+    """The estate's building of that number, or None (said) when it has none."""
+    for b in await territory.buildings_of(ctx.session, estate_id):
+        if b.number.casefold() == number.strip().casefold():
+            return b
+    ctx.refuse("polls.building_unknown", number=number[:20])
+    return None
 
 
 async def may_address(ctx: Context, kind: str, area_id: int) -> bool:

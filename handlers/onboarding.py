@@ -265,3 +265,10 @@ async def cancel(ctx: Context) -> None:
         return
     ctx.finish()
     ctx.say("common.cancelled")
+
+
+@router.command("back", help_key="help.back", order=4)
+async def back(ctx: Context) -> None:
+    """Reached outside a declared conversation (the dispatcher hands /back to the conversation
+    the person is in, bot/conversation.py)."""
+    ctx.say("common.nothing_to_go_back")

@@ -4,15 +4,16 @@ the outbox (handlers/poll_ballots.py)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.context import Context
+from bot.conversation import NEXT, STAY, Conversation, ConversationTexts, Go, StepAnswer
 from bot.router import Router
 from handlers import drafting
 from handlers.text_lists import split_items
 from storage import audit, polls
 from storage.audience import Audience
-from storage.territory import Building, buildings_of
 
 router = Router()
 DRAFT = "poll.draft"
@@ -25,82 +26,69 @@ STEPS = ("question", "options", "multiple", "area", "building", "verified", "hou
 YES_NO = {"multiple": ("single", "multiple"), "verified": ("anyone", "verified_only"),
           "household": ("per_resident", "per_household"), "anonymous": ("named", "anonymous"),
           "live": ("hidden", "live")}
+TEXTS = ConversationTexts(stale="polls.step_stale", press_button="polls.press_button",
+                          type_please="polls.type_please")
+
+
+@dataclass
+class PollForm:
+    """A poll being drafted; each step fills its fields (the defaults stand until then)."""
+
+    question: str = ""
+    options: list[str] = field(default_factory=list)
+    multiple: bool = False
+    area_kind: str = ""
+    area_id: int = 0
+    verified: bool = False
+    household: bool = False
+    anonymous: bool = False
+    live: bool = False
+    closes_at: str = ""  # ISO 8601, aware
+    quorum: int | None = None
+
+
+@dataclass(frozen=True)
+class PollAnswer(StepAnswer, code="npo"):
+    pass
+
+
+poll = Conversation(router, DRAFT, PollForm, PollAnswer, steps=STEPS, texts=TEXTS)
 
 
 @router.command("newpoll", help_key="polls.help_newpoll", roles=AUTHORS, order=40)
 async def new_poll(ctx: Context) -> None:
-    ctx.goto(DRAFT, step="question")
+    await poll.start(ctx, PollForm())
+
+
+@poll.asks("question")
+async def ask_question(ctx: Context, d: PollForm) -> None:
     ctx.say("polls.ask_question", limit=MAX_QUESTION)
 
 
-async def ask(ctx: Context, step: str) -> None:
-    ctx.remember(step=step)
-    if step == "options":
-        ctx.say("polls.ask_options", low=polls.MIN_OPTIONS, high=polls.MAX_OPTIONS,
+@poll.takes("question")
+async def question_typed(ctx: Context, d: PollForm, text: str) -> Go:
+    if not 3 <= len(text) <= MAX_QUESTION:
+        ctx.say("polls.question_length", limit=MAX_QUESTION)
+        return STAY
+    d.question = text
+    return NEXT
+
+
+@poll.asks("options")
+async def ask_options(ctx: Context, d: PollForm) -> None:
+    ctx.say("polls.ask_options", low=polls.MIN_OPTIONS, high=polls.MAX_OPTIONS, limit=MAX_OPTION)
+
+
+@poll.takes("options")
+async def options_typed(ctx: Context, d: PollForm, text: str) -> Go:
+    options = split_items(text)
+    problem = _options_problem(options)
+    if problem:
+        ctx.say(f"polls.{problem}", low=polls.MIN_OPTIONS, high=polls.MAX_OPTIONS,
                 limit=MAX_OPTION)
-    elif step in YES_NO:
-        no, yes = YES_NO[step]
-        ctx.say(f"polls.ask_{step}", [[ctx.button(ctx.t(f"polls.opt_{no}"), "npo", step, 0),
-                                       ctx.button(ctx.t(f"polls.opt_{yes}"), "npo", step, 1)]])
-    elif step == "area":
-        rows = await drafting.area_buttons(ctx, "npo", "area")
-        ctx.say("polls.ask_area", rows)
-    elif step == "building":
-        ctx.say("polls.ask_building", [[ctx.button(ctx.t("polls.whole_estate"), "npo",
-                                                    "building", 0)]])
-    elif step == "closes":
-        ctx.say("polls.ask_closes", tz=ctx.services.settings.bot.timezone,
-                min=drafting.MIN_MINUTES, days=drafting.MAX_DAYS)
-    elif step == "quorum":
-        ctx.say("polls.ask_quorum", [[ctx.button(ctx.t("polls.no_quorum"), "npo", "quorum", 0)]])
-    elif step == "preview":
-        await preview(ctx)
-
-
-def _after(step: str) -> str:
-    return STEPS[STEPS.index(step) + 1]
-
-
-@router.state(DRAFT)
-async def typed(ctx: Context) -> None:
-    step = ctx.data.get("step")
-    text = ctx.inbound.text or ""
-    if not text:
-        ctx.say("polls.type_please")
-        return
-    if step == "question":
-        if not 3 <= len(text) <= MAX_QUESTION:
-            ctx.say("polls.question_length", limit=MAX_QUESTION)
-            return
-        ctx.remember(question=text)
-    elif step == "options":
-        options = split_items(text)
-        problem = _options_problem(options)
-        if problem:
-            ctx.say(f"polls.{problem}", low=polls.MIN_OPTIONS, high=polls.MAX_OPTIONS,
-                    limit=MAX_OPTION)
-            return
-        ctx.remember(options=options)
-    elif step == "building":
-        found = await _building(ctx, text)
-        if found is None:
-            return
-        ctx.remember(area_kind="building", area_id=found.id)
-    elif step == "closes":
-        at = drafting.parse_closing(text, ctx.now, ctx.services.settings.bot.timezone)
-        if isinstance(at, str):
-            ctx.say(f"polls.{at}", days=drafting.MAX_DAYS, min=drafting.MIN_MINUTES)
-            return
-        ctx.remember(closes_at=at.isoformat())
-    elif step == "quorum":
-        if not text.isdigit() or not 0 <= int(text) <= MAX_QUORUM:
-            ctx.refuse("polls.quorum_invalid")
-            return
-        ctx.remember(quorum=int(text) or None)
-    else:
-        ctx.refuse("polls.press_button")
-        return
-    await ask(ctx, _after(step))
+        return STAY
+    d.options = options
+    return NEXT
 
 
 def _options_problem(options: list[str]) -> str | None:
@@ -113,69 +101,118 @@ def _options_problem(options: list[str]) -> str | None:
     return None
 
 
-async def _building(ctx: Context, number: str) -> Building | None:
-    estate_id = ctx.data.get("area_id")
-    for b in await buildings_of(ctx.session, estate_id):
-        if b.number.casefold() == number.strip().casefold():
-            return b
-    ctx.refuse("polls.building_unknown", number=number[:20])
-    return None
+@poll.asks(*YES_NO)
+async def ask_yes_no(ctx: Context, d: PollForm) -> None:
+    step = poll.step(ctx) or ""
+    no, yes = YES_NO[step]
+    ctx.say(f"polls.ask_{step}", [[poll.button(ctx, ctx.t(f"polls.opt_{no}"), step, 0),
+                                   poll.button(ctx, ctx.t(f"polls.opt_{yes}"), step, 1)]])
 
 
-@router.button("npo")
-async def pressed(ctx: Context) -> None:
-    if ctx.state != DRAFT or not ctx.args or ctx.args[0] != ctx.data.get("step"):
-        ctx.say("polls.step_stale")
-        return
-    step, values = ctx.args[0], ctx.args[1:]
-    try:
-        if step in YES_NO:
-            ctx.remember(**{step: values[0] == "1"})
-        elif step == "area":
-            kind = {"c": "committee", "e": "estate"}[values[0]]
-            area_id = int(values[1])
-            if not await drafting.may_address(ctx, kind, area_id):
-                ctx.say("common.not_allowed")
-                return
-            ctx.remember(area_kind=kind, area_id=area_id)
-            if kind == "committee":
-                await ask(ctx, "verified")
-                return
-        elif step == "building":
-            pass  # the whole estate: the area stays as chosen
-        elif step == "quorum":
-            ctx.remember(quorum=None)
-        elif step == "preview":
-            if values[0] == "1":
-                await publish(ctx)
-            else:
-                ctx.finish()
-                ctx.say("polls.discarded")
-            return
-        else:
-            ctx.say("polls.type_please")
-            return
-    except (IndexError, KeyError, ValueError):
-        ctx.say("common.button_invalid")
-        return
-    await ask(ctx, _after(step))
+def _yes_no(step: str) -> None:
+    @poll.takes_press(step)
+    async def chosen(ctx: Context, d: PollForm, press: PollAnswer) -> Go:
+        if press.value not in ("0", "1"):
+            ctx.button_invalid()
+            return STAY
+        setattr(d, step, press.value == "1")
+        return NEXT
 
 
-def _draft(ctx: Context, committee_id: int | None) -> polls.PollDraft:
-    d = ctx.data
+for _step in YES_NO:
+    _yes_no(_step)
+
+
+@poll.asks("area")
+async def ask_area(ctx: Context, d: PollForm) -> None:
+    ctx.say("polls.ask_area", await drafting.area_buttons(ctx, poll, "area"))
+
+
+@poll.takes_press("area")
+async def area_chosen(ctx: Context, d: PollForm, press: PollAnswer) -> Go:
+    area = drafting.area_pressed(press)
+    if area is None:
+        ctx.button_invalid()
+        return STAY
+    kind, area_id = area
+    if not await drafting.may_address(ctx, kind, area_id):
+        ctx.say("common.not_allowed")
+        return STAY
+    d.area_kind, d.area_id = kind, area_id
+    return "verified" if kind == "committee" else NEXT
+
+
+@poll.asks("building")
+async def ask_building(ctx: Context, d: PollForm) -> None:
+    ctx.say("polls.ask_building", [[poll.button(ctx, ctx.t("polls.whole_estate"), "building",
+                                                0)]])
+
+
+@poll.takes("building")
+async def building_typed(ctx: Context, d: PollForm, text: str) -> Go:
+    found = await drafting.building_in(ctx, d.area_id, text)
+    if found is None:
+        return STAY
+    d.area_kind, d.area_id = "building", found.id
+    return NEXT
+
+
+@poll.takes_press("building")
+async def whole_estate(ctx: Context, d: PollForm, press: PollAnswer) -> Go:
+    return NEXT  # the area stays as chosen
+
+
+@poll.asks("closes")
+async def ask_closes(ctx: Context, d: PollForm) -> None:
+    ctx.say("polls.ask_closes", tz=ctx.services.settings.bot.timezone,
+            min=drafting.MIN_MINUTES, days=drafting.MAX_DAYS)
+
+
+@poll.takes("closes")
+async def closes_typed(ctx: Context, d: PollForm, text: str) -> Go:
+    at = drafting.parse_closing(text, ctx.now, ctx.services.settings.bot.timezone)
+    if isinstance(at, str):
+        ctx.say(f"polls.{at}", days=drafting.MAX_DAYS, min=drafting.MIN_MINUTES)
+        return STAY
+    d.closes_at = at.isoformat()
+    return NEXT
+
+
+@poll.asks("quorum")
+async def ask_quorum(ctx: Context, d: PollForm) -> None:
+    ctx.say("polls.ask_quorum", [[poll.button(ctx, ctx.t("polls.no_quorum"), "quorum", 0)]])
+
+
+@poll.takes("quorum")
+async def quorum_typed(ctx: Context, d: PollForm, text: str) -> Go:
+    if not text.isdigit() or not 0 <= int(text) <= MAX_QUORUM:
+        ctx.refuse("polls.quorum_invalid")
+        return STAY
+    d.quorum = int(text) or None
+    return NEXT
+
+
+@poll.takes_press("quorum")
+async def no_quorum(ctx: Context, d: PollForm, press: PollAnswer) -> Go:
+    d.quorum = None
+    return NEXT
+
+
+def _draft(d: PollForm, committee_id: int | None) -> polls.PollDraft:
     return polls.PollDraft(
-        question=d["question"], options=list(d["options"]), multiple=d["multiple"],
-        audience=Audience(d["area_kind"], d["area_id"], d["verified"]),
-        per_household=d["household"], anonymous=d["anonymous"], live_results=d["live"],
-        closes_at=datetime.fromisoformat(d["closes_at"]), quorum=d.get("quorum"),
+        question=d.question, options=list(d.options), multiple=d.multiple,
+        audience=Audience(d.area_kind, d.area_id, d.verified),
+        per_household=d.household, anonymous=d.anonymous, live_results=d.live,
+        closes_at=datetime.fromisoformat(d.closes_at), quorum=d.quorum,
         committee_id=committee_id)
 
 
-async def preview(ctx: Context) -> None:
-    draft = _draft(ctx, None)
+@poll.asks("preview")
+async def preview(ctx: Context, d: PollForm) -> None:
+    draft = _draft(d, None)
     options = "\n".join(f"{i + 1}. {o}" for i, o in enumerate(draft.options))
-    ctx.say("polls.preview", [[ctx.button(ctx.t("polls.publish"), "npo", "preview", 1),
-                               ctx.button(ctx.t("polls.discard"), "npo", "preview", 0)]],
+    ctx.say("polls.preview", [[poll.button(ctx, ctx.t("polls.publish"), "preview", 1),
+                               poll.button(ctx, ctx.t("polls.discard"), "preview", 0)]],
             question=draft.question, options=options,
             rules=rules(ctx.t, draft.multiple, draft.anonymous, draft.per_household,
                         draft.live_results),
@@ -194,21 +231,25 @@ def rules(t, multiple: bool, anonymous: bool, per_household: bool, live: bool) -
     return "\n".join(parts)
 
 
-async def publish(ctx: Context) -> None:
-    d = ctx.data
-    if not await drafting.may_address(ctx, d["area_kind"], d["area_id"]):
+@poll.takes_press("preview")
+async def publish_or_discard(ctx: Context, d: PollForm, press: PollAnswer) -> Go:
+    if press.value != "1":
+        ctx.finish()
+        ctx.say("polls.discarded")
+        return STAY
+    if not await drafting.may_address(ctx, d.area_kind, d.area_id):
         ctx.say("common.not_allowed")
-        return
-    if datetime.fromisoformat(d["closes_at"]) <= ctx.now:
-        await ask(ctx, "closes")  # the draft sat too long: its time has passed
-        return
-    committee_id = await drafting.committee_of(ctx, d["area_kind"], d["area_id"])
-    poll = await polls.create(ctx.session, _draft(ctx, committee_id), ctx.resident.id)
-    await audit.record(ctx.session, ctx.resident.id, "poll.create", f"poll:{poll.id}",
-                       area=f"{poll.area_kind}:{poll.area_id}", anonymous=poll.anonymous,
-                       per_household=poll.per_household)
+        return STAY
+    if datetime.fromisoformat(d.closes_at) <= ctx.now:
+        return "closes"  # the draft sat too long: its time has passed
+    committee_id = await drafting.committee_of(ctx, d.area_kind, d.area_id)
+    created = await polls.create(ctx.session, _draft(d, committee_id), ctx.resident.id)
+    await audit.record(ctx.session, ctx.resident.id, "poll.create", f"poll:{created.id}",
+                       area=f"{created.area_kind}:{created.area_id}",
+                       anonymous=created.anonymous, per_household=created.per_household)
     ctx.finish()
-    ctx.say("polls.published", number=poll.id)
+    ctx.say("polls.published", number=created.id)
+    return STAY
 
 
 # -- closing early -----------------------------------------------------------------------------

@@ -4,9 +4,11 @@ they can stop and resume from /surveys."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.context import Context, Services
+from bot.conversation import NEXT, STAY, Conversation, ConversationTexts, Go, StepAnswer
 from bot.messaging.model import Button, Outbound
 from bot.pushes import Batch, Recipient, push
 from bot.router import Router
@@ -18,7 +20,6 @@ from storage import audit, outbox, surveys
 from storage.audience import Audience, Each, recipients
 from storage.base import reread
 from storage.people import identities_of, resident_by_id
-from storage.territory import buildings_of
 
 router = Router()
 DRAFT, ANSWER = "survey.draft", "survey.answer"
@@ -26,137 +27,181 @@ AUTHORS = ("admin", "staff", "committee")
 MAX_TITLE, MAX_QUESTION, MAX_OPTION, MAX_OPTIONS = 200, 300, 60, 12
 
 
+STEPS = ("title", "kind", "qtext", "qoptions", "area", "building", "verified", "closes",
+         "preview")
+TEXTS = ConversationTexts(stale="polls.step_stale", press_button="polls.press_button",
+                          type_please="polls.type_please")
+NO_MORE = 9  # the "no more questions" choice of the kind step
+
+
+@dataclass
+class SurveyForm:
+    """A survey being drafted: its questions so far, the one being written, then the area."""
+
+    title: str = ""
+    questions: list[dict] = field(default_factory=list)  # kind, text, options
+    qkind: str = ""
+    qtext: str = ""
+    area_kind: str = ""
+    area_id: int = 0
+    verified: bool = False
+    closes_at: str = ""  # ISO 8601, aware
+
+    def add_question(self, options: list[str]) -> None:
+        self.questions = [*self.questions,
+                          {"kind": self.qkind, "text": self.qtext, "options": options}]
+
+
+@dataclass(frozen=True)
+class SurveyAnswer(StepAnswer, code="nsv"):
+    pass
+
+
+survey_form = Conversation(router, DRAFT, SurveyForm, SurveyAnswer, steps=STEPS, texts=TEXTS)
+
+
 @router.command("newsurvey", help_key="surveys.help_newsurvey", roles=AUTHORS, order=41)
 async def new_survey(ctx: Context) -> None:
-    ctx.goto(DRAFT, step="title", questions=[])
+    await survey_form.start(ctx, SurveyForm())
+
+
+@survey_form.asks("title")
+async def ask_title(ctx: Context, d: SurveyForm) -> None:
     ctx.say("surveys.ask_title", limit=MAX_TITLE)
 
 
-async def ask(ctx: Context, step: str) -> None:
-    ctx.remember(step=step)
-    if step == "kind":
-        rows = [[ctx.button(ctx.t(f"surveys.kind_{k}"), "nsv", "kind", i)]
-                for i, k in enumerate(surveys.KINDS)]
-        if ctx.data["questions"]:
-            rows.append([ctx.button(ctx.t("surveys.no_more"), "nsv", "kind", 9)])
-        ctx.say("surveys.ask_kind", rows, n=len(ctx.data["questions"]) + 1)
-    elif step == "qtext":
-        ctx.say("surveys.ask_qtext", limit=MAX_QUESTION)
-    elif step == "qoptions":
-        ctx.say("surveys.ask_qoptions", high=MAX_OPTIONS, limit=MAX_OPTION)
-    elif step == "area":
-        ctx.say("surveys.ask_area", await drafting.area_buttons(ctx, "nsv", "area"))
-    elif step == "building":
-        ctx.say("surveys.ask_building", [[ctx.button(ctx.t("polls.whole_estate"), "nsv",
-                                                    "building", 0)]])
-    elif step == "verified":
-        ctx.say("polls.ask_verified", [[
-            ctx.button(ctx.t("polls.opt_anyone"), "nsv", "verified", 0),
-            ctx.button(ctx.t("polls.opt_verified_only"), "nsv", "verified", 1)]])
-    elif step == "closes":
-        ctx.say("surveys.ask_closes", tz=ctx.services.settings.bot.timezone,
-                min=drafting.MIN_MINUTES, days=drafting.MAX_DAYS)
-    elif step == "preview":
-        await _preview(ctx)
+@survey_form.takes("title")
+async def title_typed(ctx: Context, d: SurveyForm, text: str) -> Go:
+    if not 3 <= len(text) <= MAX_TITLE:
+        ctx.say("surveys.title_length", limit=MAX_TITLE)
+        return STAY
+    d.title = text
+    return NEXT
 
 
-@router.state(DRAFT)
-async def typed(ctx: Context) -> None:
-    step, text = ctx.data.get("step"), ctx.inbound.text or ""
-    if not text:
-        ctx.say("polls.type_please")
-        return
-    if step == "title":
-        if not 3 <= len(text) <= MAX_TITLE:
-            ctx.say("surveys.title_length", limit=MAX_TITLE)
-            return
-        ctx.remember(title=text)
-        await ask(ctx, "kind")
-    elif step == "qtext":
-        if not 3 <= len(text) <= MAX_QUESTION:
-            ctx.say("surveys.qtext_length", limit=MAX_QUESTION)
-            return
-        ctx.remember(qtext=text)
-        if ctx.data["qkind"] in ("single", "multiple"):
-            await ask(ctx, "qoptions")
-        else:
-            _add_question(ctx, [])
-            await ask(ctx, "kind")
-    elif step == "qoptions":
-        options = split_items(text)
-        if not 2 <= len(options) <= MAX_OPTIONS or any(len(o) > MAX_OPTION for o in options) \
-                or len({o.casefold() for o in options}) != len(options):
-            ctx.say("surveys.qoptions_invalid", high=MAX_OPTIONS, limit=MAX_OPTION)
-            return
-        _add_question(ctx, options)
-        await ask(ctx, "kind")
-    elif step == "building":
-        number = text.strip().casefold()
-        found = [b for b in await buildings_of(ctx.session, ctx.data["area_id"])
-                 if b.number.casefold() == number]
-        if not found:
-            ctx.refuse("polls.building_unknown", number=text[:20])
-            return
-        ctx.remember(area_kind="building", area_id=found[0].id)
-        await ask(ctx, "verified")
-    elif step == "closes":
-        at = drafting.parse_closing(text, ctx.now, ctx.services.settings.bot.timezone)
-        if isinstance(at, str):
-            ctx.say(f"surveys.{at}", days=drafting.MAX_DAYS, min=drafting.MIN_MINUTES)
-            return
-        ctx.remember(closes_at=at.isoformat())
-        await ask(ctx, "preview")
-    else:
-        ctx.refuse("polls.press_button")
+@survey_form.asks("kind")
+async def ask_kind(ctx: Context, d: SurveyForm) -> None:
+    rows = [[survey_form.button(ctx, ctx.t(f"surveys.kind_{k}"), "kind", i)]
+            for i, k in enumerate(surveys.KINDS)]
+    if d.questions:
+        rows.append([survey_form.button(ctx, ctx.t("surveys.no_more"), "kind", NO_MORE)])
+    ctx.say("surveys.ask_kind", rows, n=len(d.questions) + 1)
 
 
-def _add_question(ctx: Context, options: list[str]) -> None:
-    questions = [*ctx.data["questions"],
-                 {"kind": ctx.data["qkind"], "text": ctx.data["qtext"], "options": options}]
-    ctx.remember(questions=questions)
+@survey_form.takes_press("kind")
+async def kind_chosen(ctx: Context, d: SurveyForm, press: SurveyAnswer) -> Go:
+    index = int(press.value) if press.value.isdigit() else -1
+    if index == NO_MORE and d.questions:
+        return "area"
+    if not 0 <= index < len(surveys.KINDS):
+        ctx.button_invalid()
+        return STAY
+    if len(d.questions) >= surveys.MAX_QUESTIONS:
+        ctx.say("surveys.too_many", limit=surveys.MAX_QUESTIONS)
+        return "area"
+    d.qkind = surveys.KINDS[index]
+    return "qtext"
 
 
-@router.button("nsv")
-async def pressed(ctx: Context) -> None:
-    if ctx.state != DRAFT or not ctx.args or ctx.args[0] != ctx.data.get("step"):
-        ctx.say("polls.step_stale")
-        return
-    step, values = ctx.args[0], ctx.args[1:]
-    try:
-        if step == "kind":
-            index = int(values[0])
-            if index == 9 and ctx.data["questions"]:
-                await ask(ctx, "area")
-                return
-            if len(ctx.data["questions"]) >= surveys.MAX_QUESTIONS:
-                ctx.say("surveys.too_many", limit=surveys.MAX_QUESTIONS)
-                await ask(ctx, "area")
-                return
-            ctx.remember(qkind=surveys.KINDS[index])
-            await ask(ctx, "qtext")
-        elif step == "area":
-            kind = {"c": "committee", "e": "estate"}[values[0]]
-            area_id = int(values[1])
-            if not await drafting.may_address(ctx, kind, area_id):
-                ctx.say("common.not_allowed")
-                return
-            ctx.remember(area_kind=kind, area_id=area_id)
-            await ask(ctx, "building" if kind == "estate" else "verified")
-        elif step == "building":
-            await ask(ctx, "verified")
-        elif step == "verified":
-            ctx.remember(verified=values[0] == "1")
-            await ask(ctx, "closes")
-        elif step == "preview":
-            if values[0] == "1":
-                await _publish(ctx)
-            else:
-                ctx.finish()
-                ctx.say("polls.discarded")
-        else:
-            ctx.say("polls.type_please")
-    except (IndexError, KeyError, ValueError):
-        ctx.say("common.button_invalid")
+@survey_form.asks("qtext")
+async def ask_qtext(ctx: Context, d: SurveyForm) -> None:
+    ctx.say("surveys.ask_qtext", limit=MAX_QUESTION)
+
+
+@survey_form.takes("qtext")
+async def qtext_typed(ctx: Context, d: SurveyForm, text: str) -> Go:
+    if not 3 <= len(text) <= MAX_QUESTION:
+        ctx.say("surveys.qtext_length", limit=MAX_QUESTION)
+        return STAY
+    d.qtext = text
+    if d.qkind in ("single", "multiple"):
+        return "qoptions"
+    d.add_question([])
+    return "kind"
+
+
+@survey_form.asks("qoptions")
+async def ask_qoptions(ctx: Context, d: SurveyForm) -> None:
+    ctx.say("surveys.ask_qoptions", high=MAX_OPTIONS, limit=MAX_OPTION)
+
+
+@survey_form.takes("qoptions")
+async def qoptions_typed(ctx: Context, d: SurveyForm, text: str) -> Go:
+    options = split_items(text)
+    if not 2 <= len(options) <= MAX_OPTIONS or any(len(o) > MAX_OPTION for o in options) \
+            or len({o.casefold() for o in options}) != len(options):
+        ctx.say("surveys.qoptions_invalid", high=MAX_OPTIONS, limit=MAX_OPTION)
+        return STAY
+    d.add_question(options)
+    return "kind"
+
+
+@survey_form.asks("area")
+async def ask_area(ctx: Context, d: SurveyForm) -> None:
+    ctx.say("surveys.ask_area", await drafting.area_buttons(ctx, survey_form, "area"))
+
+
+@survey_form.takes_press("area")
+async def area_chosen(ctx: Context, d: SurveyForm, press: SurveyAnswer) -> Go:
+    area = drafting.area_pressed(press)
+    if area is None:
+        ctx.button_invalid()
+        return STAY
+    kind, area_id = area
+    if not await drafting.may_address(ctx, kind, area_id):
+        ctx.say("common.not_allowed")
+        return STAY
+    d.area_kind, d.area_id = kind, area_id
+    return "building" if kind == "estate" else "verified"
+
+
+@survey_form.asks("building")
+async def ask_building(ctx: Context, d: SurveyForm) -> None:
+    ctx.say("surveys.ask_building", [[survey_form.button(ctx, ctx.t("polls.whole_estate"),
+                                                         "building", 0)]])
+
+
+@survey_form.takes("building")
+async def building_typed(ctx: Context, d: SurveyForm, text: str) -> Go:
+    found = await drafting.building_in(ctx, d.area_id, text)
+    if found is None:
+        return STAY
+    d.area_kind, d.area_id = "building", found.id
+    return "verified"
+
+
+@survey_form.takes_press("building")
+async def whole_estate(ctx: Context, d: SurveyForm, press: SurveyAnswer) -> Go:
+    return "verified"
+
+
+@survey_form.asks("verified")
+async def ask_verified(ctx: Context, d: SurveyForm) -> None:
+    ctx.say("polls.ask_verified", [[
+        survey_form.button(ctx, ctx.t("polls.opt_anyone"), "verified", 0),
+        survey_form.button(ctx, ctx.t("polls.opt_verified_only"), "verified", 1)]])
+
+
+@survey_form.takes_press("verified")
+async def verified_chosen(ctx: Context, d: SurveyForm, press: SurveyAnswer) -> Go:
+    d.verified = press.value == "1"
+    return "closes"
+
+
+@survey_form.asks("closes")
+async def ask_closes(ctx: Context, d: SurveyForm) -> None:
+    ctx.say("surveys.ask_closes", tz=ctx.services.settings.bot.timezone,
+            min=drafting.MIN_MINUTES, days=drafting.MAX_DAYS)
+
+
+@survey_form.takes("closes")
+async def closes_typed(ctx: Context, d: SurveyForm, text: str) -> Go:
+    at = drafting.parse_closing(text, ctx.now, ctx.services.settings.bot.timezone)
+    if isinstance(at, str):
+        ctx.say(f"surveys.{at}", days=drafting.MAX_DAYS, min=drafting.MIN_MINUTES)
+        return STAY
+    d.closes_at = at.isoformat()
+    return "preview"
 
 
 def _describe(ctx: Context, q: dict, n: int) -> str:
@@ -167,37 +212,41 @@ def _describe(ctx: Context, q: dict, n: int) -> str:
     return line
 
 
-async def _preview(ctx: Context) -> None:
-    d = ctx.data
-    audience = Audience(d["area_kind"], d["area_id"], d["verified"])
-    questions = "\n".join(_describe(ctx, q, i + 1) for i, q in enumerate(d["questions"]))
-    ctx.say("surveys.preview", [[ctx.button(ctx.t("polls.publish"), "nsv", "preview", 1),
-                                 ctx.button(ctx.t("polls.discard"), "nsv", "preview", 0)]],
-            title=d["title"], questions=questions, area=await drafting.area_name(ctx, audience),
-            who=ctx.t("polls.opt_verified_only" if d["verified"] else "polls.opt_anyone"),
-            closes=drafting.closing_said(ctx, datetime.fromisoformat(d["closes_at"])))
+@survey_form.asks("preview")
+async def preview(ctx: Context, d: SurveyForm) -> None:
+    audience = Audience(d.area_kind, d.area_id, d.verified)
+    questions = "\n".join(_describe(ctx, q, i + 1) for i, q in enumerate(d.questions))
+    ctx.say("surveys.preview", [[survey_form.button(ctx, ctx.t("polls.publish"), "preview", 1),
+                                 survey_form.button(ctx, ctx.t("polls.discard"), "preview", 0)]],
+            title=d.title, questions=questions, area=await drafting.area_name(ctx, audience),
+            who=ctx.t("polls.opt_verified_only" if d.verified else "polls.opt_anyone"),
+            closes=drafting.closing_said(ctx, datetime.fromisoformat(d.closes_at)))
 
 
-async def _publish(ctx: Context) -> None:
-    d = ctx.data
-    if not await drafting.may_address(ctx, d["area_kind"], d["area_id"]):
+@survey_form.takes_press("preview")
+async def publish_or_discard(ctx: Context, d: SurveyForm, press: SurveyAnswer) -> Go:
+    if press.value != "1":
+        ctx.finish()
+        ctx.say("polls.discarded")
+        return STAY
+    if not await drafting.may_address(ctx, d.area_kind, d.area_id):
         ctx.say("common.not_allowed")
-        return
-    closes_at = datetime.fromisoformat(d["closes_at"])
+        return STAY
+    closes_at = datetime.fromisoformat(d.closes_at)
     if closes_at <= ctx.now:
-        await ask(ctx, "closes")
-        return
+        return "closes"
     survey = await surveys.create(
-        ctx.session, title=d["title"],
+        ctx.session, title=d.title,
         questions=[surveys.QuestionDraft(q["kind"], q["text"], q["options"])
-                   for q in d["questions"]],
-        audience=Audience(d["area_kind"], d["area_id"], d["verified"]), closes_at=closes_at,
-        committee_id=await drafting.committee_of(ctx, d["area_kind"], d["area_id"]),
+                   for q in d.questions],
+        audience=Audience(d.area_kind, d.area_id, d.verified), closes_at=closes_at,
+        committee_id=await drafting.committee_of(ctx, d.area_kind, d.area_id),
         author_id=ctx.resident.id)
     await audit.record(ctx.session, ctx.resident.id, "survey.create", f"survey:{survey.id}",
                        area=f"{survey.area_kind}:{survey.area_id}")
     ctx.finish()
     ctx.say("surveys.published", number=survey.id)
+    return STAY
 
 
 # -- residents answering -------------------------------------------------------------------
