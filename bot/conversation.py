@@ -14,8 +14,8 @@ with what each one asks and what it takes, and "back".
     async def _(ctx, d: PollForm, press: PollAnswer) -> Go: ...   # a pressed choice
 
 A step's handler changes the draft it is given and says where to go: `NEXT` (the step after it
-in order), another step's name, or `STAY` (it already said what is wrong; the step stays and so
-does the draft as it was). A handler that ends the conversation calls `ctx.finish()`.
+in order), another step's name, `STAY` (it already said what is wrong; the step stays and so
+does the draft as it was) or `KEEP` (the step stays, with what the handler added to the draft). A handler that ends the conversation calls `ctx.finish()`.
 
 The draft is a dataclass of JSON values kept in the dialog state (storage/dialog.py), so it
 survives a restart and reaches another worker; `/cancel` and the expiry (`BOT_DRAFT_TTL_HOURS`)
@@ -39,8 +39,10 @@ if TYPE_CHECKING:
     from bot.router import Router
 
 D = TypeVar("D")
+A = TypeVar("A", bound=Action)
 NEXT = "\x00next"  # go on to the step declared after this one
 STAY = None  # the step said what is wrong: stay, keep the draft as it was
+KEEP = "\x00keep"  # stay at the step (not asked again) with what the handler changed kept
 Go = str | None
 # The trail is bounded: a survey's questions loop through the same steps.
 MAX_TRAIL = 40
@@ -85,6 +87,7 @@ class Conversation(Generic[D]):
         self.state, self.draft_type, self.answer, self.texts = state, draft, answer, texts
         self.order = steps
         self._steps = {name: _Step() for name in steps}
+        self._router = router
         router.state(state)(self._input)
         router.action(answer)(self._pressed)
         router.conversations[state] = self
@@ -115,6 +118,27 @@ class Conversation(Generic[D]):
     def takes_media(self, name: str) -> Callable[[Callable[[Context, D, Kind], Awaitable[Go]]],
                                                     Any]:
         return self._register(name, "media")
+
+    def takes_action(self, kind: type[A], *steps: str) -> Callable[
+            [Callable[[Any, D, A], Awaitable[Go]]], Any]:
+        """A typed action (bot/payloads.py) pressed at one of `steps` (its own fields, rather
+        than a StepAnswer's step and value); pressed at another step it is stale."""
+        for name in steps:
+            if name not in self._steps:
+                raise ValueError(f"{self.state} has no step {name!r}")
+
+        def register(fn: Callable[[Any, D, A], Awaitable[Go]]) -> Any:
+            async def run(ctx: Context, press: A) -> None:
+                if ctx.state != self.state or ctx.data.get("step") not in steps:
+                    ctx.say(self.texts.stale)
+                    return
+                d, step = self._current(ctx)
+                if d is not None and step is not None:
+                    await self._after(ctx, d, await fn(ctx, d, press))
+
+            self._router.action(kind)(run)
+            return fn
+        return register
 
     def unasked(self) -> list[str]:
         """Steps declared without a prompt (a test asserts there are none)."""
@@ -206,6 +230,9 @@ class Conversation(Generic[D]):
         if ctx.state != self.state:
             return  # the handler ended the conversation (or started another)
         if go is STAY:
+            return
+        if go == KEEP:
+            ctx.remember(draft=_dump(d))
             return
         await self._move(ctx, d, go, _draft_data(ctx.data))
 

@@ -134,3 +134,21 @@ def test_a_draft_reads_back_only_when_its_values_fit_the_fields():
     for bad in ({"count": "2"}, {"count": True}, {"tags": [1]}, {"limit": "x"},
                 {"ratio": "1.5"}):
         assert _load(_Form, bad) is None, bad
+
+
+async def test_a_notice_goes_back_from_its_text_to_the_audience_and_keeps_the_category(
+        make_app, sqlite_url):
+    app, chat = await _author(make_app, sqlite_url, lang="zh-Hans")
+    await chat.say("author", "/notice")
+    await chat.press("author", "活动")
+    await chat.press("author", "居委会")
+    await chat.press("author", "维多利亚居委会")
+    assert "请输入通知内容" in chat.last_text("author")
+    await chat.say("author", "返回")
+    state = await _state(app)
+    assert state.data["step"] == "audience" and state.data["draft"]["category"] == "event"
+    await chat.say("author", "/back")
+    assert state_step(await _state(app)) == "category"
+    await chat.press("author", "天气")
+    state = await _state(app)
+    assert state.data["step"] == "audience" and state.data["draft"]["category"] == "weather"
