@@ -81,7 +81,8 @@ class _Step:
 
 class Conversation(Generic[D]):
     def __init__(self, router: Router, state: str, draft: type[D], answer: type[StepAnswer],
-                 *, steps: tuple[str, ...], texts: ConversationTexts) -> None:
+                 *, steps: tuple[str, ...], texts: ConversationTexts,
+                 legacy_states: dict[str, str] | None = None) -> None:
         if not dataclasses.is_dataclass(draft):
             raise TypeError(f"a draft is a dataclass, not {draft!r}")
         self.state, self.draft_type, self.answer, self.texts = state, draft, answer, texts
@@ -91,6 +92,13 @@ class Conversation(Generic[D]):
         router.state(state)(self._input)
         router.action(answer)(self._pressed)
         router.conversations[state] = self
+        # Dialog states an older version wrote (a state per step, the draft's fields flat):
+        # a draft begun before an upgrade is continued at its step.
+        self.legacy_states = dict(legacy_states or {})
+        for old, step in self.legacy_states.items():
+            if step not in self._steps:
+                raise ValueError(f"{self.state} has no step {step!r}")
+            router.state(old)(self._legacy_input)
 
     # -- declaring ---------------------------------------------------------------------------
     def _register(self, name: str, slot: str) -> Callable[[Any], Any]:
@@ -129,6 +137,7 @@ class Conversation(Generic[D]):
 
         def register(fn: Callable[[Any, D, A], Awaitable[Go]]) -> Any:
             async def run(ctx: Context, press: A) -> None:
+                self.adopt(ctx)
                 if ctx.state != self.state or ctx.data.get("step") not in steps:
                     ctx.say(self.texts.stale)
                     return
@@ -184,6 +193,16 @@ class Conversation(Generic[D]):
         await self._ask(ctx, d)
 
     # -- what the dispatcher calls -----------------------------------------------------------
+    def adopt(self, ctx: Context) -> None:
+        """Take over a draft an older version left in one of its per-step states."""
+        step = self.legacy_states.get(ctx.state or "")
+        if step is not None:
+            ctx.goto(self.state, step=step, draft=_draft_data(ctx.data), trail=[])
+
+    async def _legacy_input(self, ctx: Context) -> None:
+        self.adopt(ctx)
+        await self._input(ctx)
+
     async def _input(self, ctx: Context) -> None:
         inbound = ctx.inbound
         if inbound.kind == Kind.TEXT and _is_back(ctx, inbound.text or ""):
@@ -205,6 +224,7 @@ class Conversation(Generic[D]):
         await self._after(ctx, d, await step.media(ctx, d, inbound.kind))
 
     async def _pressed(self, ctx: Context, press: StepAnswer) -> None:
+        self.adopt(ctx)
         if ctx.state != self.state or press.step != ctx.data.get("step"):
             ctx.say(self.texts.stale)
             return

@@ -80,8 +80,10 @@ class _NoticeAnswer(StepAnswer, code="nstep"):
     pass  # every choice of this conversation is one of the typed actions above
 
 
+# The states of the version before the declared conversation, one per step.
+LEGACY = {f"notice.{step}": step for step in STEPS}
 notice_form = Conversation(router, "notice.draft", NoticeForm, _NoticeAnswer, steps=STEPS,
-                           texts=TEXTS)
+                           texts=TEXTS, legacy_states=LEGACY)
 
 
 @router.command("notice", help_key="notices.help", roles=STAFF, order=40)

@@ -5,10 +5,11 @@ nearby; filing; /myreports; and closing the loop when the team says it is fixed.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from bot.context import Context
+from bot.conversation import KEEP, STAY, Conversation, ConversationTexts, Go, StepAnswer
 from bot.messaging.model import Kind
 from bot.payloads import Action
 from bot.router import Router
@@ -22,9 +23,35 @@ from storage.base import reread
 
 router = Router()
 
-CATEGORY, DESCRIBE, PHOTOS, WHERE, CONFIRM = (
-    "report.category", "report.describe", "report.photos", "report.where", "report.confirm")
-DRAFT_STATES = (CATEGORY, DESCRIBE, PHOTOS, WHERE, CONFIRM)
+
+@dataclass
+class ReportForm:
+    """A report being put together; the conversation asks for the first thing it lacks."""
+
+    cat: str = ""
+    desc: str = ""
+    voice: str | None = None  # the voice note's path in the media store
+    voice_s: int | None = None
+    photos: list[str] = field(default_factory=list)
+    photos_done: bool = False
+    lat: float | None = None
+    lon: float | None = None
+    exact: bool = False  # a shared point, not an estate's centre
+    estate: int | None = None
+    building: int | None = None
+    dup_checked: bool = False
+
+    def set_point(self, lat: float, lon: float, estate_id: int | None) -> None:
+        self.lat, self.lon, self.exact, self.estate = lat, lon, True, estate_id
+        self.dup_checked = False
+
+
+STEPS = ("category", "describe", "photos", "where", "nearby", "confirm")
+TEXTS = ConversationTexts(stale="reports.no_draft", press_button="reports.use_buttons",
+                          type_please="reports.use_buttons")
+# The states of the version before the declared conversation, one per step.
+LEGACY = {"report.category": "category", "report.describe": "describe",
+          "report.photos": "photos", "report.where": "where", "report.confirm": "confirm"}
 
 
 @dataclass(frozen=True)
@@ -78,6 +105,15 @@ class Rate(Action, code="rrate"):
     stars: int
 
 
+@dataclass(frozen=True)
+class _ReportAnswer(StepAnswer, code="rstep"):
+    pass  # every choice of this conversation is one of the typed actions above
+
+
+report_form = Conversation(router, "report.draft", ReportForm, _ReportAnswer, steps=STEPS,
+                           texts=TEXTS, legacy_states=LEGACY)
+
+
 def _cancel_row(ctx: Context) -> list:
     return [ctx.button(ctx.t("reports.btn_cancel"), CancelDraft())]
 
@@ -86,23 +122,22 @@ def _cancel_row(ctx: Context) -> list:
 
 @router.command("report", help_key="reports.help_report", order=10)
 async def start(ctx: Context) -> None:
-    ctx.goto(CATEGORY, photos=[])
-    await advance(ctx)
+    await report_form.start(ctx, ReportForm())
 
 
 @router.on(Kind.PHOTO)
 async def photo_out_of_the_blue(ctx: Context) -> None:
-    ctx.goto(CATEGORY, photos=[])
+    d = ReportForm()
     ctx.say("reports.started_from_photo")
-    await _add_photo(ctx)
+    await _add_photo(ctx, d, asking_photos=False)
     caption = (ctx.inbound.text or "").strip()
     if caption and len(caption) <= ctx.services.settings.reports.max_description:
         # A caption is the description, and may name the category too.
-        ctx.remember(desc=caption)
+        d.desc = caption
         matches = await ctx.services.catalog.match_async(caption)
         if matches and _clear(matches):
-            ctx.remember(cat=matches[0][0])
-    await advance(ctx)
+            d.cat = matches[0][0]
+    await report_form.start(ctx, d, await _missing(ctx, d))
 
 
 def _clear(matches: list[tuple[str, float]]) -> bool:
@@ -116,45 +151,42 @@ async def location_out_of_the_blue(ctx: Context) -> None:
     if not place.inside:
         ctx.say("reports.outside")
         return
-    ctx.goto(CATEGORY, photos=[])
+    d = ReportForm()
     ctx.say("reports.started_from_location")
-    _set_point(ctx, ctx.inbound.latitude, ctx.inbound.longitude, place.estate_id)
-    await advance(ctx)
+    d.set_point(ctx.inbound.latitude, ctx.inbound.longitude, place.estate_id)
+    await report_form.start(ctx, d, await _missing(ctx, d))
 
 
 # -- the next missing piece ----------------------------------------------------------------
 
-async def advance(ctx: Context) -> None:
-    """Ask for the first thing the draft still lacks; with nothing missing, the summary."""
-    d = ctx.data
-    if not d.get("cat"):
-        await ask_category(ctx)
-    elif not d.get("desc") and not d.get("voice"):
-        ctx.state = DESCRIBE
-        ctx.say("reports.ask_description", [
-            [ctx.button(ctx.t("reports.btn_change_category"), Correct("cat"))], _cancel_row(ctx)],
-            category=filing.category_name(ctx.services, ctx.lang, d["cat"]),
-            limit=ctx.services.settings.reports.max_description)
-    elif not d.get("photos_done") and len(d.get("photos", [])) < _max_photos(ctx):
-        ctx.state = PHOTOS
-        n = len(d.get("photos", []))
-        label = "reports.btn_photos_done" if n else "reports.btn_no_photos"
-        ctx.say("reports.ask_photos", [[ctx.button(ctx.t(label), PhotosDone())], _cancel_row(ctx)],
-                have=n, max=_max_photos(ctx))
-    elif d.get("lat") is None and not d.get("estate"):
-        await ask_where(ctx)
-    elif not d.get("dup_checked"):
-        await check_duplicates(ctx)
-    else:
-        await show_summary(ctx)
+async def _missing(ctx: Context, d: ReportForm) -> str:
+    """The step asking for the first thing the draft still lacks; with nothing missing, the
+    look for the same problem nearby, then the summary."""
+    if not d.cat:
+        return "category"
+    if not d.desc and not d.voice:
+        return "describe"
+    if not d.photos_done and len(d.photos) < _max_photos(ctx):
+        return "photos"
+    if d.lat is None and not d.estate:
+        return "where"
+    if not d.dup_checked:
+        d.dup_checked = True
+        if d.lat is not None and await _nearby(ctx, d):
+            return "nearby"
+    return "confirm"
+
+
+async def _nearby(ctx: Context, d: ReportForm) -> list:
+    return await same_nearby(ctx.session, ctx.services, d.cat, d.lat, d.lon)
 
 
 def _max_photos(ctx: Context) -> int:
     return ctx.services.settings.reports.max_photos
 
 
-async def ask_category(ctx: Context) -> None:
-    ctx.state = CATEGORY
+@report_form.asks("category")
+async def ask_category(ctx: Context, d: ReportForm) -> None:
     cats = ctx.services.catalog.categories
     rows, row = [], []
     for i, cat in enumerate(cats):
@@ -168,8 +200,24 @@ async def ask_category(ctx: Context) -> None:
     ctx.say("reports.ask_category", rows)
 
 
-async def ask_where(ctx: Context) -> None:
-    ctx.state = WHERE
+@report_form.asks("describe")
+async def ask_description(ctx: Context, d: ReportForm) -> None:
+    ctx.say("reports.ask_description", [
+        [ctx.button(ctx.t("reports.btn_change_category"), Correct("cat"))], _cancel_row(ctx)],
+        category=filing.category_name(ctx.services, ctx.lang, d.cat),
+        limit=ctx.services.settings.reports.max_description)
+
+
+@report_form.asks("photos")
+async def ask_photos(ctx: Context, d: ReportForm) -> None:
+    n = len(d.photos)
+    label = "reports.btn_photos_done" if n else "reports.btn_no_photos"
+    ctx.say("reports.ask_photos", [[ctx.button(ctx.t(label), PhotosDone())], _cancel_row(ctx)],
+            have=n, max=_max_photos(ctx))
+
+
+@report_form.asks("where")
+async def ask_where(ctx: Context, d: ReportForm) -> None:
     rows = []
     if ctx.resident.estate_id:
         estate = await territory.estate(ctx.session, ctx.resident.estate_id)
@@ -184,107 +232,96 @@ async def ask_where(ctx: Context) -> None:
               request_location=ctx.t("reports.share_location") if can_share else None)
 
 
-def _set_point(ctx: Context, lat: float, lon: float, estate_id: int | None) -> None:
-    ctx.remember(lat=lat, lon=lon, exact=True, estate=estate_id, dup_checked=False)
-
-
-def _require_draft(ctx: Context) -> bool:
-    if ctx.state in DRAFT_STATES:
-        return True
-    ctx.say("reports.no_draft")
-    return False
+# Every choice of the draft may be pressed at any of its steps (a resident scrolls back).
+ANY = STEPS
 
 
 # -- category ------------------------------------------------------------------------------
 
-@router.action(ChooseCategory)
-async def category_chosen(ctx: Context, press: ChooseCategory) -> None:
-    if not _require_draft(ctx):
-        return
+@report_form.takes_action(ChooseCategory, *ANY)
+async def category_chosen(ctx: Context, d: ReportForm, press: ChooseCategory) -> Go:
     cats = ctx.services.catalog.categories
-    i = press.index
-    if not 0 <= i < len(cats):
+    if not 0 <= press.index < len(cats):
         ctx.say("common.button_invalid")
-        return
-    ctx.remember(cat=cats[i].key, dup_checked=False)
-    await advance(ctx)
+        return STAY
+    d.cat, d.dup_checked = cats[press.index].key, False
+    return await _missing(ctx, d)
 
 
-@router.state(CATEGORY)
-async def category_typed(ctx: Context) -> None:
-    if ctx.inbound.kind in (Kind.PHOTO, Kind.DOCUMENT):
-        await _add_photo(ctx)
-        await ask_category(ctx)
-        return
-    if ctx.inbound.kind == Kind.LOCATION:
-        await _location(ctx)
-        if ctx.data.get("lat") is not None:
-            await ask_category(ctx)
-        return
-    if ctx.inbound.kind != Kind.TEXT:
-        ctx.say("reports.expect_category")
-        return
-    text = ctx.inbound.text
+@report_form.takes_media("category")
+async def category_media(ctx: Context, d: ReportForm, kind: Kind) -> Go:
+    if kind in (Kind.PHOTO, Kind.DOCUMENT):
+        await _add_photo(ctx, d)
+        return "category"
+    if kind == Kind.LOCATION:
+        if _location(ctx, d):
+            return "category"
+        return STAY
+    ctx.say("reports.expect_category")
+    return STAY
+
+
+@report_form.takes("category")
+async def category_typed(ctx: Context, d: ReportForm, text: str) -> Go:
     matches = await ctx.services.catalog.match_async(text)
     if not matches:
         ctx.say("reports.category_unknown", text=text[:40])
-        await ask_category(ctx)
-        return
+        return "category"
     best_key = matches[0][0]
     if _clear(matches):
-        ctx.remember(cat=best_key, dup_checked=False)
+        d.cat, d.dup_checked = best_key, False
         # A sentence rather than a bare category name is the description too.
-        if len(text) > 6 and not ctx.data.get("desc") and not ctx.data.get("voice"):
-            ctx.remember(desc=text[: ctx.services.settings.reports.max_description])
-        if ctx.data.get("desc") or ctx.data.get("voice"):
+        if len(text) > 6 and not d.desc and not d.voice:
+            d.desc = text[: ctx.services.settings.reports.max_description]
+        if d.desc or d.voice:
             # Otherwise the next question (the description) names the category itself.
             ctx.say("reports.category_set", category=filing.category_name(
                 ctx.services, ctx.lang, best_key))
-        await advance(ctx)
-        return
+        return await _missing(ctx, d)
     cats = ctx.services.catalog.categories
     index = {c.key: i for i, c in enumerate(cats)}
-    rows = [[ctx.button(filing.category_name(ctx.services, ctx.lang, key), ChooseCategory(index[key]))]
-            for key, _ in matches]
+    rows = [[ctx.button(filing.category_name(ctx.services, ctx.lang, key),
+                        ChooseCategory(index[key]))] for key, _ in matches]
     rows.append(_cancel_row(ctx))
     ctx.say("reports.category_which", rows)
+    return STAY
 
 
 # -- description ---------------------------------------------------------------------------
 
-@router.state(DESCRIBE)
-async def description_given(ctx: Context) -> None:
-    kind = ctx.inbound.kind
+@report_form.takes_media("describe")
+async def description_media(ctx: Context, d: ReportForm, kind: Kind) -> Go:
     if kind == Kind.VOICE:
         try:
             path, seconds = await take_voice(ctx)
         except MediaRefused as no:
             ctx.say(f"reports.{no.key}", **no.values)
-            return
-        ctx.remember(voice=path, voice_s=seconds)
+            return STAY
+        d.voice, d.voice_s = path, seconds
         ctx.say("reports.voice_saved", seconds=seconds)
-        await advance(ctx)
-        return
+        return await _missing(ctx, d)
     if kind in (Kind.PHOTO, Kind.DOCUMENT):
-        if await _add_photo(ctx):
+        if await _add_photo(ctx, d):
             ctx.say("reports.still_need_description")
-        return
-    if kind != Kind.TEXT:
-        ctx.say("reports.expect_description")
-        return
+        return KEEP
+    ctx.say("reports.expect_description")
+    return STAY
+
+
+@report_form.takes("describe")
+async def description_given(ctx: Context, d: ReportForm, text: str) -> Go:
     limit = ctx.services.settings.reports.max_description
-    if len(ctx.inbound.text) > limit:
-        ctx.say("reports.description_too_long", limit=limit, length=len(ctx.inbound.text))
-        return
-    ctx.remember(desc=ctx.inbound.text)
-    await advance(ctx)
+    if len(text) > limit:
+        ctx.say("reports.description_too_long", limit=limit, length=len(text))
+        return STAY
+    d.desc = text
+    return await _missing(ctx, d)
 
 
 # -- photos --------------------------------------------------------------------------------
 
-async def _add_photo(ctx: Context) -> bool:
-    photos = list(ctx.data.get("photos", []))
-    if len(photos) >= _max_photos(ctx):
+async def _add_photo(ctx: Context, d: ReportForm, *, asking_photos: bool = False) -> bool:
+    if len(d.photos) >= _max_photos(ctx):
         ctx.say("reports.photos_full", max=_max_photos(ctx))
         return False
     try:
@@ -292,96 +329,97 @@ async def _add_photo(ctx: Context) -> bool:
     except MediaRefused as no:
         ctx.say(f"reports.{no.key}", **no.values)
         return False
-    photos.append(path)
-    ctx.remember(photos=photos)
-    more = ctx.state == PHOTOS and len(photos) < _max_photos(ctx)
+    d.photos = [*d.photos, path]
+    more = asking_photos and len(d.photos) < _max_photos(ctx)
     ctx.say("reports.photo_saved", [[ctx.button(ctx.t("reports.btn_photos_done"), PhotosDone())]]
-            if more else None, have=len(photos), max=_max_photos(ctx))
+            if more else None, have=len(d.photos), max=_max_photos(ctx))
     return True
 
 
-@router.state(PHOTOS)
-async def photo_given(ctx: Context) -> None:
-    kind = ctx.inbound.kind
+@report_form.takes_media("photos")
+async def photo_given(ctx: Context, d: ReportForm, kind: Kind) -> Go:
     if kind in (Kind.PHOTO, Kind.DOCUMENT):
-        if await _add_photo(ctx) and len(ctx.data["photos"]) >= _max_photos(ctx):
-            ctx.remember(photos_done=True)
-            await advance(ctx)
-        return
+        if await _add_photo(ctx, d, asking_photos=True) and len(d.photos) >= _max_photos(ctx):
+            d.photos_done = True
+            return await _missing(ctx, d)
+        return KEEP
     if kind == Kind.LOCATION:
-        await _location(ctx)
-        return
-    if kind == Kind.TEXT:
-        # Residents type on rather than press buttons: a "skip" or "done" moves on, and a
-        # sentence is more of the description, not a mistake.
-        text = ctx.inbound.text.strip()
-        words = {w.lower() for key in ("common.skip", "reports.btn_photos_done",
-                                       "reports.btn_no_photos")
-                 for w in ctx.services.texts.all_languages(key)}
-        if text.lower() in words:
-            ctx.remember(photos_done=True)
-            await advance(ctx)
-            return
-        desc = f"{ctx.data.get('desc') or ''}\n{text}".strip()
-        limit = ctx.services.settings.reports.max_description
-        if len(desc) > limit:
-            ctx.say("reports.description_too_long", limit=limit, length=len(desc))
-            return
-        ctx.remember(desc=desc)
-        ctx.say("reports.description_added", [[ctx.button(ctx.t(
-            "reports.btn_photos_done" if ctx.data.get("photos") else "reports.btn_no_photos"),
-            PhotosDone())], _cancel_row(ctx)])
-        return
+        _location(ctx, d)
+        return KEEP
     ctx.say("reports.expect_photo", [[ctx.button(ctx.t("reports.btn_photos_done"),
                                                 PhotosDone())],
                                      _cancel_row(ctx)])
+    return STAY
 
 
-@router.action(PhotosDone)
-async def photos_done(ctx: Context, _: PhotosDone) -> None:
-    if not _require_draft(ctx):
-        return
-    ctx.remember(photos_done=True)
-    await advance(ctx)
+@report_form.takes("photos")
+async def typed_at_photos(ctx: Context, d: ReportForm, text: str) -> Go:
+    # Residents type on rather than press buttons: a "skip" or "done" moves on, and a
+    # sentence is more of the description, not a mistake.
+    text = text.strip()
+    words = {w.lower() for key in ("common.skip", "reports.btn_photos_done",
+                                   "reports.btn_no_photos")
+             for w in ctx.services.texts.all_languages(key)}
+    if text.lower() in words:
+        d.photos_done = True
+        return await _missing(ctx, d)
+    desc = f"{d.desc}\n{text}".strip()
+    limit = ctx.services.settings.reports.max_description
+    if len(desc) > limit:
+        ctx.say("reports.description_too_long", limit=limit, length=len(desc))
+        return STAY
+    d.desc = desc
+    ctx.say("reports.description_added", [[ctx.button(ctx.t(
+        "reports.btn_photos_done" if d.photos else "reports.btn_no_photos"),
+        PhotosDone())], _cancel_row(ctx)])
+    return KEEP
+
+
+@report_form.takes_action(PhotosDone, *ANY)
+async def photos_done(ctx: Context, d: ReportForm, _: PhotosDone) -> Go:
+    d.photos_done = True
+    return await _missing(ctx, d)
 
 
 # -- where ---------------------------------------------------------------------------------
 
-async def _location(ctx: Context) -> None:
+def _location(ctx: Context, d: ReportForm) -> bool:
     place = ctx.services.geo.locate(ctx.inbound.latitude, ctx.inbound.longitude)
     if not place.inside:
         ctx.say("reports.outside")
-        return
-    _set_point(ctx, ctx.inbound.latitude, ctx.inbound.longitude, place.estate_id)
+        return False
+    d.set_point(ctx.inbound.latitude, ctx.inbound.longitude, place.estate_id)
     ctx.say("reports.location_saved")
+    return True
 
 
-@router.state(WHERE)
-async def where_given(ctx: Context) -> None:
-    kind = ctx.inbound.kind
+@report_form.takes_media("where")
+async def where_media(ctx: Context, d: ReportForm, kind: Kind) -> Go:
     if kind == Kind.LOCATION:
-        await _location(ctx)
-        if ctx.data.get("lat") is not None:
-            await advance(ctx)
-        return
-    if kind != Kind.TEXT:
-        ctx.say("reports.expect_where")
-        return
-    matches = ctx.services.geo.match_estate(ctx.inbound.text)
+        if _location(ctx, d):
+            return await _missing(ctx, d)
+        return STAY
+    ctx.say("reports.expect_where")
+    return STAY
+
+
+@report_form.takes("where")
+async def where_given(ctx: Context, d: ReportForm, text: str) -> Go:
+    matches = ctx.services.geo.match_estate(text)
     if not matches:
-        ctx.say("reports.address_unknown", text=ctx.inbound.text[:40])
-        return
+        ctx.say("reports.address_unknown", text=text[:40])
+        return STAY
     best_id, best = matches[0]
     if best >= 80 and (len(matches) == 1 or matches[1][1] < best - 10):
-        building = await _building_in(ctx, best_id, ctx.inbound.text)
-        await _at_estate(ctx, best_id, building)
-        return
+        building = await _building_in(ctx, best_id, text)
+        return await _at_estate(ctx, d, best_id, building)
     rows = []
     for estate_id, _ in matches:
         estate = await territory.estate(ctx.session, estate_id)
         rows.append([ctx.button(territory.localized(estate, ctx.lang), ChooseEstate(estate_id))])
     rows.append(_cancel_row(ctx))
     ctx.say("reports.address_which", rows)
+    return STAY
 
 
 _BUILDING = re.compile(r"(?:building|bldg|block)\s*(\d{1,3})|(\d{1,3})\s*(?:号楼|栋|幢|号)",
@@ -397,48 +435,44 @@ async def _building_in(ctx: Context, estate_id: int, text: str) -> int | None:
     return found.id if found else None
 
 
-async def _at_estate(ctx: Context, estate_id: int, building_id: int | None = None) -> None:
+async def _at_estate(ctx: Context, d: ReportForm, estate_id: int,
+                     building_id: int | None = None) -> Go:
     estate = await territory.estate(ctx.session, estate_id)
     if estate is None:
         ctx.say("common.button_invalid")
-        return
+        return STAY
     # The estate's centre stands in for the point: close enough to spot the same problem.
-    ctx.remember(lat=estate.latitude, lon=estate.longitude, exact=False, estate=estate.id,
-                 building=building_id, dup_checked=False)
+    d.lat, d.lon, d.exact, d.estate = estate.latitude, estate.longitude, False, estate.id
+    d.building, d.dup_checked = building_id, False
     place = territory.localized(estate, ctx.lang)
     if building_id:
         found = await territory.building_by_id(ctx.session, building_id)
         place += " " + ctx.t("reports.building", number=found.number)
     ctx.say("reports.place_set", place=place)
-    await advance(ctx)
+    return await _missing(ctx, d)
 
 
-@router.action(ChooseEstate)
-async def estate_chosen(ctx: Context, press: ChooseEstate) -> None:
-    if _require_draft(ctx):
-        await _at_estate(ctx, press.estate_id)
+@report_form.takes_action(ChooseEstate, *ANY)
+async def estate_chosen(ctx: Context, d: ReportForm, press: ChooseEstate) -> Go:
+    return await _at_estate(ctx, d, press.estate_id)
 
 
-@router.action(AtHome)
-async def at_home(ctx: Context, _: AtHome) -> None:
-    if not _require_draft(ctx):
-        return
+@report_form.takes_action(AtHome, *ANY)
+async def at_home(ctx: Context, d: ReportForm, _: AtHome) -> Go:
     if not ctx.resident.estate_id:
         ctx.say("reports.no_home")
-        return
-    await _at_estate(ctx, ctx.resident.estate_id, ctx.resident.building_id)
+        return STAY
+    return await _at_estate(ctx, d, ctx.resident.estate_id, ctx.resident.building_id)
 
 
 # -- same problem nearby? ------------------------------------------------------------------
 
-async def check_duplicates(ctx: Context) -> None:
-    d = ctx.data
-    nearby = await same_nearby(ctx.session, ctx.services, d["cat"], d["lat"], d["lon"])
-    ctx.remember(dup_checked=True)
-    if not nearby:
-        await show_summary(ctx)
+@report_form.asks("nearby")
+async def ask_nearby(ctx: Context, d: ReportForm) -> None:
+    nearby = await _nearby(ctx, d)
+    if not nearby:  # gone since the look that led here (fixed, closed)
+        await show_summary(ctx, d)
         return
-    ctx.state = CONFIRM
     lines = [ctx.t("reports.maybe_duplicate")]
     rows = []
     for report, metres in nearby:
@@ -453,48 +487,50 @@ async def check_duplicates(ctx: Context) -> None:
     ctx.reply("\n".join(lines), rows)
 
 
-@router.action(SameAs)
-async def follow_instead(ctx: Context, press: SameAs) -> None:
-    if not _require_draft(ctx):
-        return
+@report_form.takes_action(SameAs, *ANY)
+async def follow_instead(ctx: Context, d: ReportForm, press: SameAs) -> Go:
     report = await rep.get(ctx.session, press.report_id)
     if report is None or report.status not in [s.value for s in rep.OPEN]:
         ctx.say("reports.duplicate_gone")
-        await show_summary(ctx)
-        return
+        return "confirm"
     if report.reporter_id == ctx.resident.id:
         ctx.finish()
         ctx.say("reports.already_yours", ref=report.reference)
-        return
+        return STAY
     await rep.follow(ctx.session, report.id, ctx.resident.id)
     _keep_language(ctx)
     ctx.finish()
     ctx.say("reports.now_following", ref=report.reference,
             status=filing.status_label(ctx.services, ctx.lang, report))
+    return STAY
 
 
-@router.action(NotTheSame)
-async def not_a_duplicate(ctx: Context, _: NotTheSame) -> None:
-    if _require_draft(ctx):
-        await show_summary(ctx)
+@report_form.takes_action(NotTheSame, *ANY)
+async def not_a_duplicate(ctx: Context, d: ReportForm, _: NotTheSame) -> Go:
+    return "confirm"
+
+
+@report_form.takes("nearby")
+async def typed_at_nearby(ctx: Context, d: ReportForm, text: str) -> Go:
+    ctx.refuse("reports.use_buttons")
+    return STAY
 
 
 # -- summary, corrections, filing ----------------------------------------------------------
 
-async def show_summary(ctx: Context) -> None:
-    ctx.state = CONFIRM
-    d = ctx.data
-    if d.get("estate"):
-        estate = await territory.estate(ctx.session, d["estate"])
+@report_form.asks("confirm")
+async def show_summary(ctx: Context, d: ReportForm) -> None:
+    if d.estate:
+        estate = await territory.estate(ctx.session, d.estate)
         place = territory.localized(estate, ctx.lang)
-        if d.get("building"):
-            found = await territory.building_by_id(ctx.session, d["building"])
+        if d.building:
+            found = await territory.building_by_id(ctx.session, d.building)
             place += " " + ctx.t("reports.building", number=found.number)
     else:
         place = ctx.t("reports.place_point")
-    if d.get("exact"):
-        place += f" ({d['lat']:.5f}, {d['lon']:.5f})"
-    description = d.get("desc") or ctx.t("reports.voice_note", seconds=d.get("voice_s", 0))
+    if d.exact and d.lat is not None and d.lon is not None:
+        place += f" ({d.lat:.5f}, {d.lon:.5f})"
+    description = d.desc or ctx.t("reports.voice_note", seconds=d.voice_s or 0)
     ctx.say("reports.summary", [
         [ctx.button(ctx.t("reports.btn_file"), FileIt())],
         [ctx.button(ctx.t("reports.btn_change_category"), Correct("cat")),
@@ -502,52 +538,50 @@ async def show_summary(ctx: Context) -> None:
         [ctx.button(ctx.t("reports.btn_change_photos"), Correct("photos")),
          ctx.button(ctx.t("reports.btn_change_place"), Correct("where"))],
         _cancel_row(ctx)],
-        category=filing.category_name(ctx.services, ctx.lang, d["cat"]),
-        description=description, photos=len(d.get("photos", [])), place=place)
+        category=filing.category_name(ctx.services, ctx.lang, d.cat),
+        description=description, photos=len(d.photos), place=place)
 
 
-@router.state(CONFIRM)
-async def confirm_input(ctx: Context) -> None:
+@report_form.takes("confirm")
+async def confirm_input(ctx: Context, d: ReportForm, text: str) -> Go:
     ctx.refuse("reports.use_buttons")
+    return STAY
 
 
-@router.action(Correct)
-async def correct(ctx: Context, press: Correct) -> None:
-    if not _require_draft(ctx):
-        return
-    clear = {"cat": ("cat",), "desc": ("desc", "voice", "voice_s"),
-             "photos": ("photos", "photos_done"), "where": ("lat", "lon", "exact", "estate",
-                                                           "building")}[press.part]
-    for key in clear:
-        ctx.data.pop(key, None)
-    ctx.data.setdefault("photos", [])
-    ctx.remember(dup_checked=False)
-    await advance(ctx)
+@report_form.takes_action(Correct, *ANY)
+async def correct(ctx: Context, d: ReportForm, press: Correct) -> Go:
+    if press.part == "cat":
+        d.cat = ""
+    elif press.part == "desc":
+        d.desc, d.voice, d.voice_s = "", None, None
+    elif press.part == "photos":
+        d.photos, d.photos_done = [], False
+    else:
+        d.lat = d.lon = None
+        d.exact, d.estate, d.building = False, None, None
+    d.dup_checked = False
+    return await _missing(ctx, d)
 
 
 @router.action(CancelDraft)
 async def cancel(ctx: Context, _: CancelDraft) -> None:
-    if ctx.state not in DRAFT_STATES:
+    report_form.adopt(ctx)
+    if report_form.draft(ctx) is None:
         ctx.say("common.nothing_to_cancel")
         return
     ctx.finish()
     ctx.say("reports.cancelled")
 
 
-@router.action(FileIt)
-async def file_it(ctx: Context, _: FileIt) -> None:
-    if not _require_draft(ctx):
-        return
-    d = ctx.data
-    if not d.get("cat") or not (d.get("desc") or d.get("voice")) or (
-            d.get("lat") is None and not d.get("estate")):
-        await advance(ctx)
-        return
+@report_form.takes_action(FileIt, *ANY)
+async def file_it(ctx: Context, d: ReportForm, _: FileIt) -> Go:
+    if not d.cat or not (d.desc or d.voice) or (d.lat is None and not d.estate):
+        return await _missing(ctx, d)
     report = await filing.file_report(
-        ctx.session, ctx.services, ctx.resident, category=d["cat"], description=d.get("desc", ""),
-        latitude=d.get("lat"), longitude=d.get("lon"), exact_point=bool(d.get("exact")),
-        estate_id=d.get("estate"), building_id=d.get("building"),
-        photos=tuple(d.get("photos", [])), voice=d.get("voice"), voice_duration=d.get("voice_s"))
+        ctx.session, ctx.services, ctx.resident, category=d.cat, description=d.desc,
+        latitude=d.lat, longitude=d.lon, exact_point=d.exact,
+        estate_id=d.estate, building_id=d.building,
+        photos=tuple(d.photos), voice=d.voice, voice_duration=d.voice_s)
     ctx.pushed = True
     _keep_language(ctx)
     ctx.finish()
@@ -555,6 +589,7 @@ async def file_it(ctx: Context, _: FileIt) -> None:
     ctx.say("reports.filed", ref=report.reference,
             team=territory.localized(team, ctx.lang) if team else ctx.t("reports.no_team"),
             due=ctx.services.local_time(report.fix_due_at))
+    return STAY
 
 
 def _keep_language(ctx: Context) -> None:

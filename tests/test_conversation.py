@@ -152,3 +152,31 @@ async def test_a_notice_goes_back_from_its_text_to_the_audience_and_keeps_the_ca
     await chat.press("author", "天气")
     state = await _state(app)
     assert state.data["step"] == "audience" and state.data["draft"]["category"] == "weather"
+
+
+async def test_a_report_goes_back_a_step_and_a_draft_of_the_older_states_is_continued(
+        make_app, sqlite_url):
+    from tests.report_helpers import english_resident
+
+    app, chat = await make_app(sqlite_url)
+    await english_resident(chat, "ann")
+    await chat.say("ann", "/report")
+    await chat.say("ann", "street light broken")
+    assert "Send up to 3 photos" in chat.last_text("ann")
+    await chat.say("ann", "back")  # the sentence was category and description at once
+    assert "What kind of problem" in chat.last_text("ann")
+    async with app.sessions() as s:
+        identity = (await s.scalars(select(Identity).where(
+            Identity.platform_user_id == "ann"))).one()
+        state = await dialog.load(s, identity.id)
+    assert state.data["step"] == "category" and state.data["draft"]["desc"] == ""
+    # A draft written by the version with a state per step and flat fields, mid-way.
+    async with app.sessions.begin() as s:
+        await dialog.save(s, identity.id, "report.where",
+                          {"cat": "lighting", "desc": "Lamp out by gate 2", "photos": [],
+                           "photos_done": True})
+    await chat.share_location("ann", 30.6330, 104.0400)
+    assert "Please check your report" in chat.last_text("ann")
+    assert "Lamp out by gate 2" in chat.last_text("ann")
+    await chat.press("ann", "File the report")
+    assert "Z-" in chat.last_text("ann")
