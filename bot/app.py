@@ -23,7 +23,7 @@ from bot.dispatch import Dispatcher
 from bot.flood import FloodGuard, SharedFloodGuard
 from bot.i18n import Texts
 from bot.media import MediaStore
-from bot.messaging.model import Adapter
+from bot.messaging.model import Adapter, AttachesRuntime
 from bot.scheduler import Clock, Job, Scheduler, build_scheduler
 from bot.signing import Signer, fingerprint
 from bot.web import WebServer, create_web_app
@@ -157,9 +157,8 @@ async def build_app(
         guides=shipped_guides(), ballot_key=ballot_key(settings),
     )
     for adapter in adapters.values():
-        attach = getattr(adapter, "attach", None)
-        if attach is not None:  # an adapter keeping state in the database (WeChat's token)
-            attach(sessions=sessions, http=services.http)
+        if isinstance(adapter, AttachesRuntime):
+            adapter.attach(sessions=sessions, http=services.http)
     deliverer = Deliverer(engine, sessions, adapters,
                           max_attempts=settings.bot.delivery_max_attempts)
     flood: FloodGuard | SharedFloodGuard | None = None

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 CALLBACK_LIMIT = 64  # bytes; Telegram's limit, the tightest of the platforms we target
 
@@ -201,6 +201,15 @@ class Adapter(Protocol):
     async def send(self, chat_id: str, outbound: Outbound) -> SendResult: ...
 
     async def fetch_media(self, ref: MediaRef) -> bytes: ...
+
+
+@runtime_checkable
+class AttachesRuntime(Protocol):
+    """An adapter that needs the process's database and HTTP client (WeChat keeps its access
+    token in the database and calls the API through the shared session): the composition root
+    hands them over once, before the adapter starts."""
+
+    def attach(self, *, sessions: Any = None, http: Any = None) -> None: ...
 
 
 _COMMAND = re.compile(r"^/([A-Za-z][A-Za-z0-9_]{0,31})(?:@\w+)?(?:\s+(.*))?$", re.DOTALL)
