@@ -96,6 +96,8 @@ DRAWN_BEFORE = [
     ("vna", ["committee"]), ("vna", ["everyone"]), ("vpub", ["4", "0"]), ("vpub", ["4", "1"]),
     ("vdis", ["4"]), ("vfp", ["6"]), ("vros", ["8"]), ("vatt", ["9"]), ("vcsv", ["8"]),
     ("vcap", ["8"]), ("vcsh", ["8"]), ("vcsy", ["8"]),
+    ("psu", ["2"]), ("prd", ["2"]), ("pdc", ["2", "0"]), ("pdc", ["2", "1"]),
+    ("pdc", ["2", "2"]), ("pim", ["2"]),
 ]
 
 
@@ -122,7 +124,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # (`@router.button("code")` with ctx.args): they move to typed actions one by one; no module
 # may start using the untyped form again.
 STRING_ACTIONS_STILL_IN = {
-    "polls", "proposals", "surveys",
+    "polls", "surveys",
 }
 
 
