@@ -14,9 +14,11 @@ poll's choice in a reply, a push, the dialog state or the audit log.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from bot.context import Context
 from bot.messaging.model import Button, Outbound
+from bot.payloads import Action
 from bot.pushes import Recipient
 from bot.router import Router
 from handlers.polls import AUTHORS, rules
@@ -27,6 +29,81 @@ router = Router()
 FIND, TEXT = "assist.find", "assist.text"
 MAX_FOUND = 10
 _PARTS = re.compile(r"\s*[,，、;；]\s*")
+
+
+@dataclass(frozen=True)
+class PickResident(Action, code="asr"):
+    resident_id: int
+
+
+@dataclass(frozen=True)
+class PickPoll(Action, code="asp"):
+    resident_id: int
+    poll_id: int
+
+
+@dataclass(frozen=True)
+class ToggleOption(Action, code="asm", fresh="vote"):
+    """A multiple-choice tick: the choices so far travel only here, as a bit mask."""
+    resident_id: int
+    poll_id: int
+    mask: int
+
+
+@dataclass(frozen=True)
+class VoteFor(Action, code="asv", fresh="vote"):
+    resident_id: int
+    poll_id: int
+    position: int
+
+
+@dataclass(frozen=True)
+class SubmitFor(Action, code="asx", fresh="vote"):
+    resident_id: int
+    poll_id: int
+    mask: int
+
+
+@dataclass(frozen=True)
+class NotMe(Action, code="adp"):
+    """The resident's "This was not me" of a vote recorded with help."""
+    assisted_id: int
+
+
+@dataclass(frozen=True)
+class NotMeSurvey(Action, code="ads"):
+    """The same of answers to a survey recorded with help."""
+    response_id: int
+
+
+@dataclass(frozen=True)
+class PickSurvey(Action, code="asq"):
+    resident_id: int
+    survey_id: int
+
+
+@dataclass(frozen=True)
+class SurveyChoose(Action, code="aqa"):
+    resident_id: int
+    survey_id: int
+    question_id: int
+    choice: int
+
+
+@dataclass(frozen=True)
+class SurveyToggle(Action, code="aqm"):
+    resident_id: int
+    survey_id: int
+    question_id: int
+    mask: int
+
+
+@dataclass(frozen=True)
+class SurveySubmit(Action, code="aqx"):
+    resident_id: int
+    survey_id: int
+    question_id: int
+    mask: int
 
 
 def _name(resident: Resident) -> str:
@@ -69,13 +146,13 @@ async def typed_who(ctx: Context) -> None:
         ctx.refuse("assist.out_of_scope", name=name[:40])
         return
     ctx.finish()
-    rows = [[ctx.button(f"{_name(r)} · {await _home(ctx, r)}", "asr", r.id)]
+    rows = [[ctx.button(f"{_name(r)} · {await _home(ctx, r)}", PickResident(r.id))]
             for r in mine[:MAX_FOUND]]
     ctx.say("assist.pick_resident", rows)
 
 
-async def _resident(ctx: Context) -> Resident | None:
-    resident = await people.resident_by_id(ctx.session, ctx.int_arg())
+async def _resident(ctx: Context, resident_id: int) -> Resident | None:
+    resident = await people.resident_by_id(ctx.session, resident_id)
     if resident is None:
         ctx.say("common.button_invalid")
         return None
@@ -85,16 +162,16 @@ async def _resident(ctx: Context) -> Resident | None:
     return resident
 
 
-@router.button("asr")
-async def resident_chosen(ctx: Context) -> None:
-    resident = await _resident(ctx)
+@router.action(PickResident)
+async def resident_chosen(ctx: Context, press: PickResident) -> None:
+    resident = await _resident(ctx, press.resident_id)
     if resident is None:
         return
     found = await polls.open_for(ctx.session, resident)
-    rows = [[ctx.button(f"#{p.id} {p.question[:40]}", "asp", resident.id, p.id)]
+    rows = [[ctx.button(f"#{p.id} {p.question[:40]}", PickPoll(resident.id, p.id))]
             for p in found]
-    rows += [[ctx.button(ctx.t("assist.survey_button", number=s.id, title=s.title[:40]), "asq",
-                         resident.id, s.id)]
+    rows += [[ctx.button(ctx.t("assist.survey_button", number=s.id, title=s.title[:40]),
+                         PickSurvey(resident.id, s.id))]
              for s in await surveys.open_for(ctx.session, resident)][:10]
     if not rows:
         ctx.say("assist.no_open_poll", name=_name(resident))
@@ -124,75 +201,78 @@ def _ballot(ctx: Context, resident: Resident, poll: polls.Poll,
     for o in options:
         if poll.multiple:
             mark = "☑" if mask >> o.position & 1 else "☐"
-            rows.append([ctx.button(f"{mark} {o.position + 1}. {o.label}", "asm", resident.id,
-                                    poll.id, mask ^ (1 << o.position))])
+            rows.append([ctx.button(f"{mark} {o.position + 1}. {o.label}", ToggleOption(
+                resident.id, poll.id, mask ^ (1 << o.position)))])
         else:
-            rows.append([ctx.button(f"{o.position + 1}. {o.label}", "asv", resident.id,
-                                    poll.id, o.position)])
+            rows.append([ctx.button(f"{o.position + 1}. {o.label}",
+                                    VoteFor(resident.id, poll.id, o.position))])
     if poll.multiple:
-        rows.append([ctx.button(ctx.t("assist.submit"), "asx", resident.id, poll.id, mask)])
+        rows.append([ctx.button(ctx.t("assist.submit"), SubmitFor(resident.id, poll.id, mask))])
     return Outbound(text=text, buttons=rows, edit_of=edit_of)
 
 
-async def _target(ctx: Context) -> tuple[Resident, polls.Poll, list[int]] | None:
-    """(resident, poll, the other int arguments) of an assist button, rights checked now."""
-    args = ctx.int_args(3) or ctx.int_args(2)
-    resident = await people.resident_by_id(ctx.session, args[0]) if args else None
-    poll = await polls.get_poll(ctx.session, args[1]) if args else None
+async def _target(ctx: Context, resident_id: int, poll_id: int
+                  ) -> tuple[Resident, polls.Poll] | None:
+    """(resident, poll) of an assist button, rights checked now."""
+    resident = await people.resident_by_id(ctx.session, resident_id)
+    poll = await polls.get_poll(ctx.session, poll_id)
     if resident is None or poll is None:
         ctx.say("common.button_invalid")
         return None
     if not await _may_assist(ctx, resident):
         ctx.say("assist.out_of_scope", name=_name(resident))
         return None
-    return resident, poll, args[2:]
+    return resident, poll
 
 
-@router.button("asp")
-async def poll_chosen(ctx: Context) -> None:
-    target = await _target(ctx)
+@router.action(PickPoll)
+async def poll_chosen(ctx: Context, press: PickPoll) -> None:
+    target = await _target(ctx, press.resident_id, press.poll_id)
     if target is None:
         return
-    resident, poll, _ = target
+    resident, poll = target
     if await _refused(ctx, poll, resident):
         return
     ctx.replies.append(_ballot(ctx, resident, poll, await polls.options_of(ctx.session, poll.id)))
 
 
-@router.button("asm", fresh="vote")
-async def toggle(ctx: Context) -> None:
-    target = await _target(ctx)
-    if target is None or not target[2] or not target[1].multiple:
-        if target is not None:
-            ctx.say("common.button_invalid")
+@router.action(ToggleOption)
+async def toggle(ctx: Context, press: ToggleOption) -> None:
+    target = await _target(ctx, press.resident_id, press.poll_id)
+    if target is None:
         return
-    resident, poll, (mask,) = target
+    resident, poll = target
+    if not poll.multiple or press.mask < 0:
+        ctx.say("common.button_invalid")
+        return
     options = await polls.options_of(ctx.session, poll.id)
-    if mask >= 1 << len(options):
+    if press.mask >= 1 << len(options):
         ctx.say("assist.refused_bad_choice", name=_name(resident), number=poll.id)
         return
-    redraw = _ballot(ctx, resident, poll, options, mask, edit_of=ctx.inbound.message_ref)
+    redraw = _ballot(ctx, resident, poll, options, press.mask, edit_of=ctx.inbound.message_ref)
     redraw.ephemeral = True  # a choice in the making: never written down
     ctx.replies.append(redraw)
 
 
-@router.button("asv", fresh="vote")
-async def vote_single(ctx: Context) -> None:
-    target = await _target(ctx)
-    if target is not None and target[2]:
-        await _cast(ctx, target[0], target[1], [target[2][0]])
-    elif target is not None:
+@router.action(VoteFor)
+async def vote_single(ctx: Context, press: VoteFor) -> None:
+    target = await _target(ctx, press.resident_id, press.poll_id)
+    if target is not None and press.position < 0:
         ctx.say("common.button_invalid")
+    elif target is not None:
+        await _cast(ctx, *target, [press.position])
 
 
-@router.button("asx", fresh="vote")
-async def submit(ctx: Context) -> None:
-    target = await _target(ctx)
-    if target is None or not target[2]:
-        if target is not None:
-            ctx.say("common.button_invalid")
+@router.action(SubmitFor)
+async def submit(ctx: Context, press: SubmitFor) -> None:
+    target = await _target(ctx, press.resident_id, press.poll_id)
+    if target is None:
         return
-    resident, poll, (mask,) = target
+    resident, poll = target
+    mask = press.mask
+    if mask < 0:
+        ctx.say("common.button_invalid")
+        return
     if mask == 0:
         ctx.say("polls.choose_one")
         return
@@ -226,7 +306,7 @@ async def _cast(ctx: Context, resident: Resident, poll: polls.Poll, positions: l
     sign = ctx.services.signer.sign
     for identity_id, lang in await people.reachable_identities(ctx.session, [resident.id]):
         def buttons(t, identity_id=identity_id):
-            return [[Button(t("assist.not_me"), sign(identity_id, "adp", assisted.id))]]
+            return [[Button(t("assist.not_me"), sign(identity_id, NotMe(assisted.id)))]]
 
         await ctx.tell(Recipient(identity_id, lang), key, buttons=buttons,
                        dedupe_key=f"assist:{assisted.id}:{identity_id}", number=poll.id,
@@ -234,11 +314,11 @@ async def _cast(ctx: Context, resident: Resident, poll: polls.Poll, positions: l
                        choice=choice)
 
 
-@router.button("adp")
-async def dispute(ctx: Context) -> None:
+@router.action(NotMe)
+async def dispute(ctx: Context, press: NotMe) -> None:
     """The resident says "This was not me" of an assisted vote: flagged once, the committee
     told."""
-    assisted = await polls.get_assisted(ctx.session, ctx.int_arg())
+    assisted = await polls.get_assisted(ctx.session, press.assisted_id)
     if assisted is None or assisted.resident_id != ctx.resident.id:
         ctx.say("common.button_invalid")
         return
@@ -254,10 +334,10 @@ async def dispute(ctx: Context) -> None:
                 number=assisted.poll_id, question=poll.question if poll else "")
 
 
-@router.button("ads")
-async def dispute_survey(ctx: Context) -> None:
+@router.action(NotMeSurvey)
+async def dispute_survey(ctx: Context, press: NotMeSurvey) -> None:
     """The same for answers to a survey recorded with help."""
-    response = await surveys.get_response(ctx.session, ctx.int_arg())
+    response = await surveys.get_response(ctx.session, press.response_id)
     if response is None or response.resident_id != ctx.resident.id \
             or response.assisted_by is None:
         ctx.say("common.button_invalid")
@@ -295,18 +375,17 @@ async def _flag(ctx: Context, key: str, assistant_id: int, at, **values: object)
 # resident's own answers (surveys.may_answer); a response the resident started themselves is
 # not continued by a helper, and an assisted one not by the resident.
 
-async def _survey_target(ctx: Context, n: int
-                         ) -> tuple[Resident, surveys.Survey, list[int]] | None:
-    args = ctx.int_args(n)
-    resident = await people.resident_by_id(ctx.session, args[0]) if args else None
-    survey = await surveys.get_survey(ctx.session, args[1]) if args else None
-    if resident is None or survey is None or args is None:
+async def _survey_target(ctx: Context, resident_id: int, survey_id: int
+                         ) -> tuple[Resident, surveys.Survey] | None:
+    resident = await people.resident_by_id(ctx.session, resident_id)
+    survey = await surveys.get_survey(ctx.session, survey_id)
+    if resident is None or survey is None:
         ctx.say("common.button_invalid")
         return None
     if not await _may_assist(ctx, resident):
         ctx.say("assist.out_of_scope", name=_name(resident))
         return None
-    return resident, survey, args[2:]
+    return resident, survey
 
 
 async def _survey_refused(ctx: Context, survey: surveys.Survey, resident: Resident
@@ -323,12 +402,12 @@ async def _survey_refused(ctx: Context, survey: surveys.Survey, resident: Reside
     return response
 
 
-@router.button("asq")
-async def survey_chosen(ctx: Context) -> None:
-    target = await _survey_target(ctx, 2)
+@router.action(PickSurvey)
+async def survey_chosen(ctx: Context, press: PickSurvey) -> None:
+    target = await _survey_target(ctx, press.resident_id, press.survey_id)
     if target is None:
         return
-    resident, survey, _ = target
+    resident, survey = target
     response = await _survey_refused(ctx, survey, resident)
     if response is not False:
         await _survey_next(ctx, resident, survey, response or None)
@@ -358,14 +437,14 @@ def _survey_question(ctx: Context, resident: Resident, survey: surveys.Survey,
         ctx.finish()  # a button question follows a typed one
     choices, ids = q.choices(), (resident.id, survey.id, q.id)
     if q.kind == "scale":
-        rows.append([ctx.button(c, "aqa", *ids, i) for i, c in enumerate(choices)])
+        rows.append([ctx.button(c, SurveyChoose(*ids, i)) for i, c in enumerate(choices)])
         text += "\n" + ctx.t("surveys.scale_hint")
     elif q.kind == "single":
-        rows = [[ctx.button(c, "aqa", *ids, i)] for i, c in enumerate(choices)]
+        rows = [[ctx.button(c, SurveyChoose(*ids, i))] for i, c in enumerate(choices)]
     else:
-        rows = [[ctx.button(("☑ " if mask >> i & 1 else "☐ ") + c, "aqm", *ids,
-                            mask ^ (1 << i))] for i, c in enumerate(choices)]
-        rows.append([ctx.button(ctx.t("assist.submit"), "aqx", *ids, mask)])
+        rows = [[ctx.button(("☑ " if mask >> i & 1 else "☐ ") + c,
+                            SurveyToggle(*ids, mask ^ (1 << i)))] for i, c in enumerate(choices)]
+        rows.append([ctx.button(ctx.t("assist.submit"), SurveySubmit(*ids, mask))])
     return text, rows
 
 
@@ -396,7 +475,7 @@ async def _survey_answer(ctx: Context, resident: Resident, survey: surveys.Surve
         sign = ctx.services.signer.sign
         for identity_id, lang in await people.reachable_identities(ctx.session, [resident.id]):
             def buttons(t, identity_id=identity_id):
-                return [[Button(t("assist.not_me"), sign(identity_id, "ads", row.id))]]
+                return [[Button(t("assist.not_me"), sign(identity_id, NotMeSurvey(row.id)))]]
 
             await ctx.tell(Recipient(identity_id, lang), "assist.survey_told", buttons=buttons,
                            dedupe_key=f"assist-survey:{row.id}:{identity_id}", number=survey.id,
@@ -405,23 +484,25 @@ async def _survey_answer(ctx: Context, resident: Resident, survey: surveys.Surve
     await _survey_next(ctx, resident, survey, row)
 
 
-@router.button("aqa")
-async def survey_choose(ctx: Context) -> None:
-    target = await _survey_target(ctx, 4)
-    if target is not None:
-        resident, survey, (question_id, choice) = target
-        await _survey_answer(ctx, resident, survey, question_id, [choice], None)
+@router.action(SurveyChoose)
+async def survey_choose(ctx: Context, press: SurveyChoose) -> None:
+    target = await _survey_target(ctx, press.resident_id, press.survey_id)
+    if target is not None and press.choice < 0:
+        ctx.say("common.button_invalid")
+    elif target is not None:
+        await _survey_answer(ctx, *target, press.question_id, [press.choice], None)
 
 
-@router.button("aqm")
-async def survey_toggle(ctx: Context) -> None:
-    target = await _survey_target(ctx, 4)
+@router.action(SurveyToggle)
+async def survey_toggle(ctx: Context, press: SurveyToggle) -> None:
+    target = await _survey_target(ctx, press.resident_id, press.survey_id)
     if target is None:
         return
-    resident, survey, (question_id, mask) = target
-    q = await surveys.get_question(ctx.session, question_id)
+    resident, survey = target
+    mask = press.mask
+    q = await surveys.get_question(ctx.session, press.question_id)
     if q is None or q.survey_id != survey.id or q.kind != "multiple" \
-            or mask >= 1 << len(q.options):
+            or not 0 <= mask < 1 << len(q.options):
         ctx.say("common.button_invalid")
         return
     total = len(await surveys.questions_of(ctx.session, survey.id))
@@ -429,16 +510,17 @@ async def survey_toggle(ctx: Context) -> None:
     ctx.reply(text, rows, edit_of=ctx.inbound.message_ref)
 
 
-@router.button("aqx")
-async def survey_submit(ctx: Context) -> None:
-    target = await _survey_target(ctx, 4)
+@router.action(SurveySubmit)
+async def survey_submit(ctx: Context, press: SurveySubmit) -> None:
+    target = await _survey_target(ctx, press.resident_id, press.survey_id)
     if target is None:
         return
-    resident, survey, (question_id, mask) = target
-    if mask == 0 or mask >= 1 << 12:
+    resident, survey = target
+    mask = press.mask
+    if mask <= 0 or mask >= 1 << 12:
         ctx.say("polls.choose_one" if mask == 0 else "common.button_invalid")
         return
-    await _survey_answer(ctx, resident, survey, question_id,
+    await _survey_answer(ctx, resident, survey, press.question_id,
                          [i for i in range(12) if mask >> i & 1], None)
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 from bot.context import Context, Services
 from bot.messaging.model import Button, Outbound
+from bot.payloads import Action
 from bot.pushes import Batch, Recipient, Translate, translator
 from bot.router import Router
 from bot.scheduler import Job
@@ -24,6 +26,36 @@ from storage.people import identities_of, resident_by_id
 log = logging.getLogger(__name__)
 router = Router()
 MAX_BATCHES_PER_TICK = 40
+
+
+@dataclass(frozen=True)
+class ShowBallot(Action, code="pb"):
+    """Also drawn by handlers/polls.py (the "no" of a poll's early close)."""
+    poll_id: int
+
+
+@dataclass(frozen=True)
+class Vote(Action, code="pv", fresh="vote"):
+    poll_id: int
+    position: int
+
+
+@dataclass(frozen=True)
+class Toggle(Action, code="pm", fresh="vote"):
+    """A multiple-choice tick: the choices so far travel only here, as a bit mask."""
+    poll_id: int
+    mask: int
+
+
+@dataclass(frozen=True)
+class Submit(Action, code="ps", fresh="vote"):
+    poll_id: int
+    mask: int
+
+
+@dataclass(frozen=True)
+class ShowResults(Action, code="pr"):
+    poll_id: int
 
 
 def _texts(services: Services, lang: str) -> Translate:
@@ -45,14 +77,14 @@ def ballot(services: Services, lang: str, identity_id: int, poll: polls.Poll,
         if poll.multiple:
             mark = "☑" if mask >> o.position & 1 else "☐"
             rows.append([Button(f"{mark} {o.position + 1}. {o.label}",
-                                sign(identity_id, "pm", poll.id, mask ^ (1 << o.position)))])
+                                sign(identity_id, Toggle(poll.id, mask ^ (1 << o.position))))])
         else:
             rows.append([Button(f"{o.position + 1}. {o.label}",
-                                sign(identity_id, "pv", poll.id, o.position))])
+                                sign(identity_id, Vote(poll.id, o.position)))])
     if poll.multiple:
-        rows.append([Button(t("polls.submit"), sign(identity_id, "ps", poll.id, mask))])
+        rows.append([Button(t("polls.submit"), sign(identity_id, Submit(poll.id, mask)))])
     if poll.live_results:
-        rows.append([Button(t("polls.show_results"), sign(identity_id, "pr", poll.id))])
+        rows.append([Button(t("polls.show_results"), sign(identity_id, ShowResults(poll.id)))])
     return Outbound(text=text, buttons=rows, edit_of=edit_of)
 
 
@@ -95,16 +127,15 @@ async def list_open(ctx: Context) -> None:
         ctx.say("polls.none_open")
         return
     if found:
-        ctx.say("polls.open_list", [[ctx.button(f"#{p.id} {p.question[:40]}", "pb", p.id)]
+        ctx.say("polls.open_list", [[ctx.button(f"#{p.id} {p.question[:40]}", ShowBallot(p.id))]
                                     for p in found])
     if managed:
         ctx.say("polls.manage_list", managed)
 
 
-@router.button("pb")
-async def show_ballot(ctx: Context) -> None:
-    args = ctx.int_args(1)
-    poll = await polls.get_poll(ctx.session, args[0]) if args else None
+@router.action(ShowBallot)
+async def show_ballot(ctx: Context, press: ShowBallot) -> None:
+    poll = await polls.get_poll(ctx.session, press.poll_id)
     if poll is None:
         ctx.say("common.button_invalid")
         return
@@ -116,48 +147,46 @@ async def show_ballot(ctx: Context) -> None:
     ctx.replies.append(ballot(ctx.services, ctx.lang, ctx.identity.id, poll, options))
 
 
-@router.button("pv", fresh="vote")
-async def vote_single(ctx: Context) -> None:
-    args = ctx.int_args(2)
-    if args is None:
+@router.action(Vote)
+async def vote_single(ctx: Context, press: Vote) -> None:
+    if press.poll_id < 0 or press.position < 0:  # never drawn: refused as int_args did
         ctx.say("common.button_invalid")
         return
-    await _cast(ctx, args[0], [args[1]])
+    await _cast(ctx, press.poll_id, [press.position])
 
 
-@router.button("pm", fresh="vote")
-async def toggle(ctx: Context) -> None:
-    args = ctx.int_args(2)
-    poll = await polls.get_poll(ctx.session, args[0]) if args else None
-    if poll is None or not poll.multiple:
+@router.action(Toggle)
+async def toggle(ctx: Context, press: Toggle) -> None:
+    poll = await polls.get_poll(ctx.session, press.poll_id)
+    if poll is None or not poll.multiple or press.mask < 0:
         ctx.say("common.button_invalid")
         return
     options = await polls.options_of(ctx.session, poll.id)
-    if args[1] >= 1 << len(options):
+    if press.mask >= 1 << len(options):
         ctx.say("polls.refused_bad_choice")
         return
     if poll.status != "open" or poll.closes_at <= ctx.now:
         ctx.say("polls.refused_closed")
         return
-    redraw = ballot(ctx.services, ctx.lang, ctx.identity.id, poll, options, mask=args[1],
+    redraw = ballot(ctx.services, ctx.lang, ctx.identity.id, poll, options, mask=press.mask,
                     edit_of=ctx.inbound.message_ref)
     redraw.ephemeral = True  # the ticks are a choice in the making: never written down
     ctx.replies.append(redraw)
 
 
-@router.button("ps", fresh="vote")
-async def submit(ctx: Context) -> None:
-    args = ctx.int_args(2)
-    if args is None:
+@router.action(Submit)
+async def submit(ctx: Context, press: Submit) -> None:
+    mask = press.mask
+    if press.poll_id < 0 or mask < 0:  # never drawn: refused as int_args did
         ctx.say("common.button_invalid")
         return
-    if args[1] == 0:
+    if mask == 0:
         ctx.say("polls.choose_one")
         return
-    positions = [i for i in range(polls.MAX_OPTIONS + 1) if args[1] >> i & 1]
-    if args[1] >= 1 << (polls.MAX_OPTIONS + 1):
+    positions = [i for i in range(polls.MAX_OPTIONS + 1) if mask >> i & 1]
+    if mask >= 1 << (polls.MAX_OPTIONS + 1):
         positions.append(polls.MAX_OPTIONS + 1)  # certainly not an option: refused below
-    await _cast(ctx, args[0], positions)
+    await _cast(ctx, press.poll_id, positions)
 
 
 async def _cast(ctx: Context, poll_id: int, positions: list[int]) -> None:
@@ -184,10 +213,9 @@ async def _cast(ctx: Context, poll_id: int, positions: list[int]) -> None:
                   ephemeral=poll.anonymous)
 
 
-@router.button("pr")
-async def show_results(ctx: Context) -> None:
-    args = ctx.int_args(1)
-    poll = await polls.get_poll(ctx.session, args[0]) if args else None
+@router.action(ShowResults)
+async def show_results(ctx: Context, press: ShowResults) -> None:
+    poll = await polls.get_poll(ctx.session, press.poll_id)
     if poll is None:
         ctx.say("common.button_invalid")
         return

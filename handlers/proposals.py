@@ -4,9 +4,14 @@ hear of every status change through the outbox."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from bot.context import Context
+from bot.payloads import Action
 from bot.pushes import Recipient
 from bot.router import Router
+from handlers.volunteering import ShowActivity
+from handlers.volunteering_organise import RecruitForProposal
 from storage import audit, kv, people, proposals, territory, volunteer_hours
 from storage import volunteering as vol
 from storage.audience import Audience, refusal
@@ -18,6 +23,27 @@ router = Router()
 TITLE, BODY, NOTE, DONE = "proposal.title", "proposal.body", "proposal.note", "proposal.done"
 COUNCIL = ("admin", "staff", "committee")
 MAX_TITLE, MAX_BODY, MAX_NOTE = 120, 2000, 1000
+
+
+@dataclass(frozen=True)
+class SupportProposal(Action, code="psu"):
+    proposal_id: int
+
+
+@dataclass(frozen=True)
+class ReadProposal(Action, code="prd"):
+    proposal_id: int
+
+
+@dataclass(frozen=True)
+class DecideProposal(Action, code="pdc"):
+    proposal_id: int
+    decision: int  # an index into storage.proposals.DECISIONS
+
+
+@dataclass(frozen=True)
+class RecordDone(Action, code="pim"):
+    proposal_id: int
 
 
 async def _home_committee(ctx: Context) -> Committee | None:
@@ -107,16 +133,14 @@ async def listing(ctx: Context) -> None:
             lines.append(ctx.t("proposals.implementation_note", note=p.implementation_note))
         if p.status == proposals.Status.OPEN and p.author_id != ctx.resident.id and \
                 home is not None and home.id == p.committee_id:
-            buttons.append([ctx.button(ctx.t("proposals.support", number=p.id), "psu", p.id)])
-        buttons.append([ctx.button(ctx.t("proposals.read", number=p.id), "prd", p.id)])
+            buttons.append([ctx.button(ctx.t("proposals.support", number=p.id),
+                                       SupportProposal(p.id))])
+        buttons.append([ctx.button(ctx.t("proposals.read", number=p.id), ReadProposal(p.id))])
     ctx.reply("\n".join(lines), buttons)
 
 
-async def _proposal(ctx: Context) -> proposals.Proposal | None:
-    try:
-        row = await proposals.get(ctx.session, int(ctx.args[0]))
-    except (IndexError, ValueError):
-        row = None
+async def _proposal(ctx: Context, proposal_id: int) -> proposals.Proposal | None:
+    row = await proposals.get(ctx.session, proposal_id)
     if row is None:
         ctx.say("common.button_invalid")
     return row
@@ -140,21 +164,21 @@ async def _execution(ctx: Context, p: proposals.Proposal) -> str:
     return "\n".join(lines)
 
 
-@router.button("prd")
-async def read(ctx: Context) -> None:
-    p = await _proposal(ctx)
+@router.action(ReadProposal)
+async def read(ctx: Context, press: ReadProposal) -> None:
+    p = await _proposal(ctx, press.proposal_id)
     if p is None:
         return
     more = await _execution(ctx, p)
     activity = await vol.activity_for_proposal(ctx.session, p.id)
-    buttons = [[ctx.button(ctx.t("volunteering.see_activity"), "vact", activity.id)]] \
+    buttons = [[ctx.button(ctx.t("volunteering.see_activity"), ShowActivity(activity.id))]] \
         if activity is not None else None
     ctx.reply(f"{_line(ctx, p)}\n\n{p.body}" + (f"\n\n{more}" if more else ""), buttons)
 
 
-@router.button("psu")
-async def support(ctx: Context) -> None:
-    p = await _proposal(ctx)
+@router.action(SupportProposal)
+async def support(ctx: Context, press: SupportProposal) -> None:
+    p = await _proposal(ctx, press.proposal_id)
     if p is None:
         return
     reason = await _refused(ctx, p.committee_id)
@@ -194,12 +218,13 @@ async def agenda(ctx: Context) -> None:
         return
     for p in rows:
         if p.status == proposals.Status.AGENDA:
-            buttons = [[ctx.button(ctx.t(f"proposals.decide_{d}"), "pdc", p.id, i)
+            buttons = [[ctx.button(ctx.t(f"proposals.decide_{d}"), DecideProposal(p.id, i))
                         for i, d in enumerate(proposals.DECISIONS)]]
         else:
-            buttons = [[ctx.button(ctx.t("proposals.record_done"), "pim", p.id)]]
+            buttons = [[ctx.button(ctx.t("proposals.record_done"), RecordDone(p.id))]]
             if await vol.activity_for_proposal(ctx.session, p.id) is None:
-                buttons.append([ctx.button(ctx.t("proposals.recruit"), "vfp", p.id)])
+                buttons.append([ctx.button(ctx.t("proposals.recruit"),
+                                           RecruitForProposal(p.id))])
         more = await _execution(ctx, p)
         ctx.reply(f"{_line(ctx, p)}\n\n{p.body}" + (f"\n\n{more}" if more else ""), buttons)
 
@@ -212,16 +237,15 @@ async def _council_may(ctx: Context, p: proposals.Proposal) -> bool:
     return False
 
 
-@router.button("pdc")
-async def decide_pressed(ctx: Context) -> None:
-    p = await _proposal(ctx)
+@router.action(DecideProposal)
+async def decide_pressed(ctx: Context, press: DecideProposal) -> None:
+    p = await _proposal(ctx, press.proposal_id)
     if p is None or not await _council_may(ctx, p):
         return
-    try:
-        decision = proposals.DECISIONS[int(ctx.args[1])]
-    except (IndexError, ValueError):
+    if not 0 <= press.decision < len(proposals.DECISIONS):
         ctx.say("common.button_invalid")
         return
+    decision = proposals.DECISIONS[press.decision]
     if p.status != proposals.Status.AGENDA:
         ctx.say("proposals.already_decided")
         return
@@ -250,14 +274,15 @@ async def typed_note(ctx: Context) -> None:
     ctx.say("proposals.decided", number=p.id, decision=ctx.t(f"proposals.status_{decision}"))
     if decision == proposals.Status.ADOPTED:
         # One tap from the decision to the volunteers who will carry it out.
-        ctx.say("proposals.offer_recruit", [[ctx.button(ctx.t("proposals.recruit"), "vfp",
-                                                        p.id)]], number=p.id)
+        ctx.say("proposals.offer_recruit", [[ctx.button(ctx.t("proposals.recruit"),
+                                                        RecruitForProposal(p.id))]],
+                number=p.id)
     await _tell(ctx, p, decision)
 
 
-@router.button("pim")
-async def done_pressed(ctx: Context) -> None:
-    p = await _proposal(ctx)
+@router.action(RecordDone)
+async def done_pressed(ctx: Context, press: RecordDone) -> None:
+    p = await _proposal(ctx, press.proposal_id)
     if p is None or not await _council_may(ctx, p):
         return
     if p.status != proposals.Status.ADOPTED:

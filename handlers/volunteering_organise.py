@@ -7,17 +7,20 @@ import asyncio
 import csv
 import io
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.context import Context
 from bot.messaging.model import Button, Kind
+from bot.payloads import Action
 from bot.pushes import Batch, Key, Recipient
 from bot.router import Router
 from bot.scheduler import Job
 from handlers.notice_time import TIME, BadTime, parse_local
 from handlers.text_lists import split_items
 from handlers.volunteering import (
+    ShowActivity,
     category_name,
     local,
     place_name,
@@ -46,6 +49,73 @@ STAFF = (RoleKind.ADMIN, RoleKind.STAFF, RoleKind.COMMITTEE)
 # The start is whatever the notice time reader takes ("2026-12-05 09:00", "明天 20:00",
 # "tomorrow 20:00", "18:30"), then "-END PLACES [SKILLS]".
 _SHIFT = re.compile(rf"^(.+?)\s*[-–~至到]\s*{TIME}\s+(\d{{1,4}})(?:\s+(.+))?$")
+
+
+@dataclass(frozen=True)
+class PickCategory(Action, code="vnc"):
+    category: str = ""  # one of storage.volunteering.CATEGORIES; anything else: the step is over
+
+
+@dataclass(frozen=True)
+class PickPlace(Action, code="vnp"):
+    estate_id: int
+
+
+@dataclass(frozen=True)
+class ShiftsDone(Action, code="vnd"):
+    pass
+
+
+@dataclass(frozen=True)
+class PickAudience(Action, code="vna"):
+    audience: str = ""  # one of those _audiences offers; anything else: the step is over
+
+
+@dataclass(frozen=True)
+class Publish(Action, code="vpub"):
+    activity_id: int
+    announce: bool = False
+
+
+@dataclass(frozen=True)
+class Discard(Action, code="vdis"):
+    activity_id: int
+
+
+@dataclass(frozen=True)
+class RecruitForProposal(Action, code="vfp"):
+    """Drawn by handlers/proposals.py under an adopted proposal."""
+    proposal_id: int
+
+
+@dataclass(frozen=True)
+class ShowRoster(Action, code="vros"):
+    shift_id: int
+
+
+@dataclass(frozen=True)
+class MarkAttended(Action, code="vatt", fresh="staff"):
+    signup_id: int
+
+
+@dataclass(frozen=True)
+class ExportCsv(Action, code="vcsv"):
+    shift_id: int
+
+
+@dataclass(frozen=True)
+class AskCapacity(Action, code="vcap", fresh="staff"):
+    shift_id: int
+
+
+@dataclass(frozen=True)
+class ConfirmCancelShift(Action, code="vcsh"):
+    shift_id: int
+
+
+@dataclass(frozen=True)
+class CancelShift(Action, code="vcsy", fresh="staff"):
+    shift_id: int
 
 
 async def may_organise(ctx: Context) -> bool:
@@ -102,7 +172,7 @@ async def title_typed(ctx: Context) -> None:
 
 
 def _ask_category(ctx: Context) -> None:
-    buttons = [[ctx.button(category_name(ctx, c), "vnc", c)] for c in vol.CATEGORIES]
+    buttons = [[ctx.button(category_name(ctx, c), PickCategory(c))] for c in vol.CATEGORIES]
     ctx.say("volunteering.ask_category", buttons)
 
 
@@ -112,9 +182,9 @@ async def category_typed(ctx: Context) -> None:
     _ask_category(ctx)
 
 
-@router.button("vnc")
-async def category_chosen(ctx: Context) -> None:
-    category = ctx.args[0] if ctx.args else ""
+@router.action(PickCategory)
+async def category_chosen(ctx: Context, press: PickCategory) -> None:
+    category = press.category
     if ctx.state != CATEGORY or category not in vol.CATEGORIES:
         ctx.say("volunteering.step_over")
         return
@@ -124,15 +194,15 @@ async def category_chosen(ctx: Context) -> None:
 
 
 async def _ask_place(ctx: Context) -> None:
-    buttons = [[ctx.button(territory.localized(e, ctx.lang), "vnp", e.id)]
+    buttons = [[ctx.button(territory.localized(e, ctx.lang), PickPlace(e.id))]
                for e in (await _allowed_estates(ctx))[:10]]
     ctx.reply(ctx.t("volunteering.ask_place"), buttons,
               request_location=ctx.t("volunteering.share_point"))
 
 
-@router.button("vnp")
-async def place_chosen(ctx: Context) -> None:
-    estate_id = ctx.int_arg()
+@router.action(PickPlace)
+async def place_chosen(ctx: Context, press: PickPlace) -> None:
+    estate_id = press.estate_id
     if ctx.state != PLACE:
         ctx.say("volunteering.step_over")
         return
@@ -254,7 +324,7 @@ async def shifts_typed(ctx: Context) -> None:
         listed = "\n".join(
             f"{i + 1}. {_fmt_spec(ctx, s)}" for i, s in enumerate(shifts))
         ctx.say("volunteering.shifts_so_far", [[ctx.button(ctx.t("volunteering.shifts_done"),
-                                                           "vnd")]], shifts=listed)
+                                                           ShiftsDone())]], shifts=listed)
     else:
         ctx.say("volunteering.ask_shifts")
 
@@ -265,8 +335,8 @@ def _fmt_spec(ctx: Context, spec: list) -> str:
     return f"{start:%Y-%m-%d %H:%M}–{end:%H:%M} × {spec[2]}{skills}"
 
 
-@router.button("vnd")
-async def shifts_done(ctx: Context) -> None:
+@router.action(ShiftsDone)
+async def shifts_done(ctx: Context, press: ShiftsDone) -> None:
     if ctx.state != SHIFTS or not ctx.data.get("shifts"):
         ctx.say("volunteering.step_over")
         return
@@ -296,7 +366,7 @@ async def _ask_audience(ctx: Context) -> None:
         await _ask_place(ctx)
         return
     ctx.say("volunteering.ask_audience", [
-        [ctx.button(ctx.t(f"volunteering.audience_{a}"), "vna", a)] for a in options])
+        [ctx.button(ctx.t(f"volunteering.audience_{a}"), PickAudience(a))] for a in options])
 
 
 @router.state(AUDIENCE)
@@ -305,9 +375,9 @@ async def audience_typed(ctx: Context) -> None:
     await _ask_audience(ctx)
 
 
-@router.button("vna")
-async def audience_chosen(ctx: Context) -> None:
-    audience = ctx.args[0] if ctx.args else ""
+@router.action(PickAudience)
+async def audience_chosen(ctx: Context, press: PickAudience) -> None:
+    audience = press.audience
     if ctx.state != AUDIENCE or audience not in await _audiences(ctx):
         ctx.say("volunteering.step_over")
         return
@@ -326,18 +396,18 @@ async def audience_chosen(ctx: Context) -> None:
     if activity.proposal_id:
         ctx.say("volunteering.preview_for_proposal", number=activity.proposal_id)
     ctx.say("volunteering.preview", [
-        [ctx.button(ctx.t("volunteering.publish"), "vpub", activity.id, 0),
-         ctx.button(ctx.t("volunteering.publish_announce"), "vpub", activity.id, 1)],
-        [ctx.button(ctx.t("volunteering.discard"), "vdis", activity.id)]],
+        [ctx.button(ctx.t("volunteering.publish"), Publish(activity.id, False)),
+         ctx.button(ctx.t("volunteering.publish_announce"), Publish(activity.id, True))],
+        [ctx.button(ctx.t("volunteering.discard"), Discard(activity.id))]],
         title=activity.title, category=category_name(ctx, activity.category),
         place=await place_name(ctx, activity), description=activity.description,
         audience=ctx.t(f"volunteering.audience_{audience}"),
         shifts="\n".join(_fmt_spec(ctx, s) for s in d["shifts"]))
 
 
-@router.button("vpub")
-async def publish(ctx: Context) -> None:
-    activity = await vol.get_activity(ctx.session, ctx.int_arg())
+@router.action(Publish)
+async def publish(ctx: Context, press: Publish) -> None:
+    activity = await vol.get_activity(ctx.session, press.activity_id)
     if activity is None or not await may_manage(ctx, activity):
         ctx.say("common.not_allowed")
         return
@@ -349,7 +419,7 @@ async def publish(ctx: Context) -> None:
     if activity.proposal_id:
         invited = await invite_supporters(ctx, activity)
         ctx.say("volunteering.supporters_invited", number=activity.proposal_id, invited=invited)
-    if ctx.int_arg(1) == 1 and await vol.request_announcement(ctx.session, activity.id):
+    if press.announce and await vol.request_announcement(ctx.session, activity.id):
         await audit.record(ctx.session, ctx.resident.id, "volunteering.announce",
                            f"activity:{activity.id}")
         ctx.say("volunteering.published_announcing", title=activity.title,
@@ -360,11 +430,11 @@ async def publish(ctx: Context) -> None:
 
 # -- an adopted proposal becomes an activity ------------------------------------------------
 
-@router.button("vfp")
-async def recruit_for_proposal(ctx: Context) -> None:
+@router.action(RecruitForProposal)
+async def recruit_for_proposal(ctx: Context, press: RecruitForProposal) -> None:
     """"Recruit volunteers for this": an activity draft with the proposal's title, area and
     description; the organiser adds the category, the place within that area and the shifts."""
-    p = await proposals.get(ctx.session, ctx.int_arg())
+    p = await proposals.get(ctx.session, press.proposal_id)
     scope = await ctx.scope()
     if p is None:
         ctx.say("common.button_invalid")
@@ -401,8 +471,8 @@ async def invite_supporters(ctx: Context, activity: vol.Activity) -> int:
             continue
 
         def buttons(t, identity_id=identity_id):
-            return [[Button(t("volunteering.see_activity"), sign(identity_id, "vact",
-                                                                  activity.id))]]
+            return [[Button(t("volunteering.see_activity"),
+                            sign(identity_id, ShowActivity(activity.id)))]]
 
         await ctx.tell(Recipient(identity_id, lang), "volunteering.proposal_invite",
                        buttons=buttons, dedupe_key=f"vol-ann:{activity.id}:{rid}",
@@ -434,7 +504,7 @@ async def send_announcements(sessions, services, deliverer, *, batches: int = 20
 
                 def see(t, identity_id=identity_id, activity_id=activity.id):
                     return [[Button(t("volunteering.see_activity"),
-                                    services.signer.sign(identity_id, "vact", activity_id))]]
+                                    services.signer.sign(identity_id, ShowActivity(activity_id)))]]
                 pushes.tell(Recipient(identity_id, lang), "volunteering.announcement",
                             buttons=see, priority=outbox.Priority.BULK,
                             group=f"vol-ann:{activity.id}",
@@ -450,9 +520,9 @@ async def send_announcements(sessions, services, deliverer, *, batches: int = 20
         deliverer.wake()
 
 
-@router.button("vdis")
-async def discard(ctx: Context) -> None:
-    activity = await vol.get_activity(ctx.session, ctx.int_arg())
+@router.action(Discard)
+async def discard(ctx: Context, press: Discard) -> None:
+    activity = await vol.get_activity(ctx.session, press.activity_id)
     if activity is None or activity.organiser_id != ctx.resident.id:
         ctx.say("common.not_allowed")
         return
@@ -477,11 +547,12 @@ async def rosters(ctx: Context) -> None:
         return
     ctx.say("volunteering.roster_pick", [
         [ctx.button(f"{a.title[:24]} · {local(ctx, s.starts_at):%m-%d %H:%M} "
-                    f"({s.taken}/{s.capacity})", "vros", s.id)] for s, a in rows[:30]])
+                    f"({s.taken}/{s.capacity})", ShowRoster(s.id))] for s, a in rows[:30]])
 
 
-async def _managed_shift(ctx: Context) -> tuple[vol.Shift, vol.Activity] | None:
-    shift = await vol.get_shift(ctx.session, ctx.int_arg())
+async def _managed_shift(ctx: Context, shift_id: int
+                        ) -> tuple[vol.Shift, vol.Activity] | None:
+    shift = await vol.get_shift(ctx.session, shift_id)
     activity = await vol.get_activity(ctx.session, shift.activity_id) if shift else None
     if activity is None or not await may_manage(ctx, activity):
         ctx.say("common.not_allowed")
@@ -489,9 +560,9 @@ async def _managed_shift(ctx: Context) -> tuple[vol.Shift, vol.Activity] | None:
     return shift, activity
 
 
-@router.button("vros")
-async def show_roster(ctx: Context) -> None:
-    found = await _managed_shift(ctx)
+@router.action(ShowRoster)
+async def show_roster(ctx: Context, press: ShowRoster) -> None:
+    found = await _managed_shift(ctx, press.shift_id)
     if found:
         await render_roster(ctx, *found)
 
@@ -502,13 +573,13 @@ async def render_roster(ctx: Context, shift: vol.Shift, activity: vol.Activity) 
     attended = [x for x in lines if x.signup.status == vol.SignupStatus.ATTENDED.value]
     waiting = [x for x in lines if x.signup.status == vol.SignupStatus.WAITLISTED.value]
     none = ctx.t("volunteering.nobody")
-    buttons = [[ctx.button(ctx.t("volunteering.mark_attended", name=x.name[:20]), "vatt",
-                           x.signup.id)] for x in confirmed[:ROSTER_BUTTONS]]
+    buttons = [[ctx.button(ctx.t("volunteering.mark_attended", name=x.name[:20]),
+                           MarkAttended(x.signup.id))] for x in confirmed[:ROSTER_BUTTONS]]
     if shift.status == vol.ShiftStatus.OPEN.value:
-        buttons.append([ctx.button(ctx.t("volunteering.csv_button"), "vcsv", shift.id),
-                        ctx.button(ctx.t("volunteering.capacity_button"), "vcap", shift.id)])
-        buttons.append([ctx.button(ctx.t("volunteering.cancel_shift_button"), "vcsh",
-                                   shift.id)])
+        buttons.append([ctx.button(ctx.t("volunteering.csv_button"), ExportCsv(shift.id)),
+                        ctx.button(ctx.t("volunteering.capacity_button"), AskCapacity(shift.id))])
+        buttons.append([ctx.button(ctx.t("volunteering.cancel_shift_button"),
+                                   ConfirmCancelShift(shift.id))])
     ctx.say("volunteering.roster", buttons, title=activity.title, when=when(ctx, shift),
             taken=shift.taken, capacity=shift.capacity, code=shift.checkin_code,
             status=ctx.t(f"volunteering.shift_status_{shift.status}"),
@@ -517,9 +588,9 @@ async def render_roster(ctx: Context, shift: vol.Shift, activity: vol.Activity) 
             waiting="\n".join(f"{x.position}. {x.name}" for x in waiting) or none)
 
 
-@router.button("vatt", fresh="staff")
-async def mark_attended(ctx: Context) -> None:
-    signup = await vol.get_signup(ctx.session, ctx.int_arg())
+@router.action(MarkAttended)
+async def mark_attended(ctx: Context, press: MarkAttended) -> None:
+    signup = await vol.get_signup(ctx.session, press.signup_id)
     shift = await vol.get_shift(ctx.session, signup.shift_id) if signup else None
     activity = await vol.get_activity(ctx.session, shift.activity_id) if shift else None
     if activity is None or not await may_manage(ctx, activity):
@@ -539,9 +610,9 @@ async def mark_attended(ctx: Context) -> None:
     await render_roster(ctx, shift, activity)
 
 
-@router.button("vcsv")
-async def export_csv(ctx: Context) -> None:
-    found = await _managed_shift(ctx)
+@router.action(ExportCsv)
+async def export_csv(ctx: Context, press: ExportCsv) -> None:
+    found = await _managed_shift(ctx, press.shift_id)
     if not found:
         return
     shift, activity = found
@@ -567,9 +638,9 @@ async def export_csv(ctx: Context) -> None:
               document_name=f"roster-{shift.id}-{local(ctx, shift.starts_at):%Y%m%d}.csv")
 
 
-@router.button("vcap", fresh="staff")
-async def ask_capacity(ctx: Context) -> None:
-    found = await _managed_shift(ctx)
+@router.action(AskCapacity)
+async def ask_capacity(ctx: Context, press: AskCapacity) -> None:
+    found = await _managed_shift(ctx, press.shift_id)
     if found:
         ctx.goto(CAPACITY, shift_id=found[0].id)
         ctx.say("volunteering.ask_capacity", taken=found[0].taken, capacity=found[0].capacity)
@@ -602,20 +673,20 @@ async def capacity_typed(ctx: Context) -> None:
     await tell_promoted(ctx, promoted)
 
 
-@router.button("vcsh")
-async def confirm_cancel_shift(ctx: Context) -> None:
-    found = await _managed_shift(ctx)
+@router.action(ConfirmCancelShift)
+async def confirm_cancel_shift(ctx: Context, press: ConfirmCancelShift) -> None:
+    found = await _managed_shift(ctx, press.shift_id)
     if found:
         shift, activity = found
         ctx.say("volunteering.cancel_shift_confirm", [[
-            ctx.button(ctx.t("volunteering.cancel_shift_yes"), "vcsy", shift.id),
-            ctx.button(ctx.t("common.no"), "vros", shift.id)]],
+            ctx.button(ctx.t("volunteering.cancel_shift_yes"), CancelShift(shift.id)),
+            ctx.button(ctx.t("common.no"), ShowRoster(shift.id))]],
             title=activity.title, when=when(ctx, shift), taken=shift.taken)
 
 
-@router.button("vcsy", fresh="staff")
-async def cancel_shift(ctx: Context) -> None:
-    found = await _managed_shift(ctx)
+@router.action(CancelShift)
+async def cancel_shift(ctx: Context, press: CancelShift) -> None:
+    found = await _managed_shift(ctx, press.shift_id)
     if not found:
         return
     shift, activity = found

@@ -318,3 +318,27 @@ async def test_assisted_survey_answers_and_their_dispute(make_app, sqlite_url):
     results = "\n".join(chat.texts_to("author")[-4:])
     assert "Respondents: 2 (completed: 1)" in results
     assert "1 response was recorded with help" in results, results
+
+
+async def test_an_assisted_ballot_expires_like_the_residents_own(make_app, sqlite_url):
+    # The helper's vote buttons (asv, asm, asx) carry the moment they were signed: a ballot
+    # left open on the helper's screen past the vote age limit records nothing.
+    app, chat = await make_app(sqlite_url, fresh_vote_hours=24)
+    await make_resident(app.sessions, "memory", "author", lang="en")
+    await grant(app.sessions, "memory:author", "committee", "victoria")
+    await make_resident(app.sessions, "memory", "Late Liu", unit="1-9")
+    poll_id = await _publish(chat, "author", anonymous=False, closes="7d")
+    await chat.say("author", "/assist")
+    await chat.say("author", "late liu, 1, 1-9")
+    await chat.press("author", chat.last("author").buttons[0][0].payload, raw=True)
+    await chat.press("author", "#")
+    old_vote = chat.find_button("author", "2. By the pond")
+    assert old_vote
+    app.services.clock.advance(timedelta(hours=25))
+    await chat.press("author", old_vote, raw=True)
+    assert chat.last_text("author").startswith("This button has expired")
+    async with app.sessions() as s:
+        assert await polls.assisted_vote(s, poll_id, (await s.scalar(
+            select(Resident.id).where(Resident.display_name == "Late Liu")))) is None
+    said = await assist_vote(chat, "author", "late liu, 1, 1-9", "2. By the pond")
+    assert "The vote of Late Liu in poll" in said, said
