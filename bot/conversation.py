@@ -57,6 +57,13 @@ class StepAnswer(Action, abstract=True):
     value: str = ""
     more: str = ""
 
+    def pack(self) -> list[str]:
+        # As the string-action versions drew them: "area:c:3", "preview:1", "question".
+        packed = super().pack()
+        while len(packed) > 1 and packed[-1] == "":
+            packed.pop()
+        return packed
+
 
 @dataclass(frozen=True)
 class ConversationTexts:

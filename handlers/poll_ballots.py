@@ -18,7 +18,7 @@ from bot.pushes import Batch, Recipient, Translate, translator
 from bot.router import Router
 from bot.scheduler import Job
 from handlers import poll_chart
-from handlers.polls import manage_rows, rules
+from handlers.polls import ShowBallot, manage_rows, rules
 from storage import audit, outbox, polls
 from storage.audience import Each, recipients
 from storage.people import identities_of, resident_by_id
@@ -26,12 +26,6 @@ from storage.people import identities_of, resident_by_id
 log = logging.getLogger(__name__)
 router = Router()
 MAX_BATCHES_PER_TICK = 40
-
-
-@dataclass(frozen=True)
-class ShowBallot(Action, code="pb"):
-    """Also drawn by handlers/polls.py (the "no" of a poll's early close)."""
-    poll_id: int
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from bot.context import Context
 from bot.conversation import NEXT, STAY, Conversation, ConversationTexts, Go, StepAnswer
+from bot.payloads import Action
 from bot.router import Router
 from handlers import drafting
 from handlers.text_lists import split_items
@@ -52,20 +53,37 @@ class PollAnswer(StepAnswer, code="npo"):
     pass
 
 
-poll = Conversation(router, DRAFT, PollForm, PollAnswer, steps=STEPS, texts=TEXTS)
+@dataclass(frozen=True)
+class ShowBallot(Action, code="pb"):
+    """A poll's ballot (handlers/poll_ballots.py answers it); drawn here too, as the "no" of
+    an early close."""
+    poll_id: int
+
+
+@dataclass(frozen=True)
+class AskClose(Action, code="pce"):
+    poll_id: int
+
+
+@dataclass(frozen=True)
+class CloseNow(Action, code="pcy", fresh="staff"):
+    poll_id: int
+
+
+poll_form = Conversation(router, DRAFT, PollForm, PollAnswer, steps=STEPS, texts=TEXTS)
 
 
 @router.command("newpoll", help_key="polls.help_newpoll", roles=AUTHORS, order=40)
 async def new_poll(ctx: Context) -> None:
-    await poll.start(ctx, PollForm())
+    await poll_form.start(ctx, PollForm())
 
 
-@poll.asks("question")
+@poll_form.asks("question")
 async def ask_question(ctx: Context, d: PollForm) -> None:
     ctx.say("polls.ask_question", limit=MAX_QUESTION)
 
 
-@poll.takes("question")
+@poll_form.takes("question")
 async def question_typed(ctx: Context, d: PollForm, text: str) -> Go:
     if not 3 <= len(text) <= MAX_QUESTION:
         ctx.say("polls.question_length", limit=MAX_QUESTION)
@@ -74,12 +92,12 @@ async def question_typed(ctx: Context, d: PollForm, text: str) -> Go:
     return NEXT
 
 
-@poll.asks("options")
+@poll_form.asks("options")
 async def ask_options(ctx: Context, d: PollForm) -> None:
     ctx.say("polls.ask_options", low=polls.MIN_OPTIONS, high=polls.MAX_OPTIONS, limit=MAX_OPTION)
 
 
-@poll.takes("options")
+@poll_form.takes("options")
 async def options_typed(ctx: Context, d: PollForm, text: str) -> Go:
     options = split_items(text)
     problem = _options_problem(options)
@@ -101,16 +119,16 @@ def _options_problem(options: list[str]) -> str | None:
     return None
 
 
-@poll.asks(*YES_NO)
+@poll_form.asks(*YES_NO)
 async def ask_yes_no(ctx: Context, d: PollForm) -> None:
-    step = poll.step(ctx) or ""
+    step = poll_form.step(ctx) or ""
     no, yes = YES_NO[step]
-    ctx.say(f"polls.ask_{step}", [[poll.button(ctx, ctx.t(f"polls.opt_{no}"), step, 0),
-                                   poll.button(ctx, ctx.t(f"polls.opt_{yes}"), step, 1)]])
+    ctx.say(f"polls.ask_{step}", [[poll_form.button(ctx, ctx.t(f"polls.opt_{no}"), step, 0),
+                                   poll_form.button(ctx, ctx.t(f"polls.opt_{yes}"), step, 1)]])
 
 
 def _yes_no(step: str) -> None:
-    @poll.takes_press(step)
+    @poll_form.takes_press(step)
     async def chosen(ctx: Context, d: PollForm, press: PollAnswer) -> Go:
         if press.value not in ("0", "1"):
             ctx.button_invalid()
@@ -123,12 +141,12 @@ for _step in YES_NO:
     _yes_no(_step)
 
 
-@poll.asks("area")
+@poll_form.asks("area")
 async def ask_area(ctx: Context, d: PollForm) -> None:
-    ctx.say("polls.ask_area", await drafting.area_buttons(ctx, poll, "area"))
+    ctx.say("polls.ask_area", await drafting.area_buttons(ctx, poll_form, "area"))
 
 
-@poll.takes_press("area")
+@poll_form.takes_press("area")
 async def area_chosen(ctx: Context, d: PollForm, press: PollAnswer) -> Go:
     area = drafting.area_pressed(press)
     if area is None:
@@ -142,13 +160,13 @@ async def area_chosen(ctx: Context, d: PollForm, press: PollAnswer) -> Go:
     return "verified" if kind == "committee" else NEXT
 
 
-@poll.asks("building")
+@poll_form.asks("building")
 async def ask_building(ctx: Context, d: PollForm) -> None:
-    ctx.say("polls.ask_building", [[poll.button(ctx, ctx.t("polls.whole_estate"), "building",
+    ctx.say("polls.ask_building", [[poll_form.button(ctx, ctx.t("polls.whole_estate"), "building",
                                                 0)]])
 
 
-@poll.takes("building")
+@poll_form.takes("building")
 async def building_typed(ctx: Context, d: PollForm, text: str) -> Go:
     found = await drafting.building_in(ctx, d.area_id, text)
     if found is None:
@@ -157,18 +175,18 @@ async def building_typed(ctx: Context, d: PollForm, text: str) -> Go:
     return NEXT
 
 
-@poll.takes_press("building")
+@poll_form.takes_press("building")
 async def whole_estate(ctx: Context, d: PollForm, press: PollAnswer) -> Go:
     return NEXT  # the area stays as chosen
 
 
-@poll.asks("closes")
+@poll_form.asks("closes")
 async def ask_closes(ctx: Context, d: PollForm) -> None:
     ctx.say("polls.ask_closes", tz=ctx.services.settings.bot.timezone,
             min=drafting.MIN_MINUTES, days=drafting.MAX_DAYS)
 
 
-@poll.takes("closes")
+@poll_form.takes("closes")
 async def closes_typed(ctx: Context, d: PollForm, text: str) -> Go:
     at = drafting.parse_closing(text, ctx.now, ctx.services.settings.bot.timezone)
     if isinstance(at, str):
@@ -178,12 +196,12 @@ async def closes_typed(ctx: Context, d: PollForm, text: str) -> Go:
     return NEXT
 
 
-@poll.asks("quorum")
+@poll_form.asks("quorum")
 async def ask_quorum(ctx: Context, d: PollForm) -> None:
-    ctx.say("polls.ask_quorum", [[poll.button(ctx, ctx.t("polls.no_quorum"), "quorum", 0)]])
+    ctx.say("polls.ask_quorum", [[poll_form.button(ctx, ctx.t("polls.no_quorum"), "quorum", 0)]])
 
 
-@poll.takes("quorum")
+@poll_form.takes("quorum")
 async def quorum_typed(ctx: Context, d: PollForm, text: str) -> Go:
     if not text.isdigit() or not 0 <= int(text) <= MAX_QUORUM:
         ctx.refuse("polls.quorum_invalid")
@@ -192,7 +210,7 @@ async def quorum_typed(ctx: Context, d: PollForm, text: str) -> Go:
     return NEXT
 
 
-@poll.takes_press("quorum")
+@poll_form.takes_press("quorum")
 async def no_quorum(ctx: Context, d: PollForm, press: PollAnswer) -> Go:
     d.quorum = None
     return NEXT
@@ -207,12 +225,12 @@ def _draft(d: PollForm, committee_id: int | None) -> polls.PollDraft:
         committee_id=committee_id)
 
 
-@poll.asks("preview")
+@poll_form.asks("preview")
 async def preview(ctx: Context, d: PollForm) -> None:
     draft = _draft(d, None)
     options = "\n".join(f"{i + 1}. {o}" for i, o in enumerate(draft.options))
-    ctx.say("polls.preview", [[poll.button(ctx, ctx.t("polls.publish"), "preview", 1),
-                               poll.button(ctx, ctx.t("polls.discard"), "preview", 0)]],
+    ctx.say("polls.preview", [[poll_form.button(ctx, ctx.t("polls.publish"), "preview", 1),
+                               poll_form.button(ctx, ctx.t("polls.discard"), "preview", 0)]],
             question=draft.question, options=options,
             rules=rules(ctx.t, draft.multiple, draft.anonymous, draft.per_household,
                         draft.live_results),
@@ -231,7 +249,7 @@ def rules(t, multiple: bool, anonymous: bool, per_household: bool, live: bool) -
     return "\n".join(parts)
 
 
-@poll.takes_press("preview")
+@poll_form.takes_press("preview")
 async def publish_or_discard(ctx: Context, d: PollForm, press: PollAnswer) -> Go:
     if press.value != "1":
         ctx.finish()
@@ -261,12 +279,11 @@ async def manage_rows(ctx: Context) -> list[list]:
     found = await polls.open_of_committees(
         ctx.session, None if scope.everything else set(scope.committee_ids))
     return [[ctx.button(ctx.t("polls.btn_close_early", number=p.id, question=p.question[:30]),
-                        "pce", p.id)] for p in found if await drafting.runs(ctx, p.committee_id)]
+                        AskClose(p.id))] for p in found if await drafting.runs(ctx, p.committee_id)]
 
 
-async def _poll_to_close(ctx: Context) -> polls.Poll | None:
-    args = ctx.int_args(1)
-    poll = await polls.get_poll(ctx.session, args[0]) if args else None
+async def _poll_to_close(ctx: Context, poll_id: int) -> polls.Poll | None:
+    poll = await polls.get_poll(ctx.session, poll_id)
     if poll is None:
         ctx.say("common.button_invalid")
         return None
@@ -279,19 +296,19 @@ async def _poll_to_close(ctx: Context) -> polls.Poll | None:
     return poll
 
 
-@router.button("pce")
-async def confirm_close(ctx: Context) -> None:
-    poll = await _poll_to_close(ctx)
+@router.action(AskClose)
+async def confirm_close(ctx: Context, press: AskClose) -> None:
+    poll = await _poll_to_close(ctx, press.poll_id)
     if poll is not None:
-        ctx.say("polls.close_confirm", [[ctx.button(ctx.t("polls.btn_close_yes"), "pcy", poll.id),
-                                         ctx.button(ctx.t("common.no"), "pb", poll.id)]],
+        ctx.say("polls.close_confirm", [[ctx.button(ctx.t("polls.btn_close_yes"), CloseNow(poll.id)),
+                                         ctx.button(ctx.t("common.no"), ShowBallot(poll.id))]],
                 number=poll.id, question=poll.question,
                 closes=ctx.services.local_time(poll.closes_at))
 
 
-@router.button("pcy", fresh="staff")
-async def close_early(ctx: Context) -> None:
-    poll = await _poll_to_close(ctx)
+@router.action(CloseNow)
+async def close_early(ctx: Context, press: CloseNow) -> None:
+    poll = await _poll_to_close(ctx, press.poll_id)
     if poll is None:
         return
     if not await polls.close_early(ctx.session, poll.id, ctx.now):

@@ -10,6 +10,7 @@ from datetime import datetime
 from bot.context import Context, Services
 from bot.conversation import NEXT, STAY, Conversation, ConversationTexts, Go, StepAnswer
 from bot.messaging.model import Button, Outbound
+from bot.payloads import Action
 from bot.pushes import Batch, Recipient, push
 from bot.router import Router
 from bot.scheduler import Job
@@ -55,6 +56,47 @@ class SurveyForm:
 @dataclass(frozen=True)
 class SurveyAnswer(StepAnswer, code="nsv"):
     pass
+
+
+@dataclass(frozen=True)
+class TakeSurvey(Action, code="sv"):
+    survey_id: int
+
+
+@dataclass(frozen=True)
+class Choose(Action, code="sa"):
+    survey_id: int
+    question_id: int
+    choice: int
+
+
+@dataclass(frozen=True)
+class Toggle(Action, code="sm"):
+    survey_id: int
+    question_id: int
+    mask: int  # the choices ticked once this press is taken
+
+
+@dataclass(frozen=True)
+class Submit(Action, code="sx"):
+    survey_id: int
+    question_id: int
+    mask: int
+
+
+@dataclass(frozen=True)
+class ShowResults(Action, code="sr"):
+    survey_id: int
+
+
+@dataclass(frozen=True)
+class AskClose(Action, code="svc"):
+    survey_id: int
+
+
+@dataclass(frozen=True)
+class CloseNow(Action, code="svcy", fresh="staff"):
+    survey_id: int
 
 
 survey_form = Conversation(router, DRAFT, SurveyForm, SurveyAnswer, steps=STEPS, texts=TEXTS)
@@ -254,19 +296,19 @@ async def publish_or_discard(ctx: Context, d: SurveyForm, press: SurveyAnswer) -
 async def list_surveys(ctx: Context) -> None:
     rows = []
     for s in await surveys.open_for(ctx.session, ctx.resident):
-        rows.append([ctx.button(ctx.t("surveys.take", number=s.id, title=s.title[:40]), "sv",
-                                s.id)])
+        rows.append([ctx.button(ctx.t("surveys.take", number=s.id, title=s.title[:40]),
+                                TakeSurvey(s.id))])
     scope = await ctx.scope()
     if scope.has("admin", "staff", "committee"):
         mine = await surveys.listed(ctx.session, committee_ids=None if scope.everything
                                     else scope.committee_ids, limit=10)
         rows += [[ctx.button(ctx.t("surveys.results_of", number=s.id, title=s.title[:40]),
-                             "sr", s.id)] for s in mine]
+                             ShowResults(s.id))] for s in mine]
     else:
         for s in await surveys.listed(ctx.session, committee_ids=None, status="closed", limit=30):
             if await surveys.response_for(ctx.session, s.id, ctx.resident.id, create=False):
                 rows.append([ctx.button(ctx.t("surveys.results_of", number=s.id,
-                                              title=s.title[:40]), "sr", s.id)])
+                                              title=s.title[:40]), ShowResults(s.id))])
     if not rows:
         ctx.say("surveys.none")
         return
@@ -294,14 +336,9 @@ async def _usable(ctx: Context, survey_id: int) -> surveys.Survey | None:
     return survey
 
 
-@router.button("sv")
-async def start(ctx: Context) -> None:
-    try:
-        survey_id = int(ctx.args[0])
-    except (IndexError, ValueError):
-        ctx.say("common.button_invalid")
-        return
-    survey = await _usable(ctx, survey_id)
+@router.action(TakeSurvey)
+async def start(ctx: Context, press: TakeSurvey) -> None:
+    survey = await _usable(ctx, press.survey_id)
     if survey is None:
         return
     response = await surveys.response_for(ctx.session, survey.id, ctx.resident.id, create=True)
@@ -330,14 +367,14 @@ def _question(ctx: Context, survey: surveys.Survey, q: surveys.SurveyQuestion, t
         ctx.finish()  # a button question follows a typed one
     choices = q.choices()
     if q.kind == "scale":
-        rows.append([ctx.button(c, "sa", survey.id, q.id, i) for i, c in enumerate(choices)])
+        rows.append([ctx.button(c, Choose(survey.id, q.id, i)) for i, c in enumerate(choices)])
         text += "\n" + ctx.t("surveys.scale_hint")
     elif q.kind == "single":
-        rows = [[ctx.button(c, "sa", survey.id, q.id, i)] for i, c in enumerate(choices)]
+        rows = [[ctx.button(c, Choose(survey.id, q.id, i))] for i, c in enumerate(choices)]
     else:
-        rows = [[ctx.button(("☑ " if mask >> i & 1 else "☐ ") + c, "sm", survey.id, q.id,
-                            mask ^ (1 << i))] for i, c in enumerate(choices)]
-        rows.append([ctx.button(ctx.t("polls.submit"), "sx", survey.id, q.id, mask)])
+        rows = [[ctx.button(("☑ " if mask >> i & 1 else "☐ ") + c,
+                            Toggle(survey.id, q.id, mask ^ (1 << i)))] for i, c in enumerate(choices)]
+        rows.append([ctx.button(ctx.t("polls.submit"), Submit(survey.id, q.id, mask))])
     return text, rows
 
 
@@ -359,42 +396,39 @@ async def _answer(ctx: Context, survey_id: int, question_id: int, choices: list[
     await _next(ctx, survey, response)
 
 
-@router.button("sa")
-async def choose(ctx: Context) -> None:
-    args = ctx.int_args(3)
-    if args is None:
-        ctx.say("common.button_invalid")
+@router.action(Choose)
+async def choose(ctx: Context, press: Choose) -> None:
+    if press.choice < 0:
+        ctx.button_invalid()
         return
-    await _answer(ctx, args[0], args[1], [args[2]], None)
+    await _answer(ctx, press.survey_id, press.question_id, [press.choice], None)
 
 
-@router.button("sm")
-async def toggle(ctx: Context) -> None:
-    args = ctx.int_args(3)
-    survey = await _usable(ctx, args[0]) if args else None
+@router.action(Toggle)
+async def toggle(ctx: Context, press: Toggle) -> None:
+    survey = await _usable(ctx, press.survey_id)
     if survey is None:
         return
-    q = await surveys.get_question(ctx.session, args[1])
+    q = await surveys.get_question(ctx.session, press.question_id)
     if q is None or q.survey_id != survey.id or q.kind != "multiple" \
-            or args[2] >= 1 << len(q.options):
-        ctx.say("common.button_invalid")
+            or not 0 <= press.mask < 1 << len(q.options):
+        ctx.button_invalid()
         return
     total = len(await surveys.questions_of(ctx.session, survey.id))
-    text, rows = _question(ctx, survey, q, total, args[2])
+    text, rows = _question(ctx, survey, q, total, press.mask)
     ctx.reply(text, rows, edit_of=ctx.inbound.message_ref)
 
 
-@router.button("sx")
-async def submit(ctx: Context) -> None:
-    args = ctx.int_args(3)
-    if args is None or args[2] >= 1 << MAX_OPTIONS:
-        ctx.say("common.button_invalid")
+@router.action(Submit)
+async def submit(ctx: Context, press: Submit) -> None:
+    if not 0 <= press.mask < 1 << MAX_OPTIONS:
+        ctx.button_invalid()
         return
-    if args[2] == 0:
+    if press.mask == 0:
         ctx.say("polls.choose_one")
         return
-    await _answer(ctx, args[0], args[1], [i for i in range(MAX_OPTIONS) if args[2] >> i & 1],
-                  None)
+    await _answer(ctx, press.survey_id, press.question_id,
+                  [i for i in range(MAX_OPTIONS) if press.mask >> i & 1], None)
 
 
 @router.state(ANSWER)
@@ -406,12 +440,9 @@ async def typed_answer(ctx: Context) -> None:
     await _answer(ctx, ctx.data["survey"], ctx.data["question"], [], text)
 
 
-@router.button("sr")
-async def show_results(ctx: Context) -> None:
-    try:
-        survey = await surveys.get_survey(ctx.session, int(ctx.args[0]))
-    except (IndexError, ValueError):
-        survey = None
+@router.action(ShowResults)
+async def show_results(ctx: Context, press: ShowResults) -> None:
+    survey = await surveys.get_survey(ctx.session, press.survey_id)
     if survey is None:
         ctx.say("common.button_invalid")
         return
@@ -423,7 +454,7 @@ async def show_results(ctx: Context) -> None:
                                            with_texts=committee))
     if committee and survey.status == "open":
         ctx.say("surveys.may_close_early", [[ctx.button(ctx.t("surveys.btn_close_early"),
-                                                        "svc", survey.id)]],
+                                                        AskClose(survey.id))]],
                 closes=ctx.services.local_time(survey.closes_at))
 
 
@@ -432,9 +463,8 @@ async def _runs(ctx: Context, survey: surveys.Survey) -> bool:
     return await drafting.runs(ctx, survey.committee_id)
 
 
-async def _survey_to_close(ctx: Context) -> surveys.Survey | None:
-    args = ctx.int_args(1)
-    survey = await surveys.get_survey(ctx.session, args[0]) if args else None
+async def _survey_to_close(ctx: Context, survey_id: int) -> surveys.Survey | None:
+    survey = await surveys.get_survey(ctx.session, survey_id)
     if survey is None:
         ctx.say("common.button_invalid")
         return None
@@ -447,22 +477,22 @@ async def _survey_to_close(ctx: Context) -> surveys.Survey | None:
     return survey
 
 
-@router.button("svc")
-async def confirm_close(ctx: Context) -> None:
-    survey = await _survey_to_close(ctx)
+@router.action(AskClose)
+async def confirm_close(ctx: Context, press: AskClose) -> None:
+    survey = await _survey_to_close(ctx, press.survey_id)
     if survey is None:
         return
     started, _ = await surveys.respondents(ctx.session, survey.id)
-    ctx.say("surveys.close_confirm", [[ctx.button(ctx.t("surveys.btn_close_yes"), "svcy",
-                                                  survey.id),
-                                       ctx.button(ctx.t("common.no"), "sr", survey.id)]],
+    ctx.say("surveys.close_confirm", [[ctx.button(ctx.t("surveys.btn_close_yes"),
+                                                  CloseNow(survey.id)),
+                                       ctx.button(ctx.t("common.no"), ShowResults(survey.id))]],
             number=survey.id, title=survey.title, started=started,
             closes=ctx.services.local_time(survey.closes_at))
 
 
-@router.button("svcy", fresh="staff")
-async def close_early(ctx: Context) -> None:
-    survey = await _survey_to_close(ctx)
+@router.action(CloseNow)
+async def close_early(ctx: Context, press: CloseNow) -> None:
+    survey = await _survey_to_close(ctx, press.survey_id)
     if survey is None:
         return
     if not await surveys.close_now(ctx.session, survey.id, ctx.now):
@@ -542,7 +572,7 @@ async def _invite_step(sessions, services: Services, survey_id: int) -> int | No
         for r in page.recipients:
             def start(t, identity_id=r.identity_id):
                 return [[Button(t("surveys.start"),
-                                services.signer.sign(identity_id, "sv", survey_id))]]
+                                services.signer.sign(identity_id, TakeSurvey(survey_id)))]]
             await push(session, services.texts, Recipient(r.identity_id, r.language),
                        "surveys.invitation", buttons=start, priority=outbox.Priority.BULK,
                        group=f"survey:{survey_id}",
