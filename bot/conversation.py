@@ -269,7 +269,9 @@ class Conversation(Generic[D]):
             to = self.order[self.order.index(here) + 1]
         if to not in self._steps:
             raise ValueError(f"{self.state} has no step {to!r}")
-        trail = [*(ctx.data.get("trail") or []), [here, before]][-MAX_TRAIL:]
+        trail = list(ctx.data.get("trail") or [])
+        if to != here:  # the same step asked again is not a step to go back to
+            trail = [*trail, [here, before]][-MAX_TRAIL:]
         ctx.goto(self.state, step=to, draft=_dump(d), trail=trail)
         await self._ask(ctx, d)
 

@@ -7,11 +7,12 @@ import asyncio
 import csv
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.context import Context
+from bot.conversation import KEEP, NEXT, STAY, Conversation, ConversationTexts, Go, StepAnswer
 from bot.messaging.model import Button, Kind
 from bot.payloads import Action
 from bot.pushes import Batch, Key, Recipient
@@ -37,9 +38,13 @@ from storage.people import RoleKind
 
 router = Router()
 
-TITLE, CATEGORY, PLACE, DESCRIPTION, SHIFTS, AUDIENCE, CAPACITY = (
-    "vol.title", "vol.category", "vol.place", "vol.description", "vol.shifts", "vol.audience",
-    "vol.capacity")
+CAPACITY = "vol.capacity"
+STEPS = ("title", "category", "place", "description", "shifts", "audience")
+# The states of the version before the declared conversation, one per step.
+LEGACY = {f"vol.{step}": step for step in STEPS}
+TEXTS = ConversationTexts(stale="volunteering.step_over",
+                          press_button="volunteering.press_a_button",
+                          type_please="volunteering.expect_text")
 MAX_TITLE, MAX_DESCRIPTION, MAX_SKILLS, MAX_SHIFTS = 80, 1000, 120, 20
 ROSTER_BUTTONS = 20
 CSV_COLUMNS = ("queue_no", "resident", "name", "status", "waitlist_position", "signed_up_at",
@@ -118,6 +123,30 @@ class CancelShift(Action, code="vcsy", fresh="staff"):
     shift_id: int
 
 
+@dataclass
+class ActivityForm:
+    """An activity being drafted (/newactivity, or from an adopted proposal)."""
+
+    title: str = ""
+    category: str = ""
+    estate_id: int | None = None
+    latitude: float | None = None  # a shared point, when the place was shared
+    longitude: float | None = None
+    description: str = ""
+    shifts: list[list] = field(default_factory=list)  # [starts ISO, ends ISO, places, skills]
+    proposal_id: int | None = None  # carrying out an adopted proposal ...
+    proposal_committee: int | None = None  # ... within its committee's area
+
+
+@dataclass(frozen=True)
+class _ActivityAnswer(StepAnswer, code="vstep"):
+    pass  # every choice of this conversation is one of the typed actions above
+
+
+activity_form = Conversation(router, "vol.draft", ActivityForm, _ActivityAnswer, steps=STEPS,
+                             texts=TEXTS, legacy_states=LEGACY)
+
+
 async def may_organise(ctx: Context) -> bool:
     """Staff and committee members organise; so do leads of a volunteer team."""
     scope = await ctx.scope()
@@ -132,16 +161,16 @@ async def may_manage(ctx: Context, activity: vol.Activity) -> bool:
     return vol.may_manage(scope, activity, ctx.resident.id, leads_team=leads)
 
 
-async def _allowed_estates(ctx: Context) -> list[territory.Estate]:
+async def _allowed_estates(ctx: Context, d: ActivityForm) -> list[territory.Estate]:
     scope = await ctx.scope()
     estates = await territory.estates(ctx.session)
     allowed = [e for e in estates if scope.covers_estate(e.id)]
     if not allowed and ctx.resident.estate_id:
         # A team lead without a territorial role organises at home.
         allowed = [e for e in estates if e.id == ctx.resident.estate_id]
-    if ctx.data.get("proposal_committee"):
+    if d.proposal_committee:
         # Carrying out a proposal: within the area of the committee it was adopted by.
-        allowed = [e for e in allowed if e.committee_id == ctx.data["proposal_committee"]]
+        allowed = [e for e in allowed if e.committee_id == d.proposal_committee]
     return allowed
 
 
@@ -153,118 +182,108 @@ async def new_activity(ctx: Context) -> None:
     if not await may_organise(ctx):
         ctx.say("common.not_allowed")
         return
-    ctx.goto(TITLE)
+    await activity_form.start(ctx, ActivityForm())
+
+
+@activity_form.asks("title")
+async def ask_title(ctx: Context, d: ActivityForm) -> None:
     ctx.say("volunteering.ask_title", limit=MAX_TITLE)
 
 
-@router.state(TITLE)
-async def title_typed(ctx: Context) -> None:
-    text = ctx.inbound.text if ctx.inbound.kind == Kind.TEXT else ""
-    if not text:
-        ctx.say("volunteering.expect_text")
-        return
+@activity_form.takes("title")
+async def title_typed(ctx: Context, d: ActivityForm, text: str) -> Go:
     if len(text) > MAX_TITLE:
         ctx.say("volunteering.title_too_long", limit=MAX_TITLE, length=len(text))
-        return
-    ctx.remember(title=text)
-    ctx.state = CATEGORY
-    _ask_category(ctx)
+        return STAY
+    d.title = text
+    return NEXT
 
 
-def _ask_category(ctx: Context) -> None:
+@activity_form.asks("category")
+async def ask_category(ctx: Context, d: ActivityForm) -> None:
     buttons = [[ctx.button(category_name(ctx, c), PickCategory(c))] for c in vol.CATEGORIES]
     ctx.say("volunteering.ask_category", buttons)
 
 
-@router.state(CATEGORY)
-async def category_typed(ctx: Context) -> None:
+@activity_form.takes("category")
+async def category_typed(ctx: Context, d: ActivityForm, text: str) -> Go:
     ctx.refuse("volunteering.press_a_button")
-    _ask_category(ctx)
+    return "category"
 
 
-@router.action(PickCategory)
-async def category_chosen(ctx: Context, press: PickCategory) -> None:
-    category = press.category
-    if ctx.state != CATEGORY or category not in vol.CATEGORIES:
+@activity_form.takes_action(PickCategory, "category")
+async def category_chosen(ctx: Context, d: ActivityForm, press: PickCategory) -> Go:
+    if press.category not in vol.CATEGORIES:
         ctx.say("volunteering.step_over")
-        return
-    ctx.remember(category=category)
-    ctx.state = PLACE
-    await _ask_place(ctx)
+        return STAY
+    d.category = press.category
+    return NEXT
 
 
-async def _ask_place(ctx: Context) -> None:
+@activity_form.asks("place")
+async def ask_place(ctx: Context, d: ActivityForm) -> None:
     buttons = [[ctx.button(territory.localized(e, ctx.lang), PickPlace(e.id))]
-               for e in (await _allowed_estates(ctx))[:10]]
+               for e in (await _allowed_estates(ctx, d))[:10]]
     ctx.reply(ctx.t("volunteering.ask_place"), buttons,
               request_location=ctx.t("volunteering.share_point"))
 
 
-@router.action(PickPlace)
-async def place_chosen(ctx: Context, press: PickPlace) -> None:
-    estate_id = press.estate_id
-    if ctx.state != PLACE:
-        ctx.say("volunteering.step_over")
-        return
-    if estate_id not in {e.id for e in await _allowed_estates(ctx)}:
+@activity_form.takes_action(PickPlace, "place")
+async def place_chosen(ctx: Context, d: ActivityForm, press: PickPlace) -> Go:
+    if press.estate_id not in {e.id for e in await _allowed_estates(ctx, d)}:
         ctx.say("common.not_allowed")
-        return
-    ctx.remember(estate_id=estate_id, latitude=None, longitude=None)
-    await _after_place(ctx)
+        return STAY
+    d.estate_id, d.latitude, d.longitude = press.estate_id, None, None
+    return await _after_place(ctx, d)
 
 
-@router.state(PLACE)
-async def place_input(ctx: Context) -> None:
+@activity_form.takes_media("place")
+async def place_shared(ctx: Context, d: ActivityForm, kind: Kind) -> Go:
     inbound = ctx.inbound
-    if inbound.kind == Kind.LOCATION:
-        place = ctx.services.geo.locate(inbound.latitude, inbound.longitude)
-        if not place.inside or (ctx.data.get("proposal_committee") and place.estate_id not in
-                                {e.id for e in await _allowed_estates(ctx)}):
-            ctx.say("volunteering.point_outside")
-            return
-        ctx.remember(estate_id=place.estate_id, latitude=inbound.latitude,
-                     longitude=inbound.longitude)
-        await _after_place(ctx)
-        return
-    if inbound.kind == Kind.TEXT:
-        allowed = {e.id for e in await _allowed_estates(ctx)}
-        for estate_id, score in ctx.services.geo.match_estate(inbound.text):
-            if score >= 80 and estate_id in allowed:
-                ctx.remember(estate_id=estate_id, latitude=None, longitude=None)
-                await _after_place(ctx)
-                return
+    if kind != Kind.LOCATION:
+        ctx.say("volunteering.place_unknown")
+        return "place"
+    place = ctx.services.geo.locate(inbound.latitude, inbound.longitude)
+    if not place.inside or (d.proposal_committee and place.estate_id not in
+                            {e.id for e in await _allowed_estates(ctx, d)}):
+        ctx.say("volunteering.point_outside")
+        return STAY
+    d.estate_id, d.latitude, d.longitude = place.estate_id, inbound.latitude, inbound.longitude
+    return await _after_place(ctx, d)
+
+
+@activity_form.takes("place")
+async def place_typed(ctx: Context, d: ActivityForm, text: str) -> Go:
+    allowed = {e.id for e in await _allowed_estates(ctx, d)}
+    for estate_id, score in ctx.services.geo.match_estate(text):
+        if score >= 80 and estate_id in allowed:
+            d.estate_id, d.latitude, d.longitude = estate_id, None, None
+            return await _after_place(ctx, d)
     ctx.say("volunteering.place_unknown")
-    await _ask_place(ctx)
+    return "place"
 
 
-async def _after_place(ctx: Context) -> None:
-    if ctx.data.get("shifts"):
+async def _after_place(ctx: Context, d: ActivityForm) -> Go:
+    if d.shifts:
         # Back here to change the place: the rest is already given.
-        ctx.state = AUDIENCE
-        await _ask_audience(ctx)
-        return
-    if ctx.data.get("proposal_id"):
-        # The description is the proposal's: on to the shifts.
-        ctx.remember(shifts=[])
-        ctx.state = SHIFTS
-        ctx.say("volunteering.ask_shifts")
-        return
-    ctx.state = DESCRIPTION
+        return await _to_audience(ctx, d)
+    if d.proposal_id:
+        return "shifts"  # the description is the proposal's
+    return "description"
+
+
+@activity_form.asks("description")
+async def ask_description(ctx: Context, d: ActivityForm) -> None:
     ctx.say("volunteering.ask_description", limit=MAX_DESCRIPTION)
 
 
-@router.state(DESCRIPTION)
-async def description_typed(ctx: Context) -> None:
-    text = ctx.inbound.text if ctx.inbound.kind == Kind.TEXT else ""
-    if not text:
-        ctx.say("volunteering.expect_text")
-        return
+@activity_form.takes("description")
+async def description_typed(ctx: Context, d: ActivityForm, text: str) -> Go:
     if len(text) > MAX_DESCRIPTION:
         ctx.say("volunteering.description_too_long", limit=MAX_DESCRIPTION, length=len(text))
-        return
-    ctx.remember(description=text, shifts=[])
-    ctx.state = SHIFTS
-    ctx.say("volunteering.ask_shifts")
+        return STAY
+    d.description, d.shifts = text, []
+    return "shifts"
 
 
 def parse_shift(line: str, tz: ZoneInfo, now: datetime) -> vol.ShiftSpec | str:
@@ -297,15 +316,17 @@ def parse_shift(line: str, tz: ZoneInfo, now: datetime) -> vol.ShiftSpec | str:
     return vol.ShiftSpec(start, end, cap, skills)
 
 
-@router.state(SHIFTS)
-async def shifts_typed(ctx: Context) -> None:
-    if ctx.inbound.kind != Kind.TEXT:
-        ctx.say("volunteering.expect_text")
-        return
+@activity_form.asks("shifts")
+async def ask_shifts(ctx: Context, d: ActivityForm) -> None:
+    ctx.say("volunteering.ask_shifts")
+
+
+@activity_form.takes("shifts")
+async def shifts_typed(ctx: Context, d: ActivityForm, text: str) -> Go:
     tz = ZoneInfo(ctx.services.settings.bot.timezone)
-    shifts = list(ctx.data.get("shifts", []))
-    added, errors = 0, []
-    for line in split_items(ctx.inbound.text, commas=False):
+    shifts = list(d.shifts)
+    errors = []
+    for line in split_items(text, commas=False):
         parsed = parse_shift(line, tz, ctx.now)
         if isinstance(parsed, str):
             errors.append(ctx.t(f"volunteering.{parsed}", line=line.strip()[:60],
@@ -316,8 +337,7 @@ async def shifts_typed(ctx: Context) -> None:
             break
         shifts.append([parsed.starts_at.isoformat(), parsed.ends_at.isoformat(),
                        parsed.capacity, parsed.skills])
-        added += 1
-    ctx.remember(shifts=shifts)
+    d.shifts = shifts
     if errors:
         ctx.reply("\n".join(errors))
     if shifts:
@@ -327,6 +347,7 @@ async def shifts_typed(ctx: Context) -> None:
                                                            ShiftsDone())]], shifts=listed)
     else:
         ctx.say("volunteering.ask_shifts")
+    return KEEP  # more shifts may follow, until "done"
 
 
 def _fmt_spec(ctx: Context, spec: list) -> str:
@@ -335,21 +356,20 @@ def _fmt_spec(ctx: Context, spec: list) -> str:
     return f"{start:%Y-%m-%d %H:%M}–{end:%H:%M} × {spec[2]}{skills}"
 
 
-@router.action(ShiftsDone)
-async def shifts_done(ctx: Context, press: ShiftsDone) -> None:
-    if ctx.state != SHIFTS or not ctx.data.get("shifts"):
+@activity_form.takes_action(ShiftsDone, "shifts")
+async def shifts_done(ctx: Context, d: ActivityForm, press: ShiftsDone) -> Go:
+    if not d.shifts:
         ctx.say("volunteering.step_over")
-        return
-    ctx.state = AUDIENCE
-    await _ask_audience(ctx)
+        return STAY
+    return await _to_audience(ctx, d)
 
 
-async def _audiences(ctx: Context) -> list[str]:
+async def _audiences(ctx: Context, d: ActivityForm) -> list[str]:
     scope = await ctx.scope()
     options = []
-    if ctx.data.get("estate_id"):
+    if d.estate_id:
         options.append("estate")
-    if ctx.data.get("estate_id") or len(scope.committee_ids) == 1:
+    if d.estate_id or len(scope.committee_ids) == 1:
         # A point outside any estate still belongs to the organiser's own committee.
         options.append("committee")
     if scope.has(RoleKind.ADMIN, RoleKind.STAFF):
@@ -357,41 +377,44 @@ async def _audiences(ctx: Context) -> list[str]:
     return options
 
 
-async def _ask_audience(ctx: Context) -> None:
-    options = await _audiences(ctx)
-    if not options:
+async def _to_audience(ctx: Context, d: ActivityForm) -> Go:
+    if not await _audiences(ctx, d):
         # Nobody to publish to from this place: choose another, keeping everything else.
-        ctx.state = PLACE
         ctx.say("volunteering.no_audience")
-        await _ask_place(ctx)
-        return
+        return "place"
+    return "audience"
+
+
+@activity_form.asks("audience")
+async def ask_audience(ctx: Context, d: ActivityForm) -> None:
     ctx.say("volunteering.ask_audience", [
-        [ctx.button(ctx.t(f"volunteering.audience_{a}"), PickAudience(a))] for a in options])
+        [ctx.button(ctx.t(f"volunteering.audience_{a}"), PickAudience(a))]
+        for a in await _audiences(ctx, d)])
 
 
-@router.state(AUDIENCE)
-async def audience_typed(ctx: Context) -> None:
+@activity_form.takes("audience")
+async def audience_typed(ctx: Context, d: ActivityForm, text: str) -> Go:
     ctx.refuse("volunteering.press_a_button")
-    await _ask_audience(ctx)
+    return "audience"
 
 
-@router.action(PickAudience)
-async def audience_chosen(ctx: Context, press: PickAudience) -> None:
+@activity_form.takes_action(PickAudience, "audience")
+async def audience_chosen(ctx: Context, d: ActivityForm, press: PickAudience) -> Go:
     audience = press.audience
-    if ctx.state != AUDIENCE or audience not in await _audiences(ctx):
+    if audience not in await _audiences(ctx, d):
         ctx.say("volunteering.step_over")
-        return
-    d = ctx.data
+        return STAY
     scope = await ctx.scope()
     committee_id = None
-    if not d.get("estate_id") and len(scope.committee_ids) == 1:
+    if not d.estate_id and len(scope.committee_ids) == 1:
         committee_id = next(iter(scope.committee_ids))
     activity = await vol.create_activity(
-        ctx.session, title=d["title"], category=d["category"], description=d["description"],
-        audience=audience, organiser_id=ctx.resident.id, estate_id=d.get("estate_id"),
-        latitude=d.get("latitude"), longitude=d.get("longitude"), committee_id=committee_id,
-        proposal_id=d.get("proposal_id"), shifts=[vol.ShiftSpec(datetime.fromisoformat(a), datetime.fromisoformat(b), c, s)
-                for a, b, c, s in d["shifts"]])
+        ctx.session, title=d.title, category=d.category, description=d.description,
+        audience=audience, organiser_id=ctx.resident.id, estate_id=d.estate_id,
+        latitude=d.latitude, longitude=d.longitude, committee_id=committee_id,
+        proposal_id=d.proposal_id,
+        shifts=[vol.ShiftSpec(datetime.fromisoformat(a), datetime.fromisoformat(b), c, s)
+                for a, b, c, s in d.shifts])
     ctx.finish()
     if activity.proposal_id:
         ctx.say("volunteering.preview_for_proposal", number=activity.proposal_id)
@@ -402,7 +425,8 @@ async def audience_chosen(ctx: Context, press: PickAudience) -> None:
         title=activity.title, category=category_name(ctx, activity.category),
         place=await place_name(ctx, activity), description=activity.description,
         audience=ctx.t(f"volunteering.audience_{audience}"),
-        shifts="\n".join(_fmt_spec(ctx, s) for s in d["shifts"]))
+        shifts="\n".join(_fmt_spec(ctx, s) for s in d.shifts))
+    return STAY
 
 
 @router.action(Publish)
@@ -449,10 +473,10 @@ async def recruit_for_proposal(ctx: Context, press: RecruitForProposal) -> None:
     if await vol.activity_for_proposal(ctx.session, p.id) is not None:
         ctx.say("volunteering.proposal_has_activity", number=p.id)
         return
-    ctx.goto(CATEGORY, title=clip(p.title, MAX_TITLE), description=clip(p.body, MAX_DESCRIPTION),
-             proposal_id=p.id, proposal_committee=p.committee_id)
-    ctx.say("volunteering.from_proposal", number=p.id, title=ctx.data["title"])
-    _ask_category(ctx)
+    d = ActivityForm(title=clip(p.title, MAX_TITLE), description=clip(p.body, MAX_DESCRIPTION),
+                     proposal_id=p.id, proposal_committee=p.committee_id)
+    ctx.say("volunteering.from_proposal", number=p.id, title=d.title)
+    await activity_form.start(ctx, d, "category")
 
 
 async def invite_supporters(ctx: Context, activity: vol.Activity) -> int:

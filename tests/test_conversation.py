@@ -31,7 +31,8 @@ async def _state(app) -> dialog.DialogState | None:
 
 def test_every_declared_step_has_a_prompt():
     conversations = handlers.build_router().conversations
-    assert {"poll.draft", "survey.draft"} <= set(conversations)
+    assert {"poll.draft", "survey.draft", "notice.draft", "report.draft",
+            "vol.draft"} <= set(conversations)
     for state, conversation in conversations.items():
         assert isinstance(conversation, Conversation)
         assert conversation.unasked() == [], state
@@ -180,3 +181,21 @@ async def test_a_report_goes_back_a_step_and_a_draft_of_the_older_states_is_cont
     assert "Lamp out by gate 2" in chat.last_text("ann")
     await chat.press("ann", "File the report")
     assert "Z-" in chat.last_text("ann")
+
+
+async def test_an_activity_goes_back_from_its_shifts_to_the_description(make_app, sqlite_url):
+    app, chat = await _author(make_app, sqlite_url)
+    await chat.say("author", "/newactivity")
+    await chat.say("author", "Clean-up of the pond")
+    await chat.press("author", "Environment")
+    await chat.press("author", "Victoria Garden")
+    await chat.say("author", "Bring gloves.")
+    await chat.say("author", "/back")
+    state = await _state(app)
+    assert state.name == "vol.draft" and state.data["step"] == "description"
+    assert state.data["draft"]["description"] == ""
+    await chat.say("author", "Bring gloves and boots.")
+    assert state_step(await _state(app)) == "shifts"
+    await chat.say("author", "/back")
+    await chat.say("author", "/back")
+    assert state_step(await _state(app)) == "place"
