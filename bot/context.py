@@ -49,8 +49,6 @@ class Services:
     calendar: WorkCalendar  # working days for report deadlines
     guides: GuideIndex  # the service guides, searched by /guide and free text
     ballot_key: bytes | None = None  # seals waiting anonymous ballots (bot/ballot_key.py)
-    # A closed poll's chart, drawn once per poll and process: its counters no longer move.
-    poll_charts: dict[int, str] = field(default_factory=dict)
 
     def local_time(self, at: datetime) -> str:
         """A moment as residents read it: date and minute in the bot's timezone."""

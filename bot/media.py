@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -18,6 +20,19 @@ class MediaStore:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(path.suffix + ".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        return str(rel)
+
+    def named(self, name: str, make: Callable[[], bytes]) -> str:
+        """The file `name` under the store's derived/ folder, made once by `make` (a drawing
+        that never changes, e.g. a closed poll's chart); its path relative to the root."""
+        rel = Path("derived") / name
+        path = self.root / rel
+        if not path.exists():
+            data = make()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
             tmp.write_bytes(data)
             tmp.replace(path)
         return str(rel)

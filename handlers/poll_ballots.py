@@ -8,6 +8,7 @@ state, so nothing of an anonymous voter's choice is kept on the server outside t
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -104,11 +105,20 @@ def results_text(t, poll: polls.Poll, res: polls.Results) -> str:
 
 
 def chart(services: Services, poll: polls.Poll, res: polls.Results) -> str:
-    data = poll_chart.render(poll.question, [o.label for o in res.options],
-                             [o.votes for o in res.options], [str(o.percent) for o in res.options],
-                             f"{res.voters} / {res.eligible}  ({res.turnout}%)",
-                             services.settings.bot.font_file)
-    return str(services.media.path(services.media.save(data, ".png")))
+    """The closed poll's chart, drawn once (its counters no longer move) and kept in the media
+    store under a name of the poll, so every worker and every restart reuses it."""
+    def draw() -> bytes:
+        return poll_chart.render(poll.question, [o.label for o in res.options],
+                                 [o.votes for o in res.options],
+                                 [str(o.percent) for o in res.options],
+                                 f"{res.voters} / {res.eligible}  ({res.turnout}%)",
+                                 services.settings.bot.font_file)
+
+    # The poll's id with what it asked and when it was made: a database started afresh beside
+    # an old media folder draws its own poll 1.
+    made = poll.created_at.isoformat() if poll.created_at else ""
+    tag = hashlib.sha256(f"{poll.question}|{made}".encode()).hexdigest()[:12]
+    return str(services.media.path(services.media.named(f"poll-{poll.id}-{tag}.png", draw)))
 
 
 # -- residents ---------------------------------------------------------------------------------
@@ -278,11 +288,7 @@ async def _fanout_step(sessions, services: Services, poll_id: int) -> bool:
         targets = [Recipient(r.identity_id, r.language) for r in page.recipients]
         if not inviting:
             res = await polls.results(session, poll)
-            charts = services.poll_charts
-            photo = charts.get(poll_id)
-            if photo is None:  # once per poll and process: the counters no longer move
-                photo = await asyncio.to_thread(chart, services, poll, res)  # Pillow is CPU work
-                charts[poll_id] = photo
+            photo = await asyncio.to_thread(chart, services, poll, res)  # Pillow is CPU work
             if cursor == 0:  # the author hears the result even when not a voter
                 lang = (await resident_by_id(session, poll.author_id)).language
                 targets += [Recipient(i.id, lang)
