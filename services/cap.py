@@ -8,6 +8,16 @@ refuses any document declaring one, or entities, in any encoding, and documents 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+if TYPE_CHECKING:
+    from bot.config import CapSettings
+    from bot.context import Services
+
 import asyncio
 import logging
 import math
@@ -69,7 +79,7 @@ class CapAlert:
     signed: bool = False  # an XML signature verified against CAP_TRUSTED_CERTS
 
     @property
-    def area(self):
+    def area(self) -> BaseGeometry | None:
         shapes = [a for info in self.infos for a in info.areas]
         return unary_union(shapes) if shapes else None
 
@@ -126,7 +136,7 @@ def _text(el: ET.Element, name: str) -> str:
     return (child.text or "").strip() if child is not None else ""
 
 
-def _polygon(text: str):
+def _polygon(text: str) -> BaseGeometry:
     points = []
     for pair in text.split():
         lat, lon = (float(v) for v in pair.split(","))
@@ -137,7 +147,7 @@ def _polygon(text: str):
     return poly if poly.is_valid else poly.buffer(0)
 
 
-def _circle(text: str):
+def _circle(text: str) -> BaseGeometry:
     centre, radius = text.split()
     lat, lon = (float(v) for v in centre.split(","))
     km = float(radius)
@@ -241,12 +251,12 @@ def feed_entries(root: ET.Element) -> tuple[list[CapAlert], list[str]]:
 class Territory:
     """Estates as shapes (their boundary, else their point) to intersect with alert areas."""
 
-    def __init__(self, estates) -> None:
+    def __init__(self, estates: Sequence[territory.Estate]) -> None:
         self.shapes = [(e.id, shape(e.boundary) if e.boundary else Point(e.longitude,
                                                                            e.latitude))
                        for e in estates]
 
-    def estates_in(self, area) -> list[int]:
+    def estates_in(self, area: BaseGeometry | None) -> list[int]:
         if area is None or area.is_empty:
             return []
         return [eid for eid, geom in self.shapes if geom.intersects(area)]
@@ -254,7 +264,7 @@ class Territory:
 
 # -- reading the sources -----------------------------------------------------------------
 
-async def _get(http: aiohttp.ClientSession, url: str, cfg) -> bytes:
+async def _get(http: aiohttp.ClientSession, url: str, cfg: CapSettings) -> bytes:
     async with http.get(url, timeout=aiohttp.ClientTimeout(total=cfg.timeout_seconds)) as resp:
         if resp.status != 200:
             raise CapError(f"{url}: HTTP {resp.status}")
@@ -264,22 +274,25 @@ async def _get(http: aiohttp.ClientSession, url: str, cfg) -> bytes:
         return raw
 
 
-async def read_feed(http: aiohttp.ClientSession, cfg) -> list[CapAlert]:
+async def read_feed(http: aiohttp.ClientSession, cfg: CapSettings) -> list[CapAlert]:
     """Every alert the feed offers now; a bad entry is logged and skipped, not fatal."""
     from urllib.parse import urljoin
 
-    raw = await _get(http, cfg.feed_url, cfg)
+    if not cfg.feed_url:
+        return []
+    feed_url = cfg.feed_url
+    raw = await _get(http, feed_url, cfg)
     found, links = feed_entries(parse_xml(raw, cfg.max_bytes))
     for link in links[: cfg.max_entries]:
         try:
-            found.append(parse_document(await _get(http, urljoin(cfg.feed_url, link), cfg),
+            found.append(parse_document(await _get(http, urljoin(feed_url, link), cfg),
                                         cfg.max_bytes, trusted_certs(cfg)))
         except (CapError, aiohttp.ClientError, TimeoutError) as exc:
             log.warning("CAP entry %s skipped: %s", link, exc)
     return found
 
 
-def trusted_certs(cfg) -> tuple[str, ...]:
+def trusted_certs(cfg: CapSettings) -> tuple[str, ...]:
     return tuple(Path(p).read_text(encoding="ascii") for p in cfg.trusted_certs)
 
 
@@ -306,7 +319,7 @@ def _category(alert: CapAlert, urgent: bool) -> str:
     return "weather" if cats & WEATHER_CATEGORIES else "convenience"
 
 
-def _texts(services, alert: CapAlert, kind: str, earlier: list[alerts.AlertCap]) -> dict:
+def _texts(services: Services, alert: CapAlert, kind: str, earlier: list[alerts.AlertCap]) -> dict:
     tz = services.settings.bot.timezone
     from zoneinfo import ZoneInfo
 
@@ -338,7 +351,7 @@ def _texts(services, alert: CapAlert, kind: str, earlier: list[alerts.AlertCap])
     return out
 
 
-async def handle_alert(session, services, alert: CapAlert, where: Territory, now: datetime
+async def handle_alert(session: AsyncSession, services: Services, alert: CapAlert, where: Territory, now: datetime
                        ) -> str | None:
     """Record one CAP message and push what it calls for; the outcome, or None if seen."""
     if await alerts.cap_seen(session, alert.sender, alert.identifier):
@@ -402,7 +415,8 @@ async def handle_alert(session, services, alert: CapAlert, where: Territory, now
     return row.outcome
 
 
-async def poll(sessions, services, deliverer, *, http: aiohttp.ClientSession | None = None
+async def poll(sessions: async_sessionmaker[AsyncSession], services: Services,
+               deliverer: object, *, http: aiohttp.ClientSession | None = None
                ) -> dict[str, int]:
     """One look at the feed and the folder; outcomes counted, for logs and tests."""
     cfg = services.settings.cap

@@ -143,7 +143,7 @@ class TerritoryIndex:
         return sorted(best.items(), key=lambda kv: -kv[1])[:limit]
 
 
-def _score(a: str, b: str, **kwargs) -> float:
+def _score(a: str, b: str, **kwargs: object) -> float:
     # A whole-word ratio for typos, a partial one for short names typed inside longer text;
     # the partial score is damped so "中海" does not tie with "中海名城" exactly.
     full = fuzz.ratio(a, b)

@@ -19,6 +19,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from types import ModuleType
 
 from rapidfuzz import fuzz
 
@@ -72,7 +73,7 @@ class Guide:
     # language -> {title, office, hours, bring, steps, keywords, synonyms, questions}
     texts: dict[str, dict]
 
-    def field(self, lang: str, name: str):
+    def field(self, lang: str, name: str) -> str:
         return (self.texts.get(lang) or self.texts["zh-Hans"])[name]
 
 
@@ -148,7 +149,7 @@ class GuideIndex:
         return "_sounds" in self.__dict__
 
     @cached_property
-    def _jieba(self):
+    def _jieba(self) -> ModuleType:
         import jieba
 
         # jieba logs its dictionary loading to stderr, in the middle of the terminal chat;

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.i18n import Texts
+    from services.geo import TerritoryIndex
+
 from dataclasses import dataclass
 from typing import cast
 
@@ -49,7 +55,7 @@ def allowed_kinds(scope: Scope) -> list[Kind]:
     return kinds
 
 
-async def targets(session: AsyncSession, geo, scope: Scope, kind: Kind) -> list:
+async def targets(session: AsyncSession, geo: TerritoryIndex, scope: Scope, kind: Kind) -> list:
     """Rows the sender may choose for this kind (buildings are chosen by estate, then typed)."""
     if kind == Kind.STATION:
         stations = (await session.scalars(select(Station).order_by(Station.id))).all()
@@ -66,12 +72,12 @@ async def targets(session: AsyncSession, geo, scope: Scope, kind: Kind) -> list:
     return []
 
 
-async def _zone_estates(session: AsyncSession, geo, scope: Scope, zone_id: int) -> list[int]:
+async def _zone_estates(session: AsyncSession, geo: TerritoryIndex, scope: Scope, zone_id: int) -> list[int]:
     ids = (await session.scalars(select(Estate.id).order_by(Estate.id))).all()
     return [e for e in ids if geo.zone_of_estate(e) == zone_id and scope.covers_estate(e)]
 
 
-async def resolve(session: AsyncSession, geo, scope: Scope, kind: str,
+async def resolve(session: AsyncSession, geo: TerritoryIndex, scope: Scope, kind: str,
                   target_id: int | None) -> Resolved:
     """The estates/buildings behind an audience, or NoticeError unknown_audience/out_of_scope."""
     if kind not in set(Kind):
@@ -147,14 +153,14 @@ async def parse_typed(session: AsyncSession, text: str) -> tuple[str, int | None
     return kind, row.id
 
 
-async def _by_name(session: AsyncSession, model, word: str):
+async def _by_name(session: AsyncSession, model: type[Place], word: str) -> Place | None:
     word_l = word.lower()
-    rows = (await session.scalars(select(model))).all()
+    rows = cast("list[Place]", (await session.scalars(select(model))).all())
     return next((r for r in rows if word_l in (r.code.lower(), r.name_en.lower(), r.name_zh)),
                 None)
 
 
-async def describe(session: AsyncSession, lang: str, texts, kind: str,
+async def describe(session: AsyncSession, lang: str, texts: Texts, kind: str,
                    target_id: int | None) -> str:
     label = texts.get(lang, f"notices.aud_{kind}")
     if kind in (Kind.SUBDISTRICT, Kind.VOLUNTEERS) or target_id is None:

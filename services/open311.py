@@ -9,6 +9,13 @@ gives them; web/open311.py words and serialises them."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+if TYPE_CHECKING:
+    from bot.context import Services
+
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -88,14 +95,14 @@ class KeyScope:
         return zone_id is not None and zone_id in self.zone_ids and bool(self.estate_ids)
 
 
-async def jurisdiction(session, services, station_id: int) -> tuple[set[int], set[int]]:
+async def jurisdiction(session: AsyncSession, services: Services, station_id: int) -> tuple[set[int], set[int]]:
     """A station's estates and the zones they lie in."""
     estates = await open311.station_estates(session, station_id)
     zones = {z for z in (services.geo.zone_of_estate(e) for e in estates) if z is not None}
     return estates, zones
 
 
-async def scope_of_key(session, services, key: open311.ApiKey | None) -> KeyScope:
+async def scope_of_key(session: AsyncSession, services: Services, key: open311.ApiKey | None) -> KeyScope:
     if key is None:
         return KeyScope()
     if key.scope_kind == "station":
@@ -104,7 +111,7 @@ async def scope_of_key(session, services, key: open311.ApiKey | None) -> KeyScop
     return KeyScope(team_ids={key.scope_id})
 
 
-def is_private(services, report: rep.Report) -> bool:
+def is_private(services: Services, report: rep.Report) -> bool:
     """A report whose place and words stay with those responsible: a category marked private,
     or one the bot filed itself for a resident (an emergency's "I need help", at their home)."""
     cat = services.catalog.get(report.category)
@@ -133,7 +140,7 @@ class Filed:
 Announce = Callable[..., Awaitable[object]]  # (session, services, report) -> the team is told
 
 
-async def submit(session, services, key: open311.ApiKey, new: NewRequest, *,
+async def submit(session: AsyncSession, services: Services, key: open311.ApiKey, new: NewRequest, *,
                  announce: Announce) -> Filed:
     """File a POSTed request as a report, as the chat does, within the key's scope."""
     cat = services.catalog.get(new.service_code)

@@ -85,6 +85,14 @@ class Catalog:
     def get(self, key: str | None) -> Category | None:
         return self.by_key.get(key or "")
 
+    def get_or_other(self, key: str | None) -> Category:
+        """The category, or "other" for a key the catalogue does not know (a report filed by
+        an older button, an API client's made-up code)."""
+        found = self.get(key) or self.get("other")
+        if found is None:
+            raise LookupError("the report catalogue has no 'other' category")
+        return found
+
     def _prepare_jieba(self) -> None:
         # Loading jieba's dictionary takes a second or more: done on first use (in a worker
         # thread, see `match_async`), not when the catalogue is read.

@@ -6,20 +6,27 @@ deadlines from the category's SLA in working days, numbers and stores it. Tellin
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+if TYPE_CHECKING:
+    from bot.context import Services
+
 from zoneinfo import ZoneInfo
 
 from services.report_routing import route
 from storage import reports as rep
 
 
-async def file(session, services, reporter_id: int, *, category: str, description: str,
+async def file(session: AsyncSession, services: Services, reporter_id: int, *, category: str, description: str,
                latitude: float | None = None, longitude: float | None = None,
                exact_point: bool = False, estate_id: int | None = None,
                building_id: int | None = None, photos: tuple[str, ...] = (),
                voice: str | None = None, voice_duration: int | None = None,
                urgent: bool = False, reason: dict | None = None) -> rep.Report:
     """Route, number and store a report (an unknown category files as "other")."""
-    cat = services.catalog.get(category) or services.catalog.get("other")
+    cat = services.catalog.get_or_other(category)
     now = services.clock()
     where = await route(session, services.geo, cat.key, latitude=latitude, longitude=longitude,
                         estate_id=estate_id)
@@ -36,9 +43,9 @@ async def file(session, services, reporter_id: int, *, category: str, descriptio
         services.settings.reports.reference_prefix)
 
 
-async def same_nearby(session, services, category: str, latitude: float, longitude: float
+async def same_nearby(session: AsyncSession, services: Services, category: str, latitude: float, longitude: float
                       ) -> list[tuple[rep.Report, float]]:
     """Open reports of the same category within the category's duplicate radius, nearest
     first: what the chat offers to follow instead, and what an API filing is merged into."""
-    cat = services.catalog.get(category) or services.catalog.get("other")
+    cat = services.catalog.get_or_other(category)
     return await rep.open_nearby(session, cat.key, latitude, longitude, cat.duplicate_radius_m)

@@ -7,6 +7,11 @@ wins; otherwise the zone's joint team, the one with no categories.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from services.geo import TerritoryIndex
+
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -22,7 +27,7 @@ class Route:
     estate_id: int | None
 
 
-async def route(session: AsyncSession, geo, category: str, *, latitude: float | None = None,
+async def route(session: AsyncSession, geo: TerritoryIndex, category: str, *, latitude: float | None = None,
                 longitude: float | None = None, estate_id: int | None = None) -> Route:
     zone_id = None
     if latitude is not None and longitude is not None:

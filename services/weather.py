@@ -8,6 +8,16 @@ residents' subscriptions and quiet hours, but its text leads with the warning an
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+if TYPE_CHECKING:
+    from bot.context import Services
+    from bot.i18n import Texts
+    from services.geo import TerritoryIndex
+
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -99,7 +109,7 @@ async def fetch_forecast(http: aiohttp.ClientSession, base_url: str, latitude: f
     return parse_forecast(data, day)
 
 
-def render(texts, lang: str, zone_name: str, forecast: Forecast, warnings: list[str]) -> str:
+def render(texts: Texts, lang: str, zone_name: str, forecast: Forecast, warnings: list[str]) -> str:
     def num(v: float | None) -> str:
         return "–" if v is None else f"{v:.0f}" if abs(v - round(v)) < 0.05 else f"{v:.1f}"
 
@@ -120,7 +130,8 @@ def render(texts, lang: str, zone_name: str, forecast: Forecast, warnings: list[
                      advice="\n".join(texts.get(lang, f"weather.advice_{w}") for w in warnings))
 
 
-def zone_targets(zones, estates, geo) -> dict[int, tuple[list[int], float, float]]:
+def zone_targets(zones: Sequence[territory.Zone], estates: Sequence[territory.Estate],
+                 geo: TerritoryIndex) -> dict[int, tuple[list[int], float, float]]:
     """Zone id → (estate ids in it, latitude, longitude of the zone's centroid)."""
     targets = {}
     for zone in zones:
@@ -137,8 +148,9 @@ def _clock(text: str) -> time:
     return time(int(hours), int(minutes))
 
 
-async def morning_forecast(sessions, services, deliverer, *, http: aiohttp.ClientSession | None
-                           = None) -> None:
+async def morning_forecast(sessions: async_sessionmaker[AsyncSession], services: Services,
+                           deliverer: object, *,
+                           http: aiohttp.ClientSession | None = None) -> None:
     """Every minute: from the send time on, claim today's zones not yet sent, fetch, notify.
 
     A failed fetch leaves the zone pending for a retry `retry_minutes` later, until `give_up_at`.
@@ -161,7 +173,8 @@ async def morning_forecast(sessions, services, deliverer, *, http: aiohttp.Clien
             return
         await alerts.weather_days_ensure(session, list(targets), today, now)
         claimed = await alerts.weather_days_claim(session, today, now, STALE_CLAIM)
-        rows = {r.id: r for r in [await session.get(alerts.AlertWeatherDay, i) for i in claimed]}
+        rows = {r.id: r for i in claimed
+                if (r := await session.get(alerts.AlertWeatherDay, i)) is not None}
     if not rows:
         return
     zones_by_id = {z.id: z for z in zones}
@@ -185,9 +198,14 @@ async def morning_forecast(sessions, services, deliverer, *, http: aiohttp.Clien
             await http.close()
 
 
-async def _one_zone(sessions, services, http, row, zone, target, today: date,
+async def _one_zone(sessions: async_sessionmaker[AsyncSession], services: Services,
+                    http: aiohttp.ClientSession, row: alerts.AlertWeatherDay,
+                    zone: territory.Zone | None,
+                    target: tuple[list[int], float, float] | None, today: date,
                     now: datetime) -> None:
     cfg = services.settings.weather
+    if not cfg.base_url:
+        return  # switched off since the job began
     if zone is None or target is None:
         await _finish(sessions, row.id, "failed", "zone has no estates any more")
         return
@@ -213,12 +231,12 @@ async def _one_zone(sessions, services, http, row, zone, target, today: date,
     log.info("weather for zone %s sent%s", zone.code, " as a warning" if warnings else "")
 
 
-async def _finish(sessions, row_id: int, status: str, error: str) -> None:
+async def _finish(sessions: async_sessionmaker[AsyncSession], row_id: int, status: str, error: str) -> None:
     async with sessions() as session, session.begin():
         await alerts.weather_day_done(session, row_id, status, error=error)
 
 
-async def _give_up(session, today: date) -> None:
+async def _give_up(session: AsyncSession, today: date) -> None:
     count = await alerts.weather_days_give_up(session, today)
     if count:
         log.error("weather for %s zone(s) not sent today: the provider never answered", count)
