@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from bot.context import Context
-from bot.conversation import Conversation, StepAnswer
+from bot.conversation import STAY, Conversation, Go, StepAnswer
 from handlers.notice_time import BadTime, parse_local, spoken
 from storage import territory
 from storage.audience import Audience
@@ -44,6 +45,51 @@ async def area_buttons(ctx: Context, conversation: Conversation, step: str) -> l
             rows.append([conversation.button(ctx, territory.localized(e, ctx.lang), step, "e",
                                              e.id)])
     return rows
+
+
+class HasArea(Protocol):
+    area_kind: str
+    area_id: int
+
+
+def declare_area_steps(conversation: Conversation, *, ask_area: str, ask_building: str,
+                       then: str) -> None:
+    """The "area" and "building" steps polls and surveys share: a committee or estate
+    pressed (within the author's scope), then for an estate one building typed or the whole
+    estate; on to step `then`."""
+    @conversation.asks("area")
+    async def _ask_area(ctx: Context, d: HasArea) -> None:
+        ctx.say(ask_area, await area_buttons(ctx, conversation, "area"))
+
+    @conversation.takes_press("area")
+    async def _area_chosen(ctx: Context, d: HasArea, press: StepAnswer) -> Go:
+        area = area_pressed(press)
+        if area is None:
+            ctx.button_invalid()
+            return STAY
+        kind, area_id = area
+        if not await may_address(ctx, kind, area_id):
+            ctx.say("common.not_allowed")
+            return STAY
+        d.area_kind, d.area_id = kind, area_id
+        return "building" if kind == "estate" else then
+
+    @conversation.asks("building")
+    async def _ask_building(ctx: Context, d: HasArea) -> None:
+        ctx.say(ask_building, [[conversation.button(ctx, ctx.t("polls.whole_estate"),
+                                                    "building", 0)]])
+
+    @conversation.takes("building")
+    async def _building_typed(ctx: Context, d: HasArea, text: str) -> Go:
+        found = await building_in(ctx, d.area_id, text)
+        if found is None:
+            return STAY
+        d.area_kind, d.area_id = "building", found.id
+        return then
+
+    @conversation.takes_press("building")
+    async def _whole_estate(ctx: Context, d: HasArea, press: StepAnswer) -> Go:
+        return then  # the area stays the estate chosen
 
 
 def area_pressed(press: StepAnswer) -> tuple[str, int] | None:

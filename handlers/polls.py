@@ -141,43 +141,9 @@ for _step in YES_NO:
     _yes_no(_step)
 
 
-@poll_form.asks("area")
-async def ask_area(ctx: Context, d: PollForm) -> None:
-    ctx.say("polls.ask_area", await drafting.area_buttons(ctx, poll_form, "area"))
-
-
-@poll_form.takes_press("area")
-async def area_chosen(ctx: Context, d: PollForm, press: PollAnswer) -> Go:
-    area = drafting.area_pressed(press)
-    if area is None:
-        ctx.button_invalid()
-        return STAY
-    kind, area_id = area
-    if not await drafting.may_address(ctx, kind, area_id):
-        ctx.say("common.not_allowed")
-        return STAY
-    d.area_kind, d.area_id = kind, area_id
-    return "verified" if kind == "committee" else NEXT
-
-
-@poll_form.asks("building")
-async def ask_building(ctx: Context, d: PollForm) -> None:
-    ctx.say("polls.ask_building", [[poll_form.button(ctx, ctx.t("polls.whole_estate"), "building",
-                                                0)]])
-
-
-@poll_form.takes("building")
-async def building_typed(ctx: Context, d: PollForm, text: str) -> Go:
-    found = await drafting.building_in(ctx, d.area_id, text)
-    if found is None:
-        return STAY
-    d.area_kind, d.area_id = "building", found.id
-    return NEXT
-
-
-@poll_form.takes_press("building")
-async def whole_estate(ctx: Context, d: PollForm, press: PollAnswer) -> Go:
-    return NEXT  # the area stays as chosen
+drafting.declare_area_steps(poll_form, ask_area="polls.ask_area",
+                            ask_building="polls.ask_building",
+                            then="verified")
 
 
 @poll_form.asks("closes")

@@ -178,43 +178,9 @@ async def qoptions_typed(ctx: Context, d: SurveyForm, text: str) -> Go:
     return "kind"
 
 
-@survey_form.asks("area")
-async def ask_area(ctx: Context, d: SurveyForm) -> None:
-    ctx.say("surveys.ask_area", await drafting.area_buttons(ctx, survey_form, "area"))
-
-
-@survey_form.takes_press("area")
-async def area_chosen(ctx: Context, d: SurveyForm, press: SurveyAnswer) -> Go:
-    area = drafting.area_pressed(press)
-    if area is None:
-        ctx.button_invalid()
-        return STAY
-    kind, area_id = area
-    if not await drafting.may_address(ctx, kind, area_id):
-        ctx.say("common.not_allowed")
-        return STAY
-    d.area_kind, d.area_id = kind, area_id
-    return "building" if kind == "estate" else "verified"
-
-
-@survey_form.asks("building")
-async def ask_building(ctx: Context, d: SurveyForm) -> None:
-    ctx.say("surveys.ask_building", [[survey_form.button(ctx, ctx.t("polls.whole_estate"),
-                                                         "building", 0)]])
-
-
-@survey_form.takes("building")
-async def building_typed(ctx: Context, d: SurveyForm, text: str) -> Go:
-    found = await drafting.building_in(ctx, d.area_id, text)
-    if found is None:
-        return STAY
-    d.area_kind, d.area_id = "building", found.id
-    return "verified"
-
-
-@survey_form.takes_press("building")
-async def whole_estate(ctx: Context, d: SurveyForm, press: SurveyAnswer) -> Go:
-    return "verified"
+drafting.declare_area_steps(survey_form, ask_area="surveys.ask_area",
+                            ask_building="surveys.ask_building",
+                            then="verified")
 
 
 @survey_form.asks("verified")
