@@ -287,7 +287,7 @@ async def test_notices_reach_the_committee_once_each_in_their_language(world):
         assert (sent.status, sent.recipients) == ("sent", 5)
         assert cancelled.status == "cancelled"
         assert (await outbox.figures(s, notice.group))["pending"] == 5
-        # Once fanned out, the notice still stops what waits in the outbox.
+    # Once fanned out, the notice still stops what waits in the outbox.
     async with w.sessions() as s, s.begin():
         assert await notices.cancel_notice(s, notice.id)
     async with w.sessions() as s:
