@@ -12,17 +12,16 @@ from bot.pushes import Recipient
 from bot.router import Router
 from handlers.volunteering import ShowActivity
 from handlers.volunteering_organise import RecruitForProposal
-from storage import audit, kv, people, proposals, territory, volunteer_hours
+from services import proposals as rules
+from storage import audit, people, proposals, territory, volunteer_hours
 from storage import volunteering as vol
-from storage.audience import Audience, refusal
 from storage.base import reread
 from storage.territory import Committee
-from storage.territory_loader import proposal_threshold_key
 
 router = Router()
 TITLE, BODY, NOTE, DONE = "proposal.title", "proposal.body", "proposal.note", "proposal.done"
 COUNCIL = ("admin", "staff", "committee")
-MAX_TITLE, MAX_BODY, MAX_NOTE = 120, 2000, 1000
+MAX_TITLE, MAX_BODY, MAX_NOTE = rules.MAX_TITLE, rules.MAX_BODY, rules.MAX_NOTE
 
 
 @dataclass(frozen=True)
@@ -47,21 +46,12 @@ class RecordDone(Action, code="pim"):
 
 
 async def _home_committee(ctx: Context) -> Committee | None:
-    return await territory.committee_of_estate(ctx.session, ctx.resident.estate_id)
-
-
-async def _threshold(ctx: Context, committee: Committee) -> int:
-    """The setting for this committee, else the territory file's, else the setting's default."""
-    settings = ctx.services.settings.polls
-    if committee.code in settings.proposal_thresholds:
-        return settings.proposal_thresholds[committee.code]
-    from_file = await kv.get(ctx.session, proposal_threshold_key(committee.code))
-    return int(from_file) if from_file else settings.proposal_threshold
+    return await rules.home_committee(ctx.session, ctx.resident)
 
 
 async def _refused(ctx: Context, committee_id: int) -> str | None:
-    verified = ctx.services.settings.polls.proposals_verified_only
-    return await refusal(ctx.session, Audience("committee", committee_id, verified), ctx.resident)
+    return await rules.refused(ctx.session, ctx.services.settings.polls, committee_id,
+                               ctx.resident)
 
 
 @router.command("propose", help_key="proposals.help_propose", order=22)
@@ -78,8 +68,9 @@ async def propose(ctx: Context) -> None:
 @router.state(TITLE)
 async def typed_title(ctx: Context) -> None:
     text = ctx.inbound.text or ""
-    if not 3 <= len(text) <= MAX_TITLE:
-        ctx.say("proposals.title_length", limit=MAX_TITLE)
+    problem = rules.title_problem(text)
+    if problem:
+        ctx.say(f"proposals.{problem}", limit=MAX_TITLE)
         return
     ctx.goto(BODY, title=text)
     ctx.say("proposals.ask_body", limit=MAX_BODY)
@@ -88,21 +79,19 @@ async def typed_title(ctx: Context) -> None:
 @router.state(BODY)
 async def typed_body(ctx: Context) -> None:
     text = ctx.inbound.text or ""
-    if not 10 <= len(text) <= MAX_BODY:
-        ctx.say("proposals.body_length", limit=MAX_BODY)
+    problem = rules.body_problem(text)
+    if problem:
+        ctx.say(f"proposals.{problem}", limit=MAX_BODY)
         return
-    committee = await _home_committee(ctx)
-    if committee is None or await _refused(ctx, committee.id):
-        ctx.finish()
-        ctx.say("common.not_allowed")
-        return
-    threshold = await _threshold(ctx, committee)
-    row = await proposals.submit(ctx.session, committee_id=committee.id,
-                                 author_id=ctx.resident.id, title=ctx.data["title"], body=text,
-                                 threshold=threshold)
-    await audit.record(ctx.session, ctx.resident.id, "proposal.submit", f"proposal:{row.id}")
+    done = await rules.submit(ctx.session, ctx.services.settings.polls, ctx.resident,
+                              title=ctx.data.get("title", ""), body=text)
     ctx.finish()
-    ctx.say("proposals.submitted", number=row.id, threshold=threshold)
+    if done.proposal is None:
+        ctx.say("common.not_allowed")  # no longer theirs to propose (moved, verification)
+        return
+    row = done.proposal
+    await audit.record(ctx.session, ctx.resident.id, "proposal.submit", f"proposal:{row.id}")
+    ctx.say("proposals.submitted", number=row.id, threshold=row.threshold)
 
 
 def _line(ctx: Context, p: proposals.Proposal) -> str:
@@ -181,11 +170,11 @@ async def support(ctx: Context, press: SupportProposal) -> None:
     p = await _proposal(ctx, press.proposal_id)
     if p is None:
         return
-    reason = await _refused(ctx, p.committee_id)
-    if reason:
-        ctx.say(f"proposals.refused_{reason}")
+    outcome = await rules.support(ctx.session, ctx.services.settings.polls, p, ctx.resident,
+                                  ctx.now)
+    if not isinstance(outcome, proposals.Support):
+        ctx.say(f"proposals.refused_{outcome}")
         return
-    outcome = await proposals.support(ctx.session, p, ctx.resident.id, ctx.now)
     ctx.say(f"proposals.support_{outcome.value}", number=p.id, supporters=p.supporters,
             threshold=p.threshold)
     if outcome == proposals.Support.REACHED:
@@ -230,8 +219,7 @@ async def agenda(ctx: Context) -> None:
 
 
 async def _council_may(ctx: Context, p: proposals.Proposal) -> bool:
-    scope = await ctx.scope()
-    if scope.everything or p.committee_id in scope.committee_ids:
+    if rules.council_may(await ctx.scope(), p):
         return True
     ctx.say("common.not_allowed")
     return False
@@ -257,8 +245,9 @@ async def decide_pressed(ctx: Context, press: DecideProposal) -> None:
 @router.state(NOTE)
 async def typed_note(ctx: Context) -> None:
     text = ctx.inbound.text or ""
-    if not 2 <= len(text) <= MAX_NOTE:
-        ctx.say("proposals.note_length", limit=MAX_NOTE)
+    problem = rules.note_problem(text)
+    if problem:
+        ctx.say(f"proposals.{problem}", limit=MAX_NOTE)
         return
     p = await proposals.get(ctx.session, ctx.data["proposal"])
     decision = ctx.data["decision"]
@@ -295,8 +284,9 @@ async def done_pressed(ctx: Context, press: RecordDone) -> None:
 @router.state(DONE)
 async def typed_done(ctx: Context) -> None:
     text = ctx.inbound.text or ""
-    if not 2 <= len(text) <= MAX_NOTE:
-        ctx.say("proposals.note_length", limit=MAX_NOTE)
+    problem = rules.note_problem(text)
+    if problem:
+        ctx.say(f"proposals.{problem}", limit=MAX_NOTE)
         return
     p = await proposals.get(ctx.session, ctx.data["proposal"])
     ctx.finish()

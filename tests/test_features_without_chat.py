@@ -492,3 +492,43 @@ async def test_proposals_support_once_reach_the_agenda_decided_and_done(world):
         listed = await proposals.of_committee(s, {committee}, statuses=("open",))
         assert [r.id for r in listed] == [bench.id]
         assert await proposals.of_committee(s, {p["zhonghai-mingcheng:committee"]}) == []
+
+
+async def test_proposal_rules_who_may_propose_support_and_decide(world):
+    """The rules the chat calls (services/proposals.py): neighbours of the committee's area,
+    verified, support; the threshold comes from the settings; the council of that committee
+    decides."""
+    from bot.config import DeliberationSettings
+    from services import proposals as rules
+    from storage.access import scope_of
+
+    w, p = world, world.ids
+    settings = DeliberationSettings(proposal_threshold=2,
+                                    proposal_thresholds={"zhonghai": 7})
+    async with w.sessions() as s, s.begin():
+        made = await rules.submit(s, settings, await _get(s, p["ann"]), title="Lights please",
+                                  body="The path behind building 4 is dark at night.")
+        assert made.refused is None and made.proposal.threshold == 2
+        assert (await rules.submit(s, settings, await _get(s, p["bo"]), title="Bins",
+                                   body="More bins by the gate, please.")).refused == "not_verified"
+        assert (await rules.submit(s, settings, await _get(s, p["staff"]), title="Bins",
+                                   body="More bins by the gate, please.")).refused == \
+            "not_registered"
+        assert (await rules.submit(s, settings, await _get(s, p["ann"]), title="Hi",
+                                   body="More bins by the gate, please.")).refused == \
+            "title_length"
+        other = await rules.submit(s, settings, await _get(s, p["di"]), title="Trees",
+                                   body="Plant trees along the north fence.")
+        assert other.proposal.threshold == 7  # the committee's own threshold
+        lights = made.proposal
+        # Another committee's resident, and an unverified neighbour, may not support.
+        assert await rules.support(s, settings, lights, await _get(s, p["di"]), NOW) == \
+            "not_in_area"
+        assert await rules.support(s, settings, lights, await _get(s, p["bo"]), NOW) == \
+            "not_verified"
+        assert await rules.support(s, settings, lights, await _get(s, p["cy"]), NOW) == \
+            proposals.Support.COUNTED  # rongcheng-houjie is the same committee
+        assert lights.supporters == 1
+        chair = await scope_of(s, p["chair"])
+        assert rules.council_may(chair, lights) and not rules.council_may(chair, other.proposal)
+        assert not rules.council_may(await scope_of(s, p["ann"]), lights)
