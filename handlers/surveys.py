@@ -17,6 +17,7 @@ from bot.scheduler import Job
 from handlers import drafting
 from handlers.survey_results import results_reply, table_chunks
 from handlers.text_lists import split_items
+from services import deliberation
 from storage import audit, outbox, surveys
 from storage.audience import Audience, Each, recipients
 from storage.base import reread
@@ -286,20 +287,18 @@ async def _usable(ctx: Context, survey_id: int) -> surveys.Survey | None:
     if survey is None:
         ctx.say("common.button_invalid")
         return None
-    reason = await surveys.may_answer(ctx.session, survey, ctx.resident, ctx.now)
-    if reason == "closed":
-        ctx.say("surveys.closed")
-        return None
+    reason = await deliberation.survey_refusal(ctx.session, survey, ctx.resident, ctx.now)
     if reason is not None:
-        ctx.say(f"surveys.refused_{reason}")
-        return None
-    response = await surveys.response_for(ctx.session, survey.id, ctx.resident.id, create=False)
-    if response is not None and response.assisted_by is not None:
-        # Answers recorded with help are not continued or changed by the resident: they
-        # dispute them instead ("This was not me").
-        ctx.say("surveys.refused_assisted", number=survey.id)
+        _refused(ctx, survey, reason)
         return None
     return survey
+
+
+def _refused(ctx: Context, survey: surveys.Survey, reason: str) -> None:
+    if reason == "closed":
+        ctx.say("surveys.closed")
+    else:  # "assisted": answers recorded with help are disputed ("This was not me")
+        ctx.say(f"surveys.refused_{reason}", number=survey.id)
 
 
 @router.action(TakeSurvey)
@@ -346,19 +345,24 @@ def _question(ctx: Context, survey: surveys.Survey, q: surveys.SurveyQuestion, t
 
 async def _answer(ctx: Context, survey_id: int, question_id: int, choices: list[int],
                   text: str | None) -> None:
-    survey = await _usable(ctx, survey_id)
+    survey = await surveys.get_survey(ctx.session, survey_id)
     if survey is None:
-        return
-    question = await surveys.get_question(ctx.session, question_id)
-    response = await surveys.response_for(ctx.session, survey.id, ctx.resident.id, create=True)
-    if question is None or question.survey_id != survey.id:
         ctx.say("common.button_invalid")
         return
-    if not surveys.valid_answer(question, choices, text):
+    outcome = await deliberation.answer_survey(ctx.session, survey, ctx.resident, question_id,
+                                               choices, text, ctx.now)
+    if outcome == "unknown":
+        ctx.say("common.button_invalid")
+        return
+    if outcome == "invalid":
         ctx.refuse("surveys.answer_invalid", limit=surveys.MAX_TEXT_ANSWER)
         return
-    if not await surveys.answer(ctx.session, response, question, choices, text, ctx.now):
+    if outcome not in ("saved", "already"):
+        _refused(ctx, survey, outcome)
+        return
+    if outcome == "already":
         ctx.say("surveys.already_answered")
+    response = await surveys.response_for(ctx.session, survey.id, ctx.resident.id, create=True)
     await _next(ctx, survey, response)
 
 
@@ -426,7 +430,7 @@ async def show_results(ctx: Context, press: ShowResults) -> None:
 
 async def _runs(ctx: Context, survey: surveys.Survey) -> bool:
     """They see the free text before the close and may close it early, as with polls."""
-    return await drafting.runs(ctx, survey.committee_id)
+    return deliberation.runs(await ctx.scope(), survey.committee_id)
 
 
 async def _survey_to_close(ctx: Context, survey_id: int) -> surveys.Survey | None:

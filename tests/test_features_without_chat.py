@@ -532,3 +532,45 @@ async def test_proposal_rules_who_may_propose_support_and_decide(world):
         chair = await scope_of(s, p["chair"])
         assert rules.council_may(chair, lights) and not rules.council_may(chair, other.proposal)
         assert not rules.council_may(await scope_of(s, p["ann"]), lights)
+
+
+async def test_a_survey_answer_is_taken_only_within_the_rules(world):
+    """services/deliberation.py: the answer the chat (and any other caller) records is refused
+    once the survey is closed, from outside its area, for another survey's question, and for
+    a resident whose answers were recorded with help; who runs a survey is the committee's."""
+    from services import deliberation
+
+    w, p = world, world.ids
+    async with w.sessions() as s, s.begin():
+        survey = await surveys.create(
+            s, title="Parking", questions=[
+                surveys.QuestionDraft("single", "Do you own a car?", ["Yes", "No"]),
+                surveys.QuestionDraft("text", "Where do you park?", [])],
+            audience=Audience("committee", p["victoria:committee"], True),
+            closes_at=NOW + timedelta(days=2), committee_id=p["victoria:committee"],
+            author_id=p["chair"])
+        other = await surveys.create(
+            s, title="Other", questions=[surveys.QuestionDraft("text", "Anything?", [])],
+            audience=Audience("committee", p["victoria:committee"], False),
+            closes_at=NOW + timedelta(days=2), committee_id=p["victoria:committee"],
+            author_id=p["staff"])
+        q1, q2 = await surveys.questions_of(s, survey.id)
+        (foreign,) = await surveys.questions_of(s, other.id)
+        answer = deliberation.answer_survey
+        ann, di = await _get(s, p["ann"]), await _get(s, p["di"])
+        assert await answer(s, survey, di, q1.id, [0], None, NOW) == "not_in_area"
+        assert await answer(s, survey, await _get(s, p["bo"]), q1.id, [0], None, NOW) == \
+            "not_verified"
+        assert await answer(s, survey, ann, foreign.id, [], "x", NOW) == "unknown"
+        assert await answer(s, survey, ann, q1.id, [5], None, NOW) == "invalid"
+        assert await answer(s, survey, ann, q1.id, [0], None, NOW) == "saved"
+        assert await answer(s, survey, ann, q1.id, [1], None, NOW) == "already"
+        # Recorded with help for ed: he disputes it, he does not go on with it.
+        await surveys.response_for(s, survey.id, p["ed"], create=True, assisted_by=p["chair"])
+        assert await answer(s, survey, await _get(s, p["ed"]), q1.id, [0], None, NOW) == \
+            "assisted"
+        later = NOW + timedelta(days=3)
+        assert await answer(s, survey, ann, q2.id, [], "By the gate", later) == "closed"
+        assert deliberation.runs(await scope_of(s, p["chair"]), survey.committee_id)
+        assert not deliberation.runs(await scope_of(s, p["ann"]), survey.committee_id)
+        assert not deliberation.runs(await scope_of(s, p["chair"]), None)

@@ -1,0 +1,53 @@
+"""Rules polls and surveys share once published, and a survey answer's rules: who runs one
+(sees it whole, closes it early), who may answer, and an answer taken whole. The chat
+(handlers/surveys.py, handlers/polls.py) and the web call these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage import surveys
+from storage.access import Scope
+from storage.people import Resident
+
+
+def runs(scope: Scope, committee_id: int | None) -> bool:
+    """Admins, and the members and station staff of the committee it belongs to."""
+    return scope.everything or (committee_id in scope.committee_ids
+                                and scope.has("staff", "committee"))
+
+
+async def survey_refusal(session: AsyncSession, survey: surveys.Survey, resident: Resident,
+                         now: datetime) -> str | None:
+    """Why the resident may not answer (a text key suffix: closed, the audience's refusal,
+    or "assisted": answers recorded with help are disputed, not continued), or None."""
+    reason = await surveys.may_answer(session, survey, resident, now)
+    if reason is not None:
+        return reason
+    response = await surveys.response_for(session, survey.id, resident.id, create=False)
+    if response is not None and response.assisted_by is not None:
+        return "assisted"
+    return None
+
+
+async def answer_survey(session: AsyncSession, survey: surveys.Survey, resident: Resident,
+                        question_id: int, choices: list[int], text: str | None,
+                        now: datetime) -> str:
+    """One of the resident's own answers, checked whole: "saved", "already" (a double tap),
+    "invalid" (not an answer to that question), "unknown" (not this survey's question), or
+    why they may not answer."""
+    reason = await survey_refusal(session, survey, resident, now)
+    if reason is not None:
+        return reason
+    question = await surveys.get_question(session, question_id)
+    if question is None or question.survey_id != survey.id:
+        return "unknown"
+    if not surveys.valid_answer(question, choices, text):
+        return "invalid"
+    response = await surveys.response_for(session, survey.id, resident.id, create=True)
+    if response is None or not await surveys.answer(session, response, question, choices,
+                                                    text, now):
+        return "already"
+    return "saved"
