@@ -52,6 +52,10 @@ class Services:
     # A closed poll's chart, drawn once per poll and process: its counters no longer move.
     poll_charts: dict[int, str] = field(default_factory=dict)
 
+    def local_iso(self, at: datetime) -> str:
+        """A moment in the bot's timezone, ISO 8601 (a push's facts: model.PUSH_FACTS)."""
+        return at.astimezone(ZoneInfo(self.settings.bot.timezone)).isoformat(timespec="minutes")
+
     def local_time(self, at: datetime) -> str:
         """A moment as residents read it: date and minute in the bot's timezone."""
         return at.astimezone(ZoneInfo(self.settings.bot.timezone)).strftime("%Y-%m-%d %H:%M")

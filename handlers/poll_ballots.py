@@ -11,7 +11,7 @@ import asyncio
 import logging
 
 from bot.context import Context, Services
-from bot.messaging.model import Button, Outbound
+from bot.messaging.model import Button, Outbound, PushKind
 from bot.pushes import Batch, Recipient, Translate, translator
 from bot.router import Router
 from bot.scheduler import Job
@@ -54,6 +54,16 @@ def ballot(services: Services, lang: str, identity_id: int, poll: polls.Poll,
     if poll.live_results:
         rows.append([Button(t("polls.show_results"), sign(identity_id, "pr", poll.id))])
     return Outbound(text=text, buttons=rows, edit_of=edit_of)
+
+
+def invitation(services: Services, lang: str, identity_id: int, poll: polls.Poll,
+               options: list[polls.PollOption]) -> Outbound:
+    """The ballot, pushed to an eligible resident: a poll invitation, with its facts (what a
+    platform's invitation form shows: the question, when it closes)."""
+    out = ballot(services, lang, identity_id, poll, options)
+    out.push = PushKind.POLL
+    out.facts = {"title": poll.question, "deadline": services.local_iso(poll.closes_at)}
+    return out
 
 
 def results_text(t, poll: polls.Poll, res: polls.Results) -> str:
@@ -270,7 +280,7 @@ async def _fanout_step(sessions, services: Services, poll_id: int) -> bool:
         for to in targets:
             t = pushes.reader(to)
             if inviting:
-                out = ballot(services, t.lang, to.identity_id, poll, options)
+                out = invitation(services, t.lang, to.identity_id, poll, options)
             else:
                 if t.lang not in messages:
                     messages[t.lang] = Outbound(text=results_text(t, poll, res), photo=photo)

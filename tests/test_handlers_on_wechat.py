@@ -25,7 +25,7 @@ import tests.test_onboarding as onboarding
 from bot.app import build_app
 from bot.messaging.wechat import WeChatAdapter
 from tests.conftest import DEMO, make_settings
-from tests.fakes.wechat_server import FakeWeChat
+from tests.fakes.wechat_server import TEMPLATE_IDS, FakeWeChat
 from tests.wechat_chat import WeChatChat
 
 for _module in (onboarding, demo_newcomer, guides_questions, ballot_secrecy, cap):
@@ -43,7 +43,7 @@ async def make_app(tmp_path):
     async def build(url: str, adapter=None, *, territory=True, deliver=False, **bot):
         wechat = WeChatAdapter(fake.app_id, fake.app_secret, fake.token,
                                api_base=fake.base_url, host="127.0.0.1", port=0,
-                               template_id="TPL_NOTICE", per_second=1000,
+                               templates=TEMPLATE_IDS, per_second=1000,
                                per_chat_per_second=1000, platform="memory")
         bot.setdefault("flood_burst", 10_000)
         app = await build_app(make_settings(url, tmp_path, **bot), {"memory": wechat},
