@@ -259,11 +259,36 @@ async def test_resident_follows_onboards_and_reports_with_location_photo_and_voi
         await fake.wait_for_text(CREW, "已受理", since=mark)
         status = await fake.wait_for_text(ANN, ref, since=mark, timeout=15)
         assert "已受理" in status["text"] and status["kind"] == "custom"
+        # Ann falls silent for days; the crew goes on from the answer's own numbered actions,
+        # and the next status change reaches her by the report template, its fields filled.
+        fake.out_of_window(ANN)
+        acted = await fake.wait_for_text(CREW, "已受理", since=mark)
+        assert "[2] 处理中" in acted["text"]
+        mark = len(fake.sent)
+        await fake.say(CREW, "2")
+        moved = await fake.wait_for(lambda e: e["touser"] == ANN, since=mark, timeout=15)
+        assert moved["kind"] == "template" and moved["template_id"] == "TPL_REPORT"
+        assert moved["data"]["character_string1"]["value"] == ref
+        assert moved["data"]["thing3"]["value"] == "处理中"
+        assert re.fullmatch(r"\d{4}年\d{1,2}月\d{1,2}日 \d{2}:\d{2}",
+                            moved["data"]["time4"]["value"])
+        for _ in range(100):  # until the result is written back
+            async with app.sessions() as s:
+                refs = [r for r in await s.scalars(
+                    select(OutboxMessage.message_ref)
+                    .join(Identity, Identity.id == OutboxMessage.identity_id)
+                    .where(Identity.platform_user_id == ANN,
+                           OutboxMessage.message_ref.is_not(None))
+                    .order_by(OutboxMessage.id))]
+            if f"tpl:{moved['msgid']}" in refs:
+                break
+            await asyncio.sleep(0.05)
+        assert refs[-1] == f"tpl:{moved['msgid']}" and "cs" in refs[:-1]  # which way each went
         photo = next(e for e in fake.sent if e["touser"] == CREW and e["msgtype"] == "image")
         sent_jpeg = fake.media[photo["media_id"]][0]
         assert sent_jpeg.startswith(b"\xff\xd8") and b"PhoneMaker" not in sent_jpeg  # no EXIF
         assert fake.tokens_issued == 1  # one token, shared through the database
-        assert not [c for c, _ in fake.refused]
+        assert [c for c, _ in fake.refused] == [45015]  # the status change, then by template
     finally:
         await app.stop()
 
@@ -496,6 +521,17 @@ async def test_error_codes_become_send_results(fake):
         unfollowed = await adapter.send(ANN, status)
         assert unfollowed.status == SendStatus.UNREACHABLE and not unfollowed.for_now
         fake.follower(ANN).subscribed = True
+        # A token refused again after the refresh: fetched once more, not in a loop; the
+        # message waits and is tried again later.
+        fake.follower(ANN).last_active = time.time()
+        issued, refusals = fake.tokens_issued, fake.token_refusals
+        fake.token_ttl = -1  # every token WeChat gives is already expired (42001)
+        fresh = _adapter(fake)
+        fresh._http = http
+        twice = await fresh.send(ANN, Outbound(text="x"))
+        assert twice.status == SendStatus.RETRY and not twice.flood and "42001" in twice.error
+        assert fake.tokens_issued - issued == 2 and fake.token_refusals - refusals == 2
+        fake.token_ttl = 7200.0
         # No token at all (a wrong secret, an IP not on the whitelist): nothing is lost, the
         # whole sender waits and tries again.
         locked_out = _adapter(fake)
