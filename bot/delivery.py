@@ -3,8 +3,10 @@
 One path for every message: a lane per chat keeps that chat's messages in order and at most
 `per_chat` a second (the next one leaves a full interval after the previous one was answered);
 one budget per platform grants sends in priority order (replies first) from a token bucket over
-a sliding second, with a bounded number of requests in flight. Results are written back as they
-come, in group commits, so a crash re-sends at most the requests in flight and the answers not
+a sliding second, with a bounded number of requests in flight; a send that makes several API
+calls (an adapter entering model.API_CALL around each: an upload and the message, a refused
+message and the form sent instead) takes a grant for every call. Results are written back as
+they come, in group commits, so a crash re-sends at most the requests in flight and the answers not
 yet committed (`Deliverer.double_bound`).
 
 A 429 for one chat pauses that chat; 429s for several chats at once mean the bot's own limit,
