@@ -541,6 +541,21 @@ async def test_error_codes_become_send_results(fake):
         assert refused.status == SendStatus.RETRY and refused.flood and "40125" in refused.error
 
 
+def test_template_settings_name_a_template_per_kind_and_check_its_fields():
+    from pydantic import ValidationError
+
+    from bot.messaging.wechat_settings import WeChatSettings
+
+    s = WeChatSettings(notice_template_id="T1", poll_template_id="T2",
+                       poll_template_fields="thing3=title, date4=deadline")
+    assert s.templates() == {
+        "notice": ("T1", (("thing1", "title"), ("thing2", "text"), ("time3", "time"))),
+        "poll": ("T2", (("thing3", "title"), ("date4", "deadline")))}
+    for bad in ("thing1=status", "title", "colour1=title", ""):  # no such fact, key, type
+        with pytest.raises(ValidationError):
+            WeChatSettings(poll_template_fields=bad)
+
+
 def test_long_texts_are_cut_within_wechats_limit_and_voice_is_measured():
     pieces = split_text("第一行\n" + "长" * 1500 + "\n尾")
     assert all(len(p.encode()) <= 2000 for p in pieces)
