@@ -50,6 +50,10 @@ class Services:
     guides: GuideIndex  # the service guides, searched by /guide and free text
     ballot_key: bytes | None = None  # seals waiting anonymous ballots (bot/ballot_key.py)
 
+    def local_iso(self, at: datetime) -> str:
+        """A moment in the bot's timezone, ISO 8601 (a push's facts: model.PUSH_FACTS)."""
+        return at.astimezone(ZoneInfo(self.settings.bot.timezone)).isoformat(timespec="minutes")
+
     def local_time(self, at: datetime) -> str:
         """A moment as residents read it: date and minute in the bot's timezone."""
         return at.astimezone(ZoneInfo(self.settings.bot.timezone)).strftime("%Y-%m-%d %H:%M")

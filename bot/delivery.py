@@ -3,8 +3,10 @@
 One path for every message: a lane per chat keeps that chat's messages in order and at most
 `per_chat` a second (the next one leaves a full interval after the previous one was answered);
 one budget per platform grants sends in priority order (replies first) from a token bucket over
-a sliding second, with a bounded number of requests in flight. Results are written back as they
-come, in group commits, so a crash re-sends at most the requests in flight and the answers not
+a sliding second, with a bounded number of requests in flight; a send that makes several API
+calls (an adapter entering model.API_CALL around each: an upload and the message, a refused
+message and the form sent instead) takes a grant for every call. Results are written back as
+they come, in group commits, so a crash re-sends at most the requests in flight and the answers not
 yet committed (`Deliverer.double_bound`).
 
 A 429 for one chat pauses that chat; 429s for several chats at once mean the bot's own limit,
@@ -22,7 +24,8 @@ import logging
 import math
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -30,7 +33,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.messaging.model import Adapter, Outbound, SendResult, SendStatus
+from bot.messaging.model import API_CALL, Adapter, Outbound, SendResult, SendStatus
 from storage import choices, outbox
 from storage.base import utcnow
 
@@ -108,14 +111,22 @@ class RateBudget:
                 self._poke.set()
             raise
 
-    def release(self, chat: str, result: SendResult | None) -> None:
-        """A granted send is over (answered, or abandoned when `result` is None)."""
-        self.inflight -= 1
+    def release(self, chat: str, result: SendResult | None, *, granted: bool = True) -> None:
+        """A granted send is over (answered, or abandoned when `result` is None); `granted`:
+        its grant is still held (not already given back by `call_answered`)."""
+        if granted:
+            self.call_answered()
         now = time.monotonic()
-        self._answered.append(now)
         self._hold_chat(chat, now + self.chat_interval)
         if result is not None and result.flood:
             self._flood(chat, result.retry_after, now)
+        self._poke.set()
+
+    def call_answered(self) -> None:
+        """One granted API call was answered: its place in flight is free, and it counts in
+        the platform's last second from now."""
+        self.inflight -= 1
+        self._answered.append(time.monotonic())
         self._poke.set()
 
     def pause(self, seconds: float) -> None:
@@ -194,6 +205,33 @@ class RateBudget:
         self._waiters.clear()
 
 
+class _Calls:
+    """The API calls of one send, each against the platform's budget (model.API_CALL): the
+    first takes the grant the send was given, every further one waits for a grant of its own,
+    in the send's priority. Each grant is given back as its call is answered, so a send never
+    holds two (two sends waiting for a second grant each could otherwise hold every place in
+    flight)."""
+
+    __slots__ = ("budget", "priority", "held", "calls")
+
+    def __init__(self, budget: RateBudget, priority: int) -> None:
+        self.budget, self.priority = budget, priority
+        self.held = True  # the send's own grant, not yet used by a call
+        self.calls = 0
+
+    @asynccontextmanager
+    async def call(self) -> AsyncIterator[None]:
+        if not self.held:
+            await self.budget.acquire(self.priority)
+            self.held = True
+        self.calls += 1
+        try:
+            yield
+        finally:
+            self.held = False
+            self.budget.call_answered()
+
+
 @dataclass(eq=False)
 class _Prompt:
     shown: bool = False  # a message of it was shown: the next ones number on
@@ -259,6 +297,7 @@ class Deliverer:
         self.sent = 0
         self.retried = 0
         self.limited = 0  # sends answered 429 (retry after)
+        self.api_calls = 0  # calls made by sends (one, or each one an adapter counted)
 
     @property
     def double_bound(self) -> int:
@@ -465,6 +504,8 @@ class Deliverer:
                 await budget.acquire(item.priority)
                 result = None
                 lane.busy = True
+                calls = _Calls(budget, item.priority)
+                metered = API_CALL.set(calls.call)
                 try:
                     if (not adapter.capabilities.buttons and item.identity_id is not None
                             and item.out.number_from is None):  # not again on a retry
@@ -476,7 +517,9 @@ class Deliverer:
                     log.exception("send failed")
                     result = SendResult(SendStatus.RETRY, retry_after=5, error=repr(exc))
                 finally:
-                    budget.release(chat, result)
+                    API_CALL.reset(metered)
+                    budget.release(chat, result, granted=calls.held)
+                    self.api_calls += max(1, calls.calls)
                 if result.flood:
                     self.limited += 1
                 lane.busy = False
@@ -486,7 +529,7 @@ class Deliverer:
                     continue  # the chat (or the bot) waits; this message stays first
                 lane.items.pop(0)
                 self._finish(item, result)
-                if result.status == SendStatus.UNREACHABLE:
+                if result.status == SendStatus.UNREACHABLE and not result.for_now:
                     for rest in lane.items:  # marked with the identity in the outbox
                         self._finish(rest, result, written=True)
                     lane.items.clear()
@@ -592,7 +635,9 @@ class Deliverer:
         for row, result in written:
             if result.status == SendStatus.SENT:
                 continue
-            if result.status == SendStatus.UNREACHABLE:
+            if result.status == SendStatus.UNREACHABLE and result.for_now:
+                await outbox.mark_unreachable_now(session, row.id, result.error)
+            elif result.status == SendStatus.UNREACHABLE:
                 await outbox.mark_unreachable(session, row.identity_id, row.id)
             elif result.error == FOLLOWS:  # never attempted: waits behind the one held back
                 await outbox.mark_retry(session, row.id, held.get(row.identity_id, utcnow()),

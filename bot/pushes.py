@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import Texts
-from bot.messaging.model import Button, Outbound
+from bot.messaging.model import Button, Outbound, PushKind
 from storage import outbox
 from storage.base import utcnow
 from storage.people import language_of_identity
@@ -93,16 +93,25 @@ async def language_of(session: AsyncSession, texts: Texts, identity_id: int) -> 
         session, identity_id))).lang
 
 
+Facts = Callable[[Translator], dict[str, str]]  # a push's facts, in the reader's language
+
+
 def message(t: Translator, key: str, *, buttons: Buttons | None = None,
             photo: str | None = None, edit_of: str | None = None,
+            push_kind: PushKind | None = None, facts: Facts | None = None,
             **values: Any) -> Outbound:
+    """`push_kind` and `facts`: what the push is and its facts (model.PUSH_FACTS), for a
+    platform that reaches some readers by a fixed form only (WeChat's templates)."""
     return Outbound(text=t(key, **values), buttons=buttons(t) if buttons is not None else [],
-                    photo=photo, edit_of=edit_of)
+                    photo=photo, edit_of=edit_of,
+                    push=push_kind.value if push_kind is not None else None,
+                    facts=facts(t) if facts is not None else {})
 
 
 async def push(session: AsyncSession, texts: Texts, to: int | Recipient, key: str, *,
                buttons: Buttons | None = None, photo: str | None = None,
-               edit_of: str | None = None,
+               edit_of: str | None = None, push_kind: PushKind | None = None,
+               facts: Facts | None = None,
                priority: outbox.Priority = outbox.Priority.NORMAL, group: str | None = None,
                dedupe_key: str | None = None, not_before: datetime | None = None,
                **values: Any) -> bool:
@@ -111,7 +120,7 @@ async def push(session: AsyncSession, texts: Texts, to: int | Recipient, key: st
     if not isinstance(to, Recipient):
         to = Recipient(to, await language_of_identity(session, to))
     out = message(reader(texts, to), key, buttons=buttons, photo=photo, edit_of=edit_of,
-                  **values)
+                  push_kind=push_kind, facts=facts, **values)
     row = await outbox.enqueue(session, to.identity_id, out.to_json(), priority=priority,
                                group=group, dedupe_key=dedupe_key, not_before=not_before)
     return row is not None

@@ -102,7 +102,9 @@ async def show(ctx: Context, press: ShowGuide) -> None:
     if found is None:
         ctx.say("guides.unknown_guide")
         return
-    ctx.reply(render(ctx, found))
+    # The way back on the guide itself: where choices are typed numbers (WeChat), the topic
+    # list's own button is on an older message and means nothing by then.
+    ctx.reply(render(ctx, found), [[ctx.button(ctx.t("guides.back"), TopicMenu())]])
 
 
 def render(ctx: Context, g: Guide) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from bot.messaging.model import Button, Outbound
+from bot.messaging.model import Button, Outbound, PushKind
 from bot.payloads import Action
 from bot.pushes import Batch, Key, Recipient, push, reader
 from bot.router import Router
@@ -46,6 +46,7 @@ def render_for(services, now: datetime) -> notices.Queue:
         batch = Batch(services.texts)
         priority = (outbox.Priority.URGENT if notice.ignores_preferences
                     else outbox.Priority.BULK)
+        sent_at = services.local_iso(notice.scheduled_at)
         for r in page:
             t = batch.reader(Recipient(r.identity_id, r.language))
             buttons: list[list[Button]] = []
@@ -61,10 +62,11 @@ def render_for(services, now: datetime) -> notices.Queue:
                 if until is not None:
                     # `now` may be a test clock; the outbox runs on real time.
                     not_before = utcnow() + (until - now)
+            category, text = t(f"notices.cat_{notice.category}"), notices.text_for(notice, t.lang)
             batch.add(r.identity_id, Outbound(
-                text=t("notices.push", category=t(f"notices.cat_{notice.category}"),
-                       text=notices.text_for(notice, t.lang)),
-                buttons=buttons, photo=notice.photo),
+                text=t("notices.push", category=category, text=text),
+                buttons=buttons, photo=notice.photo, push=PushKind.NOTICE,
+                facts={"title": category, "text": text, "time": sent_at}),
                 priority=priority, group=notice.group,
                 dedupe_key=notices.recipient_key(notice.id, r.identity_id),
                 not_before=not_before)

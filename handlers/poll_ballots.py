@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from bot.context import Context, Services
-from bot.messaging.model import Button, Outbound
+from bot.messaging.model import Button, Outbound, PushKind
 from bot.payloads import Action
 from bot.pushes import Batch, Recipient, Translate, translator
 from bot.router import Router
@@ -81,6 +81,16 @@ def ballot(services: Services, lang: str, identity_id: int, poll: polls.Poll,
     if poll.live_results:
         rows.append([Button(t("polls.show_results"), sign(identity_id, ShowResults(poll.id)))])
     return Outbound(text=text, buttons=rows, edit_of=edit_of)
+
+
+def invitation(services: Services, lang: str, identity_id: int, poll: polls.Poll,
+               options: list[polls.PollOption]) -> Outbound:
+    """The ballot, pushed to an eligible resident: a poll invitation, with its facts (what a
+    platform's invitation form shows: the question, when it closes)."""
+    out = ballot(services, lang, identity_id, poll, options)
+    out.push = PushKind.POLL
+    out.facts = {"title": poll.question, "deadline": services.local_iso(poll.closes_at)}
+    return out
 
 
 def results_text(t, poll: polls.Poll, res: polls.Results) -> str:
@@ -298,7 +308,7 @@ async def _fanout_step(sessions, services: Services, poll_id: int) -> bool:
         for to in targets:
             t = pushes.reader(to)
             if inviting:
-                out = ballot(services, t.lang, to.identity_id, poll, options)
+                out = invitation(services, t.lang, to.identity_id, poll, options)
             else:
                 if t.lang not in messages:
                     messages[t.lang] = Outbound(text=results_text(t, poll, res), photo=photo)

@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from bot.messaging.model import Button, Outbound
+from bot.messaging.model import Button, Outbound, PushKind
 from bot.payloads import Action
 from bot.pushes import Batch, Recipient
 from services import report_filing as filing
 from storage import open311, outbox, territory
 from storage import reports as rep
 from storage.access import Scope, scope_of
+from storage.base import utcnow
 from storage.people import Resident, identities_of, resident_by_id
 
 STAFF_ACTIONS = {  # StaffAction's step -> the status it moves to
@@ -257,14 +258,17 @@ async def notify_status(session, services, report: rep.Report, *, note: str | No
     people = [(report.reporter_id, True)] if include_reporter else []
     people += [(rid, False) for rid in await rep.followers(session, report.id)]
     batch = Batch(services.texts)
+    changed_at = services.local_iso(utcnow())
     for resident_id, is_reporter in people:
         person = await resident_by_id(session, resident_id)
         key = "reports.update_yours" if is_reporter else "reports.update_followed"
         for ident in await identities_of(session, resident_id):
             t = batch.reader(Recipient(ident.id, person.language))
-            text = t(key, ref=report.reference,
-                     category=category_name(services, t.lang, report.category),
-                     status=status_label(services, t.lang, report))
+            facts = {"ref": report.reference,
+                     "category": category_name(services, t.lang, report.category),
+                     "status": status_label(services, t.lang, report), "time": changed_at,
+                     "note": note or ""}
+            text = t(key, ref=facts["ref"], category=facts["category"], status=facts["status"])
             if note:
                 text += "\n" + t("reports.update_note", note=note)
             if is_reporter and report.status == rep.Status.FIXED:
@@ -275,6 +279,7 @@ async def notify_status(session, services, report: rep.Report, *, note: str | No
                            services.signer.sign(ident.id, ConfirmFixed(report.id, False)))]])
             else:
                 out = Outbound(text=text)
+            out.push, out.facts = PushKind.REPORT_STATUS, facts
             batch.add(ident.id, out, group=f"report:{report.id}",
                       dedupe_key=f"report:{report.id}:v{report.version}:{ident.id}")
             if photo:

@@ -82,8 +82,11 @@ async def _after_transition(ctx: Context, report_id: int, action: str, *,
                        status=report.status, **detail)
     await filing.notify_status(ctx.session, ctx.services, report, note=note, photo=photo)
     ctx.pushed = True
-    ctx.say("reports.done_staff", ref=report.reference,
-            status=filing.status_label(ctx.services, ctx.lang, report))
+    # The report's next actions under the answer, while it is open: where choices are typed
+    # numbers (WeChat), the card's own are on an older message and mean nothing by then.
+    ctx.say("reports.done_staff",
+            filing.staff_buttons(ctx.services, ctx.identity.id, report, ctx.lang),
+            ref=report.reference, status=filing.status_label(ctx.services, ctx.lang, report))
     return report
 
 

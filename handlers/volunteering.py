@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.context import Context
+from bot.messaging.model import PushKind
 from bot.payloads import Action
 from bot.pushes import Recipient, push
 from bot.router import Router
@@ -326,6 +327,9 @@ async def send_reminders(sessions, services, deliverer) -> None:
             for identity_id, lang in recipients[item.signup.resident_id]:
                 await push(session, services.texts, Recipient(identity_id, lang),
                            "volunteering.reminder", priority=outbox.Priority.NORMAL,
+                           push_kind=PushKind.REMINDER, facts=lambda _t, item=item: {
+                               "title": item.activity.title,
+                               "time": services.local_iso(item.shift.starts_at)},
                            group="volunteering",
                            dedupe_key=f"vol-rem:{item.reminder_id}:{identity_id}",
                            title=item.activity.title, when=when(services, item.shift),

@@ -302,6 +302,18 @@ async def mark_failed(session: AsyncSession, msg_id: int, error: str | None) -> 
     await _count_finished(session, Status.FAILED.value, list(groups))
 
 
+async def mark_unreachable_now(session: AsyncSession, msg_id: int, error: str | None) -> None:
+    """This message cannot reach its recipient now (outside a platform's window, with no
+    other way for it): it is given up, `error` says why; the recipient stays reachable and
+    their other messages are still tried."""
+    groups = (await session.scalars(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == msg_id, OutboxMessage.status.not_in(TERMINAL))
+        .values(status=Status.UNREACHABLE.value, error=(error or "")[:200])
+        .returning(OutboxMessage.group_key))).all()
+    await _count_finished(session, Status.UNREACHABLE.value, list(groups))
+
+
 async def mark_unreachable(session: AsyncSession, identity_id: int, msg_id: int) -> None:
     """The recipient blocked the bot: stop every message still waiting for them."""
     await session.execute(

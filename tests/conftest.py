@@ -130,3 +130,20 @@ async def make_app(tmp_path):
 def pytest_terminal_summary(terminalreporter):
     covered = ", ".join(sorted(COVERED)) or "none"
     terminalreporter.write_line(f"databases covered by storage tests: {covered}")
+    # The memory adapter's handler tests run on WeChat (tests/test_handlers_on_wechat.py):
+    # how many ran there, and how many cannot apply (NOT_ON_WECHAT, each with its reason).
+    counts: dict[str, int] = {}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            nodeid = getattr(report, "nodeid", "")
+            if (nodeid.startswith("tests/test_handlers_on_wechat.py::")
+                    and getattr(report, "when", "call") in ("call", "setup")
+                    and not nodeid.endswith("_exists_and_says_why")):
+                if outcome == "passed" and report.when != "call":
+                    continue
+                counts[outcome] = counts.get(outcome, 0) + 1
+    if counts:
+        terminalreporter.write_line(
+            "handler tests on WeChat: {} passed, {} failed, {} errors, {} not applicable "
+            "on WeChat".format(*(counts.get(k, 0) for k in ("passed", "failed", "error",
+                                                               "skipped"))))

@@ -27,8 +27,7 @@ async def english_resident(chat, user: str, estate: str = "Zhonghai Mingcheng") 
     await chat.say(user, "/start")
     await chat.press(user, "English")
     await chat.press(user, estate)
-    await chat.press(user, "Skip")
-    await chat.press(user, "Skip")
+    await chat.press(user, "Skip")  # the building, and with it the unit
 
 
 async def grant(app, user: str, kind: str, scope: str | None) -> None:

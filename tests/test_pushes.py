@@ -15,7 +15,7 @@ from bot.messaging.model import Button
 from bot.pushes import Recipient, language_of, push, translator
 from handlers import report_filing as filing
 from handlers.notice_jobs import fan_out, report_progress
-from handlers.poll_ballots import _fanout_step, ballot, results_text
+from handlers.poll_ballots import _fanout_step, invitation, results_text
 from handlers.survey_results import table_chunks
 from handlers.surveys import _push_results
 from handlers.volunteering_organise import send_announcements
@@ -171,7 +171,7 @@ async def test_poll_invitations_and_results_in_each_readers_language(make_app, d
     for who, lang in ((en, "en"), (zh, "zh-Hans")):
         # Vote buttons carry the second they were signed: compared by what they verify to.
         assert _unsigned(services, who.id, invited[who.id]) == _unsigned(
-            services, who.id, [ballot(services, lang, who.id, row, options).to_json()])
+            services, who.id, [invitation(services, lang, who.id, row, options).to_json()])
     assert invited[en.id] != invited[zh.id]
     async with app.sessions() as s, s.begin():
         assert await polls.close(s, poll.id, polls.utcnow(), ballot_key=None)

@@ -24,8 +24,7 @@ async def _resident(chat, user: str, estate: str = "Zhonghai Mingcheng") -> None
     await chat.say(user, "/start")
     await chat.press(user, "English")
     await chat.press(user, estate)
-    await chat.press(user, "Skip")
-    await chat.press(user, "Skip")
+    await chat.press(user, "Skip")  # the building, and with it the unit
 
 
 def _read(path: str) -> bytes:

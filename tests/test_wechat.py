@@ -17,11 +17,11 @@ from sqlalchemy import select
 from bot.app import build_app
 from bot.messaging.model import Kind, Outbound, SendStatus
 from bot.messaging.wechat import WeChatAdapter, amr_seconds, split_text
-from storage import kv, notices, roles_service
+from storage import kv, notices, outbox, roles_service
 from storage.outbox import OutboxMessage
 from storage.people import Identity
 from tests.conftest import DEMO, make_settings
-from tests.fakes.wechat_server import FakeWeChat, amr_bytes
+from tests.fakes.wechat_server import TEMPLATE_IDS, FakeWeChat, amr_bytes
 from tests.notice_support import add_resident, pump
 from tests.report_helpers import jpeg_with_gps
 
@@ -33,7 +33,7 @@ ANN, BOB, CREW = ("o" + name.ljust(27, "0") for name in ("ann", "bob", "crew"))
 def _adapter(fake: FakeWeChat, **kw) -> WeChatAdapter:
     return WeChatAdapter(fake.app_id, fake.app_secret, fake.token, aes_key=fake.aes_key,
                          api_base=fake.base_url, host="127.0.0.1", port=0,
-                         template_id="TPL_NOTICE", **kw)
+                         templates=kw.pop("templates", TEMPLATE_IDS), **kw)
 
 
 async def _start(url: str, tmp_path: Path, fake: FakeWeChat, *, deliver: bool = True, **kw):
@@ -259,11 +259,36 @@ async def test_resident_follows_onboards_and_reports_with_location_photo_and_voi
         await fake.wait_for_text(CREW, "已受理", since=mark)
         status = await fake.wait_for_text(ANN, ref, since=mark, timeout=15)
         assert "已受理" in status["text"] and status["kind"] == "custom"
+        # Ann falls silent for days; the crew goes on from the answer's own numbered actions,
+        # and the next status change reaches her by the report template, its fields filled.
+        fake.out_of_window(ANN)
+        acted = await fake.wait_for_text(CREW, "已受理", since=mark)
+        assert "[2] 处理中" in acted["text"]
+        mark = len(fake.sent)
+        await fake.say(CREW, "2")
+        moved = await fake.wait_for(lambda e: e["touser"] == ANN, since=mark, timeout=15)
+        assert moved["kind"] == "template" and moved["template_id"] == "TPL_REPORT"
+        assert moved["data"]["character_string1"]["value"] == ref
+        assert moved["data"]["thing3"]["value"] == "处理中"
+        assert re.fullmatch(r"\d{4}年\d{1,2}月\d{1,2}日 \d{2}:\d{2}",
+                            moved["data"]["time4"]["value"])
+        for _ in range(100):  # until the result is written back
+            async with app.sessions() as s:
+                refs = [r for r in await s.scalars(
+                    select(OutboxMessage.message_ref)
+                    .join(Identity, Identity.id == OutboxMessage.identity_id)
+                    .where(Identity.platform_user_id == ANN,
+                           OutboxMessage.message_ref.is_not(None))
+                    .order_by(OutboxMessage.id))]
+            if f"tpl:{moved['msgid']}" in refs:
+                break
+            await asyncio.sleep(0.05)
+        assert refs[-1] == f"tpl:{moved['msgid']}" and "cs" in refs[:-1]  # which way each went
         photo = next(e for e in fake.sent if e["touser"] == CREW and e["msgtype"] == "image")
         sent_jpeg = fake.media[photo["media_id"]][0]
         assert sent_jpeg.startswith(b"\xff\xd8") and b"PhoneMaker" not in sent_jpeg  # no EXIF
         assert fake.tokens_issued == 1  # one token, shared through the database
-        assert not [c for c, _ in fake.refused]
+        assert [c for c, _ in fake.refused] == [45015]  # the status change, then by template
     finally:
         await app.stop()
 
@@ -288,8 +313,12 @@ async def test_a_notice_goes_by_customer_service_inside_the_window_and_by_templa
         assert [e["kind"] for e in to_ann] == ["custom"]
         assert "义诊" in to_ann[0]["text"]
         assert [e["kind"] for e in to_bob] == ["template"]
+        # The notice template's fields: the category, the text, the time (WeChat's format).
+        data = to_bob[0]["data"]
         assert to_bob[0]["template_id"] == "TPL_NOTICE"
-        assert "义诊" in to_bob[0]["data"]["content"]["value"]
+        assert data["thing1"]["value"] == "活动"
+        assert data["thing2"]["value"] == "周六上午9点在中海名城广场义诊。"
+        assert re.fullmatch(r"\d{4}年\d{1,2}月\d{1,2}日 \d{2}:\d{2}", data["time3"]["value"])
         assert [c for c, body in fake.refused] == [45015]  # tried first, as WeChat requires
         async with app.sessions() as s:
             refs = dict((await s.execute(
@@ -363,6 +392,81 @@ async def test_unfollowing_makes_a_resident_unreachable(db_url, tmp_path, fake):
         await app.stop()
 
 
+async def test_refused_by_customer_service_a_push_goes_by_its_kinds_template_or_waits(
+        db_url, tmp_path, fake):
+    """45047 (too many messages without an answer) and 45015 (out of the window): a push of a
+    kind with a template goes as that template; one without is marked unreachable for now,
+    with the reason, and only that message: the resident stays reachable and the next push
+    is still tried."""
+    app, _ = await _start(db_url, tmp_path, fake, deliver=False,
+                          templates={"notice": "TPL_NOTICE"})
+    try:
+        async with app.sessions() as s, s.begin():
+            ann = await add_resident(s, ANN, "zhonghai-mingcheng", "3", platform="wechat",
+                                     lang="zh-Hans")
+            bob = await add_resident(s, BOB, "zhonghai-mingcheng", "3", platform="wechat",
+                                     lang="zh-Hans")
+            rows = {}
+            for who, name, out in [
+                    (ann, "ann_status", Outbound(text="您的报事 R-1 已处理", push="report_status",
+                                                 facts={"ref": "R-1", "status": "已处理"})),
+                    (ann, "ann_notice", Outbound(text="停水通知", push="notice", facts={
+                        "title": "停水", "text": "明天停水", "time": "2026-12-03T09:00+08:00"})),
+                    (bob, "bob_notice", Outbound(text="停电通知", push="notice", facts={
+                        "title": "停电", "text": "明天停电", "time": "2026-12-03T09:00+08:00"}))]:
+                rows[name] = (await outbox.enqueue(s, who.id, out.to_json())).id
+        fake.follower(ANN)
+        fake.cs_quota = 0  # Ann was sent too many without answering: 45047
+        fake.out_of_window(BOB)  # Bob has been silent for days: 45015
+        await pump(app)
+        async with app.sessions() as s:
+            got = {r.id: r for r in await s.scalars(select(OutboxMessage))}
+            idents = {i.platform_user_id: i for i in await s.scalars(select(Identity))}
+        status = got[rows["ann_status"]]
+        assert status.status == "unreachable"
+        assert "45047" in status.error and "no WeChat template for report_status" in status.error
+        for name in ("ann_notice", "bob_notice"):  # tried and sent, by template
+            assert got[rows[name]].status == "sent" and got[rows[name]].message_ref.startswith(
+                "tpl:")
+        assert idents[ANN].unreachable_at is None and idents[BOB].unreachable_at is None
+        assert sorted(c for c, _ in fake.refused) == [45015, 45047, 45047]
+        assert sorted((e["touser"], e["kind"], e["template_id"]) for e in fake.sent) == [
+            (ANN, "template", "TPL_NOTICE"), (BOB, "template", "TPL_NOTICE")]
+    finally:
+        await app.stop()
+
+
+async def test_every_api_call_counts_against_the_send_budget(tmp_path):
+    """A push refused by customer-service message and sent as a template is two calls: the
+    budget counts calls, so the fake never sees more in a second than the budget allows
+    (counting one a send, 30 such pushes at 10 a second would be 20 calls a second)."""
+    async with FakeWeChat(rate=10) as fake:
+        app, adapter = await _start(f"sqlite+aiosqlite:///{tmp_path}/bot.sqlite3", tmp_path,
+                                    fake, deliver=False, per_second=10)
+        try:
+            users = [f"obudget{n:020d}" for n in range(30)]
+            async with app.sessions() as s, s.begin():
+                for user in users:
+                    await add_resident(s, user, "zhonghai-mingcheng", "3", platform="wechat",
+                                       lang="zh-Hans")
+                    fake.out_of_window(user)
+                await notices.system_notice(s, category="event", estate_ids=None,
+                                            texts={"zh-Hans": "周日上午停水"},
+                                            dedupe_key="water")
+            began = time.monotonic()
+            await pump(app)
+            took = time.monotonic() - began
+            assert sorted(e["touser"] for e in fake.sent if e["kind"] == "template") == sorted(
+                users)
+            assert [c for c, _ in fake.refused].count(45015) == len(users)
+            assert fake.calls == 2 * len(users)
+            assert fake.busiest_second() <= 10, fake.busiest_second()
+            assert -1 not in [c for c, _ in fake.refused]  # the fake's own limit never hit
+            assert took >= 5.0  # 60 calls at 10 a second
+        finally:
+            await app.stop()
+
+
 # -- WeChat's other answers, straight from the adapter --------------------------------------------
 
 async def test_error_codes_become_send_results(fake):
@@ -372,8 +476,15 @@ async def test_error_codes_become_send_results(fake):
         fake.follower(ANN)
         assert (await adapter.send(ANN, Outbound(text="hi"))).message_ref == "cs"
         fake.cs_quota = 1  # 45047: too many messages without an answer from them
-        quota = await adapter.send(ANN, Outbound(text="again"))
-        assert quota.status == SendStatus.RETRY and quota.retry_after >= 60 and not quota.flood
+        quota = await adapter.send(ANN, Outbound(text="again"))  # a message of no push kind
+        assert quota.status == SendStatus.UNREACHABLE and quota.for_now
+        assert "45047" in quota.error and "no WeChat template" in quota.error
+        notice = await adapter.send(ANN, Outbound(text="停水通知：明天停水", push="notice", facts={
+            "title": "停水", "text": "明天停水", "time": "2026-12-03T09:30+08:00"}))
+        assert notice.status == SendStatus.SENT and notice.message_ref.startswith("tpl:")
+        assert fake.sent[-1]["data"] == {"thing1": {"value": "停水"},
+                                         "thing2": {"value": "明天停水"},
+                                         "time3": {"value": "2026年12月3日 09:30"}}
         fake.cs_quota = None
         fake.rate = 0  # -1 "system busy": the whole sender slows down
         busy = await adapter.send(ANN, Outbound(text="busy"))
@@ -389,14 +500,38 @@ async def test_error_codes_become_send_results(fake):
         assert fake.sent[-1]["text"] == "停电通知" and fake.refused[-1][0] == 40007
         unknown = await adapter.send("o-not-a-follower", Outbound(text="x"))
         assert unknown.status == SendStatus.UNREACHABLE
-        fake.out_of_window(ANN)
-        no_template = _adapter(fake, template_max_chars=20)
-        no_template.template_id = None
+        fake.out_of_window(ANN)  # 45015: a kind without a template cannot reach them now
+        no_template = _adapter(fake, templates={"notice": "TPL_NOTICE"})
         no_template._http = http
-        assert (await no_template.send(ANN, Outbound(text="x"))).status == SendStatus.FAILED
-        long = await adapter.send(ANN, Outbound(text="长" * 500))
+        status = Outbound(text="R-7 已处理", push="report_status", facts={"ref": "R-7"})
+        gone = await no_template.send(ANN, status)
+        assert gone.status == SendStatus.UNREACHABLE and gone.for_now
+        assert "45015" in gone.error and "report_status" in gone.error
+        # With one, each fact is cut and written as its field's type takes it: thing 20
+        # characters, character_string ASCII without spaces, time as WeChat writes it.
+        status.facts = {"ref": "R-7 / 2026", "category": "长" * 30, "status": "已处理",
+                        "time": "2026-12-03T14:05:00+08:00"}
+        long = await adapter.send(ANN, status)
         assert long.status == SendStatus.SENT and long.message_ref.startswith("tpl:")
-        assert len(fake.sent[-1]["data"]["content"]["value"]) == 200
+        assert fake.sent[-1]["template_id"] == "TPL_REPORT"
+        assert fake.sent[-1]["data"] == {
+            "character_string1": {"value": "R-7/2026"}, "thing2": {"value": "长" * 19 + "…"},
+            "thing3": {"value": "已处理"}, "time4": {"value": "2026年12月3日 14:05"}}
+        fake.follower(ANN).subscribed = False  # 43004 on the template too: unreachable
+        unfollowed = await adapter.send(ANN, status)
+        assert unfollowed.status == SendStatus.UNREACHABLE and not unfollowed.for_now
+        fake.follower(ANN).subscribed = True
+        # A token refused again after the refresh: fetched once more, not in a loop; the
+        # message waits and is tried again later.
+        fake.follower(ANN).last_active = time.time()
+        issued, refusals = fake.tokens_issued, fake.token_refusals
+        fake.token_ttl = -1  # every token WeChat gives is already expired (42001)
+        fresh = _adapter(fake)
+        fresh._http = http
+        twice = await fresh.send(ANN, Outbound(text="x"))
+        assert twice.status == SendStatus.RETRY and not twice.flood and "42001" in twice.error
+        assert fake.tokens_issued - issued == 2 and fake.token_refusals - refusals == 2
+        fake.token_ttl = 7200.0
         # No token at all (a wrong secret, an IP not on the whitelist): nothing is lost, the
         # whole sender waits and tries again.
         locked_out = _adapter(fake)
@@ -404,6 +539,21 @@ async def test_error_codes_become_send_results(fake):
         locked_out._http = http
         refused = await locked_out.send(ANN, Outbound(text="x"))
         assert refused.status == SendStatus.RETRY and refused.flood and "40125" in refused.error
+
+
+def test_template_settings_name_a_template_per_kind_and_check_its_fields():
+    from pydantic import ValidationError
+
+    from bot.messaging.wechat_settings import WeChatSettings
+
+    s = WeChatSettings(notice_template_id="T1", poll_template_id="T2",
+                       poll_template_fields="thing3=title, date4=deadline")
+    assert s.templates() == {
+        "notice": ("T1", (("thing1", "title"), ("thing2", "text"), ("time3", "time"))),
+        "poll": ("T2", (("thing3", "title"), ("date4", "deadline")))}
+    for bad in ("thing1=status", "title", "colour1=title", ""):  # no such fact, key, type
+        with pytest.raises(ValidationError):
+            WeChatSettings(poll_template_fields=bad)
 
 
 def test_long_texts_are_cut_within_wechats_limit_and_voice_is_measured():
@@ -533,8 +683,12 @@ async def test_a_poll_is_written_by_numbers_and_answered_with_2(db_url, tmp_path
         await run_jobs_once(app.sessions, app.services, app.deliverer, app.jobs)
         ballot = await fake.wait_for_text(ANN, "Poll #1: Repaint the playground?")
         assert ballot["kind"] == "custom" and "[2] 2. Yes, next year" in ballot["text"]
-        invitation = await fake.wait_for_text(cy, "Poll #1: Repaint the playground?")
-        assert invitation["kind"] == "template"
+        invitation = await fake.wait_for(lambda e: e["touser"] == cy)
+        # The poll template: the question (a thing field: 20 characters) and the deadline.
+        assert invitation["kind"] == "template" and invitation["template_id"] == "TPL_POLL"
+        assert invitation["data"]["thing1"]["value"] == "Repaint the playgro…"
+        assert re.fullmatch(r"\d{4}年\d{1,2}月\d{1,2}日 \d{2}:\d{2}",
+                            invitation["data"]["time2"]["value"])
         await _quiet(fake, 0.3)
         mark = len(fake.sent)
         await fake.say(ANN, "2")

@@ -14,9 +14,15 @@ from dataclasses import dataclass
 
 from bot.messaging.model import Button, Kind, Outbound
 from bot.messaging.wechat import WeChatAdapter
+from storage import choices
 from tests.fakes.wechat_server import FakeWeChat
 
 _CHOICE = re.compile(r"^\[(\d+)\] (.*)$")
+
+
+class OlderPrompt(AssertionError):
+    """A press on a message older than the latest prompt: on WeChat a typed number means the
+    latest prompt's choices only, so this press cannot be made there."""
 
 
 @dataclass
@@ -47,7 +53,9 @@ class WeChatChat:
         self.platform = adapter.platform
         self.fake = fake
         self.adapter = adapter
-        self._since = 0
+        # What this app's bot said, as a new memory adapter starts empty (one fake WeChat may
+        # serve the apps a test builds one after the other).
+        self._since = len(fake.sent)
 
     async def _settle(self) -> None:
         """Until the callback is handled and its replies are with the fake."""
@@ -59,8 +67,23 @@ class WeChatChat:
         await self._settle()
 
     async def press(self, user: str, label_or_payload: str, **kw) -> None:
-        number = self.find_button(user, label_or_payload)
-        assert number is not None, f"no choice {label_or_payload!r} shown to {user}"
+        """Type the number of the choice with this label (or this number), as a resident
+        does: only the latest prompt's numbers mean anything, so a label shown on an older
+        message only is a press WeChat cannot make (OlderPrompt)."""
+        async with self.adapter.sessions() as session:
+            current = await choices.current_for(session, self.platform, user)
+        labels = [label for label, _ in current]
+        if label_or_payload.isdecimal():  # a payload the test read: the number itself
+            number = label_or_payload
+        else:
+            number = self.find_button(user, label_or_payload)
+            assert number is not None, f"no choice {label_or_payload!r} shown to {user}"
+        n = int(number)
+        if not (1 <= n <= len(labels) and (label_or_payload == number
+                                            or label_or_payload in labels[n - 1])):
+            recent = [s.out.text[:60] for s in self.sent if s.chat_id == user][-3:]
+            raise OlderPrompt(f"{label_or_payload!r} ([{number}]) is not a choice of the "
+                              f"latest prompt to {user}: {labels}; last said: {recent}")
         await self.say(user, number)
 
     async def share_location(self, user: str, latitude: float, longitude: float) -> None:

@@ -10,6 +10,7 @@ import enum
 import math
 import re
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -96,6 +97,26 @@ def valid_point(latitude: object, longitude: object) -> bool:
             and -90 <= latitude <= 90 and -180 <= longitude <= 180)
 
 
+class PushKind(enum.StrEnum):
+    """What a push is, for a platform that can reach someone only by a fixed form outside a
+    window (WeChat's template messages, one per kind). Pushes of no kind have no such form."""
+
+    NOTICE = "notice"
+    REPORT_STATUS = "report_status"
+    REMINDER = "reminder"
+    POLL = "poll"  # an invitation to vote
+
+
+# The facts each kind of push carries besides its text (Outbound.facts): short values in the
+# reader's language; `time`, `deadline`: ISO 8601 datetimes in the bot's time zone.
+PUSH_FACTS: dict[PushKind, tuple[str, ...]] = {
+    PushKind.NOTICE: ("title", "text", "time"),
+    PushKind.REPORT_STATUS: ("ref", "category", "status", "time", "note"),
+    PushKind.REMINDER: ("title", "time"),
+    PushKind.POLL: ("title", "deadline"),
+}
+
+
 @dataclass(frozen=True)
 class Button:
     label: str
@@ -124,6 +145,10 @@ class Outbound:
     # A note about the input just given ("no estate of that name: pick one from the list"):
     # on a platform without buttons the numbers of the prompt before still hold after it.
     keeps_choices: bool = False
+    # A push of a kind (PushKind's value) and its facts by name (PUSH_FACTS): what a platform
+    # fills its fixed form for that kind with when the text itself cannot go.
+    push: str | None = None
+    facts: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -131,7 +156,7 @@ class Outbound:
         if not self.keeps_choices:
             del data["keeps_choices"]
         data["buttons"] = [[[b.label, b.payload] for b in row] for row in self.buttons]
-        return {k: v for k, v in data.items() if v not in (None, "", [])}
+        return {k: v for k, v in data.items() if v not in (None, "", [], {})}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Outbound:
@@ -156,6 +181,9 @@ class SendResult:
     retry_after: float = 0.0
     error: str | None = None
     flood: bool = False  # the platform's rate limit (429): pause the whole sender
+    # UNREACHABLE for this message only, and only now (outside a platform's window, with no
+    # other way for it): the recipient is not gone, and their other messages are still tried.
+    for_now: bool = False
 
     @classmethod
     def flood_wait(cls, seconds: float) -> SendResult:
@@ -164,6 +192,14 @@ class SendResult:
     @classmethod
     def sent(cls, ref: str | None = None) -> SendResult:
         return cls(SendStatus.SENT, message_ref=ref)
+
+
+# Set by the deliverer around each send: an adapter whose one send may make several API calls
+# (a media upload and the message, a refused message and the form sent instead) enters
+# `API_CALL.get()()` around each call, when set, so that every call is counted against the
+# platform's budget and not only the first.
+API_CALL: ContextVar[Callable[[], AbstractAsyncContextManager[None]] | None] = ContextVar(
+    "api_call", default=None)
 
 
 @dataclass(frozen=True)

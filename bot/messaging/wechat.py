@@ -9,9 +9,13 @@ sender, time and event.
 
 Sending: the customer-service message API (message/custom/send) reaches a resident who wrote,
 followed or tapped the menu within the last 48 hours; outside that window WeChat answers
-45015 and the message goes as a template message instead (WECHAT_NOTICE_TEMPLATE_ID), and the
-outbox's message_ref says which way each went (`cs`, or `tpl:<msgid>`). WeChat has no buttons:
-they are shown as numbered lines, and a number typed back is the press (storage.choices).
+45015 (and 45047 when too many went without an answer from them): a push of a kind with a
+template (WECHAT_<KIND>_TEMPLATE_ID) goes as that template message instead, its fields filled
+with the push's facts, and the outbox's message_ref says which way each went (`cs`, or
+`tpl:<msgid>`); a push without one is marked unreachable for now. WeChat has no buttons: they
+are shown as numbered lines, and a number typed back is the press (storage.choices). Every API
+call a send makes (an upload, the message, the template after a refusal, the call repeated
+with a new token) is counted against the send budget (model.API_CALL).
 
 API calls are made with aiohttp against WECHAT_API_BASE, on the process's shared HTTP session:
 wechatpy's client is synchronous (requests), which would block the event loop on every send.
@@ -29,8 +33,10 @@ import os
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -42,6 +48,8 @@ from wechatpy.utils import check_signature
 
 from bot.messaging.gcj02 import gcj02_to_wgs84
 from bot.messaging.model import (
+    API_CALL,
+    PUSH_FACTS,
     Capabilities,
     Inbound,
     InboundHandler,
@@ -49,10 +57,12 @@ from bot.messaging.model import (
     Limits,
     MediaRef,
     Outbound,
+    PushKind,
     SendResult,
     SendStatus,
     parse_command,
 )
+from bot.messaging.wechat_settings import WeChatSettings, field_type, template_fields
 from storage import kv, outbox, people
 from storage.choices import numbers_shown
 from storage.kv import KeyValue
@@ -68,7 +78,7 @@ TEXT_LIMIT_BYTES = 2000  # customer-service text: WeChat cuts off past 2,048 byt
 MEDIA_MAX_BYTES = 20 * 1024 * 1024
 TOKEN_MARGIN = 300.0  # seconds before expiry the access token is refreshed
 UPLOAD_TTL = 2.5 * 86400  # temporary media live 3 days at WeChat
-CS_QUOTA_RETRY = 600.0  # 45047: too many messages to one person without an answer from them
+CS_QUOTA_RETRY = 600.0  # 45047 after part of a message went: the rest tried again later
 # The custom menu: WeChat allows three top-level buttons, so volunteering and deliberation
 # share the third (参与, "take part"). Each key is the command the button runs.
 MENU: tuple[tuple[str, Any], ...] = (
@@ -183,6 +193,39 @@ def _runs(line: str, limit: int) -> list[str]:
     return runs
 
 
+# How long a template field's value may be, by the field's type (WeChat's template rules:
+# thing 20 characters, character_string 32 letters, digits and symbols, phrase 5 Chinese
+# characters, name 10 ...); time and date are written as WeChat reads them.
+FIELD_CHARS = {"thing": 20, "short_thing": 5, "character_string": 32, "phrase": 5,
+               "number": 32, "letter": 32, "name": 10, "phone_number": 17, "car_number": 8,
+               "amount": 11, "const": 20}
+MISSING = "-"  # WeChat refuses an empty field
+
+Template = tuple[str, tuple[tuple[str, str], ...]]  # id, ((key, fact), ...)
+
+
+def template_value(key: str, value: str | None) -> str:
+    """A fact written into a template field of this key's type, within its limits."""
+    kind = field_type(key) or "thing"
+    value = " ".join((value or "").split())  # one line: fields take no line breaks
+    if kind in ("time", "date"):
+        try:
+            at = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            day = f"{at.year}年{at.month}月{at.day}日"
+            return day if kind == "date" else f"{day} {at.hour:02d}:{at.minute:02d}"
+    if kind == "character_string":
+        value = "".join(c for c in value if c.isascii() and c.isprintable()).replace(" ", "")
+    elif kind == "number":
+        value = "".join(c for c in value if c.isdigit() or c == ".")
+    limit = FIELD_CHARS.get(kind, 20)
+    if len(value) > limit:
+        value = value[: limit - 1] + "…" if kind in ("thing", "const") else value[:limit]
+    return value or MISSING
+
+
 def render_text(out: Outbound) -> str:
     """The message's text with its buttons as numbered lines, numbered as storage.choices
     numbers them (which is what a typed number looks up)."""
@@ -203,9 +246,9 @@ class WeChatAdapter:
     def __init__(self, app_id: str, app_secret: str, token: str, *,
                  aes_key: str | None = None, api_base: str = "https://api.weixin.qq.com",
                  host: str = "0.0.0.0", port: int = 8082, path: str = "/wechat",
-                 max_age: float = 3600.0, template_id: str | None = None,
-                 template_field: str = "content", template_url: str | None = None,
-                 template_max_chars: int = 200, per_second: float = 20.0,
+                 max_age: float = 3600.0,
+                 templates: Mapping[str, str | Template] | None = None,
+                 template_url: str | None = None, per_second: float = 20.0,
                  per_chat_per_second: float = 2.0, gcj02: bool = True,
                  platform: str = PLATFORM) -> None:
         # The name identities carry (`wechat:openid`); another only where the tests' helpers
@@ -218,10 +261,15 @@ class WeChatAdapter:
         self.api_base = api_base.rstrip("/")
         self.host, self.port, self.path = host, port, path
         self.max_age = max_age
-        self.template_id = template_id
-        self.template_field = template_field
+        # The template of each kind of push that has one: an id (the kind's default fields),
+        # or an id and its (key, fact) fields.
+        self.templates: dict[PushKind, Template] = {}
+        for kind, template in (templates or {}).items():
+            kind = PushKind(kind)
+            if isinstance(template, str):
+                template = (template, template_fields(kind, _DEFAULT_FIELDS[kind]))
+            self.templates[kind] = template
         self.template_url = template_url
-        self.template_max_chars = template_max_chars
         self.gcj02 = gcj02
         self.limits = Limits(per_second=per_second, per_chat_per_second=per_chat_per_second)
         self.bound_port: int | None = None
@@ -249,9 +297,8 @@ class WeChatAdapter:
             s.app_id, s.app_secret.get_secret_value(), s.token.get_secret_value(),
             aes_key=s.aes_key.get_secret_value() if s.aes_key else None, api_base=s.api_base,
             host=s.callback_host, port=s.callback_port, path=s.callback_path,
-            max_age=s.callback_max_age_seconds, template_id=s.notice_template_id,
-            template_field=s.template_field, template_url=s.template_url,
-            template_max_chars=s.template_max_chars, per_second=s.per_second,
+            max_age=s.callback_max_age_seconds, templates=s.templates(),
+            template_url=s.template_url, per_second=s.per_second,
             per_chat_per_second=s.per_chat_per_second, gcj02=s.location_gcj02)
 
     def attach(self, *, sessions: Any = None, http: aiohttp.ClientSession | None = None) -> None:
@@ -500,7 +547,8 @@ class WeChatAdapter:
         for attempt in range(2):
             token = await self._token(stale)
             query = {"access_token": token, **(params or {})}
-            async with self._http.request(
+            meter = API_CALL.get()  # a send's calls, each counted against the budget
+            async with meter() if meter is not None else nullcontext(), self._http.request(
                     method, f"{self.api_base}{path}", params=query,
                     json=body if form is None else None,
                     data=form() if form is not None else None,
@@ -566,8 +614,8 @@ class WeChatAdapter:
                 await self._custom(chat_id, "text", {"content": piece})
                 sent_any = True
         except WeChatError as exc:
-            if exc.code == OUT_OF_WINDOW and not sent_any:
-                return await self._template(chat_id, text, exc)
+            if exc.code in (OUT_OF_WINDOW, CS_QUOTA) and not sent_any:
+                return await self._template(chat_id, out, exc)
             raise
         return SendResult.sent("cs" if sent_any else None)
 
@@ -592,16 +640,21 @@ class WeChatAdapter:
         await self._post("/cgi-bin/message/custom/send",
                          {"touser": chat_id, "msgtype": msgtype, msgtype: content})
 
-    async def _template(self, chat_id: str, text: str, why: WeChatError) -> SendResult:
-        """Out of the 48-hour window: the configured template message, the text in its field."""
-        if not self.template_id:
-            return SendResult(SendStatus.FAILED, error=f"{why} (no WECHAT_NOTICE_TEMPLATE_ID)")
-        if not text.strip():
-            return SendResult(SendStatus.FAILED, error=str(why)[:200])
-        value = text if len(text) <= self.template_max_chars else (
-            text[: self.template_max_chars - 1] + "…")
-        body: dict[str, Any] = {"touser": chat_id, "template_id": self.template_id,
-                                "data": {self.template_field: {"value": value}}}
+    async def _template(self, chat_id: str, out: Outbound, why: WeChatError) -> SendResult:
+        """Refused by customer-service message (45015 out of the window, 45047 too many
+        without an answer): the template of the push's kind, its fields filled with the push's
+        facts. Without one, the message cannot reach them now: unreachable for now, which
+        marks this message only (they are reachable again once they write)."""
+        kind = out.push
+        template = self.templates.get(PushKind(kind)) if kind in PUSH_FACTS else None
+        if template is None:
+            what = f"for {kind} pushes" if kind else "for a message of no push kind"
+            return SendResult(SendStatus.UNREACHABLE, for_now=True,
+                              error=f"{why}; no WeChat template {what}"[:200])
+        template_id, fields = template
+        data = {key: {"value": template_value(key, out.facts.get(fact))}
+                for key, fact in fields}
+        body: dict[str, Any] = {"touser": chat_id, "template_id": template_id, "data": data}
         if self.template_url:
             body["url"] = self.template_url
         answer = await self._post("/cgi-bin/message/template/send", body)
@@ -674,6 +727,10 @@ class WeChatAdapter:
 
         await self._post("/cgi-bin/menu/create",
                          {"button": [button(name, what) for name, what in entries]})
+
+
+_DEFAULT_FIELDS = {kind: WeChatSettings.model_fields[f"{kind.value}_template_fields"].default
+                   for kind in PushKind}
 
 
 def _read(path: str) -> bytes:

@@ -9,9 +9,16 @@ The API half answers what the adapter calls, with WeChat's documented JSON and e
 * ``POST /cgi-bin/message/custom/send``: customer-service messages, recorded in ``sent``;
   43004 for a follower who unfollowed, 45015 for one silent for more than 48 hours
   (``out_of_window``), 45047 when ``cs_quota`` messages went to one follower since they last
-  wrote, 45009 when the ``daily_quota`` is used up, -1 "system busy" above ``rate`` calls a second.
+  wrote, 45009 when the ``daily_quota`` is used up, -1 "system busy" above ``rate`` calls a second
+  (customer-service, template and upload calls counted together).
 * ``POST /cgi-bin/message/template/send``: template messages (known ``templates`` only, 40037
-  otherwise), recorded in ``sent`` with kind ``template``.
+  otherwise), recorded in ``sent`` with kind ``template``; a template given with its field keys
+  has each value checked by its type as WeChat does (thing at most 20 characters on one line,
+  character_string 32 letters, digits and symbols, phrase 5 Chinese characters, time and date
+  as WeChat writes them; 47003 otherwise, and for a field missing). 43004 for a follower who
+  unfollowed; a silent one still gets it (templates are what reach them).
+* Every call with an access token is counted, with its time: ``busiest_second()`` is the most
+  calls the server saw in any one second (the send budget must hold here).
 * ``POST /cgi-bin/media/upload`` and ``GET /cgi-bin/media/get``: temporary media by MediaId.
 * ``POST /cgi-bin/menu/create``: the custom menu, kept in ``menu``.
 
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import secrets
 import time
 from collections import deque
@@ -42,6 +50,16 @@ from wechatpy.utils import WeChatSigner
 from bot.messaging.gcj02 import wgs84_to_gcj02
 
 WINDOW = 48 * 3600.0
+# The account's templates, one per kind of push, with the fields the adapter's defaults fill
+# (bot/messaging/wechat_settings.py); TEMPLATE_IDS is what the adapter is given.
+TEMPLATES: dict[str, tuple[str, ...]] = {
+    "TPL_NOTICE": ("thing1", "thing2", "time3"),
+    "TPL_REPORT": ("character_string1", "thing2", "thing3", "time4"),
+    "TPL_REMINDER": ("thing1", "time2"),
+    "TPL_POLL": ("thing1", "time2"),
+}
+TEMPLATE_IDS = {"notice": "TPL_NOTICE", "report_status": "TPL_REPORT",
+                "reminder": "TPL_REMINDER", "poll": "TPL_POLL"}
 ACCOUNT = "gh_fake0account"
 
 
@@ -57,6 +75,30 @@ def amr_bytes(seconds: float) -> bytes:
     return b"#!AMR\n" + (b"\x3c" + b"\x00" * 31) * frames
 
 
+_TIME = re.compile(r"^\d{4}年\d{1,2}月\d{1,2}日( \d{1,2}:\d{2}(:\d{2})?)?$|^\d{1,2}:\d{2}$")
+_DATE = re.compile(r"^\d{4}年\d{1,2}月\d{1,2}日$|^\d{4}[-/.]\d{1,2}[-/.]\d{1,2}$")
+
+
+def _valid(key: str, value: str) -> bool:
+    """A template field's value as WeChat's rule for its type (the key's prefix) takes it."""
+    kind = re.sub(r"\d+$", "", key)
+    if not value or "\n" in value:
+        return False
+    if kind == "thing":
+        return len(value) <= 20
+    if kind == "character_string":
+        return len(value) <= 32 and value.isascii() and " " not in value
+    if kind == "phrase":
+        return len(value) <= 5 and all("\u4e00" <= c <= "\u9fff" for c in value)
+    if kind == "time":
+        return bool(_TIME.match(value))
+    if kind == "date":
+        return bool(_DATE.match(value))
+    if kind == "number":
+        return len(value) <= 32 and value.replace(".", "", 1).isdigit()
+    return len(value) <= 20
+
+
 @dataclass
 class Follower:
     openid: str
@@ -68,14 +110,17 @@ class Follower:
 class FakeWeChat:
     def __init__(self, *, app_id: str = "wxfake00000000001", app_secret: str = "s3cret",
                  token: str = "callback-token", aes_key: str | None = None,
-                 token_ttl: float = 7200.0, templates: tuple[str, ...] = ("TPL_NOTICE",),
+                 token_ttl: float = 7200.0,
+                 templates: tuple[str, ...] | dict[str, tuple[str, ...]] = TEMPLATES,
                  rate: float | None = None, cs_quota: int | None = None,
                  daily_quota: int | None = None, auto_follow: bool = False) -> None:
         self.app_id, self.app_secret, self.token = app_id, app_secret, token
         self.aes_key = aes_key
         self.crypto = WeChatCrypto(token, aes_key, app_id) if aes_key else None
         self.token_ttl = token_ttl
-        self.templates = set(templates)
+        # Template id -> its field keys (None: any fields, unchecked).
+        self.templates: dict[str, tuple[str, ...] | None] = (
+            dict(templates) if isinstance(templates, dict) else dict.fromkeys(templates))
         self.rate = rate
         self.cs_quota = cs_quota
         self.daily_quota = daily_quota
@@ -92,6 +137,7 @@ class FakeWeChat:
         self.media_delay = 0.0  # seconds media/get takes (a slow download)
         self.menu: list[dict[str, Any]] | None = None
         self.calls = 0
+        self.call_times: list[float] = []  # monotonic arrival of every call with a token
         self.callback_url: str | None = None
         self.callback_times: list[float] = []
         self._stamps: deque[float] = deque()
@@ -157,8 +203,18 @@ class FakeWeChat:
     def _error(code: int, message: str) -> web.Response:
         return web.json_response({"errcode": code, "errmsg": message})
 
+    def busiest_second(self) -> int:
+        """The most calls that arrived within any one second."""
+        times, most, first = self.call_times, 0, 0
+        for last, at in enumerate(times):
+            while at - times[first] >= 1.0:
+                first += 1
+            most = max(most, last - first + 1)
+        return most
+
     def _check_token(self, request: web.Request) -> web.Response | None:
         self.calls += 1
+        self.call_times.append(time.monotonic())
         token = request.query.get("access_token")
         if not token:
             return self._error(41001, "access_token missing")
@@ -251,15 +307,21 @@ class FakeWeChat:
         if refused is not None:
             return refused
         body = await request.json()
+        if self._over_rate():
+            return self._refuse(-1, "system error", body)
         if body.get("template_id") not in self.templates:
             return self._refuse(40037, "invalid template_id", body)
+        data = body.get("data") or {}
+        for key in self.templates[body["template_id"]] or ():
+            value = (data.get(key) or {}).get("value")
+            if not isinstance(value, str) or not _valid(key, value):
+                return self._refuse(47003, f"argument invalid! data.{key}.value invalid", body)
         user = self._user(body.get("touser", ""))
         if user is None:
             return self._refuse(40003, "invalid openid", body)
         if not user.subscribed:
             return self._refuse(43004, "require subscribe", body)
         msgid = next(self._ids)
-        data = body.get("data") or {}
         self._record({"kind": "template", "touser": user.openid, "msgid": msgid,
                       "template_id": body["template_id"], "data": data, "url": body.get("url"),
                       "text": " ".join(str(v.get("value", "")) for v in data.values())})
@@ -270,6 +332,8 @@ class FakeWeChat:
         if refused is not None:
             return refused
         kind = request.query.get("type")
+        if self._over_rate():
+            return self._refuse(-1, "system error", {"upload": kind})
         if kind not in ("image", "voice", "video", "thumb"):
             return self._error(40004, "invalid media type")
         form = await request.post()
