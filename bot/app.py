@@ -29,9 +29,9 @@ from bot.signing import Signer, fingerprint
 from bot.web import WebServer, create_web_app
 from bot.web.health import health_routes
 from handlers import build_jobs, build_router, first_contact
-from handlers.report_filing import send_card_to_team
 from services.geo import TerritoryIndex, validate_territory
 from services.guides import GuideIndex, load_guides
+from services.report_cards import send_card_to_team
 from services.report_catalog import Catalog, WorkCalendar
 from storage import kv
 from storage.db import create_engine, reader_factory, session_factory

@@ -13,12 +13,12 @@ from sqlalchemy import select
 
 from bot.messaging.model import Button
 from bot.pushes import Recipient, language_of, push, translator
-from handlers import report_filing as filing
 from handlers.notice_jobs import fan_out, report_progress
 from handlers.poll_ballots import _fanout_step, ballot, results_text
 from handlers.survey_results import table_chunks
 from handlers.surveys import _push_results
 from handlers.volunteering_organise import send_announcements
+from services import report_cards as filing
 from storage import notices, outbox, polls, surveys
 from storage import reports as rep
 from storage import volunteering as vol
