@@ -37,6 +37,8 @@ from storage import kv
 from storage.db import create_engine, reader_factory, session_factory
 from storage.migrate import upgrade_async
 from storage.territory_loader import load_territory
+from web.dashboard import DashboardDeps
+from web.dashboard import feature as dashboard_pages
 from web.open311 import Open311Deps
 from web.open311 import feature as open311_api
 
@@ -182,6 +184,7 @@ async def build_app(
     web_app = create_web_app([
         health_routes(sessions, dispatcher, deliverer),
         open311_api(Open311Deps(sessions, services, announce_filed, deliverer.wake)),
+        dashboard_pages(DashboardDeps(sessions, services, deliverer.wake)),
     ])
     server = (WebServer(web_app, settings.bot.web_host, settings.bot.web_port,
                         reuse_port=settings.bot.workers > 1)

@@ -60,7 +60,12 @@ async def current_session(session: AsyncSession, cookie: str, now: datetime
     found = await dash.live_session(session, cookie, now)
     if found is None:
         return None
-    if dash.role_marks(await roles_of(session, found.resident_id)) != list(found.roles):
+    if await roles_changed(session, found):
         await dash.end_session(session, found.id, now)
         return None
     return found
+
+
+async def roles_changed(session: AsyncSession, found: dash.DashboardSession) -> bool:
+    """The person no longer holds exactly the roles they held when the session began."""
+    return dash.role_marks(await roles_of(session, found.resident_id)) != list(found.roles)

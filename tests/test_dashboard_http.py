@@ -1,0 +1,262 @@
+"""The staff dashboard over HTTP: sign-in by a one-time link (used once, expiring), the
+session's cookie and its end (sign-out, a revoked role), CSRF on every form, and every route's
+permission for every role, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+
+from services import dashboard as rules
+from storage import reports as rep
+from tests.dashboard_support import Client, dashboard_app, file, link_for, person, revoke
+from tests.report_helpers import drain
+
+ROLES = {
+    "admin": ("admin", None),
+    "staff": ("staff", "sxs-station"),
+    "committee": ("committee", "victoria"),
+    "south": ("team", "south-joint"),
+    "north": ("team", "north-joint"),
+}
+
+
+@pytest.fixture
+async def served(tmp_path):
+    apps, clients = [], []
+
+    async def build(url, **kw):
+        app, chat, base = await dashboard_app(url, tmp_path, **kw)
+        apps.append(app)
+        return app, chat, base
+
+    def client(base):
+        c = Client(base)
+        clients.append(c)
+        return c
+
+    build.client = client
+    yield build
+    for c in clients:
+        await c.close()
+    for app in apps:
+        await app.stop()
+
+
+async def test_sign_in_once_cookie_flags_sign_out(served, db_url):
+    app, chat, base = await served(db_url)
+    await person(app, "sam", ROLES["staff"])
+    link = await link_for(chat, "sam")
+    assert link.startswith(base + "/dashboard/login?t=")
+    assert "works once, for 10 minutes" in chat.last_text("sam")
+
+    browser = served.client(base)
+    assert await browser.get("/dashboard/reports") == 401  # not signed in yet
+    assert "Send /dashboard to the bot" in browser.text
+    # Opening the link (as a chat app's preview does) does not use it up.
+    assert await browser.get(link) == 200 and await browser.get(link) == 200
+    token = link.split("t=", 1)[1]
+    assert await browser.post("/dashboard/login", {"t": token}, csrf=False) == 303
+    cookie = browser.last.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/dashboard" in cookie
+    assert "Secure" not in cookie  # served over http
+    assert "Max-Age=28800" in cookie  # BOT_WEB_SESSION_HOURS: 8
+    assert await browser.get("/dashboard/") == 200 and "Welcome, Sam" in browser.text
+    assert browser.last.headers["Cache-Control"] == "no-store"
+    assert "frame-ancestors 'none'" in browser.last.headers["Content-Security-Policy"]
+
+    # The same link a second time, from another browser: refused.
+    other = served.client(base)
+    assert await other.post("/dashboard/login", {"t": token}, csrf=False) == 400
+    assert "has been used or has expired" in other.text
+    assert await other.get("/dashboard/") == 401
+    assert await other.post("/dashboard/login", {"t": "made-up"}, csrf=False) == 400
+
+    # Sign-out needs the CSRF token, ends the session in the database, clears the cookie.
+    assert await browser.post("/dashboard/logout", csrf=False) == 403
+    assert await browser.post("/dashboard/logout") == 303
+    assert browser.last.headers["Location"] == "/dashboard/signed-out"
+    assert await browser.get("/dashboard/") == 401
+
+
+async def test_expired_link_https_cookie_and_chat_refusals(served, sqlite_url):
+    app, chat, base = await served(sqlite_url, web_url="https://desk.example.org")
+    sam = await person(app, "sam", ROLES["staff"])
+    await person(app, "ann")  # a resident: no role, no link
+    await chat.say("ann", "/dashboard")
+    assert "not allowed" in chat.last_text("ann")
+    async with app.sessions() as s, s.begin():
+        old = await rules.sign_in_link(s, app.services.settings, sam,
+                                       app.services.clock() - timedelta(minutes=11))
+        fresh = await rules.sign_in_link(s, app.services.settings, sam, app.services.clock())
+    assert old.startswith("https://desk.example.org/dashboard/login?t=")
+    browser = served.client(base)
+    assert await browser.post("/dashboard/login", {"t": old.split("t=")[1]}, csrf=False) == 400
+    assert await browser.post("/dashboard/login", {"t": fresh.split("t=")[1]},
+                              csrf=False) == 303
+    assert "Secure" in browser.last.headers["Set-Cookie"]  # BOT_WEB_URL is https
+
+    app.services.settings.bot.web_url = None
+    await chat.say("sam", "/dashboard")
+    assert "not served here" in chat.last_text("sam")
+
+
+async def test_revoked_role_ends_the_session_at_the_next_request(served, db_url):
+    app, chat, base = await served(db_url)
+    await person(app, "tia", ROLES["south"])
+    browser = served.client(base)
+    assert await browser.sign_in(await link_for(chat, "tia")) == 303
+    assert await browser.get("/dashboard/reports") == 200
+    await revoke(app, "tia", ROLES["south"])
+    assert await browser.get("/dashboard/reports") == 401
+    # Granted again, the old session stays ended: a new link is needed.
+    await person(app, "tia", ROLES["south"])
+    assert await browser.get("/dashboard/reports") == 401
+    assert await browser.sign_in(await link_for(chat, "tia")) == 303
+    assert await browser.get("/dashboard/reports") == 200
+
+
+async def test_csrf_and_origin_on_every_form(served, sqlite_url):
+    app, chat, base = await served(sqlite_url)
+    ann = await person(app, "ann")
+    await person(app, "tia", ROLES["south"])
+    await person(app, "uma", ROLES["south"])
+    ref = await file(app, ann, "rubbish", "Bins full", 30.606, 104.04)
+    tia, uma = served.client(base), served.client(base)
+    assert await tia.sign_in(await link_for(chat, "tia")) == 303
+    assert await uma.sign_in(await link_for(chat, "uma")) == 303
+    assert tia.csrf and uma.csrf and tia.csrf != uma.csrf
+    page = f"/dashboard/reports/{ref}"
+    for form in ({"step": "ack"}, {"step": "ack", "csrf": "0" * 64},
+                 {"step": "ack", "csrf": uma.csrf}):  # none, made up, another session's
+        assert await tia.post(page, form, csrf=False) == 403, form
+        assert "could not be accepted" in tia.text
+    # The right token from another site's page: refused by its Origin.
+    assert await tia.post(page, {"step": "ack"},
+                          headers={"Origin": "https://evil.example"}) == 403
+    for path in ("/dashboard/language", "/dashboard/logout"):
+        assert await tia.post(path, {"lang": "zh-Hans"}, csrf=False) == 403
+    async with app.services.readers() as s:
+        assert (await rep.by_reference(s, ref)).status == "new"  # nothing changed
+    assert await tia.post(page, {"step": "ack"}) == 303
+    async with app.services.readers() as s:
+        assert (await rep.by_reference(s, ref)).status == "acknowledged"
+    # The language switch, with its token: the page in Chinese from now on.
+    assert await tia.post("/dashboard/language", {"lang": "zh-Hans", "back": page}) == 303
+    assert tia.last.headers["Location"] == page
+    assert await tia.get(page) == 200 and "处理记录" in tia.text
+    assert await tia.post("/dashboard/language",
+                          {"lang": "en", "back": "https://evil.example/"}) == 303
+    assert tia.last.headers["Location"] == "/dashboard/"
+
+
+async def test_every_route_for_every_role(served, db_url):
+    """Each role against each route: the section is refused (403) without the role, a report
+    outside the viewer's scope is not found (404), and nothing of it is shown."""
+    app, chat, base = await served(db_url)
+    ann = await person(app, "ann")
+    for name, role in ROLES.items():
+        await person(app, name, role)
+    south_ref = await file(app, ann, "rubbish", "Bins full in the south", 30.606, 104.04)
+    north_ref = await file(app, ann, "rubbish", "Bins full in the north", 30.633, 104.04)
+    await drain(app)
+    clients = {}
+    for name in ROLES:
+        clients[name] = served.client(base)
+        assert await clients[name].sign_in(await link_for(chat, name)) == 303, name
+    anonymous = served.client(base)
+
+    # GET routes: role -> expected status.
+    table = {
+        "/dashboard/": {"admin": 200, "staff": 200, "committee": 200, "south": 200,
+                        "north": 200, None: 401},
+        "/dashboard/reports": {"admin": 200, "staff": 200, "committee": 403, "south": 200,
+                               "north": 200, None: 401},
+        f"/dashboard/reports/{south_ref}": {"admin": 200, "staff": 200, "committee": 403,
+                                            "south": 200, "north": 404, None: 401},
+        f"/dashboard/reports/{north_ref}": {"admin": 200, "staff": 200, "committee": 403,
+                                            "south": 404, "north": 200, None: 401},
+        "/dashboard/reports/Z-1999-00001": {"admin": 404, "staff": 404, "committee": 403,
+                                            "south": 404, "north": 404, None: 401},
+    }
+    for path, expected in table.items():
+        for name, status in expected.items():
+            c = clients[name] if name else anonymous
+            assert await c.get(path) == status, (path, name, c.text[:200])
+            if status != 200 and "/reports/Z-" in path:
+                assert "Bins full" not in c.text
+    # The queue shows only the viewer's scope.
+    await clients["south"].get("/dashboard/reports")
+    assert south_ref in clients["south"].text and north_ref not in clients["south"].text
+    await clients["north"].get("/dashboard/reports")
+    assert north_ref in clients["north"].text and south_ref not in clients["north"].text
+    for name in ("admin", "staff"):
+        await clients[name].get("/dashboard/reports")
+        assert south_ref in clients[name].text and north_ref in clients[name].text
+
+    # POST an action: refused outside the scope, nothing changed.
+    for name, status in (("committee", 403), ("south", 404)):
+        c = clients[name]
+        await c.get("/dashboard/")
+        assert await c.post(f"/dashboard/reports/{north_ref}", {"step": "ack"}) == status
+    assert await anonymous.post(f"/dashboard/reports/{north_ref}", {"step": "ack"},
+                                csrf=False) == 401
+    async with app.services.readers() as s:
+        assert (await rep.by_reference(s, north_ref)).status == "new"
+    await clients["north"].get(f"/dashboard/reports/{north_ref}")
+    assert await clients["north"].post(f"/dashboard/reports/{north_ref}",
+                                       {"step": "ack"}) == 303
+    async with app.services.readers() as s:
+        assert (await rep.by_reference(s, north_ref)).status == "acknowledged"
+
+
+async def test_report_media_scope_and_every_action(served, sqlite_url):
+    app, chat, base = await served(sqlite_url)
+    ann = await person(app, "ann")
+    await person(app, "tia", ROLES["south"])
+    await person(app, "nat", ROLES["north"])
+    photo = app.services.media.save(b"\xff\xd8\xff\xe0 not really a jpeg", ".jpg")
+    voice = app.services.media.save(b"OggS voice", ".ogg")
+    ref = await file(app, ann, "rubbish", "Bins full", 30.606, 104.04, photos=(photo,),
+                     voice=voice, voice_duration=4)
+    other = await file(app, ann, "rubbish", "Bins full too", 30.6061, 104.0401)
+    tia, nat = served.client(base), served.client(base)
+    assert await tia.sign_in(await link_for(chat, "tia")) == 303
+    assert await nat.sign_in(await link_for(chat, "nat")) == 303
+    assert await tia.get(f"/dashboard/reports/{ref}") == 200
+    assert "Voice note (4 s)" in tia.text and "<audio controls" in tia.text
+    media = sorted(int(m) for m in re.findall(r"/dashboard/media/(\d+)", tia.text))
+    assert len(media) == 2
+    for mid in media:
+        assert await tia.get(f"/dashboard/media/{mid}") == 200
+        assert await nat.get(f"/dashboard/media/{mid}") == 404  # another team's report
+    assert await tia.get(f"/dashboard/media/{media[0]}") == 200
+    assert tia.last.headers["Content-Type"] in ("image/jpeg", "audio/ogg")
+
+    page = f"/dashboard/reports/{ref}"
+    assert await tia.post(page, {"step": "progress"}) == 303
+    assert await tia.get(tia.last.headers["Location"]) == 200
+    assert "Done; the resident has been told in chat." in tia.text
+    assert await tia.post(page, {"step": "ack"}) == 303  # in progress cannot go back
+    assert tia.last.headers["Location"].endswith("done=moved_on")
+    assert await tia.post(page, {"step": "fix", "note": "x" * 501}) == 303
+    assert tia.last.headers["Location"].endswith("done=too_long")
+    assert await tia.post(page, {"step": "fix", "note": "Emptied the bins"}) == 303
+    await drain(app)
+    assert any(f"{ref}" in t and "is now: fixed" in t for t in chat.texts_to("ann"))
+    assert any("Emptied the bins" in t for t in chat.texts_to("ann"))
+    await tia.get(page)
+    assert "Emptied the bins" in tia.text and 'id="actions"' not in tia.text
+
+    # The other: a duplicate needs an open original in reach; then reassign and close.
+    page2 = f"/dashboard/reports/{other}"
+    await tia.get(page2)
+    assert await tia.post(page2, {"step": "duplicate", "original": "Z-1999-00001"}) == 303
+    assert tia.last.headers["Location"].endswith("done=dup_unknown")
+    assert await tia.post(page2, {"step": "duplicate", "original": ref}) == 303
+    assert tia.last.headers["Location"].endswith("done=done")  # fixed is still an original
+    async with app.services.readers() as s:
+        assert (await rep.by_reference(s, other)).status == "closed"
+        assert (await rep.by_reference(s, other)).close_reason == "duplicate"
