@@ -260,3 +260,78 @@ async def test_report_media_scope_and_every_action(served, sqlite_url):
     async with app.services.readers() as s:
         assert (await rep.by_reference(s, other)).status == "closed"
         assert (await rep.by_reference(s, other)).close_reason == "duplicate"
+
+
+async def test_notices_compose_preview_send_progress_and_scope(served, db_url):
+    from bot.scheduler import run_jobs_once
+
+    app, chat, base = await served(db_url)
+    for user, estate in (("ann", "victoria"), ("bob", "rongcheng-houjie"),
+                         ("zoe", "zhonghai-mingcheng")):
+        await person(app, user, estate=estate)
+    for name in ("committee", "south", "staff"):
+        await person(app, name, ROLES[name])
+    await person(app, "zed", ("committee", "zhonghai"), estate="zhonghai-mingcheng")
+    c = {name: served.client(base) for name in ("committee", "south", "staff", "zed")}
+    for name, client in c.items():
+        assert await client.sign_in(await link_for(chat, name)) == 303, name
+
+    # A team member has no notices: every notice route is refused.
+    for path in ("/dashboard/notices", "/dashboard/notices/new"):
+        assert await c["south"].get(path) == 403
+    assert await c["south"].post("/dashboard/notices/preview", {"category": "event"}) == 403
+
+    committee = c["committee"]
+    assert await committee.get("/dashboard/notices/new") == 200
+    options = re.findall(r'<option value="([a-z]+:\d*)"', committee.text)
+    async with app.services.readers() as s:
+        from storage.territory import Committee
+        from storage.territory import estate_by_code as by_code
+
+        victoria = (await by_code(s, "victoria")).committee_id
+        zhonghai = (await by_code(s, "zhonghai-mingcheng")).committee_id
+        assert await s.get(Committee, zhonghai)
+    assert f"committee:{victoria}" in options and f"committee:{zhonghai}" not in options
+    assert "subdistrict:" not in options  # only admins reach the whole sub-district
+    # A forged audience outside the scope: refused, nothing made.
+    form = {"category": "event", "audience": f"committee:{zhonghai}",
+            "text_en": "Hall closed", "text_zh-Hans": ""}
+    assert await committee.post("/dashboard/notices/preview", form) == 400
+    assert "outside your responsibility" in committee.text
+    assert await committee.post("/dashboard/notices/send", form) == 400
+    form["audience"] = f"committee:{victoria}"
+    assert await committee.post("/dashboard/notices/preview", dict(form, **{
+        "text_en": "", "text_zh-Hans": ""})) == 400  # no text
+    assert await committee.post("/dashboard/notices/preview", dict(form, **{
+        "text_en": "x" * 3501})) == 400
+    form["text_zh-Hans"] = "活动室周六关闭"
+    assert await committee.post("/dashboard/notices/preview", form) == 200
+    # ann and bob live in the committee's estates, and so do the three staff (person()'s home).
+    assert "5 chats reachable now" in committee.text, committee.text
+    assert "【Event】\nHall closed" in committee.text and "【活动】\n活动室周六关闭" in committee.text
+    assert await committee.post("/dashboard/notices/send", form, csrf=False) == 403
+    assert await committee.post("/dashboard/notices/send", form) == 303
+    where = committee.last.headers["Location"]
+    assert await committee.get(where + "/progress") == 200
+    assert 'data-done="no"' in committee.text and 'hx-trigger="every 1s"' in committee.text
+
+    # Another committee's member, and a made-up number: not found.
+    assert await c["zed"].get(where) == 404 and await c["zed"].get(where + "/progress") == 404
+    assert await committee.get("/dashboard/notices/99999") == 404
+    assert await c["staff"].get("/dashboard/notices") == 200 and where not in c["staff"].text
+
+    for _ in range(5):
+        await run_jobs_once(app.sessions, app.services, app.deliverer, app.jobs)
+        await drain(app)
+    assert await committee.get(where + "/progress") == 200
+    assert 'data-done="yes"' in committee.text and "hx-trigger" not in committee.text
+    assert re.search(r'id="progress-sent">5<', committee.text), committee.text
+    assert chat.last_text("ann") == "【Event】\nHall closed"
+    assert any("Hall closed" in t for t in chat.texts_to("bob"))
+    assert not any("Hall closed" in t for t in chat.texts_to("zoe"))
+    # The sender's chat got the same progress message as a notice sent from chat.
+    number = where.rsplit("/", 1)[1]
+    assert any(t.startswith(f"Notice #{number}: done\nSent 5 of 5")
+               for t in chat.texts_to("committee")), chat.texts_to("committee")
+    await committee.get("/dashboard/notices")
+    assert f'href="/dashboard/notices/{number}"' in committee.text

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web.dashboard import auth, reports
+from web.dashboard import auth, notices, reports
 from web.dashboard.core import HERE, PREFIX, DashboardDeps, Guard, Renderer
 
 __all__ = ["DashboardDeps", "feature"]
@@ -21,7 +21,9 @@ def feature(deps: DashboardDeps):
     """The web feature (bot.web.WebFeature): the dashboard's routes and its guard."""
     renderer = Renderer(deps.services)
     guard = Guard(deps, renderer)
-    sections: list[auth.AuthPages | reports.ReportPages] = [auth.AuthPages(deps, renderer, guard), reports.ReportPages(deps, renderer)]
+    sections: list[auth.AuthPages | reports.ReportPages | notices.NoticePages] = [
+        auth.AuthPages(deps, renderer, guard), reports.ReportPages(deps, renderer),
+        notices.NoticePages(deps, renderer)]
 
     def register(app: web.Application) -> None:
         app.middlewares.append(guard.middleware)
