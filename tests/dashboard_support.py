@@ -20,7 +20,8 @@ LINK = re.compile(r"https?://\S+/dashboard/login\?t=[\w-]+")
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
 
 
-async def dashboard_app(url: str, tmp_path, *, web_url: str | None = None, **bot):
+async def dashboard_app(url: str, tmp_path, *, web_url: str | None = None, live: bool = False,
+                        **bot):
     adapter = MemoryAdapter()
     bot.setdefault("flood_burst", 10_000)
     settings = Settings(
@@ -28,7 +29,8 @@ async def dashboard_app(url: str, tmp_path, *, web_url: str | None = None, **bot
         bot=BotSettings(media_dir=tmp_path / "media", web_url=web_url or "http://127.0.0.1",
                         web_host="127.0.0.1", web_port=0, **bot))
     app = await build_app(settings, {adapter.platform: adapter}, territory=DEMO)
-    await app.start(deliver=False, schedule=False)
+    # live: delivery and the jobs run as in production (the browser tests watch them work).
+    await app.start(deliver=live, schedule=live)
     base = f"http://127.0.0.1:{app.web.port}"
     if web_url is None:  # links point where the server listens
         app.services.settings.bot.web_url = base

@@ -253,7 +253,9 @@ class Guard:
     def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
         response.headers.setdefault("Content-Security-Policy", CSP)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        # same-origin, not no-referrer: with no-referrer a browser sends `Origin: null` on its own
+        # forms, and the sign-in link in the address never leaves for another site either way.
+        response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")
         if not request.path.startswith(PREFIX + "/static/"):
             response.headers.setdefault("Cache-Control", "no-store")

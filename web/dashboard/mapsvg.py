@@ -56,15 +56,19 @@ def draw(zones: Sequence[territory.Zone], estates: Sequence[territory.Estate],
 
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="map" role="img" '
            f'viewBox="0 0 {WIDTH} {proj.height}">']
+    labels = []
     for zone, rings in shapes:
         name = escape(territory.localized(zone, lang))
         out.append(f'<path class="zone" d="{path(rings)}"><title>{name}</title></path>')
-        if rings:
-            x, y = proj(*_centre(rings[0]))
-            out.append(f'<text class="zone-name" x="{x:.1f}" y="{y:.1f}">{name}</text>')
+        if rings:  # the name in the zone's north-west corner, drawn over the estates
+            west = min(x for x, _ in rings[0])
+            north = max(y for _, y in rings[0])
+            x, y = proj(west, north)
+            labels.append(f'<text class="zone-name" x="{x + 6:.1f}" y="{y + 16:.1f}">{name}</text>')
     for estate, rings in areas:
         name = escape(territory.localized(estate, lang))
         out.append(f'<path class="estate" d="{path(rings)}"><title>{name}</title></path>')
+    out.extend(labels)
     open_values = {s.value for s in OPEN}
     for report in reports:
         if report.latitude is None or report.longitude is None:
@@ -77,8 +81,3 @@ def draw(zones: Sequence[territory.Zone], estates: Sequence[territory.Estate],
                    f'<title>{ref}</title></circle></a>')
     out.append("</svg>")
     return Markup("".join(out))
-
-
-def _centre(ring: list[tuple[float, float]]) -> tuple[float, float]:
-    xs, ys = zip(*ring, strict=True)
-    return (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2
