@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,8 +200,12 @@ class Guard:
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.path.startswith(PREFIX):
             return await handler(request)
+        began = time.perf_counter()
         response = await self._guarded(request, handler)
         self._headers(request, response)
+        # The server's own time for the page (bench/dashboard.py reads it; so do browsers'
+        # developer tools).
+        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - began) * 1000:.1f}"
         return response
 
     async def _guarded(self, request: web.Request, handler: Handler) -> web.StreamResponse:
