@@ -11,7 +11,7 @@ import pytest
 
 from services import dashboard as rules
 from storage import reports as rep
-from tests.dashboard_support import Client, dashboard_app, file, link_for, person, revoke
+from tests.dashboard_support import LINK, Client, dashboard_app, file, link_for, person, revoke
 from tests.report_helpers import drain
 
 ROLES = {
@@ -335,3 +335,45 @@ async def test_notices_compose_preview_send_progress_and_scope(served, db_url):
                for t in chat.texts_to("committee")), chat.texts_to("committee")
     await committee.get("/dashboard/notices")
     assert f'href="/dashboard/notices/{number}"' in committee.text
+
+
+async def test_make_run_prints_a_sign_in_link_for_the_demo_admin(tmp_path):
+    """`make run` with no token (`python -m bot run`, no platform): the terminal chat as today,
+    and above it the dashboard's address with a sign-in link for the demo admin that works."""
+    import asyncio
+    import os
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("TELEGRAM_", "WECHAT_", "BOT_", "OPEN311_"))}
+    env.update({"BOT_WEB_PORT": "0", "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/b.sqlite3",
+                "BOT_MEDIA_DIR": str(tmp_path / "media"), "PYTHONPATH": str(ROOT)})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", cwd=tmp_path, env=env,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out = ""
+    try:
+        while "> " not in out:
+            chunk = await asyncio.wait_for(proc.stdout.read(4096), 60)
+            assert chunk, out
+            out += chunk.decode()
+        assert "工作台网页：http://127.0.0.1:" in out  # the terminal's language: Chinese first
+        assert "演示管理员（terminal:admin）" in out
+        link = LINK.search(out).group(0)
+        assert out.index(link) < out.index("终端聊天：您现在是 resident")
+        browser = Client(link.split("/dashboard/")[0])
+        try:
+            assert await browser.sign_in(link) == 303
+            assert await browser.get("/dashboard/reports") == 200  # an admin's queue
+            assert await browser.post("/dashboard/login", {"t": link.split("t=")[1]},
+                                      csrf=False) == 400  # used
+        finally:
+            await browser.close()
+    finally:
+        proc.stdin.write(b"/quit\n")
+        await proc.stdin.drain()
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()[-2000:]
