@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from bot.context import Context
 from handlers.notice_time import BadTime, parse_local, spoken
+from services import poll_rules
 from storage import territory
 from storage.audience import Audience
 
@@ -19,9 +20,7 @@ _RELATIVE = re.compile(r"^(\d{1,4})\s*([hd])$", re.IGNORECASE)
 async def runs(ctx: Context, committee_id: int | None) -> bool:
     """Who runs a poll or survey once published (sees it whole, closes it early): admins, and
     the members and station staff of the committee it belongs to."""
-    scope = await ctx.scope()
-    return scope.everything or (committee_id in scope.committee_ids
-                                and scope.has("staff", "committee"))
+    return poll_rules.runs(await ctx.scope(), committee_id)
 
 
 def closing_said(ctx: Context, at: datetime) -> str:

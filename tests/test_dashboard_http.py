@@ -377,3 +377,73 @@ async def test_make_run_prints_a_sign_in_link_for_the_demo_admin(tmp_path):
         await proc.stdin.drain()
         _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()[-2000:]
+
+
+async def test_polls_in_scope_turnout_results_csv_close(served, db_url):
+    from bot.scheduler import run_jobs_once
+    from storage import polls
+    from storage.audience import Audience
+    from storage.people import Resident
+    from storage.territory import estate_by_code
+    from tests.deliberation_helpers import make_resident
+
+    app, chat, base = await served(db_url)
+    await person(app, "committee", ROLES["committee"])
+    await person(app, "south", ROLES["south"])
+    await person(app, "zed", ("committee", "zhonghai"), estate="zhonghai-mingcheng")
+    voters = [await make_resident(app.sessions, "memory", f"voter{i}") for i in range(3)]
+    now = app.services.clock()
+    async with app.sessions() as s, s.begin():
+        victoria = (await estate_by_code(s, "victoria")).committee_id
+        zhonghai = (await estate_by_code(s, "zhonghai-mingcheng")).committee_id
+        ours = await polls.create(s, polls.PollDraft(
+            "Paint the fence green?", ["Yes", "No"], False,
+            Audience("committee", victoria, True), False, True, False,
+            now + timedelta(days=2), None, victoria), author_id=voters[0])
+        theirs = await polls.create(s, polls.PollDraft(
+            "Zhonghai only", ["A", "B"], False, Audience("committee", zhonghai, True), False,
+            False, True, now + timedelta(days=2), None, zhonghai), author_id=voters[0])
+    for resident_id, choice in zip(voters, (0, 0, 1), strict=True):
+        async with app.sessions() as s, s.begin():
+            resident = await s.get(Resident, resident_id)
+            assert await polls.cast(s, ours.id, resident, [choice], now,
+                                    ballot_key=app.services.ballot_key) == polls.Outcome.CAST
+    c = {name: served.client(base) for name in ("committee", "south", "zed")}
+    for name, client in c.items():
+        assert await client.sign_in(await link_for(chat, name)) == 303, name
+    committee = c["committee"]
+
+    assert await c["south"].get("/dashboard/polls") == 403
+    assert await committee.get("/dashboard/polls") == 200
+    assert "Paint the fence green?" in committee.text and "Zhonghai only" not in committee.text
+    assert "3 of " in committee.text  # turnout: three voters
+    for path in (f"/dashboard/polls/{theirs.id}", f"/dashboard/polls/{theirs.id}.csv"):
+        assert await committee.get(path) == 404
+    assert await c["zed"].get(f"/dashboard/polls/{ours.id}") == 404
+    assert await c["zed"].get(f"/dashboard/polls/{theirs.id}") == 200  # live results: shown
+    assert 'id="results"' in c["zed"].text
+
+    # Open and not live: turnout, but no results and no CSV, as in chat.
+    assert await committee.get(f"/dashboard/polls/{ours.id}") == 200
+    assert 'id="results-hidden"' in committee.text and 'id="results"' not in committee.text
+    assert await committee.get(f"/dashboard/polls/{ours.id}.csv") == 403
+    # Closing needs the token, and the right to run the poll.
+    assert await committee.post(f"/dashboard/polls/{ours.id}/close", csrf=False) == 403
+    await c["zed"].get("/dashboard/polls")
+    assert await c["zed"].post(f"/dashboard/polls/{ours.id}/close") == 404
+    assert await committee.post(f"/dashboard/polls/{ours.id}/close") == 303
+    assert committee.last.headers["Location"].endswith("done=done")
+    for _ in range(3):
+        await run_jobs_once(app.sessions, app.services, app.deliverer, app.jobs)
+    assert await committee.get(f"/dashboard/polls/{ours.id}") == 200
+    assert 'id="poll-status">closed<' in committee.text
+    assert re.search(r"<th>Yes</th>.*?<td class=\"n\">2</td>", committee.text, re.S)
+    assert re.search(r"<th>No</th>.*?<td class=\"n\">1</td>", committee.text, re.S)
+    assert "voter0" not in committee.text  # counts only, never who
+    assert await committee.get(f"/dashboard/polls/{ours.id}.csv") == 200
+    assert committee.last.headers["Content-Type"].startswith("text/csv")
+    rows = committee.text.lstrip("\ufeff").splitlines()
+    assert rows[0] == "option,votes,percent" and rows[1].startswith("Yes,2,")
+    assert rows[2].startswith("No,1,") and rows[3].startswith("voters,3")
+    assert await committee.post(f"/dashboard/polls/{ours.id}/close") == 303
+    assert committee.last.headers["Location"].endswith("done=already_closed")

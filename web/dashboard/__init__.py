@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web.dashboard import auth, notices, reports
+from web.dashboard import auth, notices, polls, reports
 from web.dashboard.core import HERE, PREFIX, DashboardDeps, Guard, Renderer
 
 __all__ = ["DashboardDeps", "feature"]
@@ -21,9 +21,10 @@ def feature(deps: DashboardDeps):
     """The web feature (bot.web.WebFeature): the dashboard's routes and its guard."""
     renderer = Renderer(deps.services)
     guard = Guard(deps, renderer)
-    sections: list[auth.AuthPages | reports.ReportPages | notices.NoticePages] = [
+    sections: list[auth.AuthPages | reports.ReportPages | notices.NoticePages
+                   | polls.PollPages] = [
         auth.AuthPages(deps, renderer, guard), reports.ReportPages(deps, renderer),
-        notices.NoticePages(deps, renderer)]
+        notices.NoticePages(deps, renderer), polls.PollPages(deps, renderer)]
 
     def register(app: web.Application) -> None:
         app.middlewares.append(guard.middleware)
