@@ -82,6 +82,36 @@ async def file(app, resident_id: int, category: str, text: str, lat: float, lon:
         return report.reference
 
 
+async def make_poll(app, committee: str, question: str, options: list[str], *, author: int,
+                    anonymous: bool = True, live: bool = False, votes: tuple[int, ...] = ()
+                    ) -> int:
+    """A poll of a committee (as /newpoll makes one) and a verified voter per vote, each
+    choosing the option at that position."""
+    from datetime import timedelta
+
+    from storage import polls
+    from storage.audience import Audience
+    from storage.people import Resident
+    from storage.territory import estate_by_code
+    from tests.deliberation_helpers import make_resident
+
+    now = app.services.clock()
+    codes = {"victoria": "victoria", "zhonghai": "zhonghai-mingcheng"}
+    async with app.sessions() as s, s.begin():
+        committee_id = (await estate_by_code(s, codes[committee])).committee_id
+        poll = await polls.create(s, polls.PollDraft(
+            question, options, False, Audience("committee", committee_id, True), False,
+            anonymous, live, now + timedelta(days=2), None, committee_id), author_id=author)
+    for i, choice in enumerate(votes):
+        voter = await make_resident(app.sessions, "memory", f"voter-{poll.id}-{i}",
+                                    estate=codes[committee])
+        async with app.sessions() as s, s.begin():
+            outcome = await polls.cast(s, poll.id, await s.get(Resident, voter), [choice], now,
+                                       ballot_key=app.services.ballot_key)
+            assert outcome == polls.Outcome.CAST, outcome
+    return poll.id
+
+
 class Client:
     """A browser stand-in: a cookie jar (loopback IPs allowed) and the last page's CSRF."""
 
@@ -126,4 +156,5 @@ class Client:
         return status
 
 
-__all__ = ["Client", "dashboard_app", "file", "link_for", "people", "person", "revoke"]
+__all__ = ["Client", "dashboard_app", "file", "link_for", "make_poll", "people", "person",
+           "revoke"]

@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.dashboard_support import dashboard_app, file, link_for, person
+from tests.dashboard_support import dashboard_app, file, link_for, make_poll, person
 
 CHROMIUM = Path("/usr/bin/chromium")
 OUT = ROOT / "test-output" / "dashboard"
 NOTICE_JOBS = ("notices-fanout", "notices-progress")
+POLL_JOBS = ("polls",)
 
 
 async def _until(check, what: str, seconds: float = 20.0) -> None:
@@ -33,11 +34,11 @@ async def _until(check, what: str, seconds: float = 20.0) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _notice_jobs(app):
-    """The notices' jobs every half second (the scheduler's other jobs read feeds from the
-    network, which tests never reach)."""
-    jobs = [job for job in app.jobs if job.id in NOTICE_JOBS]
-    assert len(jobs) == len(NOTICE_JOBS)
+async def _jobs(app, names):
+    """Some of the features' jobs every half second (the scheduler's others read feeds from
+    the network, which tests never reach)."""
+    jobs = [job for job in app.jobs if job.id in names]
+    assert len(jobs) == len(names)
 
     async def loop():
         while True:
@@ -152,7 +153,7 @@ async def test_work_a_report_send_a_notice_refuse_another_scope_sign_out(browser
         reachable = await page.inner_text("#reachable")
         assert "3 chats reachable now" in reachable, reachable  # ann, tia, cora
         await page.screenshot(path=OUT / "notice-preview.png", full_page=True)
-        async with _notice_jobs(app):
+        async with _jobs(app, NOTICE_JOBS):
             await page.click("#notice-send")
             await page.wait_for_selector("#progress")
             await page.screenshot(path=OUT / "notice-progress.png")
@@ -162,6 +163,35 @@ async def test_work_a_report_send_a_notice_refuse_another_scope_sign_out(browser
         assert await page.inner_text("#progress-waiting") == "0"
         await page.screenshot(path=OUT / "notice-done.png")
         assert "【Event】\nThe community hall is closed on Saturday." in chat.texts_to("ann")
+
+        # -- the same committee member: a poll's turnout, close it, read its results ------
+        poll = await make_poll(app, "victoria", "Paint the fence green?", ["Yes", "No"],
+                               author=ann, votes=(0, 0, 1))
+        await page.click("nav >> text=Polls")
+        await page.click(f"#polls >> text={poll}")
+        assert await page.locator("#results-hidden").count() == 1
+        assert (await page.inner_text("#turnout")).startswith("3 of ")
+        async with _jobs(app, POLL_JOBS):
+            await page.click("#poll-close")
+            await page.wait_for_selector("#outcome")
+            for _ in range(100):
+                await page.reload()
+                if await page.inner_text("#poll-status") == "closed":
+                    break
+                await asyncio.sleep(0.3)
+        assert await page.inner_text("#poll-status") == "closed"
+        rows = await page.locator("#results tr").all_inner_texts()
+        assert rows[0].split("\t")[0] == "Yes" and "\t2\t" in rows[0], rows
+        assert rows[1].split("\t")[0] == "No" and "\t1\t" in rows[1], rows
+        await page.screenshot(path=OUT / "poll-results.png", full_page=True)
+        async with page.expect_download() as download:
+            await page.click("#poll-csv")
+        saved = await (await download.value).path()
+        assert (await asyncio.to_thread(Path(saved).read_text, encoding="utf-8-sig")
+                ).splitlines()[1].startswith("Yes,2,")
+        response = await page.goto(f"{base}/dashboard/polls/{poll + 1000}")
+        assert response.status == 404
+
         (OUT / "figures.json").write_text(json.dumps({"queue_first_contentful_paint_ms": fcp}))
         assert fcp is not None and fcp > 0
     finally:
