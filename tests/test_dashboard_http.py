@@ -447,3 +447,88 @@ async def test_polls_in_scope_turnout_results_csv_close(served, db_url):
     assert rows[2].startswith("No,1,") and rows[3].startswith("voters,3")
     assert await committee.post(f"/dashboard/polls/{ours.id}/close") == 303
     assert committee.last.headers["Location"].endswith("done=already_closed")
+
+
+async def test_route_permission_matrix(served, db_url):
+    """Every route of the dashboard against every kind of viewer: the status each gets."""
+    from services import notice_compose
+    from storage.access import scope_of
+    from storage.audience import Kind
+    from tests.dashboard_support import make_poll
+
+    app, chat, base = await served(db_url)
+    ann = await person(app, "ann")
+    viewers = {**ROLES, "zed": ("committee", "zhonghai")}
+    ids = {}
+    for name, role in viewers.items():
+        ids[name] = await person(app, name, role, estate="zhonghai-mingcheng"
+                                 if name == "zed" else "victoria")
+    photo = app.services.media.save(b"\xff\xd8\xff\xe0 jpeg", ".jpg")
+    south = await file(app, ann, "rubbish", "South bins", 30.606, 104.04, photos=(photo,))
+    north = await file(app, ann, "rubbish", "North bins", 30.633, 104.04)
+    async with app.sessions() as s, s.begin():
+        media_id = (await rep.media_of(s, (await rep.by_reference(s, south)).id))[0].id
+        from storage.territory import estate_by_code
+
+        victoria = (await estate_by_code(s, "victoria")).committee_id
+        now = app.services.clock()
+        notice = await notice_compose.create(
+            s, app.services.geo, await scope_of(s, ids["committee"]), category="event",
+            kind=Kind.COMMITTEE, target=victoria, texts={"en": "Hall closed"}, photo=None,
+            at=now, now=now, created_by=ids["committee"], sender_identity_id=None)
+    poll = await make_poll(app, "victoria", "Fence?", ["Yes", "No"], author=ids["committee"],
+                           live=True)
+    clients = {name: served.client(base) for name in viewers}
+    for name, client in clients.items():
+        assert await client.sign_in(await link_for(chat, name)) == 303, name
+    clients["anon"] = served.client(base)
+    order = ("admin", "staff", "committee", "south", "north", "zed", "anon")
+
+    def row(*codes):
+        return dict(zip(order, codes, strict=True))
+
+    gets = {
+        "/dashboard/": row(200, 200, 200, 200, 200, 200, 401),
+        "/dashboard/reports": row(200, 200, 403, 200, 200, 403, 401),
+        f"/dashboard/reports/{south}": row(200, 200, 403, 200, 404, 403, 401),
+        f"/dashboard/reports/{north}": row(200, 200, 403, 404, 200, 403, 401),
+        f"/dashboard/media/{media_id}": row(200, 200, 403, 200, 404, 403, 401),
+        "/dashboard/media/999999": row(404, 404, 403, 404, 404, 403, 401),
+        "/dashboard/notices": row(200, 200, 200, 403, 403, 200, 401),
+        "/dashboard/notices/new": row(200, 200, 200, 403, 403, 200, 401),
+        # A notice is managed by its author and admins (services.notice_compose.may_manage).
+        f"/dashboard/notices/{notice.id}": row(200, 404, 200, 403, 403, 404, 401),
+        f"/dashboard/notices/{notice.id}/progress": row(200, 404, 200, 403, 403, 404, 401),
+        "/dashboard/polls": row(200, 200, 200, 403, 403, 200, 401),
+        # A poll is run by admins and its committee's members and station staff.
+        f"/dashboard/polls/{poll}": row(200, 200, 200, 403, 403, 404, 401),
+        f"/dashboard/polls/{poll}.csv": row(200, 200, 200, 403, 403, 404, 401),
+        "/dashboard/nowhere": row(404, 404, 404, 404, 404, 404, 401),
+    }
+    wrong = []
+    for path, expected in gets.items():
+        for name, status in expected.items():
+            got = await clients[name].get(path)
+            if got != status:
+                wrong.append(f"GET {path} as {name}: {got}, expected {status}")
+    preview = {"category": "event", "audience": f"committee:{victoria}", "text_en": "Hi"}
+    posts = [
+        (f"/dashboard/reports/{north}", {"step": "none"}, row(303, 303, 403, 404, 303, 403,
+                                                              401)),
+        ("/dashboard/notices/preview", preview, row(200, 200, 200, 403, 403, 400, 401)),
+        (f"/dashboard/polls/{poll}/close", {}, row(303, 303, 303, 403, 403, 404, 401)),
+        ("/dashboard/language", {"lang": "en"}, row(303, 303, 303, 303, 303, 303, 401)),
+        ("/dashboard/logout", {}, row(303, 303, 303, 303, 303, 303, 401)),
+    ]
+    for path, form, expected in posts:
+        for name, status in expected.items():
+            client = clients[name]
+            await client.get("/dashboard/")  # the page's CSRF token
+            got = await client.post(path, form)
+            if got != status:
+                wrong.append(f"POST {path} as {name}: {got}, expected {status}")
+            if got == 403 and status != 403:
+                wrong.append(f"   ({client.text[-300:]})")
+    assert wrong == []
+    for name in order:  # signed out now, every one of them
+        assert await clients[name].get("/dashboard/") == 401
