@@ -11,7 +11,8 @@ for queue pages as a signed-in admin (every report) and as a zone team's member:
 queue (open, overdue first), filtered by zone and category, every status, and a deep page.
 For each, the server's own time (the Server-Timing header the dashboard sets: the guard's
 session check, the queries and the template) p50 / p99 over `--requests` pages, and the
-client's round trip on loopback beside it.
+client's round trip on loopback beside it. Then the first contentful paint of the admin's
+queue page in Debian's Chromium (/usr/bin/chromium, headless; `--fcp N` loads, 0 for none).
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ from storage.territory import Team  # noqa: E402
 
 DEMO = ROOT / "content" / "territory" / "demo.json"
 TIMING = re.compile(r"app;dur=([\d.]+)")
+FCP_JS = ("() => new Promise(done => new PerformanceObserver(list => {"
+          " const e = list.getEntriesByName('first-contentful-paint')[0];"
+          " if (e) done(e.startTime); }).observe({type: 'paint', buffered: true}))")
 
 
 def pct(values: list[float], p: float) -> float:
@@ -62,7 +66,29 @@ async def signed_in(app, who: str, role: str, scope: str | None) -> str:
                                          datetime.now(UTC), timedelta(hours=8), language="en")
 
 
-async def run(dsn: str, n: int, requests: int) -> None:
+async def first_paints(base: str, cookie: str, runs: int) -> list[float]:
+    """First contentful paint of /dashboard/reports in Debian's Chromium, headless."""
+    from playwright.async_api import async_playwright
+
+    paints = []
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium",
+                                           args=["--no-sandbox", "--disable-gpu"])
+        try:
+            for _ in range(runs):
+                context = await browser.new_context()
+                await context.add_cookies([{"name": "dashboard_session", "value": cookie,
+                                            "url": base + "/dashboard/"}])
+                page = await context.new_page()
+                await page.goto(base + "/dashboard/reports", wait_until="load")
+                paints.append(await page.evaluate(FCP_JS))
+                await context.close()
+        finally:
+            await browser.close()
+    return paints
+
+
+async def run(dsn: str, n: int, requests: int, fcp_runs: int) -> None:
     name = f"bench_dash_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(dsn)
     await admin.execute(f'CREATE DATABASE "{name}"')
@@ -115,6 +141,11 @@ async def run(dsn: str, n: int, requests: int) -> None:
             print(f"{viewer:7} {path:45} {total:>8} {statistics.median(server):10.1f} "
                   f"{pct(server, 99):7.1f} {statistics.median(trip):15.1f} "
                   f"{pct(trip, 99):7.1f}")
+        if fcp_runs:
+            paints = await first_paints(base, cookies["admin"], fcp_runs)
+            print(f"first contentful paint of the admin's queue page in Chromium, {fcp_runs} "
+                  f"loads (fresh context each): p50 {statistics.median(paints):.0f} ms, "
+                  f"max {max(paints):.0f} ms")
     finally:
         await app.stop()
         admin = await asyncpg.connect(dsn)
@@ -127,8 +158,10 @@ def main() -> None:
     p.add_argument("--reports", type=int, default=100_000)
     p.add_argument("--requests", type=int, default=200)
     p.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
+    p.add_argument("--fcp", type=int, default=10, metavar="N",
+                   help="page loads in Chromium for the first contentful paint (0: none)")
     args = p.parse_args()
-    asyncio.run(run(args.pg, args.reports, args.requests))
+    asyncio.run(run(args.pg, args.reports, args.requests, args.fcp))
 
 
 if __name__ == "__main__":
