@@ -8,10 +8,7 @@ are services.report_work's, which the staff dashboard calls too.
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Literal
 
 from bot.context import Context
@@ -21,10 +18,10 @@ from bot.router import Router
 from bot.scheduler import Job
 from handlers.report_media import MediaRefused, take_photo
 from services import report_cards as filing
+from services import report_figures as figures
 from services import report_work as work
 from services.report_cards import StaffAction
-from storage import access, audit, outbox, territory
-from storage import report_stats as stats
+from storage import audit, outbox, territory
 from storage import reports as rep
 
 router = Router()
@@ -270,51 +267,26 @@ async def show_stats(ctx: Context) -> None:
             return
         days = int(arg)
     until = ctx.now
-    since = until - timedelta(days=days)
-    scope = await ctx.scope()
-    zone_ids, team_ids = await access.reach(ctx.session, scope, ctx.services.geo)
-    table = await stats.compute(ctx.session, since, until,
-                                estate_ids=None if scope.everything else scope.estate_ids,
-                                zone_ids=zone_ids, team_ids=team_ids)
-    header = [ctx.t(f"reports.col_{c}") for c in COLUMNS]
+    table = await figures.compute(ctx.session, ctx.services.geo, await ctx.scope(), days, until)
     lines = [ctx.t("reports.stats_title", days=days, total=table.total.received)]
     lines.append(ctx.t("reports.stats_by_zone"))
-    csv_rows = [[ctx.t("reports.col_kind"), *header]]
-    for kind, items in (("zone", table.zones), ("team", table.teams)):
-        if kind == "team":
+    team_seen = False
+    for kind, cells, _ in figures.rows(ctx.t, ctx.lang, table):
+        if kind == "team" and not team_seen:
             lines.append(ctx.t("reports.stats_by_team"))
-        for row, fig in items:
-            name = territory.localized(row, ctx.lang) if row is not None else \
-                ctx.t("reports.stats_none")
-            cells = _cells(name, fig)
-            lines.append(ctx.t("reports.stats_line", name=name, received=cells[1],
-                               ack=cells[2], fix=cells[3], sla=cells[4], reopen=cells[5],
-                               rating=cells[6]))
-            csv_rows.append([ctx.t(f"reports.stats_{kind}"), *cells])
+            team_seen = True
+        lines.append(ctx.t("reports.stats_line", name=cells[0], received=cells[1],
+                           ack=cells[2], fix=cells[3], sla=cells[4], reopen=cells[5],
+                           rating=cells[6]))
+    if not team_seen:
+        lines.append(ctx.t("reports.stats_by_team"))
     ctx.reply("\n".join(lines))
-    buf = io.StringIO()
-    csv.writer(buf).writerows(csv_rows)
     name = f"report-stats-{until:%Y%m%d}-{days}d.csv"
     rel = await asyncio.to_thread(ctx.services.media.save,
-                                  ("\ufeff" + buf.getvalue()).encode("utf-8"), ".csv")
+                                  figures.csv_bytes(ctx.t, ctx.lang, table), ".csv")
     ctx.reply(ctx.t("reports.stats_csv"), document=str(ctx.services.media.path(rel)),
               document_name=name)
     await audit.record(ctx.session, ctx.resident.id, "report.stats", None, days=days)
-
-
-COLUMNS = ("name", "received", "ack", "fix", "sla", "reopen", "rating")
-
-
-def _cells(name: str, fig: stats.Figures) -> list[str]:
-    def hours(v):
-        return "-" if v is None else f"{v:.1f}h"
-
-    def pct(v):
-        return "-" if v is None else f"{100 * v:.0f}%"
-
-    return [name, str(fig.received), hours(fig.median_ack), hours(fig.median_fix),
-            pct(fig.in_sla_share), pct(fig.reopen_rate),
-            "-" if fig.mean_rating is None else f"{fig.mean_rating:.2f}"]
 
 
 # -- escalation ----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -503,6 +504,8 @@ async def test_route_permission_matrix(served, db_url):
         # A poll is run by admins and its committee's members and station staff.
         f"/dashboard/polls/{poll}": row(200, 200, 200, 403, 403, 404, 401),
         f"/dashboard/polls/{poll}.csv": row(200, 200, 200, 403, 403, 404, 401),
+        "/dashboard/figures": row(200, 200, 403, 403, 403, 403, 401),
+        "/dashboard/figures.csv?days=7": row(200, 200, 403, 403, 403, 403, 401),
         "/dashboard/nowhere": row(404, 404, 404, 404, 404, 404, 401),
     }
     wrong = []
@@ -532,3 +535,25 @@ async def test_route_permission_matrix(served, db_url):
     assert wrong == []
     for name in order:  # signed out now, every one of them
         assert await clients[name].get("/dashboard/") == 401
+
+
+async def test_figures_page_and_csv_are_the_chats_stats(served, db_url):
+    app, chat, base = await served(db_url)
+    ann = await person(app, "ann")
+    await person(app, "sam", ROLES["staff"])
+    for lat in (30.606, 30.6061, 30.633):
+        await file(app, ann, "rubbish", "Bins", lat, 104.04)
+    browser = served.client(base)
+    assert await browser.sign_in(await link_for(chat, "sam")) == 303
+    assert await browser.get("/dashboard/figures?days=30") == 200
+    assert "Reports received in the last 30 days: 3" in browser.text
+    assert re.search(r"<td>South zone</td><td>2</td>", browser.text)
+    assert re.search(r"<td>North zone</td><td>1</td>", browser.text)
+    assert await browser.get("/dashboard/figures.csv?days=30") == 200
+    web_csv = browser.text.encode("utf-8")
+    await chat.say("sam", "/stats 30")
+    sent = chat.last("sam")
+    chat_csv = Path(sent.document).read_bytes()
+    assert web_csv == chat_csv  # the same rows, cells and header, byte for byte
+    assert await browser.get("/dashboard/figures?days=-5") == 200  # clamped to a day
+    assert "the last 1 day" in browser.text

@@ -37,6 +37,7 @@ CSRF_HEADER = "X-CSRF-Token"
 PUBLIC = ("/dashboard/login", "/dashboard/signed-out", "/dashboard/static/")
 SECTIONS = {  # section -> role kinds that may use it (storage.people.RoleKind values)
     "reports": ("team", "staff", "admin"),
+    "figures": ("staff", "admin"),  # as the chat's /stats
     "notices": ("staff", "committee", "admin"),
     "polls": ("staff", "committee", "admin"),
 }

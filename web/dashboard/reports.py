@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from services import report_cards as cards
+from services import report_figures
 from services import report_work as work
 from storage import access, territory
 from storage import reports as rep
@@ -76,6 +77,8 @@ class ReportPages:
 
     def routes(self, routes: web.RouteTableDef) -> None:
         routes.get(PREFIX + "/reports")(self.queue)
+        routes.get(PREFIX + "/figures")(self.figures)
+        routes.get(PREFIX + "/figures.csv")(self.figures_csv)
         routes.get(PREFIX + "/reports/{ref}")(self.report)
         routes.post(PREFIX + "/reports/{ref}")(self.act)
         routes.get(PREFIX + "/media/{id:\\d+}")(self.media)
@@ -129,6 +132,43 @@ class ReportPages:
             pages=max(1, -(-total // PAGE_SIZE)), picked=picked, query=query,
             zones=zones, teams=teams, categories=self.services.catalog.categories,
             statuses=STATUS_CHOICES, map_svg=drawn, localized=territory.localized)
+
+    # -- zone-vs-zone and team figures (the chat's /stats) --------------------------------
+    def _days(self, request: web.Request) -> int:
+        days = _int(request.query.get("days")) or self.services.settings.reports.stats_days
+        return min(max(days, 1), report_figures.MAX_DAYS)
+
+    async def figures(self, request: web.Request) -> web.Response:
+        who = need(request, "figures")
+        days = self._days(request)
+        table = await report_figures.compute(page(request).db, self.services.geo, who.scope,
+                                             days, self.services.clock())
+
+        def t(key: str, **kw: Any) -> str:
+            return self.services.texts.get(who.lang, key, **kw)
+
+        rows = report_figures.rows(t, who.lang, table)
+        top = max((fig.received for _, _, fig in rows), default=0)
+        return self.renderer.html(
+            request, "figures.html", days=days, table=table, top=top,
+            zones=[(c, f) for k, c, f in rows if k == "zone"],
+            teams=[(c, f) for k, c, f in rows if k == "team"],
+            columns=report_figures.COLUMNS, choices=(7, 30, 90, 365))
+
+    async def figures_csv(self, request: web.Request) -> web.Response:
+        who = need(request, "figures")
+        days = self._days(request)
+        now = self.services.clock()
+        table = await report_figures.compute(page(request).db, self.services.geo, who.scope,
+                                             days, now)
+
+        def t(key: str, **kw: Any) -> str:
+            return self.services.texts.get(who.lang, key, **kw)
+
+        name = f"report-stats-{self.services.local_time(now)[:10]}-{days}d.csv"
+        return web.Response(body=report_figures.csv_bytes(t, who.lang, table),
+                            content_type="text/csv", charset="utf-8",
+                            headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     # -- one report ------------------------------------------------------------------------
     async def _report(self, request: web.Request, who: Viewer) -> rep.Report:
