@@ -4,6 +4,7 @@ permission for every role, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -553,7 +554,7 @@ async def test_figures_page_and_csv_are_the_chats_stats(served, db_url):
     web_csv = browser.text.encode("utf-8")
     await chat.say("sam", "/stats 30")
     sent = chat.last("sam")
-    chat_csv = Path(sent.document).read_bytes()
+    chat_csv = await asyncio.to_thread(Path(sent.document).read_bytes)
     assert web_csv == chat_csv  # the same rows, cells and header, byte for byte
     assert await browser.get("/dashboard/figures?days=-5") == 200  # clamped to a day
     assert "the last 1 day" in browser.text
