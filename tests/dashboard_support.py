@@ -147,6 +147,18 @@ class Client:
             self.last, self.text = r, await r.text(errors="replace")
         return r.status
 
+    async def post_file(self, path: str, fields: dict, name: str, filename: str,
+                        data: bytes, content_type: str = "image/jpeg") -> int:
+        """A multipart form (the fix form with its photo), with the page's CSRF token."""
+        form = aiohttp.FormData()
+        form.add_field("csrf", self.csrf or "")
+        for key, value in fields.items():
+            form.add_field(key, value)
+        form.add_field(name, data, filename=filename, content_type=content_type)
+        async with self.http.post(self._url(path), data=form, allow_redirects=False) as r:
+            self.last, self.text = r, await r.text(errors="replace")
+        return r.status
+
     async def sign_in(self, link: str) -> int:
         assert await self.get(link) == 200
         token = link.split("t=", 1)[1]

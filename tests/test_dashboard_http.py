@@ -5,6 +5,7 @@ permission for every role, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -508,6 +509,8 @@ async def test_route_permission_matrix(served, db_url):
         "/dashboard/figures": row(200, 200, 403, 403, 403, 403, 401),
         "/dashboard/figures.csv?days=7": row(200, 200, 403, 403, 403, 403, 401),
         "/dashboard/nowhere": row(404, 404, 404, 404, 404, 404, 401),
+        "/dashboard": row(303, 303, 303, 303, 303, 303, 303),  # to /dashboard/
+        "/dashboard/static/htmx.min.js": row(200, 200, 200, 200, 200, 200, 200),
     }
     wrong = []
     for path, expected in gets.items():
@@ -558,3 +561,52 @@ async def test_figures_page_and_csv_are_the_chats_stats(served, db_url):
     assert web_csv == chat_csv  # the same rows, cells and header, byte for byte
     assert await browser.get("/dashboard/figures?days=-5") == 200  # clamped to a day
     assert "the last 1 day" in browser.text
+
+
+async def test_fixed_with_a_photo(served, db_url):
+    from tests.report_helpers import jpeg_with_gps
+
+    app, chat, base = await served(db_url)
+    ann = await person(app, "ann")
+    await person(app, "tia", ROLES["south"])
+    await person(app, "nat", ROLES["north"])
+    ref = await file(app, ann, "rubbish", "Bins full", 30.606, 104.04)
+    tia, nat = served.client(base), served.client(base)
+    assert await tia.sign_in(await link_for(chat, "tia")) == 303
+    assert await nat.sign_in(await link_for(chat, "nat")) == 303
+    page = f"/dashboard/reports/{ref}"
+    await tia.get(page)
+    assert 'enctype="multipart/form-data"' in tia.text
+    # Not a photo; then too large: refused, nothing changed.
+    assert await tia.post_file(page, {"step": "fix"}, "photo", "x.jpg", b"not an image") == 303
+    assert tia.last.headers["Location"].endswith("done=photo_unsupported")
+    app.services.settings.reports.max_photo_bytes = 1000
+    big = jpeg_with_gps(size=(400, 300)) + b"\0" * 2000
+    assert await tia.post_file(page, {"step": "fix"}, "photo", "big.jpg", big) == 303
+    assert tia.last.headers["Location"].endswith("done=photo_too_large")
+    async with app.services.readers() as s:
+        assert (await rep.by_reference(s, ref)).status == "new"
+    app.services.settings.reports.max_photo_bytes = 10 * 1024 * 1024
+    # Without its token the multipart form is refused like any other.
+    tia.csrf, token = None, tia.csrf
+    assert await tia.post_file(page, {"step": "fix"}, "photo", "p.jpg", jpeg_with_gps()) == 403
+    tia.csrf = token
+    # A photo with a GPS tag: stored without it, shown in the history, sent to the resident.
+    assert await tia.post_file(page, {"step": "fix", "note": "Swept"}, "photo", "p.jpg",
+                               jpeg_with_gps()) == 303
+    assert tia.last.headers["Location"].endswith("done=done")
+    await tia.get(page)
+    found = re.search(r'src="(/dashboard/reports/[^"]+/events/(\d+)/photo)"', tia.text)
+    assert found, tia.text
+    assert await tia.get(found.group(1)) == 200
+    assert tia.last.headers["Content-Type"] == "image/jpeg"
+    assert await nat.get(found.group(1)) == 404  # another team's report
+    await drain(app)
+    assert any(ref in t and "Swept" in t for t in chat.texts_to("ann"))
+    photos = [s.out.photo for s in chat.sent if s.chat_id == "ann" and s.out.photo]
+    assert len(photos) == 1
+    from PIL import Image
+
+    stored = await asyncio.to_thread(Path(photos[0]).read_bytes)
+    with Image.open(io.BytesIO(stored)) as img:
+        assert img.format == "JPEG" and not img.getexif()  # the GPS tag is gone

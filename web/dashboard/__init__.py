@@ -12,13 +12,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from web.dashboard import auth, notices, polls, reports
-from web.dashboard.core import HERE, PREFIX, DashboardDeps, Guard, Renderer
+from web.dashboard.core import HERE, PREFIX, DashboardDeps, Guard, Renderer, see_other
 
 __all__ = ["DashboardDeps", "feature"]
+FORM_MARGIN = 256 * 1024  # a fix form's fields beside its photo
 
 
 def feature(deps: DashboardDeps):
-    """The web feature (bot.web.WebFeature): the dashboard's routes and its guard."""
+    """The web feature (bot.web.WebFeature): the dashboard as a sub-application under PREFIX,
+    with its guard, and a body limit that lets a fix's photo through."""
     renderer = Renderer(deps.services)
     guard = Guard(deps, renderer)
     sections: list[auth.AuthPages | reports.ReportPages | notices.NoticePages
@@ -26,12 +28,21 @@ def feature(deps: DashboardDeps):
         auth.AuthPages(deps, renderer, guard), reports.ReportPages(deps, renderer),
         notices.NoticePages(deps, renderer), polls.PollPages(deps, renderer)]
 
+    async def to_home(request: web.Request) -> web.StreamResponse:
+        return see_other(PREFIX + "/")
+
     def register(app: web.Application) -> None:
-        app.middlewares.append(guard.middleware)
+        limit = deps.services.settings.reports.max_photo_bytes + FORM_MARGIN
+        sub = web.Application(middlewares=[guard.middleware], client_max_size=limit)
         routes = web.RouteTableDef()
         for section in sections:
             section.routes(routes)
-        app.router.add_routes(routes)
-        app.router.add_static(PREFIX + "/static/", HERE / "static", append_version=False)
+        for route in routes:  # declared with their full path, served under the prefix
+            assert isinstance(route, web.RouteDef) and route.path.startswith(PREFIX + "/")
+            sub.router.add_route(route.method, route.path[len(PREFIX):], route.handler,
+                                 **route.kwargs)
+        sub.router.add_static("/static/", HERE / "static", append_version=False)
+        app.router.add_get(PREFIX, to_home)  # before the sub-application, which would take it
+        app.add_subapp(PREFIX, sub)
 
     return register

@@ -23,7 +23,6 @@ class AuthPages:
         routes.get(PREFIX + "/signed-out")(self.signed_out)
         routes.post(PREFIX + "/language")(self.language)
         routes.get(PREFIX + "/")(self.home)
-        routes.get(PREFIX)(self.to_home)
 
     async def login_page(self, request: web.Request) -> web.Response:
         """The link's page: a button that signs in. A GET never uses the token up, so a chat
@@ -74,6 +73,3 @@ class AuthPages:
     async def home(self, request: web.Request) -> web.Response:
         viewer(request)
         return self.renderer.html(request, "home.html")
-
-    async def to_home(self, request: web.Request) -> web.StreamResponse:
-        return see_other(PREFIX + "/")

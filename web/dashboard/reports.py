@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from services import report_cards as cards
-from services import report_figures
+from services import report_figures, report_media
 from services import report_work as work
 from storage import access, territory
 from storage import reports as rep
@@ -35,7 +35,7 @@ from web.dashboard.core import (
 PAGE_SIZE = 50
 STATUS_CHOICES = ("open", *[s.value for s in rep.Status], "all")
 OUTCOMES = ("done", "moved_on", "invalid", "unknown", "not_yours", "closed", "dup_unknown",
-            "dup_closed", "too_long")
+            "dup_closed", "too_long", "photo_too_large", "photo_unsupported")
 
 
 def _int(value: str | None) -> int | None:
@@ -82,6 +82,7 @@ class ReportPages:
         routes.get(PREFIX + "/reports/{ref}")(self.report)
         routes.post(PREFIX + "/reports/{ref}")(self.act)
         routes.get(PREFIX + "/media/{id:\\d+}")(self.media)
+        routes.get(PREFIX + "/reports/{ref}/events/{event:\\d+}/photo")(self.event_photo)
 
     # -- the queue -------------------------------------------------------------------------
     def _filter(self, who: Viewer, query) -> tuple[rep.QueueFilter, dict[str, Any]]:
@@ -227,8 +228,17 @@ class ReportPages:
             note = str(form.get("note", "")).strip() or None
             if note is not None and len(note) > work.MAX_NOTE:
                 return see_other(self._back(report, "too_long"))
+            photo = None
+            upload = form.get("photo")
+            if isinstance(upload, web.FileField):
+                data = await asyncio.to_thread(upload.file.read)
+                if data:  # an empty file input sends an empty part
+                    try:
+                        photo = await report_media.store_photo(self.services, data)
+                    except report_media.MediaRefused as no:
+                        return see_other(self._back(report, no.key))
             worked = await work.mark_fixed(db, self.services, scope, actor, report.id, now,
-                                           note=note)
+                                           note=note, photo=photo)
         elif step == "reassign":
             worked = await work.reassign(db, self.services, scope, actor, report.id,
                                          _int(str(form.get("team", ""))), now)
@@ -268,7 +278,21 @@ class ReportPages:
         checked = await work.report_for(db, who.scope, item.report_id if item else None)
         if item is None or not checked.done:
             raise Refused(404, "dashboard.report_not_found")
-        path = self.services.media.path(item.path)
+        return await self._file(item.path)
+
+    async def event_photo(self, request: web.Request) -> web.StreamResponse:
+        """The photo a status change came with (a fix's), for a viewer who may act on it."""
+        who = need(request, "reports")
+        report = await self._report(request, who)
+        wanted = int(request.match_info["event"])
+        event = next((e for e in await rep.events_of(page(request).db, report.id)
+                      if e.id == wanted and e.photo), None)
+        if event is None or event.photo is None:
+            raise Refused(404, "dashboard.report_not_found")
+        return await self._file(event.photo)
+
+    async def _file(self, relative: str) -> web.StreamResponse:
+        path = self.services.media.path(relative)
         if not await asyncio.to_thread(path.is_file):
             raise Refused(404, "dashboard.report_not_found")
         kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
