@@ -506,6 +506,8 @@ async def test_route_permission_matrix(served, db_url):
         # A poll is run by admins and its committee's members and station staff.
         f"/dashboard/polls/{poll}": row(200, 200, 200, 403, 403, 404, 401),
         f"/dashboard/polls/{poll}.csv": row(200, 200, 200, 403, 403, 404, 401),
+        "/dashboard/surveys": row(200, 200, 200, 403, 403, 200, 401),
+        "/dashboard/surveys/99999": row(404, 404, 404, 403, 403, 404, 401),
         "/dashboard/figures": row(200, 200, 403, 403, 403, 403, 401),
         "/dashboard/figures.csv?days=7": row(200, 200, 403, 403, 403, 403, 401),
         "/dashboard/nowhere": row(404, 404, 404, 404, 404, 404, 401),
@@ -610,3 +612,54 @@ async def test_fixed_with_a_photo(served, db_url):
     stored = await asyncio.to_thread(Path(photos[0]).read_bytes)
     with Image.open(io.BytesIO(stored)) as img:
         assert img.format == "JPEG" and not img.getexif()  # the GPS tag is gone
+
+
+async def test_surveys_in_scope_results_free_text_csv_close(served, db_url):
+    from storage import surveys
+    from storage.audience import Audience
+    from storage.territory import estate_by_code
+    from tests.deliberation_helpers import make_resident
+
+    app, chat, base = await served(db_url)
+    await person(app, "committee", ROLES["committee"])
+    await person(app, "south", ROLES["south"])
+    await person(app, "zed", ("committee", "zhonghai"), estate="zhonghai-mingcheng")
+    now = app.services.clock()
+    async with app.sessions() as s, s.begin():
+        victoria = (await estate_by_code(s, "victoria")).committee_id
+        ours = await surveys.create(s, title="Playground survey", questions=[
+            surveys.QuestionDraft("single", "Is the playground safe?", ["Yes", "No"]),
+            surveys.QuestionDraft("text", "What would you change?", [])],
+            audience=Audience("committee", victoria, True),
+            closes_at=now + timedelta(days=3), committee_id=victoria, author_id=1)
+        questions = await surveys.questions_of(s, ours.id)
+    for i, (choice, text) in enumerate(((0, "More benches"), (1, "Fix the swing"))):
+        voter = await make_resident(app.sessions, "memory", f"resp{i}")
+        async with app.sessions() as s, s.begin():
+            response = await surveys.response_for(s, ours.id, voter, create=True)
+            assert await surveys.answer(s, response, questions[0], [choice], None, now)
+            assert await surveys.answer(s, response, questions[1], [], text, now)
+    c = {name: served.client(base) for name in ("committee", "south", "zed")}
+    for name, client in c.items():
+        assert await client.sign_in(await link_for(chat, name)) == 303, name
+    committee = c["committee"]
+    assert await c["south"].get("/dashboard/surveys") == 403
+    assert await c["zed"].get(f"/dashboard/surveys/{ours.id}") == 404
+    assert await c["zed"].get("/dashboard/surveys") == 200 and "Playground" not in c["zed"].text
+    assert await committee.get("/dashboard/surveys") == 200
+    assert "Playground survey" in committee.text and "2 started, 2 completed" in committee.text
+    assert await committee.get(f"/dashboard/surveys/{ours.id}") == 200
+    assert "Fix the swing" in committee.text  # free text: the committee's, as in chat
+    assert "resp0" not in committee.text and "Resp0" not in committee.text
+    assert re.search(r"<th>Yes</th>.*?<td class=\"n\">1</td>", committee.text, re.S)
+    assert await committee.get(f"/dashboard/surveys/{ours.id}.csv") == 200
+    assert committee.text.lstrip("\ufeff").splitlines()[1].startswith(
+        "1,Is the playground safe?,Yes,1,")
+    assert await c["zed"].post(f"/dashboard/surveys/{ours.id}/close") == 404
+    assert await committee.post(f"/dashboard/surveys/{ours.id}/close", csrf=False) == 403
+    assert await committee.post(f"/dashboard/surveys/{ours.id}/close") == 303
+    assert committee.last.headers["Location"].endswith("done=done")
+    await drain(app)
+    assert any("Playground survey" in t for t in chat.texts_to("resp0"))  # the results
+    assert await committee.post(f"/dashboard/surveys/{ours.id}/close") == 303
+    assert committee.last.headers["Location"].endswith("done=already_closed")
