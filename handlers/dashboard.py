@@ -3,11 +3,16 @@ holding a role."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from bot.context import Context
 from bot.router import Router
+from bot.scheduler import Job
 from services import dashboard
+from storage import dashboard as dash
 
 router = Router()
+KEEP = timedelta(days=7)  # expired sign-in links and sessions are forgotten after this
 
 
 @router.command("dashboard", help_key="help.dashboard",
@@ -24,3 +29,11 @@ async def sign_in(ctx: Context) -> None:
     ctx.say("dashboard.link", link=link,
             minutes=int(ctx.services.settings.bot.web_login_minutes),
             hours=f"{ctx.services.settings.bot.web_session_hours:g}")
+
+
+async def prune(sessions, services, deliverer) -> None:
+    async with sessions() as session, session.begin():
+        await dash.prune(session, services.clock() - KEEP)
+
+
+jobs = [Job("dashboard-prune", 3600, prune)]

@@ -13,7 +13,7 @@ import hashlib
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import ForeignKey, String, select, update
+from sqlalchemy import ForeignKey, String, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -112,3 +112,12 @@ async def set_language(session: AsyncSession, session_id: int, language: str) ->
     await session.execute(update(DashboardSession).where(DashboardSession.id == session_id)
                           .values(language=language).execution_options(
                               synchronize_session=False))
+
+
+async def prune(session: AsyncSession, before: datetime) -> int:
+    """Forget login tokens and sessions that expired (or ended) before `before`."""
+    logins = await session.execute(delete(DashboardLogin).where(
+        DashboardLogin.expires_at < before))
+    sessions = await session.execute(delete(DashboardSession).where(or_(
+        DashboardSession.expires_at < before, DashboardSession.ended_at < before)))
+    return affected(logins) + affected(sessions)

@@ -663,3 +663,22 @@ async def test_surveys_in_scope_results_free_text_csv_close(served, db_url):
     assert any("Playground survey" in t for t in chat.texts_to("resp0"))  # the results
     assert await committee.post(f"/dashboard/surveys/{ours.id}/close") == 303
     assert committee.last.headers["Location"].endswith("done=already_closed")
+
+
+async def test_expired_links_and_sessions_are_forgotten(served, sqlite_url):
+    from storage import dashboard as dash
+
+    app, chat, base = await served(sqlite_url)
+    sam = await person(app, "sam", ROLES["staff"])
+    browser = served.client(base)
+    assert await browser.sign_in(await link_for(chat, "sam")) == 303
+    now = app.services.clock()
+    async with app.sessions() as s, s.begin():
+        assert await rules.sign_in_link(s, app.services.settings, sam, now - timedelta(days=9))
+        assert await dash.prune(s, now - timedelta(days=7)) == 1  # the old link only
+    prune = next(job for job in app.jobs if job.id == "dashboard-prune")
+    await prune.run(app.sessions, app.services, app.deliverer)
+    assert await browser.get("/dashboard/") == 200  # the live session stays
+    async with app.sessions() as s, s.begin():
+        assert await dash.prune(s, now + timedelta(days=1)) == 2  # link used, session expired
+    assert await browser.get("/dashboard/") == 401
