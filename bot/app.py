@@ -219,6 +219,7 @@ async def open_demo_dashboard(app: App, adapter) -> None:
         await roles_service.change_role(session, DEMO_ADMIN, "admin", None, actor_id=None,
                                         grant=True, create_missing=True)  # audited there
         who = await roles_service.find_resident(session, DEMO_ADMIN, create=False)
-        link = await dashboard.sign_in_link(session, settings, who.id, app.services.clock())
+        link = await dashboard.sign_in_link(session, settings, app.services.signer, who.id,
+                                            app.services.clock())
     await adapter.note("terminal.dashboard", url=dashboard.dashboard_url(settings), link=link,
                        who=DEMO_ADMIN, minutes=int(settings.bot.web_login_minutes))

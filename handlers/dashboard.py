@@ -21,8 +21,8 @@ async def sign_in(ctx: Context) -> None:
     if dashboard.dashboard_url(ctx.services.settings) is None:
         ctx.say("dashboard.not_served")
         return
-    link = await dashboard.sign_in_link(ctx.session, ctx.services.settings, ctx.resident.id,
-                                        ctx.now)
+    link = await dashboard.sign_in_link(ctx.session, ctx.services.settings,
+                                        ctx.services.signer, ctx.resident.id, ctx.now)
     if link is None:
         ctx.say("common.not_allowed")
         return

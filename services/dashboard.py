@@ -9,10 +9,12 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Settings
+from bot.signing import Signer
 from storage import dashboard as dash
 from storage.people import roles_of
 
 LOGIN_PATH = "/dashboard/login"
+PURPOSE = "dashboard-login"  # what the link's token is signed for (bot.signing.Signer.tag)
 
 
 def dashboard_url(settings: Settings) -> str | None:
@@ -25,22 +27,27 @@ def secure_cookies(settings: Settings) -> bool:
     return (settings.bot.web_url or "").lower().startswith("https://")
 
 
-async def sign_in_link(session: AsyncSession, settings: Settings, resident_id: int,
-                       now: datetime) -> str | None:
+async def sign_in_link(session: AsyncSession, settings: Settings, signer: Signer,
+                       resident_id: int, now: datetime) -> str | None:
     """A one-time sign-in link for a person holding a role; None when the web app is not
-    served or the person holds no role."""
+    served or the person holds no role. The link carries a random token (kept hashed) and the
+    bot key's signature of it, so a made-up link is refused before the database is asked."""
     base = settings.bot.web_url
     if not base or not await roles_of(session, resident_id):
         return None
     token = await dash.create_login(session, resident_id, now,
                                     timedelta(minutes=settings.bot.web_login_minutes))
-    return f"{base.rstrip('/')}{LOGIN_PATH}?t={token}"
+    return f"{base.rstrip('/')}{LOGIN_PATH}?t={token}.{signer.tag(PURPOSE, token)}"
 
 
-async def begin_session(session: AsyncSession, settings: Settings, token: str, now: datetime,
-                        language: str | None) -> tuple[str, int] | None:
-    """Redeem a login token: (the new session's cookie value, resident id), or None when the
-    link is unknown, used, expired, or its person holds no role any more."""
+async def begin_session(session: AsyncSession, settings: Settings, signer: Signer, link: str,
+                        now: datetime, language: str | None) -> tuple[str, int] | None:
+    """Redeem a sign-in link's `t`: (the new session's cookie value, resident id), or None
+    when its signature is wrong, or it is unknown, used, expired, or its person holds no role
+    any more."""
+    token, _, tag = link.rpartition(".")
+    if not token or not signer.check(PURPOSE, token, tag):
+        return None
     resident_id = await dash.redeem_login(session, token, now)
     if resident_id is None:
         return None

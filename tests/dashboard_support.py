@@ -16,7 +16,7 @@ from storage import people, roles_service
 from storage.people import resident_by_id
 from tests.conftest import DEMO
 
-LINK = re.compile(r"https?://\S+/dashboard/login\?t=[\w-]+")
+LINK = re.compile(r"https?://\S+/dashboard/login\?t=[\w.-]+")
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
 
 

@@ -61,6 +61,11 @@ async def test_sign_in_once_cookie_flags_sign_out(served, db_url):
     # Opening the link (as a chat app's preview does) does not use it up.
     assert await browser.get(link) == 200 and await browser.get(link) == 200
     token = link.split("t=", 1)[1]
+    raw, _, tag = token.rpartition(".")
+    # The link is signed with the bot's key: the token with another signature, or none, is
+    # refused before the database is asked (and is not used up by the attempt).
+    for forged in (f"{raw}.{'A' * len(tag)}", raw, f".{tag}"):
+        assert await browser.post("/dashboard/login", {"t": forged}, csrf=False) == 400
     assert await browser.post("/dashboard/login", {"t": token}, csrf=False) == 303
     cookie = browser.last.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/dashboard" in cookie
@@ -91,9 +96,10 @@ async def test_expired_link_https_cookie_and_chat_refusals(served, sqlite_url):
     await chat.say("ann", "/dashboard")
     assert "not allowed" in chat.last_text("ann")
     async with app.sessions() as s, s.begin():
-        old = await rules.sign_in_link(s, app.services.settings, sam,
+        old = await rules.sign_in_link(s, app.services.settings, app.services.signer, sam,
                                        app.services.clock() - timedelta(minutes=11))
-        fresh = await rules.sign_in_link(s, app.services.settings, sam, app.services.clock())
+        fresh = await rules.sign_in_link(s, app.services.settings, app.services.signer, sam,
+                                         app.services.clock())
     assert old.startswith("https://desk.example.org/dashboard/login?t=")
     browser = served.client(base)
     assert await browser.post("/dashboard/login", {"t": old.split("t=")[1]}, csrf=False) == 400
@@ -674,7 +680,8 @@ async def test_expired_links_and_sessions_are_forgotten(served, sqlite_url):
     assert await browser.sign_in(await link_for(chat, "sam")) == 303
     now = app.services.clock()
     async with app.sessions() as s, s.begin():
-        assert await rules.sign_in_link(s, app.services.settings, sam, now - timedelta(days=9))
+        assert await rules.sign_in_link(s, app.services.settings, app.services.signer, sam,
+                                        now - timedelta(days=9))
         assert await dash.prune(s, now - timedelta(days=7)) == 1  # the old link only
     prune = next(job for job in app.jobs if job.id == "dashboard-prune")
     await prune.run(app.sessions, app.services, app.deliverer)
@@ -682,3 +689,14 @@ async def test_expired_links_and_sessions_are_forgotten(served, sqlite_url):
     async with app.sessions() as s, s.begin():
         assert await dash.prune(s, now + timedelta(days=1)) == 2  # link used, session expired
     assert await browser.get("/dashboard/") == 401
+
+
+def test_link_signature_follows_the_key_rotation():
+    from bot.signing import Signer
+
+    old, new = Signer(b"old-key"), Signer(b"new-key", previous=b"old-key")
+    tag = old.tag(rules.PURPOSE, "token")
+    assert new.check(rules.PURPOSE, "token", tag)  # the previous key, in its grace period
+    assert not Signer(b"new-key").check(rules.PURPOSE, "token", tag)
+    assert not old.check(rules.PURPOSE, "other", tag)
+    assert not old.check("another-purpose", "token", tag)

@@ -36,7 +36,8 @@ class AuthPages:
         pg = page(request)
         began = None
         if isinstance(token, str) and 0 < len(token) <= 100:
-            began = await rules.begin_session(pg.db, self.deps.services.settings, token,
+            began = await rules.begin_session(pg.db, self.deps.services.settings,
+                                              self.deps.services.signer, token,
                                               self.deps.services.clock(), None)
         if began is None:
             return self.renderer.html(request, "message.html", http_status=400,
