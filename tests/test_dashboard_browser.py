@@ -136,7 +136,8 @@ async def test_work_a_report_send_a_notice_refuse_another_scope_sign_out(browser
         await page.wait_for_selector("text=报事队列")
         await page.click("#sign-out")
         await page.wait_for_selector("#message")
-        assert (await page.inner_text("#message")).startswith("您已退出登录")  # still Chinese
+        # The session (and the language chosen in it) is gone: the browser's language now.
+        assert (await page.inner_text("#message")).startswith("You are signed out.")
         response = await page.goto(f"{base}/dashboard/reports")
         assert response.status == 401
 
