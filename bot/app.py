@@ -29,14 +29,16 @@ from bot.signing import Signer, fingerprint
 from bot.web import WebServer, create_web_app
 from bot.web.health import health_routes
 from handlers import build_jobs, build_router, first_contact
-from handlers.report_filing import send_card_to_team
 from services.geo import TerritoryIndex, validate_territory
 from services.guides import GuideIndex, load_guides
+from services.report_cards import send_card_to_team
 from services.report_catalog import Catalog, WorkCalendar
 from storage import kv
 from storage.db import create_engine, reader_factory, session_factory
 from storage.migrate import upgrade_async
 from storage.territory_loader import load_territory
+from web.dashboard import DashboardDeps
+from web.dashboard import feature as dashboard_pages
 from web.open311 import Open311Deps
 from web.open311 import feature as open311_api
 
@@ -67,7 +69,7 @@ class App:
         for adapter in self.adapters.values():
             await adapter.start(self.dispatcher.handle)
             self.started.append(adapter)
-        if self.web is not None:
+        if self.web is not None and not self.web.running:  # the terminal demo starts it first
             await self.web.start()
 
     async def stop(self) -> None:
@@ -181,9 +183,42 @@ async def build_app(
     web_app = create_web_app([
         health_routes(sessions, dispatcher, deliverer),
         open311_api(Open311Deps(sessions, services, announce_filed, deliverer.wake)),
+        dashboard_pages(DashboardDeps(sessions, services, deliverer.wake)),
     ])
     server = (WebServer(web_app, settings.bot.web_host, settings.bot.web_port,
                         reuse_port=settings.bot.workers > 1)
               if settings.bot.web_url else None)
     return App(settings, engine, sessions, services, dispatcher, deliverer, adapters, scheduler,
                jobs, web_app=web_app, web=server)
+
+
+DEMO_ADMIN = "terminal:admin"  # who `make run`'s dashboard link signs in
+
+
+async def open_demo_dashboard(app: App, adapter) -> None:
+    """`make run` with no platform: the dashboard served beside the terminal chat, and a
+    sign-in link for the demo admin (terminal:admin, granted admin here) printed above the
+    chat. A port already taken (another window) leaves the chat without it, with a word."""
+    from services import dashboard
+    from storage import roles_service
+
+    server = app.web
+    if server is None:
+        return
+    try:
+        await server.start()
+    except OSError as exc:
+        app.web = None
+        await adapter.note("terminal.dashboard_unavailable", port=server.port, error=exc)
+        return
+    settings = app.settings
+    if (settings.bot.web_url or "").endswith(":0"):  # BOT_WEB_PORT=0: the port chosen
+        settings.bot.web_url = f"http://127.0.0.1:{server.port}"
+    async with app.sessions() as session, session.begin():
+        await roles_service.change_role(session, DEMO_ADMIN, "admin", None, actor_id=None,
+                                        grant=True, create_missing=True)  # audited there
+        who = await roles_service.find_resident(session, DEMO_ADMIN, create=False)
+        link = await dashboard.sign_in_link(session, settings, app.services.signer, who.id,
+                                            app.services.clock())
+    await adapter.note("terminal.dashboard", url=dashboard.dashboard_url(settings), link=link,
+                       who=DEMO_ADMIN, minutes=int(settings.bot.web_login_minutes))

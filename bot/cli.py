@@ -129,7 +129,8 @@ async def _async_main(args, settings: Settings, served: list) -> int:
         return await _open311_key(args, settings)
     if served:
         return await _serve(settings, served)
-    return await _chat(settings, getattr(args, "user", "resident"), getattr(args, "lang", "zh-hans"))
+    return await _chat(settings, getattr(args, "user", "resident"), getattr(args, "lang", "zh-hans"),
+                       demo_dashboard=args.cmd == "run")
 
 
 async def _admin(args, settings: Settings) -> int:
@@ -308,7 +309,7 @@ async def _serve(settings: Settings, served: list) -> int:
     return 0
 
 
-async def _chat(settings: Settings, user: str, lang: str) -> int:
+async def _chat(settings: Settings, user: str, lang: str, *, demo_dashboard: bool = False) -> int:
     from sqlalchemy import select
 
     from bot.app import build_app
@@ -318,6 +319,10 @@ async def _chat(settings: Settings, user: str, lang: str) -> int:
 
     adapter = TerminalAdapter(user, language=lang)
     territory = await _territory_if_empty(settings)
+    if demo_dashboard and not settings.bot.web_url:
+        # `make run` on this machine: the staff dashboard on loopback, for the demo admin.
+        settings.bot.web_host = "127.0.0.1"
+        settings.bot.web_url = f"http://127.0.0.1:{settings.bot.web_port}"
     # One person at a keyboard (or a script piping lines in): no flood guard.
     app = await build_app(settings, {"terminal": adapter}, migrate=False, territory=territory,
                           flood_guard=False)
@@ -341,6 +346,10 @@ async def _chat(settings: Settings, user: str, lang: str) -> int:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, stop.set)  # Ctrl-C: leave at once, quietly
     loop.add_signal_handler(signal.SIGTERM, stop.set)
+    if demo_dashboard and app.web is not None:
+        from bot.app import open_demo_dashboard
+
+        await open_demo_dashboard(app, adapter)
     await app.start()
     finished = asyncio.create_task(adapter.finished.wait())
     stopped = asyncio.create_task(stop.wait())

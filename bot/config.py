@@ -60,6 +60,9 @@ class BotSettings(BaseSettings):
     web_url: str | None = None
     web_host: str = "0.0.0.0"
     web_port: int = Field(default=8081, ge=0, le=65535)  # 0: any free port (tests)
+    # The staff dashboard (web/dashboard): a browser session's length, and a sign-in link's.
+    web_session_hours: float = Field(default=8.0, gt=0)
+    web_login_minutes: float = Field(default=10.0, gt=0)
 
 
 class Open311Settings(BaseSettings):

@@ -9,6 +9,7 @@ from handlers import (
     admin,
     alerts,
     assist,
+    dashboard,
     guides,
     notice_answers,
     notice_jobs,
@@ -34,7 +35,7 @@ MODULES = [onboarding, profile, verification, admin,
            reports, report_staff,
            notices, notice_manage, notice_answers, notice_jobs, subscribe, guides, alerts,
            volunteering, volunteering_organise, volunteering_teams, volunteering_hours,
-           polls, poll_ballots, assist, surveys, proposals]
+           polls, poll_ballots, assist, surveys, proposals, dashboard]
 
 
 async def expired_button(ctx: Context) -> None:

@@ -10,7 +10,7 @@ from typing import Protocol
 from bot.context import Context
 from bot.conversation import STAY, Conversation, Go, StepAnswer
 from handlers.notice_time import BadTime, parse_local, spoken
-from services import deliberation
+from services import poll_rules
 from storage import territory
 from storage.audience import Audience
 from storage.territory import Building
@@ -21,8 +21,9 @@ _RELATIVE = re.compile(r"^(\d{1,4})\s*([hd])$", re.IGNORECASE)
 
 
 async def runs(ctx: Context, committee_id: int | None) -> bool:
-    """Who runs a poll or survey once published (services/deliberation.py)."""
-    return deliberation.runs(await ctx.scope(), committee_id)
+    """Who runs a poll or survey once published (sees it whole, closes it early): admins, and
+    the members and station staff of the committee it belongs to."""
+    return poll_rules.runs(await ctx.scope(), committee_id)
 
 
 def closing_said(ctx: Context, at: datetime) -> str:

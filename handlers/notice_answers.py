@@ -10,7 +10,7 @@ from bot.payloads import Action
 from bot.pushes import Key
 from bot.router import Router
 from handlers.notice_jobs import EmergencyAnswer
-from handlers.report_filing import file_urgent_report, send_card_to_team
+from services.report_cards import file_urgent_report, send_card_to_team
 from storage import notices, outbox
 from storage import reports as rep
 from storage.notices import Notice

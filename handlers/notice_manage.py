@@ -12,6 +12,7 @@ from bot.router import Router
 from handlers.notice_time import MAX_DAYS_AHEAD, BadTime, parse_when, spoken
 from handlers.notices import MAX_TEXT, STAFF
 from services import notice_audience as aud
+from services import notice_compose as compose
 from storage import audit, notices, outbox, territory
 from storage.base import reread
 from storage.notices import Notice, NoticeError, NoticeStatus
@@ -82,11 +83,7 @@ async def _mine(ctx: Context, notice_id: int) -> Notice | None:
     if notice is None:
         ctx.say("notices.not_found")
         return None
-    scope = await ctx.scope()
-    covered = notice.estate_ids is not None and all(scope.covers_estate(e)
-                                                    for e in notice.estate_ids)
-    if not (scope.everything or notice.created_by == ctx.resident.id
-            or (notice.created_by is None and covered)):
+    if not compose.may_manage(await ctx.scope(), ctx.resident.id, notice):
         ctx.say("notices.not_yours")
         return None
     return notice

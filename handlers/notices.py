@@ -14,7 +14,8 @@ from bot.router import Router
 from handlers.notice_time import MAX_DAYS_AHEAD, BadTime, parse_when, spoken
 from handlers.report_media import MediaRefused, take_photo
 from services import notice_audience as aud
-from storage import audit, notices, territory
+from services import notice_compose as compose
+from storage import territory
 from storage.audience import Kind as AudienceKind
 from storage.notices import NoticeError
 from storage.subscriptions import CATEGORIES
@@ -23,7 +24,7 @@ from storage.territory import building, localized
 router = Router()
 
 STAFF = ("staff", "committee", "admin")
-MAX_TEXT = 3500  # leaves room for the category header within one platform message
+MAX_TEXT = compose.MAX_TEXT
 KINDS = list(AudienceKind)
 
 
@@ -282,12 +283,8 @@ def _texts(d: NoticeForm, fallback: str) -> dict[str, str]:
 
 @notice_form.asks("preview")
 async def preview(ctx: Context, d: NoticeForm) -> None:
-    resolved = await aud.resolve(ctx.session, ctx.services.geo, await ctx.scope(),
-                                 d.kind, d.target)
-    probe = notices.Notice(category=d.category, urgent=d.category == "emergency",
-                           audience_kind=resolved.kind, estate_ids=resolved.estate_ids,
-                           building_ids=resolved.building_ids)
-    count = await notices.count_reachable(ctx.session, probe)
+    count = await compose.reachable(ctx.session, ctx.services.geo, await ctx.scope(),
+                                    d.category, d.kind, d.target)
     category = ctx.t(f"notices.cat_{d.category}")
     ctx.say("notices.preview_title")
     for lang, text in _texts(d, ctx.lang).items():
@@ -352,22 +349,14 @@ async def when_typed(ctx: Context, d: NoticeForm, text: str) -> Go:
 
 async def _create(ctx: Context, d: NoticeForm, at) -> None:
     try:
-        # Checked again: roles may have changed while the draft waited.
-        resolved = await aud.resolve(ctx.session, ctx.services.geo, await ctx.scope(),
-                                     d.kind, d.target)
-        notice = await notices.create_notice(
-            ctx.session, category=d.category, audience_kind=resolved.kind,
-            audience_ids=[resolved.target_id] if resolved.target_id else [],
-            estate_ids=resolved.estate_ids, building_ids=resolved.building_ids,
-            texts=_texts(d, ctx.lang), photo=d.photo,
-            scheduled_at=at or ctx.now, created_by=ctx.resident.id,
+        notice = await compose.create(
+            ctx.session, ctx.services.geo, await ctx.scope(), category=d.category,
+            kind=d.kind, target=d.target, texts=_texts(d, ctx.lang), photo=d.photo,
+            at=at or ctx.now, now=ctx.now, created_by=ctx.resident.id,
             sender_identity_id=ctx.identity.id)
     except NoticeError as exc:
         ctx.say(f"notices.error_{exc.code}")
         return
-    await audit.record(ctx.session, ctx.resident.id, "notice.create", f"notice:{notice.id}",
-                       category=notice.category, audience=resolved.kind,
-                       target_id=resolved.target_id, scheduled=at.isoformat() if at else None)
     ctx.finish()
     if at is None:
         ctx.say("notices.sending", id=notice.id)

@@ -13,6 +13,7 @@ from bot.payloads import Action
 from bot.router import Router
 from handlers import drafting
 from handlers.text_lists import split_items
+from services import poll_rules
 from storage import audit, polls
 from storage.audience import Audience
 
@@ -277,8 +278,10 @@ async def close_early(ctx: Context, press: CloseNow) -> None:
     poll = await _poll_to_close(ctx, press.poll_id)
     if poll is None:
         return
-    if not await polls.close_early(ctx.session, poll.id, ctx.now):
-        ctx.say("polls.already_closed", number=poll.id)
+    outcome = await poll_rules.close_early(ctx.session, await ctx.scope(), ctx.resident.id,
+                                           poll.id, ctx.now)
+    if outcome != "done":
+        ctx.say("common.not_allowed" if outcome == "not_allowed" else "polls.already_closed",
+                number=poll.id)
         return
-    await audit.record(ctx.session, ctx.resident.id, "poll.close_early", f"poll:{poll.id}")
     ctx.say("polls.closed_early", number=poll.id)

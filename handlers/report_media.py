@@ -1,54 +1,23 @@
-"""Photos and voice notes for reports: checked, cleaned of metadata, kept in the media store."""
+"""Photos and voice notes for reports, fetched from the chat platform: checked, cleaned of
+metadata (services.report_media, which the dashboard's uploads go through too), kept in the
+media store."""
 
 from __future__ import annotations
 
 import asyncio
-import io
-import warnings
-
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from bot.messaging.model import Kind
+from services.report_media import PHOTO_TYPES, MediaRefused, store_photo
 
-PHOTO_TYPES = {"image/jpeg", "image/png", "image/webp"}
+__all__ = ["MediaRefused", "take_photo", "take_voice"]
+
 VOICE_TYPES = {"audio/ogg", "audio/opus", "audio/mpeg", "audio/mp4", "audio/aac", "audio/amr",
                "audio/x-m4a", "audio/wav"}
-MAX_PIXELS = 50_000_000
 # The file a voice note is kept in is named for its format, so what plays it later (a chat,
 # a browser) knows what it holds: WeChat's are AMR, Telegram's OGG/Opus.
 VOICE_SUFFIXES = {"audio/ogg": ".ogg", "audio/opus": ".ogg", "audio/mpeg": ".mp3",
                   "audio/mp4": ".m4a", "audio/x-m4a": ".m4a", "audio/aac": ".aac",
                   "audio/amr": ".amr", "audio/wav": ".wav"}
-
-
-class MediaRefused(Exception):
-    """Why a file was not taken: a text key under `reports.`."""
-
-    def __init__(self, key: str, **values) -> None:
-        super().__init__(key)
-        self.key = key
-        self.values = values
-
-
-def clean_photo(data: bytes) -> bytes:
-    """Re-encode as JPEG from the pixels alone: EXIF (GPS position, camera, time) is dropped,
-    the picture is turned upright first so nothing looks wrong without it."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            with Image.open(io.BytesIO(data)) as img:
-                if img.format not in ("JPEG", "PNG", "WEBP"):
-                    raise MediaRefused("photo_unsupported")
-                if img.width * img.height > MAX_PIXELS:
-                    raise MediaRefused("photo_unsupported")
-                upright = ImageOps.exif_transpose(img).convert("RGB")
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError,
-                Image.DecompressionBombWarning, ValueError):
-            raise MediaRefused("photo_unsupported") from None
-    pixels = Image.frombytes("RGB", upright.size, upright.tobytes())
-    out = io.BytesIO()
-    pixels.save(out, format="JPEG", quality=85, optimize=True)
-    return out.getvalue()
 
 
 async def _fetch(ctx) -> bytes:
@@ -64,14 +33,9 @@ async def take_photo(ctx) -> str:
         raise MediaRefused("photo_unsupported")
     if ctx.inbound.kind == Kind.DOCUMENT and (ref.mime_type or "").lower() not in PHOTO_TYPES:
         raise MediaRefused("photo_unsupported")
-    mb = limits.max_photo_bytes // (1024 * 1024)
     if ref.size is not None and ref.size > limits.max_photo_bytes:
-        raise MediaRefused("photo_too_large", mb=mb)
-    data = await _fetch(ctx)
-    if len(data) > limits.max_photo_bytes:
-        raise MediaRefused("photo_too_large", mb=mb)
-    cleaned = await asyncio.to_thread(clean_photo, data)
-    return await asyncio.to_thread(ctx.services.media.save, cleaned, ".jpg")
+        raise MediaRefused("photo_too_large", mb=limits.max_photo_bytes // (1024 * 1024))
+    return await store_photo(ctx.services, await _fetch(ctx))
 
 
 async def take_voice(ctx) -> tuple[str, int]:

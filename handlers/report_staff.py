@@ -1,16 +1,14 @@
 """Teams and staff work reports: the card's buttons, /queue, /stats, and the SLA escalation.
 
 Only members of the report's team (and station staff and admins covering its estate) may act;
-each action is a guarded transition, audited, and told to the reporter and followers.
+each action is a guarded transition, audited, and told to the reporter and followers: the rules
+are services.report_work's, which the staff dashboard calls too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Literal
 
 from bot.context import Context
@@ -18,21 +16,22 @@ from bot.messaging.model import Kind
 from bot.payloads import Action
 from bot.router import Router
 from bot.scheduler import Job
-from handlers import report_filing as filing
-from handlers.report_filing import StaffAction
 from handlers.report_media import MediaRefused, take_photo
-from storage import access, audit, outbox, territory
-from storage import report_stats as stats
+from services import report_cards as filing
+from services import report_figures as figures
+from services import report_work as work
+from services.report_cards import StaffAction
+from storage import audit, outbox, territory
 from storage import reports as rep
-from storage.base import reread
 
 router = Router()
 
 FIX_NOTE, DUP_OF = "report.fixnote", "report.dupof"
 TEAM_ROLES = ("team", "staff", "admin")
-MAX_NOTE = 500
+MAX_NOTE = work.MAX_NOTE
 REASONS = {"n": rep.CloseReason.NOT_RESPONSIBLE, "u": rep.CloseReason.UNABLE,
            "d": rep.CloseReason.DUPLICATE}
+STEPS = {"a": "ack", "p": "progress"}  # StaffAction's step -> services.report_work's
 
 
 @dataclass(frozen=True)
@@ -57,16 +56,16 @@ class ShowCard(Action, code="rcard"):
     report_id: int
 
 
-async def _report_for_action(ctx: Context, report_id: int) -> rep.Report | None:
+async def _report_for_action(ctx: Context, report_id: int | None) -> rep.Report | None:
     """The report, when this person may act on it; otherwise a clear refusal and None."""
-    report = await rep.get(ctx.session, report_id, fresh=True)
-    if report is None:
+    found = await work.report_for(ctx.session, await ctx.scope(), report_id)
+    if found.outcome == "unknown":
         ctx.say("common.button_invalid")
         return None
-    if not filing.may_act(await ctx.scope(), report):
-        ctx.say("reports.not_your_team", ref=report.reference)
+    if found.outcome == "not_yours":
+        ctx.say("reports.not_your_team", ref=found.report.reference)
         return None
-    return report
+    return found.report
 
 
 def _moved_on(ctx: Context, report: rep.Report) -> None:
@@ -74,20 +73,28 @@ def _moved_on(ctx: Context, report: rep.Report) -> None:
             status=filing.status_label(ctx.services, ctx.lang, report))
 
 
-async def _after_transition(ctx: Context, report_id: int, action: str, *,
-                            note: str | None = None, photo: str | None = None,
-                            **detail) -> rep.Report:
-    report = await rep.get(ctx.session, report_id, fresh=True)
-    await audit.record(ctx.session, ctx.resident.id, f"report.{action}", report.reference,
-                       status=report.status, **detail)
-    await filing.notify_status(ctx.session, ctx.services, report, note=note, photo=photo)
-    ctx.pushed = True
-    # The report's next actions under the answer, while it is open: where choices are typed
-    # numbers (WeChat), the card's own are on an older message and mean nothing by then.
-    ctx.say("reports.done_staff",
-            filing.staff_buttons(ctx.services, ctx.identity.id, report, ctx.lang),
-            ref=report.reference, status=filing.status_label(ctx.services, ctx.lang, report))
-    return report
+def _answer(ctx: Context, worked: work.Worked) -> None:
+    """What the person who acted reads: done (the reporter was told), or why not."""
+    if worked.pushed:
+        ctx.pushed = True
+    report = worked.report
+    if worked.outcome == "done" and report is not None:
+        if worked.team is not None:
+            ctx.say("reports.reassigned", ref=report.reference,
+                    team=territory.localized(worked.team, ctx.lang))
+        else:
+            # The report's next actions under the answer, while it is open: where choices
+            # are typed numbers (WeChat), the card's own are on an older message by then.
+            ctx.say("reports.done_staff",
+                    filing.staff_buttons(ctx.services, ctx.identity.id, report, ctx.lang),
+                    ref=report.reference,
+                    status=filing.status_label(ctx.services, ctx.lang, report))
+    elif worked.outcome == "moved_on" and report is not None:
+        _moved_on(ctx, report)
+    elif worked.outcome == "not_yours" and report is not None:
+        ctx.say("reports.not_your_team", ref=report.reference)
+    else:
+        ctx.say("common.button_invalid")
 
 
 # -- the card's buttons --------------------------------------------------------------------
@@ -98,25 +105,19 @@ async def staff_action(ctx: Context, press: StaffAction) -> None:
     if report is None:
         return
     action = press.step
-    if report.status not in [s.value for s in rep.OPEN]:
+    if not work.is_open(report):
         _moved_on(ctx, report)
         return
-    if action in filing.STAFF_ACTIONS:
-        to = filing.STAFF_ACTIONS[action]
-        if await rep.transition(ctx.session, report.id, to, actor_id=ctx.resident.id,
-                                now=ctx.now) is None:
-            _moved_on(ctx, await reread(ctx.session, report))
-            return
-        await _after_transition(ctx, report.id, "ack" if action == "a" else "progress")
+    if action in STEPS:
+        _answer(ctx, await work.set_status(ctx.session, ctx.services, await ctx.scope(),
+                                           ctx.resident.id, report.id, STEPS[action], ctx.now))
     elif action == "f":
         ctx.goto(FIX_NOTE, rid=report.id)
         ctx.say("reports.ask_fix_note", [[ctx.button(ctx.t("reports.btn_no_note"),
                                                      FixWithoutNote(report.id))]],
                 ref=report.reference)
     elif action == "r":
-        allowed = await _reassign_targets(ctx, report)
-        teams = [tm for tm in await territory.teams_other_than(ctx.session, report.team_id)
-                 if allowed is None or tm.id in allowed]
+        teams = await work.reassign_choices(ctx.session, ctx.services, await ctx.scope(), report)
         ctx.say("reports.ask_reassign", [[ctx.button(territory.localized(tm, ctx.lang),
                                                      Reassign(report.id, tm.id))]
                                          for tm in teams],
@@ -163,69 +164,28 @@ async def _mark_fixed(ctx: Context, report_id: int, note: str | None) -> None:
         else None
     if ctx.state == FIX_NOTE:
         ctx.finish()
-    report = await _report_for_action(ctx, report_id)
-    if report is None:
+    if await _report_for_action(ctx, report_id) is None:
         return
-    if await rep.transition(ctx.session, report.id, rep.Status.FIXED, actor_id=ctx.resident.id,
-                            now=ctx.now, note=note, photo=photo) is None:
-        _moved_on(ctx, await reread(ctx.session, report))
-        return
-    await _after_transition(ctx, report.id, "fix", note=note, photo=photo)
-
-
-async def _reassign_targets(ctx: Context, report: rep.Report) -> set[int] | None:
-    """Teams a report may be handed to by this person: those their scope reaches, together
-    with the teams working the report's own station; None for admins (every team)."""
-    _, teams = await access.reach(ctx.session, await ctx.scope(), ctx.services.geo,
-                                  await access.station_estates(ctx.session, report.estate_id))
-    return teams
+    _answer(ctx, await work.mark_fixed(ctx.session, ctx.services, await ctx.scope(),
+                                       ctx.resident.id, report_id, ctx.now, note=note,
+                                       photo=photo))
 
 
 @router.action(Reassign)
 async def reassign(ctx: Context, press: Reassign) -> None:
-    report = await _report_for_action(ctx, press.report_id)
-    if report is None:
+    if await _report_for_action(ctx, press.report_id) is None:
         return
-    team = await territory.team(ctx.session, press.team_id)
-    allowed = await _reassign_targets(ctx, report)
-    if team is None or team.id == report.team_id or (allowed is not None
-                                                      and team.id not in allowed):
-        ctx.say("common.button_invalid")
-        return
-    if not await rep.reassign(ctx.session, report.id, report.team_id, team.id,
-                              actor_id=ctx.resident.id, now=ctx.now):
-        _moved_on(ctx, await reread(ctx.session, report))
-        return
-    report = await rep.get(ctx.session, report.id, fresh=True)
-    await audit.record(ctx.session, ctx.resident.id, "report.reassign", report.reference,
-                       to_team=team.code)
-    await filing.send_card_to_team(ctx.session, ctx.services, report, reason="reassigned")
-    ctx.pushed = True
-    ctx.say("reports.reassigned", ref=report.reference, team=territory.localized(team, ctx.lang))
+    _answer(ctx, await work.reassign(ctx.session, ctx.services, await ctx.scope(),
+                                     ctx.resident.id, press.report_id, press.team_id, ctx.now))
 
 
 @router.action(Close)
 async def close(ctx: Context, press: Close) -> None:
-    report = await _report_for_action(ctx, press.report_id)
-    if report is None:
+    if await _report_for_action(ctx, press.report_id) is None:
         return
-    reason = REASONS[press.reason]
-    if await rep.transition(ctx.session, report.id, rep.Status.CLOSED, actor_id=ctx.resident.id,
-                            now=ctx.now, reason=reason) is None:
-        _moved_on(ctx, await reread(ctx.session, report))
-        return
-    await _after_transition(ctx, report.id, "close", reason=reason.value)
-
-
-async def _may_see_original(ctx: Context, original: rep.Report, rid: int | None) -> bool:
-    """A report this person may act on, or one with a team they could hand this one to."""
-    if filing.may_act(await ctx.scope(), original):
-        return True
-    report = await rep.get(ctx.session, rid) if rid else None
-    if report is None:
-        return False
-    allowed = await _reassign_targets(ctx, report)
-    return allowed is None or original.team_id in allowed
+    _answer(ctx, await work.close(ctx.session, ctx.services, await ctx.scope(),
+                                  ctx.resident.id, press.report_id, REASONS[press.reason],
+                                  ctx.now))
 
 
 @router.state(DUP_OF)
@@ -234,30 +194,22 @@ async def duplicate_of(ctx: Context) -> None:
     if ctx.inbound.kind != Kind.TEXT:
         ctx.say("reports.ask_duplicate_of_again")
         return
-    original = await rep.by_reference(ctx.session, ctx.inbound.text.strip())
-    if original is not None and not await _may_see_original(ctx, original, rid):
-        # A reference outside this person's reach is answered as if it did not exist, so the
-        # question "does Z-… exist?" reveals nothing beyond their scope.
-        original = None
-    if original is None or original.id == rid:
+    scope = await ctx.scope()
+    found = await work.find_original(ctx.session, ctx.services, scope, rid, ctx.inbound.text)
+    if found.outcome == "unknown":
         ctx.say("reports.duplicate_unknown", text=ctx.inbound.text[:30])
         return
-    if original.status == rep.Status.CLOSED:
+    original = found.report
+    assert original is not None
+    if found.outcome == "closed":
         ctx.say("reports.duplicate_closed", ref=original.reference)
         return
     ctx.finish()
-    report = await _report_for_action(ctx, rid)
-    if report is None:
+    if await _report_for_action(ctx, rid) is None:
         return
-    if await rep.transition(ctx.session, report.id, rep.Status.CLOSED, actor_id=ctx.resident.id,
-                            now=ctx.now, reason=rep.CloseReason.DUPLICATE,
-                            duplicate_of=original.id, note=original.reference) is None:
-        _moved_on(ctx, await reread(ctx.session, report))
-        return
-    await rep.merge_followers(ctx.session, report.id, original.id)
-    await _after_transition(ctx, report.id, "duplicate",
-                            note=ctx.t("reports.duplicate_note", ref=original.reference),
-                            original=original.reference)
+    _answer(ctx, await work.mark_duplicate(
+        ctx.session, ctx.services, scope, ctx.resident.id, rid, original, ctx.now,
+        note=ctx.t("reports.duplicate_note", ref=original.reference)))
 
 
 @router.action(ShowCard)
@@ -319,51 +271,26 @@ async def show_stats(ctx: Context) -> None:
             return
         days = int(arg)
     until = ctx.now
-    since = until - timedelta(days=days)
-    scope = await ctx.scope()
-    zone_ids, team_ids = await access.reach(ctx.session, scope, ctx.services.geo)
-    table = await stats.compute(ctx.session, since, until,
-                                estate_ids=None if scope.everything else scope.estate_ids,
-                                zone_ids=zone_ids, team_ids=team_ids)
-    header = [ctx.t(f"reports.col_{c}") for c in COLUMNS]
+    table = await figures.compute(ctx.session, ctx.services.geo, await ctx.scope(), days, until)
     lines = [ctx.t("reports.stats_title", days=days, total=table.total.received)]
     lines.append(ctx.t("reports.stats_by_zone"))
-    csv_rows = [[ctx.t("reports.col_kind"), *header]]
-    for kind, items in (("zone", table.zones), ("team", table.teams)):
-        if kind == "team":
+    team_seen = False
+    for kind, cells, _ in figures.rows(ctx.t, ctx.lang, table):
+        if kind == "team" and not team_seen:
             lines.append(ctx.t("reports.stats_by_team"))
-        for row, fig in items:
-            name = territory.localized(row, ctx.lang) if row is not None else \
-                ctx.t("reports.stats_none")
-            cells = _cells(name, fig)
-            lines.append(ctx.t("reports.stats_line", name=name, received=cells[1],
-                               ack=cells[2], fix=cells[3], sla=cells[4], reopen=cells[5],
-                               rating=cells[6]))
-            csv_rows.append([ctx.t(f"reports.stats_{kind}"), *cells])
+            team_seen = True
+        lines.append(ctx.t("reports.stats_line", name=cells[0], received=cells[1],
+                           ack=cells[2], fix=cells[3], sla=cells[4], reopen=cells[5],
+                           rating=cells[6]))
+    if not team_seen:
+        lines.append(ctx.t("reports.stats_by_team"))
     ctx.reply("\n".join(lines))
-    buf = io.StringIO()
-    csv.writer(buf).writerows(csv_rows)
     name = f"report-stats-{until:%Y%m%d}-{days}d.csv"
     rel = await asyncio.to_thread(ctx.services.media.save,
-                                  ("\ufeff" + buf.getvalue()).encode("utf-8"), ".csv")
+                                  figures.csv_bytes(ctx.t, ctx.lang, table), ".csv")
     ctx.reply(ctx.t("reports.stats_csv"), document=str(ctx.services.media.path(rel)),
               document_name=name)
     await audit.record(ctx.session, ctx.resident.id, "report.stats", None, days=days)
-
-
-COLUMNS = ("name", "received", "ack", "fix", "sla", "reopen", "rating")
-
-
-def _cells(name: str, fig: stats.Figures) -> list[str]:
-    def hours(v):
-        return "-" if v is None else f"{v:.1f}h"
-
-    def pct(v):
-        return "-" if v is None else f"{100 * v:.0f}%"
-
-    return [name, str(fig.received), hours(fig.median_ack), hours(fig.median_fix),
-            pct(fig.in_sla_share), pct(fig.reopen_rate),
-            "-" if fig.mean_rating is None else f"{fig.mean_rating:.2f}"]
 
 
 # -- escalation ----------------------------------------------------------------------------

@@ -13,9 +13,9 @@ from bot.conversation import KEEP, STAY, Conversation, ConversationTexts, Go, St
 from bot.messaging.model import Kind
 from bot.payloads import Action
 from bot.router import Router
-from handlers import report_filing as filing
-from handlers.report_filing import ConfirmFixed
 from handlers.report_media import MediaRefused, take_photo, take_voice
+from services import report_cards as filing
+from services.report_cards import ConfirmFixed
 from services.report_filing import same_nearby
 from storage import reports as rep
 from storage import territory

@@ -9,19 +9,18 @@ from datetime import datetime
 
 from bot.context import Context, Services
 from bot.conversation import NEXT, STAY, Conversation, ConversationTexts, Go, StepAnswer
-from bot.messaging.model import Button, Outbound
+from bot.messaging.model import Button
 from bot.payloads import Action
-from bot.pushes import Batch, Recipient, push
+from bot.pushes import Recipient, push
 from bot.router import Router
 from bot.scheduler import Job
 from handlers import drafting
-from handlers.survey_results import results_reply, table_chunks
 from handlers.text_lists import split_items
-from services import deliberation
+from services import deliberation, poll_rules
+from services import survey_results as results
+from services.survey_results import results_reply
 from storage import audit, outbox, surveys
 from storage.audience import Audience, Each, recipients
-from storage.base import reread
-from storage.people import identities_of, resident_by_id
 
 router = Router()
 DRAFT, ANSWER = "survey.draft", "survey.answer"
@@ -430,7 +429,7 @@ async def show_results(ctx: Context, press: ShowResults) -> None:
 
 async def _runs(ctx: Context, survey: surveys.Survey) -> bool:
     """They see the free text before the close and may close it early, as with polls."""
-    return deliberation.runs(await ctx.scope(), survey.committee_id)
+    return poll_rules.runs(await ctx.scope(), survey.committee_id)
 
 
 async def _survey_to_close(ctx: Context, survey_id: int) -> surveys.Survey | None:
@@ -465,13 +464,12 @@ async def close_early(ctx: Context, press: CloseNow) -> None:
     survey = await _survey_to_close(ctx, press.survey_id)
     if survey is None:
         return
-    if not await surveys.close_now(ctx.session, survey.id, ctx.now):
-        ctx.say("surveys.already_closed", number=survey.id)
+    outcome = await results.close_early(ctx.session, ctx.services, await ctx.scope(),
+                                        ctx.resident.id, survey.id, ctx.now)
+    if outcome != "done":
+        ctx.say("common.not_allowed" if outcome == "not_allowed" else "surveys.already_closed",
+                number=survey.id)
         return
-    await audit.record(ctx.session, ctx.resident.id, "survey.close", f"survey:{survey.id}",
-                       early=True)
-    survey = await reread(ctx.session, survey)
-    await _announce_closed(ctx.session, ctx.services, survey)
     ctx.pushed = True
     ctx.say("surveys.closed_early", number=survey.id)
 
@@ -484,7 +482,7 @@ async def tick(sessions, services: Services, deliverer) -> None:
             survey = await surveys.get_survey(session, survey_id)
             await audit.record(session, None, "survey.close", f"survey:{survey_id}",
                                by="scheduler")
-            await _announce_closed(session, services, survey)
+            await results.announce_closed(session, services, survey)
         pending = [s.id for s in await surveys.pending_invites(session)]
     for survey_id in pending:
         for _ in range(40):
@@ -496,36 +494,6 @@ async def tick(sessions, services: Services, deliverer) -> None:
                 break
     if deliverer is not None:
         deliverer.wake()
-
-
-async def _announce_closed(session, services: Services, survey: surveys.Survey) -> None:
-    """The author hears the survey closed and everyone who answered gets the results: the
-    same whether the clock closed it or the committee did."""
-    author = await resident_by_id(session, survey.author_id)
-    for ident in await identities_of(session, survey.author_id):
-        await push(session, services.texts, Recipient(ident.id, author.language),
-                   "surveys.closed_author", dedupe_key=f"survey:{survey.id}:closed:{ident.id}",
-                   number=survey.id)
-    await _push_results(session, services, survey)
-
-
-async def _push_results(session, services: Services, survey) -> None:
-    """Everyone who answered hears the results table at close (free text stays with the
-    committee), in their language; one bulk insert, once per identity and chunk."""
-    results = await surveys.results(session, survey)
-    started, completed = await surveys.respondents(session, survey.id)
-    assisted = await surveys.assisted_count(session, survey.id)
-    chunks: dict[str, list[str]] = {}  # rendered once per language
-    pushes = Batch(services.texts)
-    for identity_id, lang in await surveys.respondent_identities(session, survey.id):
-        t = pushes.reader(Recipient(identity_id, lang))
-        if t.lang not in chunks:
-            chunks[t.lang] = table_chunks(t, survey, results, started, completed, assisted)
-        for n, chunk in enumerate(chunks[t.lang]):
-            pushes.add(identity_id, Outbound(text=chunk), priority=outbox.Priority.BULK,
-                       group=f"survey:{survey.id}",
-                       dedupe_key=f"survey:{survey.id}:res:{identity_id}:{n}")
-    await pushes.send(session)
 
 
 class _LostRace(Exception):

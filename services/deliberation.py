@@ -1,6 +1,6 @@
-"""Rules polls and surveys share once published, and a survey answer's rules: who runs one
-(sees it whole, closes it early), who may answer, and an answer taken whole. The chat
-(handlers/surveys.py, handlers/polls.py) and the web call these."""
+"""A survey answer's rules: who may answer, and an answer taken whole (who runs a survey is
+services/poll_rules.py's, as for polls). The chat (handlers/surveys.py) and the web call
+these."""
 
 from __future__ import annotations
 
@@ -9,14 +9,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import surveys
-from storage.access import Scope
 from storage.people import Resident
-
-
-def runs(scope: Scope, committee_id: int | None) -> bool:
-    """Admins, and the members and station staff of the committee it belongs to."""
-    return scope.everything or (committee_id in scope.committee_ids
-                                and scope.has("staff", "committee"))
 
 
 async def survey_refusal(session: AsyncSession, survey: surveys.Survey, resident: Resident,

@@ -4,6 +4,7 @@ from storage import (
     alerts,
     audit,
     choices,
+    dashboard,
     dialog,
     guides,
     kv,
@@ -25,6 +26,6 @@ from storage import (
 )
 from storage.base import Base
 
-__all__ = ["Base", "alerts", "audit", "choices", "dialog", "guides", "kv", "notices", "open311", "outbox",
+__all__ = ["Base", "alerts", "audit", "choices", "dashboard", "dialog", "guides", "kv", "notices", "open311", "outbox",
            "people", "polls", "proposals", "reports", "subscriptions", "surveys", "territory",
            "updates", "verification", "volunteer_hours", "volunteer_teams", "volunteering"]

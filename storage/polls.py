@@ -480,6 +480,15 @@ async def open_of_committees(session: AsyncSession, committee_ids: set[int] | No
     return list((await session.scalars(q)).all())
 
 
+async def of_committees(session: AsyncSession, committee_ids: set[int] | None,
+                        limit: int = 50) -> list[Poll]:
+    """Polls of these committees (None: all), open and closed, newest first."""
+    q = select(Poll).order_by(Poll.id.desc()).limit(limit)
+    if committee_ids is not None:
+        q = q.where(Poll.committee_id.in_(committee_ids or {-1}))
+    return list((await session.scalars(q)).all())
+
+
 async def due(session: AsyncSession, now: datetime, limit: int = 20) -> list[int]:
     rows = await session.scalars(
         select(Poll.id).where(Poll.status == "open", Poll.closes_at <= now)

@@ -417,6 +417,52 @@ async def queue(session: AsyncSession, now: datetime, *, team_ids: set[int] | No
     return list(rows.all()), int(total or 0)
 
 
+@dataclass(frozen=True)
+class QueueFilter:
+    """The staff dashboard's queue: who sees what (as `queue`), and the filters picked."""
+
+    team_ids: frozenset[int] = frozenset()
+    estate_ids: frozenset[int] = frozenset()
+    everything: bool = False
+    zone_id: int | None = None
+    team_id: int | None = None
+    category: str | None = None
+    statuses: tuple[str, ...] = tuple(s.value for s in OPEN)
+
+
+async def queue_page(session: AsyncSession, now: datetime, flt: QueueFilter, *,
+                     limit: int = 50, offset: int = 0) -> tuple[list[Report], int]:
+    """One page of reports a viewer may see, filtered: overdue (still open) first, then by
+    deadline; and how many match."""
+    cond: list[ColumnElement[bool]] = [Report.status.in_(flt.statuses)]
+    if not flt.everything:
+        who = []
+        if flt.team_ids:
+            who.append(Report.team_id.in_(flt.team_ids))
+        if flt.estate_ids:
+            who.append(Report.estate_id.in_(flt.estate_ids))
+        if not who:
+            return [], 0
+        cond.append(or_(*who))
+    if flt.zone_id is not None:
+        cond.append(Report.zone_id == flt.zone_id)
+    if flt.team_id is not None:
+        cond.append(Report.team_id == flt.team_id)
+    if flt.category:
+        cond.append(Report.category == flt.category)
+    open_values = [s.value for s in OPEN]
+    overdue = case((and_(Report.fix_due_at < now, Report.status.in_(open_values)), 0), else_=1)
+    rows = await session.scalars(
+        select(Report).where(*cond).order_by(overdue, Report.fix_due_at, Report.id)
+        .limit(limit).offset(offset))
+    total = await session.scalar(select(func.count()).select_from(Report).where(*cond))
+    return list(rows.all()), int(total or 0)
+
+
+async def media_by_id(session: AsyncSession, media_id: int) -> ReportMedia | None:
+    return await session.get(ReportMedia, media_id)
+
+
 async def claim_overdue(session: AsyncSession, now: datetime, limit: int = 100) -> list[Report]:
     """Open reports past an SLA, not yet escalated; each is claimed once, across workers."""
     late = or_(Report.fix_due_at < now,

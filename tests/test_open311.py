@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select, update
 
 from bot.config import Open311Settings
-from handlers.report_filing import file_urgent_report
+from services.report_cards import file_urgent_report
 from storage import audit, open311
 from storage import reports as rep
 from storage.people import Resident, identity_for

@@ -13,12 +13,11 @@ from sqlalchemy import select
 
 from bot.messaging.model import Button
 from bot.pushes import Recipient, language_of, push, translator
-from handlers import report_filing as filing
 from handlers.notice_jobs import fan_out, report_progress
 from handlers.poll_ballots import _fanout_step, invitation, results_text
-from handlers.survey_results import table_chunks
-from handlers.surveys import _push_results
 from handlers.volunteering_organise import send_announcements
+from services import report_cards as filing
+from services.survey_results import push_results, table_chunks
 from storage import notices, outbox, polls, surveys
 from storage import reports as rep
 from storage import volunteering as vol
@@ -200,7 +199,7 @@ async def test_survey_results_in_each_readers_language(make_app, db_url):
             author_id=en.resident_id)
         for who in (en, zh):
             await surveys.response_for(s, survey.id, who.resident_id, create=True)
-        await _push_results(s, services, survey)
+        await push_results(s, services, survey)
     got = await _payloads(app, f"survey:{survey.id}")
     async with app.sessions() as s:
         row = await surveys.get_survey(s, survey.id)

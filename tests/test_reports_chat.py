@@ -180,7 +180,7 @@ async def test_bad_inputs_keep_the_draft(make_app, sqlite_url):
     assert row.category == "rubbish" and row.estate_id is not None and not row.exact_point
     assert [(m.kind, m.duration) for m in media] == [("voice", 7)]
     # The team's card says the description is a voice note (it showed no description line).
-    from handlers.report_filing import card_text
+    from services.report_cards import card_text
 
     async with app2.sessions() as s:
         for lang, line in (("en", "Description: (voice note, 7 s)"),

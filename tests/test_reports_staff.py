@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy import update
 
 from bot.scheduler import run_jobs_once
-from handlers.report_filing import file_urgent_report
+from services.report_cards import file_urgent_report
 from storage import audit, outbox
 from storage import reports as rep
 from storage.base import utcnow

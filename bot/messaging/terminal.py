@@ -211,6 +211,11 @@ class TerminalAdapter:
         chosen = await self.language_of(self.user) if self.language_of is not None else None
         return chosen or normalize_language(self.language, self.texts.default)
 
+    async def note(self, key: str, **values) -> None:
+        """A line of the terminal's own (e.g. the dashboard's address), in the person's
+        language."""
+        await self._say(key, **values)
+
     async def _say(self, key: str, **values) -> None:
         self._write([self.texts.get(await self._lang(), key, **values)])
 

@@ -35,6 +35,10 @@ class WebServer:
         self.reuse_port = reuse_port  # several workers on one port
         self._runner: web.AppRunner | None = None
 
+    @property
+    def running(self) -> bool:
+        return self._runner is not None
+
     async def start(self) -> None:
         runner = self._runner = web.AppRunner(self.app, access_log=None)
         await runner.setup()

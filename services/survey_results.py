@@ -1,14 +1,23 @@
 """A survey's results: a table of percentages per question (two decimals, half up), a CSV export,
-and, for the committee only, the free-text answers."""
+and, for the committee only, the free-text answers; what closing a survey tells people, and
+closing one early. Shared by the chat (handlers/surveys.py) and the staff dashboard."""
 
 from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.messaging.model import Outbound
-from bot.pushes import translator
-from storage import surveys
+from bot.pushes import Batch, Recipient, push, translator
+from services import poll_rules
+from storage import audit, outbox, surveys
+from storage.access import Scope
+from storage.base import reread
+from storage.people import identities_of, resident_by_id
 
 MAX_MESSAGE = 3500
 
@@ -85,3 +94,53 @@ async def results_reply(session, services, lang: str, survey: surveys.Survey, *,
             lines += [f"- {text}" for text in r.texts]
             replies += [Outbound(text=chunk) for chunk in _chunks(lines)]
     return replies
+
+
+async def announce_closed(session, services, survey: surveys.Survey) -> None:
+    """The author hears the survey closed and everyone who answered gets the results: the
+    same whether the clock closed it or the committee did."""
+    author = await resident_by_id(session, survey.author_id)
+    language = author.language if author else None
+    for ident in await identities_of(session, survey.author_id):
+        await push(session, services.texts, Recipient(ident.id, language),
+                   "surveys.closed_author", dedupe_key=f"survey:{survey.id}:closed:{ident.id}",
+                   number=survey.id)
+    await push_results(session, services, survey)
+
+
+async def push_results(session, services, survey) -> None:
+    """Everyone who answered hears the results table at close (free text stays with the
+    committee), in their language; one bulk insert, once per identity and chunk."""
+    results = await surveys.results(session, survey)
+    started, completed = await surveys.respondents(session, survey.id)
+    assisted = await surveys.assisted_count(session, survey.id)
+    chunks: dict[str, list[str]] = {}  # rendered once per language
+    pushes = Batch(services.texts)
+    for identity_id, lang in await surveys.respondent_identities(session, survey.id):
+        t = pushes.reader(Recipient(identity_id, lang))
+        if t.lang not in chunks:
+            chunks[t.lang] = table_chunks(t, survey, results, started, completed, assisted)
+        for n, chunk in enumerate(chunks[t.lang]):
+            pushes.add(identity_id, Outbound(text=chunk), priority=outbox.Priority.BULK,
+                       group=f"survey:{survey.id}",
+                       dedupe_key=f"survey:{survey.id}:res:{identity_id}:{n}")
+    await pushes.send(session)
+
+
+Closed = Literal["done", "unknown", "not_allowed", "already_closed"]
+
+
+async def close_early(session: AsyncSession, services, scope: Scope, actor_id: int,
+                      survey_id: int, now: datetime) -> Closed:
+    """Close an open survey now, by one who runs it (services.poll_rules.runs): audited; its
+    author hears it closed and everyone who answered gets the results."""
+    survey = await surveys.get_survey(session, survey_id)
+    if survey is None:
+        return "unknown"
+    if not poll_rules.runs(scope, survey.committee_id):
+        return "not_allowed"
+    if survey.status != "open" or not await surveys.close_now(session, survey.id, now):
+        return "already_closed"
+    await audit.record(session, actor_id, "survey.close", f"survey:{survey.id}", early=True)
+    await announce_closed(session, services, await reread(session, survey))
+    return "done"

@@ -1,5 +1,6 @@
 """Filing a report and telling people about it: shared by the resident conversation, the staff
-actions, the escalation job, and other features (an emergency notice's "I need help").
+actions (in chat and on the staff dashboard), the escalation job, and other features (an
+emergency notice's "I need help"). A service, not a handler: the web features use it too.
 
 Everything here works on a session and the services, so callers outside a conversation can use
 it; every push goes through the outbox, in the recipient's own language.
@@ -17,8 +18,8 @@ from services import report_filing as filing
 from storage import open311, outbox, territory
 from storage import reports as rep
 from storage.access import Scope, scope_of
-from storage.base import utcnow
-from storage.people import Resident, identities_of, resident_by_id
+from storage.base import must_get, utcnow
+from storage.people import Resident, identities_of
 
 STAFF_ACTIONS = {  # StaffAction's step -> the status it moves to
     "a": rep.Status.ACKNOWLEDGED,
@@ -142,7 +143,7 @@ async def card_text(session, services, report: rep.Report, lang: str, *,
     lines.append(t(services, lang, "reports.card_due", ack=services.local_time(report.ack_due_at),
                    fix=services.local_time(report.fix_due_at)))
     if show_reporter:
-        person = await resident_by_id(session, report.reporter_id)
+        person = await must_get(session, Resident, report.reporter_id)
         name, phone = person.display_name or f"#{person.id}", person.phone or "-"
         sub = await open311.first_submission(session, report.id)
         if sub is not None:  # filed through the API: the contact that came with it
@@ -172,7 +173,7 @@ async def place_text(session, services, report: rep.Report, lang: str) -> str:
         estate = await territory.estate(session, report.estate_id)
         parts.append(territory.localized(estate, lang))
         if report.building_id:
-            building = await territory.building_by_id(session, report.building_id)
+            building = await must_get(session, territory.Building, report.building_id)
             parts.append(t(services, lang, "reports.building", number=building.number))
     if report.zone_id:
         zone = await territory.zone(session, report.zone_id)
@@ -221,7 +222,7 @@ async def card_outbounds(session, services, report: rep.Report, identity_id: int
 
 async def push_card(session, services, report: rep.Report, resident_id: int, *,
                     header_key: str | None = None, priority=None) -> int:
-    person = await resident_by_id(session, resident_id)
+    person = await must_get(session, Resident, resident_id)
     show = may_act(await scope_of(session, resident_id), report)
     batch = Batch(services.texts)
     for ident in await identities_of(session, resident_id):
@@ -260,7 +261,7 @@ async def notify_status(session, services, report: rep.Report, *, note: str | No
     batch = Batch(services.texts)
     changed_at = services.local_iso(utcnow())
     for resident_id, is_reporter in people:
-        person = await resident_by_id(session, resident_id)
+        person = await must_get(session, Resident, resident_id)
         key = "reports.update_yours" if is_reporter else "reports.update_followed"
         for ident in await identities_of(session, resident_id):
             t = batch.reader(Recipient(ident.id, person.language))

@@ -1,0 +1,89 @@
+"""Making a notice, for every desk: the chat's /notice (handlers/notices.py) and the staff
+dashboard (web/dashboard) both call these, so the audience is checked against the sender's
+scope the same way (services.notice_audience), the preview counts the same reachable people,
+and the notice is created and audited the same way; the notices-fanout job then sends it.
+Also who may manage a notice once made, and its delivery figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services import notice_audience as aud
+from storage import audit, notices, outbox
+from storage.access import Scope
+from storage.notices import Notice, NoticeError, NoticeStatus
+
+MAX_TEXT = 3500  # leaves room for the category header within one platform message
+
+
+def clean_texts(texts: dict[str, str]) -> dict[str, str]:
+    """The notice's texts by language: empty ones dropped; NoticeError when none is left or
+    one is too long."""
+    kept = {lang: text.strip() for lang, text in texts.items() if text and text.strip()}
+    if not kept:
+        raise NoticeError("empty_text")
+    if any(len(text) > MAX_TEXT for text in kept.values()):
+        raise NoticeError("too_long")
+    return kept
+
+
+async def reachable(session: AsyncSession, geo, scope: Scope, category: str, kind: str,
+                    target: int | None) -> int:
+    """How many chats a notice to this audience would reach now (the preview's figure);
+    NoticeError when the audience is not the sender's to choose."""
+    resolved = await aud.resolve(session, geo, scope, kind, target)
+    probe = Notice(category=category, urgent=category == "emergency",
+                   audience_kind=resolved.kind, estate_ids=resolved.estate_ids,
+                   building_ids=resolved.building_ids)
+    return await notices.count_reachable(session, probe)
+
+
+async def create(session: AsyncSession, geo, scope: Scope, *, category: str, kind: str,
+                 target: int | None, texts: dict[str, str], photo: str | None,
+                 at: datetime, now: datetime, created_by: int,
+                 sender_identity_id: int | None) -> Notice:
+    """The notice, ready to go at `at` (now: at once). The audience is checked again here:
+    roles may have changed while the draft waited. NoticeError when refused."""
+    resolved = await aud.resolve(session, geo, scope, kind, target)
+    notice = await notices.create_notice(
+        session, category=category, audience_kind=resolved.kind,
+        audience_ids=[resolved.target_id] if resolved.target_id else [],
+        estate_ids=resolved.estate_ids, building_ids=resolved.building_ids,
+        texts=texts, photo=photo, scheduled_at=at, created_by=created_by,
+        sender_identity_id=sender_identity_id)
+    assert notice is not None  # no dedupe key: always created
+    await audit.record(session, created_by, "notice.create", f"notice:{notice.id}",
+                       category=notice.category, audience=resolved.kind,
+                       target_id=resolved.target_id,
+                       scheduled=at.isoformat() if at != now else None)
+    return notice
+
+
+def may_manage(scope: Scope, resident_id: int, notice: Notice) -> bool:
+    """Admins, the notice's author, and (for a system notice) staff covering all its estates."""
+    covered = notice.estate_ids is not None and all(scope.covers_estate(e)
+                                                    for e in notice.estate_ids)
+    return (scope.everything or notice.created_by == resident_id
+            or (notice.created_by is None and covered))
+
+
+@dataclass(frozen=True)
+class Progress:
+    total: int  # recipients queued by the fan-out so far
+    sent: int
+    waiting: int
+    failed: int
+    unreachable: int
+    done: bool  # fan-out finished (or cancelled) and nothing waits
+
+
+async def progress(session: AsyncSession, notice: Notice) -> Progress:
+    figures = await outbox.figures(session, notice.group)
+    waiting = figures["pending"] + figures["sending"]
+    done = waiting == 0 and (notice.fanout_done_at is not None
+                             or notice.status == NoticeStatus.CANCELLED)
+    return Progress(notice.recipients, figures["sent"], waiting, figures["failed"],
+                    figures["unreachable"], done)

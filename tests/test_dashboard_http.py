@@ -1,0 +1,702 @@
+"""The staff dashboard over HTTP: sign-in by a one-time link (used once, expiring), the
+session's cookie and its end (sign-out, a revoked role), CSRF on every form, and every route's
+permission for every role, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from services import dashboard as rules
+from storage import reports as rep
+from tests.dashboard_support import LINK, Client, dashboard_app, file, link_for, person, revoke
+from tests.report_helpers import drain
+
+ROLES = {
+    "admin": ("admin", None),
+    "staff": ("staff", "sxs-station"),
+    "committee": ("committee", "victoria"),
+    "south": ("team", "south-joint"),
+    "north": ("team", "north-joint"),
+}
+
+
+@pytest.fixture
+async def served(tmp_path):
+    apps, clients = [], []
+
+    async def build(url, **kw):
+        app, chat, base = await dashboard_app(url, tmp_path, **kw)
+        apps.append(app)
+        return app, chat, base
+
+    def client(base):
+        c = Client(base)
+        clients.append(c)
+        return c
+
+    build.client = client
+    yield build
+    for c in clients:
+        await c.close()
+    for app in apps:
+        await app.stop()
+
+
+async def test_sign_in_once_cookie_flags_sign_out(served, db_url):
+    app, chat, base = await served(db_url)
+    await person(app, "sam", ROLES["staff"])
+    link = await link_for(chat, "sam")
+    assert link.startswith(base + "/dashboard/login?t=")
+    assert "works once, for 10 minutes" in chat.last_text("sam")
+
+    browser = served.client(base)
+    assert await browser.get("/dashboard/reports") == 401  # not signed in yet
+    assert "Send /dashboard to the bot" in browser.text
+    # Opening the link (as a chat app's preview does) does not use it up.
+    assert await browser.get(link) == 200 and await browser.get(link) == 200
+    token = link.split("t=", 1)[1]
+    raw, _, tag = token.rpartition(".")
+    # The link is signed with the bot's key: the token with another signature, or none, is
+    # refused before the database is asked (and is not used up by the attempt).
+    for forged in (f"{raw}.{'A' * len(tag)}", raw, f".{tag}"):
+        assert await browser.post("/dashboard/login", {"t": forged}, csrf=False) == 400
+    assert await browser.post("/dashboard/login", {"t": token}, csrf=False) == 303
+    cookie = browser.last.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/dashboard" in cookie
+    assert "Secure" not in cookie  # served over http
+    assert "Max-Age=28800" in cookie  # BOT_WEB_SESSION_HOURS: 8
+    assert await browser.get("/dashboard/") == 200 and "Welcome, Sam" in browser.text
+    assert browser.last.headers["Cache-Control"] == "no-store"
+    assert "frame-ancestors 'none'" in browser.last.headers["Content-Security-Policy"]
+
+    # The same link a second time, from another browser: refused.
+    other = served.client(base)
+    assert await other.post("/dashboard/login", {"t": token}, csrf=False) == 400
+    assert "has been used or has expired" in other.text
+    assert await other.get("/dashboard/") == 401
+    assert await other.post("/dashboard/login", {"t": "made-up"}, csrf=False) == 400
+
+    # Sign-out needs the CSRF token, ends the session in the database, clears the cookie.
+    assert await browser.post("/dashboard/logout", csrf=False) == 403
+    assert await browser.post("/dashboard/logout") == 303
+    assert browser.last.headers["Location"] == "/dashboard/signed-out"
+    assert await browser.get("/dashboard/") == 401
+
+
+async def test_expired_link_https_cookie_and_chat_refusals(served, sqlite_url):
+    app, chat, base = await served(sqlite_url, web_url="https://desk.example.org")
+    sam = await person(app, "sam", ROLES["staff"])
+    await person(app, "ann")  # a resident: no role, no link
+    await chat.say("ann", "/dashboard")
+    assert "not allowed" in chat.last_text("ann")
+    async with app.sessions() as s, s.begin():
+        old = await rules.sign_in_link(s, app.services.settings, app.services.signer, sam,
+                                       app.services.clock() - timedelta(minutes=11))
+        fresh = await rules.sign_in_link(s, app.services.settings, app.services.signer, sam,
+                                         app.services.clock())
+    assert old.startswith("https://desk.example.org/dashboard/login?t=")
+    browser = served.client(base)
+    assert await browser.post("/dashboard/login", {"t": old.split("t=")[1]}, csrf=False) == 400
+    assert await browser.post("/dashboard/login", {"t": fresh.split("t=")[1]},
+                              csrf=False) == 303
+    assert "Secure" in browser.last.headers["Set-Cookie"]  # BOT_WEB_URL is https
+
+    app.services.settings.bot.web_url = None
+    await chat.say("sam", "/dashboard")
+    assert "not served here" in chat.last_text("sam")
+
+
+async def test_revoked_role_ends_the_session_at_the_next_request(served, db_url):
+    app, chat, base = await served(db_url)
+    await person(app, "tia", ROLES["south"])
+    browser = served.client(base)
+    assert await browser.sign_in(await link_for(chat, "tia")) == 303
+    assert await browser.get("/dashboard/reports") == 200
+    await revoke(app, "tia", ROLES["south"])
+    assert await browser.get("/dashboard/reports") == 401
+    # Granted again, the old session stays ended: a new link is needed.
+    await person(app, "tia", ROLES["south"])
+    assert await browser.get("/dashboard/reports") == 401
+    assert await browser.sign_in(await link_for(chat, "tia")) == 303
+    assert await browser.get("/dashboard/reports") == 200
+
+
+async def test_csrf_and_origin_on_every_form(served, sqlite_url):
+    app, chat, base = await served(sqlite_url)
+    ann = await person(app, "ann")
+    await person(app, "tia", ROLES["south"])
+    await person(app, "uma", ROLES["south"])
+    ref = await file(app, ann, "rubbish", "Bins full", 30.606, 104.04)
+    tia, uma = served.client(base), served.client(base)
+    assert await tia.sign_in(await link_for(chat, "tia")) == 303
+    assert await uma.sign_in(await link_for(chat, "uma")) == 303
+    assert tia.csrf and uma.csrf and tia.csrf != uma.csrf
+    page = f"/dashboard/reports/{ref}"
+    for form in ({"step": "ack"}, {"step": "ack", "csrf": "0" * 64},
+                 {"step": "ack", "csrf": uma.csrf}):  # none, made up, another session's
+        assert await tia.post(page, form, csrf=False) == 403, form
+        assert "could not be accepted" in tia.text
+    # The right token from another site's page: refused by its Origin.
+    assert await tia.post(page, {"step": "ack"},
+                          headers={"Origin": "https://evil.example"}) == 403
+    for path in ("/dashboard/language", "/dashboard/logout"):
+        assert await tia.post(path, {"lang": "zh-Hans"}, csrf=False) == 403
+    async with app.services.readers() as s:
+        assert (await rep.by_reference(s, ref)).status == "new"  # nothing changed
+    assert await tia.post(page, {"step": "ack"}) == 303
+    async with app.services.readers() as s:
+        assert (await rep.by_reference(s, ref)).status == "acknowledged"
+    # The language switch, with its token: the page in Chinese from now on.
+    assert await tia.post("/dashboard/language", {"lang": "zh-Hans", "back": page}) == 303
+    assert tia.last.headers["Location"] == page
+    assert await tia.get(page) == 200 and "处理记录" in tia.text
+    assert await tia.post("/dashboard/language",
+                          {"lang": "en", "back": "https://evil.example/"}) == 303
+    assert tia.last.headers["Location"] == "/dashboard/"
+
+
+async def test_every_route_for_every_role(served, db_url):
+    """Each role against each route: the section is refused (403) without the role, a report
+    outside the viewer's scope is not found (404), and nothing of it is shown."""
+    app, chat, base = await served(db_url)
+    ann = await person(app, "ann")
+    for name, role in ROLES.items():
+        await person(app, name, role)
+    south_ref = await file(app, ann, "rubbish", "Bins full in the south", 30.606, 104.04)
+    north_ref = await file(app, ann, "rubbish", "Bins full in the north", 30.633, 104.04)
+    await drain(app)
+    clients = {}
+    for name in ROLES:
+        clients[name] = served.client(base)
+        assert await clients[name].sign_in(await link_for(chat, name)) == 303, name
+    anonymous = served.client(base)
+
+    # GET routes: role -> expected status.
+    table = {
+        "/dashboard/": {"admin": 200, "staff": 200, "committee": 200, "south": 200,
+                        "north": 200, None: 401},
+        "/dashboard/reports": {"admin": 200, "staff": 200, "committee": 403, "south": 200,
+                               "north": 200, None: 401},
+        f"/dashboard/reports/{south_ref}": {"admin": 200, "staff": 200, "committee": 403,
+                                            "south": 200, "north": 404, None: 401},
+        f"/dashboard/reports/{north_ref}": {"admin": 200, "staff": 200, "committee": 403,
+                                            "south": 404, "north": 200, None: 401},
+        "/dashboard/reports/Z-1999-00001": {"admin": 404, "staff": 404, "committee": 403,
+                                            "south": 404, "north": 404, None: 401},
+    }
+    for path, expected in table.items():
+        for name, status in expected.items():
+            c = clients[name] if name else anonymous
+            assert await c.get(path) == status, (path, name, c.text[:200])
+            if status != 200 and "/reports/Z-" in path:
+                assert "Bins full" not in c.text
+    # The queue shows only the viewer's scope.
+    await clients["south"].get("/dashboard/reports")
+    assert south_ref in clients["south"].text and north_ref not in clients["south"].text
+    await clients["north"].get("/dashboard/reports")
+    assert north_ref in clients["north"].text and south_ref not in clients["north"].text
+    for name in ("admin", "staff"):
+        await clients[name].get("/dashboard/reports")
+        assert south_ref in clients[name].text and north_ref in clients[name].text
+
+    # POST an action: refused outside the scope, nothing changed.
+    for name, status in (("committee", 403), ("south", 404)):
+        c = clients[name]
+        await c.get("/dashboard/")
+        assert await c.post(f"/dashboard/reports/{north_ref}", {"step": "ack"}) == status
+    assert await anonymous.post(f"/dashboard/reports/{north_ref}", {"step": "ack"},
+                                csrf=False) == 401
+    async with app.services.readers() as s:
+        assert (await rep.by_reference(s, north_ref)).status == "new"
+    await clients["north"].get(f"/dashboard/reports/{north_ref}")
+    assert await clients["north"].post(f"/dashboard/reports/{north_ref}",
+                                       {"step": "ack"}) == 303
+    async with app.services.readers() as s:
+        assert (await rep.by_reference(s, north_ref)).status == "acknowledged"
+
+
+async def test_report_media_scope_and_every_action(served, sqlite_url):
+    app, chat, base = await served(sqlite_url)
+    ann = await person(app, "ann")
+    await person(app, "tia", ROLES["south"])
+    await person(app, "nat", ROLES["north"])
+    photo = app.services.media.save(b"\xff\xd8\xff\xe0 not really a jpeg", ".jpg")
+    voice = app.services.media.save(b"OggS voice", ".ogg")
+    ref = await file(app, ann, "rubbish", "Bins full", 30.606, 104.04, photos=(photo,),
+                     voice=voice, voice_duration=4)
+    other = await file(app, ann, "rubbish", "Bins full too", 30.6061, 104.0401)
+    tia, nat = served.client(base), served.client(base)
+    assert await tia.sign_in(await link_for(chat, "tia")) == 303
+    assert await nat.sign_in(await link_for(chat, "nat")) == 303
+    assert await tia.get(f"/dashboard/reports/{ref}") == 200
+    assert "Voice note (4 s)" in tia.text and "<audio controls" in tia.text
+    media = sorted(int(m) for m in re.findall(r"/dashboard/media/(\d+)", tia.text))
+    assert len(media) == 2
+    for mid in media:
+        assert await tia.get(f"/dashboard/media/{mid}") == 200
+        assert await nat.get(f"/dashboard/media/{mid}") == 404  # another team's report
+    assert await tia.get(f"/dashboard/media/{media[0]}") == 200
+    assert tia.last.headers["Content-Type"] in ("image/jpeg", "audio/ogg")
+
+    page = f"/dashboard/reports/{ref}"
+    assert await tia.post(page, {"step": "progress"}) == 303
+    assert await tia.get(tia.last.headers["Location"]) == 200
+    assert "Done; the resident has been told in chat." in tia.text
+    assert await tia.post(page, {"step": "ack"}) == 303  # in progress cannot go back
+    assert tia.last.headers["Location"].endswith("done=moved_on")
+    assert await tia.post(page, {"step": "fix", "note": "x" * 501}) == 303
+    assert tia.last.headers["Location"].endswith("done=too_long")
+    assert await tia.post(page, {"step": "fix", "note": "Emptied the bins"}) == 303
+    await drain(app)
+    assert any(f"{ref}" in t and "is now: fixed" in t for t in chat.texts_to("ann"))
+    assert any("Emptied the bins" in t for t in chat.texts_to("ann"))
+    await tia.get(page)
+    assert "Emptied the bins" in tia.text and 'id="actions"' not in tia.text
+
+    # The other: a duplicate needs an open original in reach; then reassign and close.
+    page2 = f"/dashboard/reports/{other}"
+    await tia.get(page2)
+    assert await tia.post(page2, {"step": "duplicate", "original": "Z-1999-00001"}) == 303
+    assert tia.last.headers["Location"].endswith("done=dup_unknown")
+    assert await tia.post(page2, {"step": "duplicate", "original": ref}) == 303
+    assert tia.last.headers["Location"].endswith("done=done")  # fixed is still an original
+    async with app.services.readers() as s:
+        assert (await rep.by_reference(s, other)).status == "closed"
+        assert (await rep.by_reference(s, other)).close_reason == "duplicate"
+
+
+async def test_notices_compose_preview_send_progress_and_scope(served, db_url):
+    from bot.scheduler import run_jobs_once
+
+    app, chat, base = await served(db_url)
+    for user, estate in (("ann", "victoria"), ("bob", "rongcheng-houjie"),
+                         ("zoe", "zhonghai-mingcheng")):
+        await person(app, user, estate=estate)
+    for name in ("committee", "south", "staff"):
+        await person(app, name, ROLES[name])
+    await person(app, "zed", ("committee", "zhonghai"), estate="zhonghai-mingcheng")
+    c = {name: served.client(base) for name in ("committee", "south", "staff", "zed")}
+    for name, client in c.items():
+        assert await client.sign_in(await link_for(chat, name)) == 303, name
+
+    # A team member has no notices: every notice route is refused.
+    for path in ("/dashboard/notices", "/dashboard/notices/new"):
+        assert await c["south"].get(path) == 403
+    assert await c["south"].post("/dashboard/notices/preview", {"category": "event"}) == 403
+
+    committee = c["committee"]
+    assert await committee.get("/dashboard/notices/new") == 200
+    options = re.findall(r'<option value="([a-z]+:\d*)"', committee.text)
+    async with app.services.readers() as s:
+        from storage.territory import Committee
+        from storage.territory import estate_by_code as by_code
+
+        victoria = (await by_code(s, "victoria")).committee_id
+        zhonghai = (await by_code(s, "zhonghai-mingcheng")).committee_id
+        assert await s.get(Committee, zhonghai)
+    assert f"committee:{victoria}" in options and f"committee:{zhonghai}" not in options
+    assert "subdistrict:" not in options  # only admins reach the whole sub-district
+    # A forged audience outside the scope: refused, nothing made.
+    form = {"category": "event", "audience": f"committee:{zhonghai}",
+            "text_en": "Hall closed", "text_zh-Hans": ""}
+    assert await committee.post("/dashboard/notices/preview", form) == 400
+    assert "outside your responsibility" in committee.text
+    assert await committee.post("/dashboard/notices/send", form) == 400
+    form["audience"] = f"committee:{victoria}"
+    assert await committee.post("/dashboard/notices/preview", dict(form, **{
+        "text_en": "", "text_zh-Hans": ""})) == 400  # no text
+    assert await committee.post("/dashboard/notices/preview", dict(form, **{
+        "text_en": "x" * 3501})) == 400
+    form["text_zh-Hans"] = "活动室周六关闭"
+    assert await committee.post("/dashboard/notices/preview", form) == 200
+    # ann and bob live in the committee's estates, and so do the three staff (person()'s home).
+    assert "5 chats reachable now" in committee.text, committee.text
+    assert "【Event】\nHall closed" in committee.text and "【活动】\n活动室周六关闭" in committee.text
+    assert await committee.post("/dashboard/notices/send", form, csrf=False) == 403
+    assert await committee.post("/dashboard/notices/send", form) == 303
+    where = committee.last.headers["Location"]
+    assert await committee.get(where + "/progress") == 200
+    assert 'data-done="no"' in committee.text and 'hx-trigger="every 1s"' in committee.text
+
+    # Another committee's member, and a made-up number: not found.
+    assert await c["zed"].get(where) == 404 and await c["zed"].get(where + "/progress") == 404
+    assert await committee.get("/dashboard/notices/99999") == 404
+    assert await c["staff"].get("/dashboard/notices") == 200 and where not in c["staff"].text
+
+    for _ in range(5):
+        await run_jobs_once(app.sessions, app.services, app.deliverer, app.jobs)
+        await drain(app)
+    assert await committee.get(where + "/progress") == 200
+    assert 'data-done="yes"' in committee.text and "hx-trigger" not in committee.text
+    assert re.search(r'id="progress-sent">5<', committee.text), committee.text
+    assert chat.last_text("ann") == "【Event】\nHall closed"
+    assert any("Hall closed" in t for t in chat.texts_to("bob"))
+    assert not any("Hall closed" in t for t in chat.texts_to("zoe"))
+    # The sender's chat got the same progress message as a notice sent from chat.
+    number = where.rsplit("/", 1)[1]
+    assert any(t.startswith(f"Notice #{number}: done\nSent 5 of 5")
+               for t in chat.texts_to("committee")), chat.texts_to("committee")
+    await committee.get("/dashboard/notices")
+    assert f'href="/dashboard/notices/{number}"' in committee.text
+
+
+async def test_make_run_prints_a_sign_in_link_for_the_demo_admin(tmp_path):
+    """`make run` with no token (`python -m bot run`, no platform): the terminal chat as today,
+    and above it the dashboard's address with a sign-in link for the demo admin that works."""
+    import asyncio
+    import os
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("TELEGRAM_", "WECHAT_", "BOT_", "OPEN311_"))}
+    env.update({"BOT_WEB_PORT": "0", "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/b.sqlite3",
+                "BOT_MEDIA_DIR": str(tmp_path / "media"), "PYTHONPATH": str(ROOT)})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", cwd=tmp_path, env=env,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out = ""
+    try:
+        while "> " not in out:
+            chunk = await asyncio.wait_for(proc.stdout.read(4096), 60)
+            assert chunk, out
+            out += chunk.decode()
+        assert "工作台网页：http://127.0.0.1:" in out  # the terminal's language: Chinese first
+        assert "演示管理员（terminal:admin）" in out
+        link = LINK.search(out).group(0)
+        assert out.index(link) < out.index("终端聊天：您现在是 resident")
+        browser = Client(link.split("/dashboard/")[0])
+        try:
+            assert await browser.sign_in(link) == 303
+            assert await browser.get("/dashboard/reports") == 200  # an admin's queue
+            assert await browser.post("/dashboard/login", {"t": link.split("t=")[1]},
+                                      csrf=False) == 400  # used
+        finally:
+            await browser.close()
+    finally:
+        proc.stdin.write(b"/quit\n")
+        await proc.stdin.drain()
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()[-2000:]
+
+
+async def test_polls_in_scope_turnout_results_csv_close(served, db_url):
+    from bot.scheduler import run_jobs_once
+    from storage import polls
+    from storage.audience import Audience
+    from storage.people import Resident
+    from storage.territory import estate_by_code
+    from tests.deliberation_helpers import make_resident
+
+    app, chat, base = await served(db_url)
+    await person(app, "committee", ROLES["committee"])
+    await person(app, "south", ROLES["south"])
+    await person(app, "zed", ("committee", "zhonghai"), estate="zhonghai-mingcheng")
+    voters = [await make_resident(app.sessions, "memory", f"voter{i}") for i in range(3)]
+    now = app.services.clock()
+    async with app.sessions() as s, s.begin():
+        victoria = (await estate_by_code(s, "victoria")).committee_id
+        zhonghai = (await estate_by_code(s, "zhonghai-mingcheng")).committee_id
+        ours = await polls.create(s, polls.PollDraft(
+            "Paint the fence green?", ["Yes", "No"], False,
+            Audience("committee", victoria, True), False, True, False,
+            now + timedelta(days=2), None, victoria), author_id=voters[0])
+        theirs = await polls.create(s, polls.PollDraft(
+            "Zhonghai only", ["A", "B"], False, Audience("committee", zhonghai, True), False,
+            False, True, now + timedelta(days=2), None, zhonghai), author_id=voters[0])
+    for resident_id, choice in zip(voters, (0, 0, 1), strict=True):
+        async with app.sessions() as s, s.begin():
+            resident = await s.get(Resident, resident_id)
+            assert await polls.cast(s, ours.id, resident, [choice], now,
+                                    ballot_key=app.services.ballot_key) == polls.Outcome.CAST
+    c = {name: served.client(base) for name in ("committee", "south", "zed")}
+    for name, client in c.items():
+        assert await client.sign_in(await link_for(chat, name)) == 303, name
+    committee = c["committee"]
+
+    assert await c["south"].get("/dashboard/polls") == 403
+    assert await committee.get("/dashboard/polls") == 200
+    assert "Paint the fence green?" in committee.text and "Zhonghai only" not in committee.text
+    assert "3 of " in committee.text  # turnout: three voters
+    for path in (f"/dashboard/polls/{theirs.id}", f"/dashboard/polls/{theirs.id}.csv"):
+        assert await committee.get(path) == 404
+    assert await c["zed"].get(f"/dashboard/polls/{ours.id}") == 404
+    assert await c["zed"].get(f"/dashboard/polls/{theirs.id}") == 200  # live results: shown
+    assert 'id="results"' in c["zed"].text
+
+    # Open and not live: turnout, but no results and no CSV, as in chat.
+    assert await committee.get(f"/dashboard/polls/{ours.id}") == 200
+    assert 'id="results-hidden"' in committee.text and 'id="results"' not in committee.text
+    assert await committee.get(f"/dashboard/polls/{ours.id}.csv") == 403
+    # Closing needs the token, and the right to run the poll.
+    assert await committee.post(f"/dashboard/polls/{ours.id}/close", csrf=False) == 403
+    await c["zed"].get("/dashboard/polls")
+    assert await c["zed"].post(f"/dashboard/polls/{ours.id}/close") == 404
+    assert await committee.post(f"/dashboard/polls/{ours.id}/close") == 303
+    assert committee.last.headers["Location"].endswith("done=done")
+    for _ in range(3):
+        await run_jobs_once(app.sessions, app.services, app.deliverer, app.jobs)
+    assert await committee.get(f"/dashboard/polls/{ours.id}") == 200
+    assert 'id="poll-status">closed<' in committee.text
+    assert re.search(r"<th>Yes</th>.*?<td class=\"n\">2</td>", committee.text, re.S)
+    assert re.search(r"<th>No</th>.*?<td class=\"n\">1</td>", committee.text, re.S)
+    assert "voter0" not in committee.text  # counts only, never who
+    assert await committee.get(f"/dashboard/polls/{ours.id}.csv") == 200
+    assert committee.last.headers["Content-Type"].startswith("text/csv")
+    rows = committee.text.lstrip("\ufeff").splitlines()
+    assert rows[0] == "option,votes,percent" and rows[1].startswith("Yes,2,")
+    assert rows[2].startswith("No,1,") and rows[3].startswith("voters,3")
+    assert await committee.post(f"/dashboard/polls/{ours.id}/close") == 303
+    assert committee.last.headers["Location"].endswith("done=already_closed")
+
+
+async def test_route_permission_matrix(served, db_url):
+    """Every route of the dashboard against every kind of viewer: the status each gets."""
+    from services import notice_compose
+    from storage.access import scope_of
+    from storage.audience import Kind
+    from tests.dashboard_support import make_poll
+
+    app, chat, base = await served(db_url)
+    ann = await person(app, "ann")
+    viewers = {**ROLES, "zed": ("committee", "zhonghai")}
+    ids = {}
+    for name, role in viewers.items():
+        ids[name] = await person(app, name, role, estate="zhonghai-mingcheng"
+                                 if name == "zed" else "victoria")
+    photo = app.services.media.save(b"\xff\xd8\xff\xe0 jpeg", ".jpg")
+    south = await file(app, ann, "rubbish", "South bins", 30.606, 104.04, photos=(photo,))
+    north = await file(app, ann, "rubbish", "North bins", 30.633, 104.04)
+    async with app.sessions() as s, s.begin():
+        media_id = (await rep.media_of(s, (await rep.by_reference(s, south)).id))[0].id
+        from storage.territory import estate_by_code
+
+        victoria = (await estate_by_code(s, "victoria")).committee_id
+        now = app.services.clock()
+        notice = await notice_compose.create(
+            s, app.services.geo, await scope_of(s, ids["committee"]), category="event",
+            kind=Kind.COMMITTEE, target=victoria, texts={"en": "Hall closed"}, photo=None,
+            at=now, now=now, created_by=ids["committee"], sender_identity_id=None)
+    poll = await make_poll(app, "victoria", "Fence?", ["Yes", "No"], author=ids["committee"],
+                           live=True)
+    clients = {name: served.client(base) for name in viewers}
+    for name, client in clients.items():
+        assert await client.sign_in(await link_for(chat, name)) == 303, name
+    clients["anon"] = served.client(base)
+    order = ("admin", "staff", "committee", "south", "north", "zed", "anon")
+
+    def row(*codes):
+        return dict(zip(order, codes, strict=True))
+
+    gets = {
+        "/dashboard/": row(200, 200, 200, 200, 200, 200, 401),
+        "/dashboard/reports": row(200, 200, 403, 200, 200, 403, 401),
+        f"/dashboard/reports/{south}": row(200, 200, 403, 200, 404, 403, 401),
+        f"/dashboard/reports/{north}": row(200, 200, 403, 404, 200, 403, 401),
+        f"/dashboard/media/{media_id}": row(200, 200, 403, 200, 404, 403, 401),
+        "/dashboard/media/999999": row(404, 404, 403, 404, 404, 403, 401),
+        "/dashboard/notices": row(200, 200, 200, 403, 403, 200, 401),
+        "/dashboard/notices/new": row(200, 200, 200, 403, 403, 200, 401),
+        # A notice is managed by its author and admins (services.notice_compose.may_manage).
+        f"/dashboard/notices/{notice.id}": row(200, 404, 200, 403, 403, 404, 401),
+        f"/dashboard/notices/{notice.id}/progress": row(200, 404, 200, 403, 403, 404, 401),
+        "/dashboard/polls": row(200, 200, 200, 403, 403, 200, 401),
+        # A poll is run by admins and its committee's members and station staff.
+        f"/dashboard/polls/{poll}": row(200, 200, 200, 403, 403, 404, 401),
+        f"/dashboard/polls/{poll}.csv": row(200, 200, 200, 403, 403, 404, 401),
+        "/dashboard/surveys": row(200, 200, 200, 403, 403, 200, 401),
+        "/dashboard/surveys/99999": row(404, 404, 404, 403, 403, 404, 401),
+        "/dashboard/figures": row(200, 200, 403, 403, 403, 403, 401),
+        "/dashboard/figures.csv?days=7": row(200, 200, 403, 403, 403, 403, 401),
+        "/dashboard/nowhere": row(404, 404, 404, 404, 404, 404, 401),
+        "/dashboard": row(303, 303, 303, 303, 303, 303, 303),  # to /dashboard/
+        "/dashboard/static/htmx.min.js": row(200, 200, 200, 200, 200, 200, 200),
+    }
+    wrong = []
+    for path, expected in gets.items():
+        for name, status in expected.items():
+            got = await clients[name].get(path)
+            if got != status:
+                wrong.append(f"GET {path} as {name}: {got}, expected {status}")
+    preview = {"category": "event", "audience": f"committee:{victoria}", "text_en": "Hi"}
+    posts = [
+        (f"/dashboard/reports/{north}", {"step": "none"}, row(303, 303, 403, 404, 303, 403,
+                                                              401)),
+        ("/dashboard/notices/preview", preview, row(200, 200, 200, 403, 403, 400, 401)),
+        (f"/dashboard/polls/{poll}/close", {}, row(303, 303, 303, 403, 403, 404, 401)),
+        ("/dashboard/language", {"lang": "en"}, row(303, 303, 303, 303, 303, 303, 401)),
+        ("/dashboard/logout", {}, row(303, 303, 303, 303, 303, 303, 401)),
+    ]
+    for path, form, expected in posts:
+        for name, status in expected.items():
+            client = clients[name]
+            await client.get("/dashboard/")  # the page's CSRF token
+            got = await client.post(path, form)
+            if got != status:
+                wrong.append(f"POST {path} as {name}: {got}, expected {status}")
+            if got == 403 and status != 403:
+                wrong.append(f"   ({client.text[-300:]})")
+    assert wrong == []
+    for name in order:  # signed out now, every one of them
+        assert await clients[name].get("/dashboard/") == 401
+
+
+async def test_figures_page_and_csv_are_the_chats_stats(served, db_url):
+    app, chat, base = await served(db_url)
+    ann = await person(app, "ann")
+    await person(app, "sam", ROLES["staff"])
+    for lat in (30.606, 30.6061, 30.633):
+        await file(app, ann, "rubbish", "Bins", lat, 104.04)
+    browser = served.client(base)
+    assert await browser.sign_in(await link_for(chat, "sam")) == 303
+    assert await browser.get("/dashboard/figures?days=30") == 200
+    assert "Reports received in the last 30 days: 3" in browser.text
+    assert re.search(r"<td>South zone</td><td>2</td>", browser.text)
+    assert re.search(r"<td>North zone</td><td>1</td>", browser.text)
+    assert await browser.get("/dashboard/figures.csv?days=30") == 200
+    web_csv = browser.text.encode("utf-8")
+    await chat.say("sam", "/stats 30")
+    sent = chat.last("sam")
+    chat_csv = await asyncio.to_thread(Path(sent.document).read_bytes)
+    assert web_csv == chat_csv  # the same rows, cells and header, byte for byte
+    assert await browser.get("/dashboard/figures?days=-5") == 200  # clamped to a day
+    assert "the last 1 day" in browser.text
+
+
+async def test_fixed_with_a_photo(served, db_url):
+    from tests.report_helpers import jpeg_with_gps
+
+    app, chat, base = await served(db_url)
+    ann = await person(app, "ann")
+    await person(app, "tia", ROLES["south"])
+    await person(app, "nat", ROLES["north"])
+    ref = await file(app, ann, "rubbish", "Bins full", 30.606, 104.04)
+    tia, nat = served.client(base), served.client(base)
+    assert await tia.sign_in(await link_for(chat, "tia")) == 303
+    assert await nat.sign_in(await link_for(chat, "nat")) == 303
+    page = f"/dashboard/reports/{ref}"
+    await tia.get(page)
+    assert 'enctype="multipart/form-data"' in tia.text
+    # Not a photo; then too large: refused, nothing changed.
+    assert await tia.post_file(page, {"step": "fix"}, "photo", "x.jpg", b"not an image") == 303
+    assert tia.last.headers["Location"].endswith("done=photo_unsupported")
+    app.services.settings.reports.max_photo_bytes = 1000
+    big = jpeg_with_gps(size=(400, 300)) + b"\0" * 2000
+    assert await tia.post_file(page, {"step": "fix"}, "photo", "big.jpg", big) == 303
+    assert tia.last.headers["Location"].endswith("done=photo_too_large")
+    async with app.services.readers() as s:
+        assert (await rep.by_reference(s, ref)).status == "new"
+    app.services.settings.reports.max_photo_bytes = 10 * 1024 * 1024
+    # Without its token the multipart form is refused like any other.
+    tia.csrf, token = None, tia.csrf
+    assert await tia.post_file(page, {"step": "fix"}, "photo", "p.jpg", jpeg_with_gps()) == 403
+    tia.csrf = token
+    # A photo with a GPS tag: stored without it, shown in the history, sent to the resident.
+    assert await tia.post_file(page, {"step": "fix", "note": "Swept"}, "photo", "p.jpg",
+                               jpeg_with_gps()) == 303
+    assert tia.last.headers["Location"].endswith("done=done")
+    await tia.get(page)
+    found = re.search(r'src="(/dashboard/reports/[^"]+/events/(\d+)/photo)"', tia.text)
+    assert found, tia.text
+    assert await tia.get(found.group(1)) == 200
+    assert tia.last.headers["Content-Type"] == "image/jpeg"
+    assert await nat.get(found.group(1)) == 404  # another team's report
+    await drain(app)
+    assert any(ref in t and "Swept" in t for t in chat.texts_to("ann"))
+    photos = [s.out.photo for s in chat.sent if s.chat_id == "ann" and s.out.photo]
+    assert len(photos) == 1
+    from PIL import Image
+
+    stored = await asyncio.to_thread(Path(photos[0]).read_bytes)
+    with Image.open(io.BytesIO(stored)) as img:
+        assert img.format == "JPEG" and not img.getexif()  # the GPS tag is gone
+
+
+async def test_surveys_in_scope_results_free_text_csv_close(served, db_url):
+    from storage import surveys
+    from storage.audience import Audience
+    from storage.territory import estate_by_code
+    from tests.deliberation_helpers import make_resident
+
+    app, chat, base = await served(db_url)
+    await person(app, "committee", ROLES["committee"])
+    await person(app, "south", ROLES["south"])
+    await person(app, "zed", ("committee", "zhonghai"), estate="zhonghai-mingcheng")
+    now = app.services.clock()
+    async with app.sessions() as s, s.begin():
+        victoria = (await estate_by_code(s, "victoria")).committee_id
+        ours = await surveys.create(s, title="Playground survey", questions=[
+            surveys.QuestionDraft("single", "Is the playground safe?", ["Yes", "No"]),
+            surveys.QuestionDraft("text", "What would you change?", [])],
+            audience=Audience("committee", victoria, True),
+            closes_at=now + timedelta(days=3), committee_id=victoria, author_id=1)
+        questions = await surveys.questions_of(s, ours.id)
+    for i, (choice, text) in enumerate(((0, "More benches"), (1, "Fix the swing"))):
+        voter = await make_resident(app.sessions, "memory", f"resp{i}")
+        async with app.sessions() as s, s.begin():
+            response = await surveys.response_for(s, ours.id, voter, create=True)
+            assert await surveys.answer(s, response, questions[0], [choice], None, now)
+            assert await surveys.answer(s, response, questions[1], [], text, now)
+    c = {name: served.client(base) for name in ("committee", "south", "zed")}
+    for name, client in c.items():
+        assert await client.sign_in(await link_for(chat, name)) == 303, name
+    committee = c["committee"]
+    assert await c["south"].get("/dashboard/surveys") == 403
+    assert await c["zed"].get(f"/dashboard/surveys/{ours.id}") == 404
+    assert await c["zed"].get("/dashboard/surveys") == 200 and "Playground" not in c["zed"].text
+    assert await committee.get("/dashboard/surveys") == 200
+    assert "Playground survey" in committee.text and "2 started, 2 completed" in committee.text
+    assert await committee.get(f"/dashboard/surveys/{ours.id}") == 200
+    assert "Fix the swing" in committee.text  # free text: the committee's, as in chat
+    assert "resp0" not in committee.text and "Resp0" not in committee.text
+    assert re.search(r"<th>Yes</th>.*?<td class=\"n\">1</td>", committee.text, re.S)
+    assert await committee.get(f"/dashboard/surveys/{ours.id}.csv") == 200
+    assert committee.text.lstrip("\ufeff").splitlines()[1].startswith(
+        "1,Is the playground safe?,Yes,1,")
+    assert await c["zed"].post(f"/dashboard/surveys/{ours.id}/close") == 404
+    assert await committee.post(f"/dashboard/surveys/{ours.id}/close", csrf=False) == 403
+    assert await committee.post(f"/dashboard/surveys/{ours.id}/close") == 303
+    assert committee.last.headers["Location"].endswith("done=done")
+    await drain(app)
+    assert any("Playground survey" in t for t in chat.texts_to("resp0"))  # the results
+    assert await committee.post(f"/dashboard/surveys/{ours.id}/close") == 303
+    assert committee.last.headers["Location"].endswith("done=already_closed")
+
+
+async def test_expired_links_and_sessions_are_forgotten(served, sqlite_url):
+    from storage import dashboard as dash
+
+    app, chat, base = await served(sqlite_url)
+    sam = await person(app, "sam", ROLES["staff"])
+    browser = served.client(base)
+    assert await browser.sign_in(await link_for(chat, "sam")) == 303
+    now = app.services.clock()
+    async with app.sessions() as s, s.begin():
+        assert await rules.sign_in_link(s, app.services.settings, app.services.signer, sam,
+                                        now - timedelta(days=9))
+        assert await dash.prune(s, now - timedelta(days=7)) == 1  # the old link only
+    prune = next(job for job in app.jobs if job.id == "dashboard-prune")
+    await prune.run(app.sessions, app.services, app.deliverer)
+    assert await browser.get("/dashboard/") == 200  # the live session stays
+    async with app.sessions() as s, s.begin():
+        assert await dash.prune(s, now + timedelta(days=1)) == 2  # link used, session expired
+    assert await browser.get("/dashboard/") == 401
+
+
+def test_link_signature_follows_the_key_rotation():
+    from bot.signing import Signer
+
+    old, new = Signer(b"old-key"), Signer(b"new-key", previous=b"old-key")
+    tag = old.tag(rules.PURPOSE, "token")
+    assert new.check(rules.PURPOSE, "token", tag)  # the previous key, in its grace period
+    assert not Signer(b"new-key").check(rules.PURPOSE, "token", tag)
+    assert not old.check(rules.PURPOSE, "other", tag)
+    assert not old.check("another-purpose", "token", tag)
