@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from bot.i18n import Texts
-    from services.geo import TerritoryIndex
-
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +12,10 @@ from storage.access import Scope
 from storage.audience import Kind
 from storage.notices import NoticeError
 from storage.territory import Building, Committee, Estate, Station, Zone, localized
+
+if TYPE_CHECKING:
+    from bot.i18n import Texts
+    from services.geo import TerritoryIndex
 
 # Typed audience words, both languages.
 KIND_WORDS = {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +16,9 @@ from services import notice_audience as aud
 from storage import audit, notices, outbox
 from storage.access import Scope
 from storage.notices import Notice, NoticeError, NoticeStatus
+
+if TYPE_CHECKING:
+    from services.geo import TerritoryIndex
 
 MAX_TEXT = 3500  # leaves room for the category header within one platform message
 
@@ -30,7 +34,7 @@ def clean_texts(texts: dict[str, str]) -> dict[str, str]:
     return kept
 
 
-async def reachable(session: AsyncSession, geo, scope: Scope, category: str, kind: str,
+async def reachable(session: AsyncSession, geo: TerritoryIndex, scope: Scope, category: str, kind: str,
                     target: int | None) -> int:
     """How many chats a notice to this audience would reach now (the preview's figure);
     NoticeError when the audience is not the sender's to choose."""
@@ -41,7 +45,7 @@ async def reachable(session: AsyncSession, geo, scope: Scope, category: str, kin
     return await notices.count_reachable(session, probe)
 
 
-async def create(session: AsyncSession, geo, scope: Scope, *, category: str, kind: str,
+async def create(session: AsyncSession, geo: TerritoryIndex, scope: Scope, *, category: str, kind: str,
                  target: int | None, texts: dict[str, str], photo: str | None,
                  at: datetime, now: datetime, created_by: int,
                  sender_identity_id: int | None) -> Notice:

@@ -8,6 +8,13 @@ it; every push goes through the outbox, in the recipient's own language.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+if TYPE_CHECKING:
+    from bot.context import Services
+
 from dataclasses import dataclass
 from typing import Literal
 
@@ -47,11 +54,11 @@ class StaffAction(Action, code="rs", fresh="staff"):
 
 # -- content -------------------------------------------------------------------------------
 
-def t(services, lang: str, key: str, **values) -> str:
+def t(services: Services, lang: str, key: str, **values: object) -> str:
     return services.texts.get(lang, key, **values)
 
 
-def status_label(services, lang: str, report: rep.Report) -> str:
+def status_label(services: Services, lang: str, report: rep.Report) -> str:
     label = t(services, lang, f"reports.status_{report.status}")
     if report.status == rep.Status.CLOSED and report.close_reason:
         label += t(services, lang, "reports.reason_suffix",
@@ -59,7 +66,7 @@ def status_label(services, lang: str, report: rep.Report) -> str:
     return label
 
 
-def category_name(services, lang: str, key: str) -> str:
+def category_name(services: Services, lang: str, key: str) -> str:
     cat = services.catalog.get(key)
     return cat.name(lang) if cat else key
 
@@ -77,7 +84,7 @@ def may_act(scope: Scope, report: rep.Report) -> bool:
 
 # -- filing --------------------------------------------------------------------------------
 
-async def file_report(session, services, resident: Resident, *, category: str,
+async def file_report(session: AsyncSession, services: Services, resident: Resident, *, category: str,
                       description: str, latitude: float | None = None,
                       longitude: float | None = None, exact_point: bool = False,
                       estate_id: int | None = None, building_id: int | None = None,
@@ -95,7 +102,7 @@ async def file_report(session, services, resident: Resident, *, category: str,
     return report
 
 
-async def file_urgent_report(session, services, resident: Resident, *, category: str,
+async def file_urgent_report(session: AsyncSession, services: Services, resident: Resident, *, category: str,
                              description: str, reason: dict | None = None) -> rep.Report:
     """An urgent report for a resident at their home (e.g. "I need help" on an emergency
     notice): routed by their estate, the team told at once. The caller replies to the resident
@@ -111,7 +118,7 @@ async def file_urgent_report(session, services, resident: Resident, *, category:
 
 # -- the card ------------------------------------------------------------------------------
 
-async def card_text(session, services, report: rep.Report, lang: str, *,
+async def card_text(session: AsyncSession, services: Services, report: rep.Report, lang: str, *,
                     show_reporter: bool, header_key: str | None = None) -> str:
     lines = []
     if header_key:
@@ -155,7 +162,7 @@ async def card_text(session, services, report: rep.Report, lang: str, *,
     return "\n".join(lines)
 
 
-def reason_text(services, lang: str, reason: dict) -> str:
+def reason_text(services: Services, lang: str, reason: dict) -> str:
     """A generated report's reason in the reader's language: `reports.reason_code_<code>`
     filled with the reason's other values."""
     missing = t(services, lang, "reports.reason_not_given")
@@ -167,7 +174,7 @@ def reason_text(services, lang: str, reason: dict) -> str:
     return text
 
 
-async def place_text(session, services, report: rep.Report, lang: str) -> str:
+async def place_text(session: AsyncSession, services: Services, report: rep.Report, lang: str) -> str:
     parts = []
     if report.estate_id:
         estate = await territory.estate(session, report.estate_id)
@@ -183,7 +190,7 @@ async def place_text(session, services, report: rep.Report, lang: str) -> str:
     return " · ".join(parts) or t(services, lang, "reports.place_unknown")
 
 
-def staff_buttons(services, identity_id: int, report: rep.Report, lang: str
+def staff_buttons(services: Services, identity_id: int, report: rep.Report, lang: str
                   ) -> list[list[Button]]:
     if report.status not in [s.value for s in rep.OPEN]:
         return []
@@ -202,8 +209,9 @@ def staff_buttons(services, identity_id: int, report: rep.Report, lang: str
     ]
 
 
-async def card_outbounds(session, services, report: rep.Report, identity_id: int, lang: str, *,
-                         show_reporter: bool, header_key: str | None = None) -> list[Outbound]:
+async def card_outbounds(session: AsyncSession, services: Services, report: rep.Report,
+                         identity_id: int, lang: str, *, show_reporter: bool,
+                         header_key: str | None = None) -> list[Outbound]:
     """The card: text with the action buttons, then its photos and voice note."""
     outs = [Outbound(text=await card_text(session, services, report, lang,
                                           show_reporter=show_reporter, header_key=header_key),
@@ -220,8 +228,9 @@ async def card_outbounds(session, services, report: rep.Report, identity_id: int
     return outs
 
 
-async def push_card(session, services, report: rep.Report, resident_id: int, *,
-                    header_key: str | None = None, priority=None) -> int:
+async def push_card(session: AsyncSession, services: Services, report: rep.Report,
+                    resident_id: int, *, header_key: str | None = None,
+                    priority: outbox.Priority | None = None) -> int:
     person = await must_get(session, Resident, resident_id)
     show = may_act(await scope_of(session, resident_id), report)
     batch = Batch(services.texts)
@@ -235,7 +244,7 @@ async def push_card(session, services, report: rep.Report, resident_id: int, *,
     return await batch.send(session)
 
 
-async def send_card_to_team(session, services, report: rep.Report, *, reason: str) -> int:
+async def send_card_to_team(session: AsyncSession, services: Services, report: rep.Report, *, reason: str) -> int:
     """The team's members get the card; a team nobody has joined yet falls to station staff."""
     members = await rep.team_members(session, report.team_id)
     if not members:
@@ -251,7 +260,7 @@ async def send_card_to_team(session, services, report: rep.Report, *, reason: st
 
 # -- telling the reporter and followers ----------------------------------------------------
 
-async def notify_status(session, services, report: rep.Report, *, note: str | None = None,
+async def notify_status(session: AsyncSession, services: Services, report: rep.Report, *, note: str | None = None,
                         photo: str | None = None, include_reporter: bool = True) -> int:
     """The new status, to the reporter and every follower; on fixed, the reporter is asked
     whether it really is."""

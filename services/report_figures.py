@@ -8,6 +8,7 @@ import csv
 import io
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,13 +16,16 @@ from storage import access, territory
 from storage import report_stats as stats
 from storage.access import Scope
 
+if TYPE_CHECKING:
+    from services.geo import TerritoryIndex
+
 COLUMNS = ("name", "received", "ack", "fix", "sla", "reopen", "rating")
 MAX_DAYS = 3660
 
 Translate = Callable[..., str]  # t(key, **values) in the reader's language
 
 
-async def compute(session: AsyncSession, geo, scope: Scope, days: int,
+async def compute(session: AsyncSession, geo: TerritoryIndex, scope: Scope, days: int,
                   now: datetime) -> stats.StatsTable:
     """The figures of the reports received in the last `days` days that the scope reaches."""
     zone_ids, team_ids = await access.reach(session, scope, geo)
@@ -31,10 +35,10 @@ async def compute(session: AsyncSession, geo, scope: Scope, days: int,
 
 
 def cells(name: str, fig: stats.Figures) -> list[str]:
-    def hours(v):
+    def hours(v: float | None) -> str:
         return "-" if v is None else f"{v:.1f}h"
 
-    def pct(v):
+    def pct(v: float | None) -> str:
         return "-" if v is None else f"{100 * v:.0f}%"
 
     return [name, str(fig.received), hours(fig.median_ack), hours(fig.median_fix),

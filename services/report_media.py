@@ -6,8 +6,12 @@ from __future__ import annotations
 import asyncio
 import io
 import warnings
+from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    from bot.context import Services
 
 PHOTO_TYPES = {"image/jpeg", "image/png", "image/webp"}
 MAX_PIXELS = 50_000_000
@@ -16,7 +20,7 @@ MAX_PIXELS = 50_000_000
 class MediaRefused(Exception):
     """Why a file was not taken: a text key under `reports.`."""
 
-    def __init__(self, key: str, **values) -> None:
+    def __init__(self, key: str, **values: object) -> None:
         super().__init__(key)
         self.key = key
         self.values = values
@@ -43,7 +47,7 @@ def clean_photo(data: bytes) -> bytes:
     return out.getvalue()
 
 
-async def store_photo(services, data: bytes) -> str:
+async def store_photo(services: Services, data: bytes) -> str:
     """Photo bytes checked against the size limit, cleaned and stored; the media path.
     MediaRefused (photo_too_large, photo_unsupported) otherwise."""
     limit = services.settings.reports.max_photo_bytes

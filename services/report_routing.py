@@ -7,17 +7,16 @@ wins; otherwise the zone's joint team, the one with no categories.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from services.geo import TerritoryIndex
-
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.territory import Team
+
+if TYPE_CHECKING:
+    from services.geo import TerritoryIndex
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,6 +21,9 @@ from storage import access, audit, territory
 from storage import reports as rep
 from storage.access import Scope
 from storage.base import reread
+
+if TYPE_CHECKING:
+    from bot.context import Services
 
 Outcome = Literal["done", "unknown", "not_yours", "moved_on", "invalid"]
 STEPS = {"ack": rep.Status.ACKNOWLEDGED, "progress": rep.Status.IN_PROGRESS}
@@ -55,7 +58,7 @@ async def report_for(session: AsyncSession, scope: Scope, report_id: int | None
     return Worked("done", report)
 
 
-async def reassign_targets(session: AsyncSession, services, scope: Scope,
+async def reassign_targets(session: AsyncSession, services: Services, scope: Scope,
                            report: rep.Report) -> set[int] | None:
     """Teams a report may be handed to by this person: those their scope reaches, together
     with the teams working the report's own station; None for admins (every team)."""
@@ -64,15 +67,16 @@ async def reassign_targets(session: AsyncSession, services, scope: Scope,
     return teams
 
 
-async def reassign_choices(session: AsyncSession, services, scope: Scope,
+async def reassign_choices(session: AsyncSession, services: Services, scope: Scope,
                            report: rep.Report) -> list[territory.Team]:
     allowed = await reassign_targets(session, services, scope, report)
     return [tm for tm in await territory.teams_other_than(session, report.team_id)
             if allowed is None or tm.id in allowed]
 
 
-async def _after(session: AsyncSession, services, actor_id: int, report_id: int, action: str,
-                 *, note: str | None = None, photo: str | None = None, **detail) -> Worked:
+async def _after(session: AsyncSession, services: Services, actor_id: int, report_id: int,
+                 action: str, *, note: str | None = None, photo: str | None = None,
+                 **detail: object) -> Worked:
     report = await rep.get(session, report_id, fresh=True)
     assert report is not None
     await audit.record(session, actor_id, f"report.{action}", report.reference,
@@ -92,7 +96,7 @@ async def _moved_on(session: AsyncSession, report: rep.Report) -> Worked:
     return Worked("moved_on", await reread(session, report))
 
 
-async def set_status(session: AsyncSession, services, scope: Scope, actor_id: int,
+async def set_status(session: AsyncSession, services: Services, scope: Scope, actor_id: int,
                      report_id: int, step: str, now: datetime) -> Worked:
     """Acknowledge (`ack`) or start (`progress`) an open report."""
     if step not in STEPS:
@@ -107,7 +111,7 @@ async def set_status(session: AsyncSession, services, scope: Scope, actor_id: in
     return await _after(session, services, actor_id, report.id, step)
 
 
-async def mark_fixed(session: AsyncSession, services, scope: Scope, actor_id: int,
+async def mark_fixed(session: AsyncSession, services: Services, scope: Scope, actor_id: int,
                      report_id: int, now: datetime, *, note: str | None = None,
                      photo: str | None = None) -> Worked:
     """Fixed, with an optional note (at most MAX_NOTE characters) and photo (a media path)."""
@@ -124,7 +128,7 @@ async def mark_fixed(session: AsyncSession, services, scope: Scope, actor_id: in
     return await _after(session, services, actor_id, report.id, "fix", note=note, photo=photo)
 
 
-async def reassign(session: AsyncSession, services, scope: Scope, actor_id: int,
+async def reassign(session: AsyncSession, services: Services, scope: Scope, actor_id: int,
                    report_id: int, team_id: int | None, now: datetime) -> Worked:
     """Hand an open report to another team this person may reach; the team gets its card."""
     found = await report_for(session, scope, report_id)
@@ -148,7 +152,7 @@ async def reassign(session: AsyncSession, services, scope: Scope, actor_id: int,
     return Worked("done", report, pushed=True, team=team)
 
 
-async def close(session: AsyncSession, services, scope: Scope, actor_id: int, report_id: int,
+async def close(session: AsyncSession, services: Services, scope: Scope, actor_id: int, report_id: int,
                 reason: rep.CloseReason, now: datetime) -> Worked:
     """Close an open report as not ours or unable (a duplicate names its original instead)."""
     if reason not in CLOSE_REASONS:
@@ -164,7 +168,7 @@ async def close(session: AsyncSession, services, scope: Scope, actor_id: int, re
     return await _after(session, services, actor_id, report.id, "close", reason=reason.value)
 
 
-async def may_see_original(session: AsyncSession, services, scope: Scope,
+async def may_see_original(session: AsyncSession, services: Services, scope: Scope,
                            original: rep.Report, report_id: int | None) -> bool:
     """A report this person may act on, or one with a team they could hand this one to."""
     if cards.may_act(scope, original):
@@ -183,7 +187,7 @@ class Original:
     report: rep.Report | None = None
 
 
-async def find_original(session: AsyncSession, services, scope: Scope, report_id: int | None,
+async def find_original(session: AsyncSession, services: Services, scope: Scope, report_id: int | None,
                         reference: str) -> Original:
     """The report a duplicate would point at. A reference outside this person's reach is
     answered as if it did not exist, so "does Z-… exist?" reveals nothing beyond their scope."""
@@ -198,7 +202,7 @@ async def find_original(session: AsyncSession, services, scope: Scope, report_id
     return Original("found", original)
 
 
-async def mark_duplicate(session: AsyncSession, services, scope: Scope, actor_id: int,
+async def mark_duplicate(session: AsyncSession, services: Services, scope: Scope, actor_id: int,
                          report_id: int, original: rep.Report, now: datetime, *,
                          note: str) -> Worked:
     """Close a report as a duplicate of `original` (found by find_original); its followers

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,10 +20,15 @@ from storage.access import Scope
 from storage.base import reread
 from storage.people import identities_of, resident_by_id
 
+if TYPE_CHECKING:
+    from bot.context import Services
+
+Translate = Callable[..., str]  # a reader's text lookup (bot/pushes.py)
+
 MAX_MESSAGE = 3500
 
 
-def table(t, survey: surveys.Survey, results: list[surveys.QuestionResult], started: int,
+def table(t: Translate, survey: surveys.Survey, results: list[surveys.QuestionResult], started: int,
           completed: int, assisted: int = 0) -> str:
     lines = [t("surveys.results_title", number=survey.id, title=survey.title,
                started=started, completed=completed)]
@@ -41,13 +47,13 @@ def table(t, survey: surveys.Survey, results: list[surveys.QuestionResult], star
     return "\n".join(lines)
 
 
-def table_chunks(t, survey: surveys.Survey, results: list[surveys.QuestionResult], started: int,
+def table_chunks(t: Translate, survey: surveys.Survey, results: list[surveys.QuestionResult], started: int,
                  completed: int, assisted: int = 0) -> list[str]:
     """The table in messages short enough for any platform."""
     return _chunks(table(t, survey, results, started, completed, assisted).split("\n"))
 
 
-def csv_bytes(t, results: list[surveys.QuestionResult]) -> bytes:
+def csv_bytes(t: Translate, results: list[surveys.QuestionResult]) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow([t("surveys.csv_question"), t("surveys.csv_text"), t("surveys.csv_choice"),
@@ -75,7 +81,7 @@ def _chunks(lines: list[str]) -> list[str]:
     return chunks
 
 
-async def results_reply(session, services, lang: str, survey: surveys.Survey, *,
+async def results_reply(session: AsyncSession, services: Services, lang: str, survey: surveys.Survey, *,
                         with_texts: bool) -> list[Outbound]:
     t = translator(services.texts, lang)
     results = await surveys.results(session, survey)
@@ -96,7 +102,7 @@ async def results_reply(session, services, lang: str, survey: surveys.Survey, *,
     return replies
 
 
-async def announce_closed(session, services, survey: surveys.Survey) -> None:
+async def announce_closed(session: AsyncSession, services: Services, survey: surveys.Survey) -> None:
     """The author hears the survey closed and everyone who answered gets the results: the
     same whether the clock closed it or the committee did."""
     author = await resident_by_id(session, survey.author_id)
@@ -108,7 +114,7 @@ async def announce_closed(session, services, survey: surveys.Survey) -> None:
     await push_results(session, services, survey)
 
 
-async def push_results(session, services, survey) -> None:
+async def push_results(session: AsyncSession, services: Services, survey: surveys.Survey) -> None:
     """Everyone who answered hears the results table at close (free text stays with the
     committee), in their language; one bulk insert, once per identity and chunk."""
     results = await surveys.results(session, survey)
@@ -130,7 +136,7 @@ async def push_results(session, services, survey) -> None:
 Closed = Literal["done", "unknown", "not_allowed", "already_closed"]
 
 
-async def close_early(session: AsyncSession, services, scope: Scope, actor_id: int,
+async def close_early(session: AsyncSession, services: Services, scope: Scope, actor_id: int,
                       survey_id: int, now: datetime) -> Closed:
     """Close an open survey now, by one who runs it (services.poll_rules.runs): audited; its
     author hears it closed and everyone who answered gets the results."""

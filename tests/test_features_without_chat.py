@@ -538,7 +538,7 @@ async def test_a_survey_answer_is_taken_only_within_the_rules(world):
     """services/deliberation.py: the answer the chat (and any other caller) records is refused
     once the survey is closed, from outside its area, for another survey's question, and for
     a resident whose answers were recorded with help; who runs a survey is the committee's."""
-    from services import deliberation
+    from services import deliberation, poll_rules
 
     w, p = world, world.ids
     async with w.sessions() as s, s.begin():
@@ -571,6 +571,6 @@ async def test_a_survey_answer_is_taken_only_within_the_rules(world):
             "assisted"
         later = NOW + timedelta(days=3)
         assert await answer(s, survey, ann, q2.id, [], "By the gate", later) == "closed"
-        assert deliberation.runs(await scope_of(s, p["chair"]), survey.committee_id)
-        assert not deliberation.runs(await scope_of(s, p["ann"]), survey.committee_id)
-        assert not deliberation.runs(await scope_of(s, p["chair"]), None)
+        assert poll_rules.runs(await scope_of(s, p["chair"]), survey.committee_id)
+        assert not poll_rules.runs(await scope_of(s, p["ann"]), survey.committee_id)
+        assert not poll_rules.runs(await scope_of(s, p["chair"]), None)
