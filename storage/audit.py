@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.base import Base, utcnow
+from storage.people import Resident
 
 # Who acted when actor_id is empty, kept as detail["by"]; nothing there means the CLI.
 SYSTEM_ACTORS = ("cli", "scheduler", "system", "open311")
@@ -69,3 +70,13 @@ async def actions(session: AsyncSession) -> list[str]:
     """Every action the log holds, for the search's choices."""
     rows = await session.scalars(select(AuditEntry.action).distinct().order_by(AuditEntry.action))
     return list(rows.all())
+
+
+async def actor_names(session: AsyncSession, entries: list[AuditEntry]) -> dict[int, str | None]:
+    """The names of the people who acted in these entries, by resident id."""
+    ids = {e.actor_id for e in entries if e.actor_id is not None}
+    if not ids:
+        return {}
+    rows = await session.execute(select(Resident.id, Resident.display_name)
+                                 .where(Resident.id.in_(ids)))
+    return {resident_id: name for resident_id, name in rows.all()}

@@ -932,7 +932,8 @@ async def test_audit_log_searched_by_person_and_action_paged(served, db_url):
     # A person: what they did, and what was done to them.
     assert await browser.get(f"/dashboard/audit?person=%23{pia}") == 200
     assert "2 entries" in browser.text
-    assert "<td>verify.reject</td>" in browser.text and "<td>report.ack</td>" in browser.text
+    assert f"<td>Ada (#{ada})</td><td>verify.reject</td><td>resident:{pia}</td>" in browser.text
+    assert f"<td>Pia (#{pia})</td><td>report.ack</td>" in browser.text
     assert "status=acknowledged" in browser.text
     assert await browser.get("/dashboard/audit?person=memory:pia&action=report") == 200
     assert "1 entry" in browser.text

@@ -167,16 +167,21 @@ class PeoplePages:
         return self.renderer.html(
             request, "audit.html", entries=entries, total=total, typed=typed, action=action,
             actions=await audit.actions(db), unknown=unknown, number=number, query=query,
-            pages=max(1, -(-total // AUDIT_PAGE)), actor=self._actor(who.lang),
+            pages=max(1, -(-total // AUDIT_PAGE)),
+            actor=self._actor(who.lang, await audit.actor_names(db, entries)),
             detail=_detail)
 
-    def _actor(self, lang: str):
+    def _actor(self, lang: str, names: dict[int, str | None]):
         texts = self.services.texts
 
         def name(entry: audit.AuditEntry) -> str:
-            """A person by number; otherwise who acted without one, as the chat's /audit."""
+            """A person by name and number; otherwise who acted without one, as the chat's
+            /audit names them."""
             key = audit.system_actor_key(entry)
-            return f"#{entry.actor_id}" if key is None else texts.get(lang, key)
+            if key is not None:
+                return texts.get(lang, key)
+            shown = names.get(entry.actor_id) if entry.actor_id is not None else None
+            return f"{shown} (#{entry.actor_id})" if shown else f"#{entry.actor_id}"
 
         return name
 
