@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from bot.context import Context
 from bot.router import Router
+from services import role_rules
 from storage import audit, roles_service
 
 router = Router()
 
 
-@router.command("grant", help_key="help.grant", roles=("admin",), order=60)
+@router.command("grant", help_key="help.grant", roles=role_rules.MANAGERS, order=60)
 async def grant(ctx: Context) -> None:
     await _change(ctx, grant=True)
 
 
-@router.command("revoke", help_key="help.revoke", roles=("admin",), order=61)
+@router.command("revoke", help_key="help.revoke", roles=role_rules.MANAGERS, order=61)
 async def revoke(ctx: Context) -> None:
     await _change(ctx, grant=False)
 
@@ -36,7 +37,7 @@ async def _change(ctx: Context, *, grant: bool) -> None:
             else "admin.unchanged", who=who, kind=kind, scope=scope_code or "-")
 
 
-@router.command("roles", help_key="help.roles", roles=("admin",), order=62)
+@router.command("roles", help_key="help.roles", roles=role_rules.MANAGERS, order=62)
 async def roles(ctx: Context) -> None:
     lines = [ctx.t("admin.roles_title")]
     for line in await roles_service.describe_roles(ctx.session):
@@ -44,7 +45,7 @@ async def roles(ctx: Context) -> None:
     ctx.reply("\n".join(lines))
 
 
-@router.command("audit", help_key="help.audit", roles=("admin",), order=63)
+@router.command("audit", help_key="help.audit", roles=role_rules.AUDITORS, order=63)
 async def audit_log(ctx: Context) -> None:
     entries = await audit.recent(ctx.session, 20)
     lines = [ctx.t("admin.audit_title")]
@@ -57,7 +58,5 @@ async def audit_log(ctx: Context) -> None:
 def _actor(ctx: Context, entry: audit.AuditEntry) -> str:
     """A person by number; otherwise who acted without one: the scheduler, the bot itself
     (a threshold reached), or the command line."""
-    if entry.actor_id is not None:
-        return f"#{entry.actor_id}"
-    by = (entry.detail or {}).get("by", "cli")
-    return ctx.t(f"admin.audit_by_{by if by in audit.SYSTEM_ACTORS else 'cli'}")
+    key = audit.system_actor_key(entry)
+    return f"#{entry.actor_id}" if key is None else ctx.t(key)

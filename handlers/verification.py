@@ -6,14 +6,13 @@ from dataclasses import dataclass
 
 from bot.context import Context
 from bot.payloads import Action
-from bot.pushes import Recipient
 from bot.router import Router
+from services import verification as verifying
 from storage import audit, territory
 from storage import verification as ver
-from storage.people import identities_of, resident_by_id
 
 router = Router()
-STAFF = ("admin", "staff", "committee")
+STAFF = verifying.VERIFIERS
 
 
 @dataclass(frozen=True)
@@ -68,8 +67,7 @@ async def request(ctx: Context) -> None:
 
 @router.command("invite", help_key="help.invite", roles=STAFF, order=50)
 async def invite(ctx: Context) -> None:
-    scope = await ctx.scope()
-    estates = [e for e in await territory.estates(ctx.session) if scope.covers_estate(e.id)]
+    estates = await verifying.invite_estates(ctx.session, await ctx.scope())
     if not estates:
         ctx.say("common.not_allowed")
         return
@@ -79,23 +77,19 @@ async def invite(ctx: Context) -> None:
 
 @router.action(InviteFor)
 async def invite_for(ctx: Context, press: InviteFor) -> None:
-    scope = await ctx.scope()
-    estate_id = press.estate_id
-    if not scope.covers_estate(estate_id):
+    code = await verifying.create_invite(ctx.session, await ctx.scope(), ctx.resident.id,
+                                         press.estate_id)
+    if code is None:
         ctx.say("common.not_allowed")
         return
-    code = await ver.create_invite(ctx.session, estate_id, None, ctx.resident.id, max_uses=50)
-    await audit.record(ctx.session, ctx.resident.id, "invite.create", f"estate:{estate_id}",
-                       invite_id=code.id)
-    estate = await territory.estate(ctx.session, estate_id)
+    estate = await territory.estate(ctx.session, code.estate_id)
     ctx.say("verify.invite_created", code=code.code, estate=territory.localized(estate, ctx.lang),
-            uses=code.max_uses, days=14)
+            uses=code.max_uses, days=verifying.INVITE_DAYS)
 
 
 @router.command("pending", help_key="help.pending", roles=STAFF, order=51)
 async def pending(ctx: Context) -> None:
-    scope = await ctx.scope()
-    rows = await ver.pending(ctx.session, None if scope.everything else scope.estate_ids)
+    rows = await verifying.pending(ctx.session, await ctx.scope())
     if not rows:
         ctx.say("verify.none_pending")
         return
@@ -110,24 +104,15 @@ async def pending(ctx: Context) -> None:
 
 @router.action(Decide)
 async def decide(ctx: Context, press: Decide) -> None:
-    req_id, approve = press.request_id, press.approve
-    req = await ver.get_request(ctx.session, req_id)
-    if req is None or not (await ctx.scope()).covers_estate(req.estate_id):
+    decided = await verifying.decide(ctx.session, ctx.services.texts, await ctx.scope(),
+                                     ctx.resident.id, press.request_id, press.approve)
+    if decided.pushed:
+        ctx.pushed = True
+    if decided.outcome == "not_allowed":
         ctx.say("common.not_allowed")
-        return
-    done = await ver.decide(ctx.session, req_id, approve, ctx.resident.id)
-    if done is None:
-        ctx.say("verify.already_withdrawn" if req.status == ver.RequestStatus.WITHDRAWN
-                else "verify.already_decided")
-        return
-    if done.status == ver.RequestStatus.WITHDRAWN:
+    elif decided.outcome == "withdrawn":
         ctx.say("verify.already_withdrawn")
-        return
-    await audit.record(ctx.session, ctx.resident.id,
-                       "verify.approve" if approve else "verify.reject",
-                       f"resident:{req.resident_id}")
-    ctx.say("verify.decided_approved" if approve else "verify.decided_rejected")
-    resident = await resident_by_id(ctx.session, req.resident_id)
-    for ident in await identities_of(ctx.session, resident.id):
-        await ctx.tell(Recipient(ident.id, resident.language),
-                       "verify.you_approved" if approve else "verify.you_rejected")
+    elif decided.outcome == "already_decided":
+        ctx.say("verify.already_decided")
+    else:
+        ctx.say("verify.decided_approved" if press.approve else "verify.decided_rejected")

@@ -1,6 +1,9 @@
-"""Granting and revoking roles by readable names, shared by the CLI and /grant in chat."""
+"""Granting and revoking roles by readable names, shared by the CLI, /grant in chat and the
+staff dashboard's roles page (which also revokes a listed role by its number)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,6 +14,7 @@ from storage.people import (
     ROLE_SCOPE,
     Identity,
     Resident,
+    Role,
     RoleKind,
     all_roles,
     get_or_create_identity,
@@ -71,21 +75,73 @@ async def change_role(session: AsyncSession, who: str, kind: str, scope_code: st
     else:
         changed = await revoke_role(session, resident.id, role_kind, scope_id)
     if changed:
-        await audit.record(session, actor_id, "role.grant" if grant else "role.revoke",
-                           f"resident:{resident.id}", kind=kind, scope=scope_code)
+        await _audited(session, actor_id, grant, resident.id, kind, scope_code)
     return changed
 
 
-async def describe_roles(session: AsyncSession) -> list[str]:
-    lines = []
-    for role in await all_roles(session):
-        scope_type = ROLE_SCOPE[RoleKind(role.kind)]
-        code: str | None = "-"
-        if scope_type is not None:
-            model = _SCOPE_MODEL[scope_type]
-            code = await session.scalar(select(model.code).where(model.id == role.scope_id))
+async def _audited(session: AsyncSession, actor_id: int | None, grant: bool, resident_id: int,
+                   kind: str, scope_code: str | None) -> None:
+    await audit.record(session, actor_id, "role.grant" if grant else "role.revoke",
+                       f"resident:{resident_id}", kind=kind, scope=scope_code)
+
+
+async def _scope_code(session: AsyncSession, role: Role) -> str | None:
+    scope_type = ROLE_SCOPE[RoleKind(role.kind)]
+    if scope_type is None:
+        return None
+    model = _SCOPE_MODEL[scope_type]
+    return await session.scalar(select(model.code).where(model.id == role.scope_id))
+
+
+async def revoke_by_id(session: AsyncSession, role_id: int, *, actor_id: int | None
+                       ) -> RoleRow | None:
+    """Revoke one listed role (audited as `change_role` does); None when there is no such
+    role (any more)."""
+    role = await session.get(Role, role_id)
+    if role is None:
+        return None
+    row = (await _rows(session, [role]))[0]
+    if not await revoke_role(session, role.resident_id, RoleKind(role.kind), role.scope_id):
+        return None
+    await _audited(session, actor_id, False, row.resident_id, row.kind, row.scope_code)
+    return row
+
+
+@dataclass(frozen=True)
+class RoleRow:
+    """A role as people read it: who (number, name, platform accounts), which, where."""
+
+    role_id: int
+    resident_id: int
+    name: str | None
+    accounts: tuple[str, ...]  # platform:user_id
+    kind: str
+    scope_code: str | None  # the station, committee or team code; None for admin
+
+
+async def _rows(session: AsyncSession, roles: list[Role]) -> list[RoleRow]:
+    rows = []
+    for role in roles:
         idents = (await session.scalars(select(Identity).where(
-            Identity.resident_id == role.resident_id))).all()
-        names = ",".join(f"{i.platform}:{i.platform_user_id}" for i in idents)
-        lines.append(f"#{role.resident_id} ({names}) {role.kind} {code}")
-    return lines
+            Identity.resident_id == role.resident_id).order_by(Identity.id))).all()
+        resident = await must_get(session, Resident, role.resident_id)
+        rows.append(RoleRow(role.id, role.resident_id, resident.display_name,
+                            tuple(f"{i.platform}:{i.platform_user_id}" for i in idents),
+                            role.kind, await _scope_code(session, role)))
+    return rows
+
+
+async def role_rows(session: AsyncSession) -> list[RoleRow]:
+    """Every role, by person."""
+    return await _rows(session, await all_roles(session))
+
+
+async def describe_roles(session: AsyncSession) -> list[str]:
+    return [f"#{r.resident_id} ({','.join(r.accounts)}) {r.kind} {r.scope_code or '-'}"
+            for r in await role_rows(session)]
+
+
+async def scope_codes(session: AsyncSession) -> dict[str, list[str]]:
+    """Each scope type's codes (station, committee, team), for a grant form's choices."""
+    return {name: list((await session.scalars(select(model.code).order_by(model.code))).all())
+            for name, model in _SCOPE_MODEL.items()}

@@ -79,6 +79,16 @@ async def create_invite(
     return invite
 
 
+async def invites(session: AsyncSession, estate_ids: set[int] | None, limit: int = 50
+                  ) -> list[Invite]:
+    """The newest invite codes of these estates (None: every estate), used up and expired
+    ones too."""
+    q = select(Invite).order_by(Invite.id.desc()).limit(limit)
+    if estate_ids is not None:
+        q = q.where(Invite.estate_id.in_(estate_ids))
+    return list((await session.scalars(q)).all())
+
+
 class InviteError(enum.StrEnum):
     UNKNOWN = "unknown"
     EXPIRED = "expired"

@@ -217,3 +217,61 @@ def test_no_cdn_in_templates():
     for path in templates.glob("*.html"):
         text = path.read_text(encoding="utf-8")
         assert not re.search(r'(src|href)="(https?:)?//', text), path.name
+
+
+async def test_approve_a_verification_and_revoke_a_role(browser, tmp_path, sqlite_url):
+    """An admin approves a resident waiting for verification (the resident is told in chat)
+    and revokes a staff member's role on the roles page; the staff member's open dashboard
+    refuses their next page."""
+    from tests.dashboard_people_support import asks, role_id
+
+    app, chat, base = await dashboard_app(sqlite_url, tmp_path, live=True)
+    try:
+        await person(app, "ada", ("admin", None))
+        await person(app, "sam", ("staff", "sxs-station"))
+        _, request_id = await asks(app, "pia")
+        sam_role = await role_id(app, "sam", "staff")
+
+        staff = await (await browser.new_context(locale="en-US")).new_page()
+        await staff.goto(await link_for(chat, "sam"))
+        await staff.click("#sign-in")
+        await staff.click("#nav-people")
+        await staff.wait_for_selector(f"#request-{request_id}")
+        assert await staff.locator("#tab-roles").count() == 0  # roles are the admins'
+
+        page = await (await browser.new_context(locale="en-US")).new_page()
+        await page.goto(await link_for(chat, "ada"))
+        await page.click("#sign-in")
+        await page.click("#nav-people")
+        await page.wait_for_selector("#pending")
+        assert "Pia (#" in await page.inner_text(f"#request-{request_id}")
+        await page.screenshot(path=OUT / "verifications.png", full_page=True)
+        await page.click(f"#approve-{request_id}")
+        await page.wait_for_selector("#outcome")
+        assert await page.inner_text("#outcome") == \
+            "Approved; the resident has been told in chat."
+        assert await page.locator(f"#request-{request_id}").count() == 0
+        await _until(lambda: "You are now a verified resident." in chat.texts_to("pia"),
+                     "the resident told")
+
+        await page.click("#tab-roles")
+        await page.wait_for_selector(f"#role-{sam_role}")
+        await page.screenshot(path=OUT / "roles.png", full_page=True)
+        await page.click(f"#revoke-{sam_role}")
+        await page.wait_for_selector("#outcome")
+        assert (await page.inner_text("#outcome")).startswith("Revoked")
+        assert await page.locator(f"#role-{sam_role}").count() == 0
+        await page.screenshot(path=OUT / "roles-revoked.png", full_page=True)
+
+        response = await staff.reload()
+        assert response.status == 401
+        assert "Send /dashboard to the bot" in await staff.inner_text("#message")
+
+        await page.click("#tab-audit")
+        await page.fill("#audit-action", "role.revoke")
+        await page.click("#audit-apply")
+        await page.wait_for_selector("#audit")
+        assert "role.revoke" in await page.inner_text("#audit")
+        await page.screenshot(path=OUT / "audit.png", full_page=True)
+    finally:
+        await app.stop()

@@ -14,6 +14,7 @@ import pytest
 
 from services import dashboard as rules
 from storage import reports as rep
+from tests.dashboard_people_support import asks, far_station, role_id
 from tests.dashboard_support import LINK, Client, dashboard_app, file, link_for, person, revoke
 from tests.report_helpers import drain
 
@@ -520,6 +521,8 @@ async def test_route_permission_matrix(served, db_url):
         "/dashboard": row(303, 303, 303, 303, 303, 303, 303),  # to /dashboard/
         "/dashboard/static/htmx.min.js": row(200, 200, 200, 200, 200, 200, 200),
     }
+    more_gets, more_posts = await _people_matrix(app, row)  # residents and roles
+    gets.update(more_gets)
     wrong = []
     for path, expected in gets.items():
         for name, status in expected.items():
@@ -532,6 +535,7 @@ async def test_route_permission_matrix(served, db_url):
                                                               401)),
         ("/dashboard/notices/preview", preview, row(200, 200, 200, 403, 403, 400, 401)),
         (f"/dashboard/polls/{poll}/close", {}, row(303, 303, 303, 403, 403, 404, 401)),
+        *more_posts,
         ("/dashboard/language", {"lang": "en"}, row(303, 303, 303, 303, 303, 303, 401)),
         ("/dashboard/logout", {}, row(303, 303, 303, 303, 303, 303, 401)),
     ]
@@ -700,3 +704,279 @@ def test_link_signature_follows_the_key_rotation():
     assert not Signer(b"new-key").check(rules.PURPOSE, "token", tag)
     assert not old.check(rules.PURPOSE, "other", tag)
     assert not old.check("another-purpose", "token", tag)
+
+
+# -- residents and roles (web/dashboard/people.py) -----------------------------------------
+
+async def _people_matrix(app, row) -> tuple[dict, list]:
+    """The residents-and-roles routes for test_route_permission_matrix's viewers."""
+    from storage.territory import estate_by_code
+
+    _, asked = await asks(app, "pia")
+    await person(app, "rex", ("team", "central-joint"))  # a role admins revoke below
+    rex_role = await role_id(app, "rex", "team")
+    async with app.services.readers() as s:
+        victoria = (await estate_by_code(s, "victoria")).id
+    admins = row(200, 403, 403, 403, 403, 403, 401)
+    gets = {
+        # As /pending and /invite: admins, station staff and committee members.
+        "/dashboard/verifications": row(200, 200, 200, 403, 403, 200, 401),
+        "/dashboard/invites": row(200, 200, 200, 403, 403, 200, 401),
+        # As /roles and /audit: admins only.
+        "/dashboard/roles": admins,
+        "/dashboard/audit": admins,
+        "/dashboard/audit?person=%23999999&action=role&page=2": admins,
+    }
+    posts = [
+        # The first to decide decides; after that it has been decided (still 303); zed's
+        # committee is another one's: not found.
+        (f"/dashboard/verifications/{asked}", {"decision": "reject"},
+         row(303, 303, 303, 403, 403, 404, 401)),
+        ("/dashboard/verifications/999999", {"decision": "approve"},
+         row(404, 404, 404, 403, 403, 404, 401)),
+        ("/dashboard/invites", {"estate": str(victoria)}, row(303, 303, 303, 403, 403, 404,
+                                                               401)),
+        ("/dashboard/roles", {"who": "memory:pia", "kind": "committee", "scope": "victoria"},
+         row(303, 403, 403, 403, 403, 403, 401)),
+        (f"/dashboard/roles/{rex_role}/revoke", {}, row(303, 403, 403, 403, 403, 403, 401)),
+        ("/dashboard/roles/999999/revoke", {}, row(404, 403, 403, 403, 403, 403, 401)),
+    ]
+    return gets, posts
+
+
+async def test_a_verification_approved_on_the_web_is_told_in_chat(served, db_url):
+    from storage import audit
+    from storage.people import resident_by_id
+
+    app, chat, base = await served(db_url)
+    await person(app, "sam", ROLES["staff"])
+    pia, pia_request = await asks(app, "pia")
+    _, rob_request = await asks(app, "rob")
+    sam = served.client(base)
+    assert await sam.sign_in(await link_for(chat, "sam")) == 303
+    assert await sam.get("/dashboard/verifications") == 200
+    assert "Pia (#" in sam.text and "Rob (#" in sam.text
+    assert await sam.post(f"/dashboard/verifications/{pia_request}",
+                          {"decision": "approve"}) == 303
+    assert sam.last.headers["Location"] == "/dashboard/verifications?done=approved"
+    assert await sam.get(sam.last.headers["Location"]) == 200
+    assert "Approved; the resident has been told in chat." in sam.text
+    assert "Pia (#" not in sam.text and "Rob (#" in sam.text
+    await drain(app)
+    assert chat.last_text("pia") == "You are now a verified resident."  # as from chat
+    # A second tap, and a made-up decision: nothing changes.
+    assert await sam.post(f"/dashboard/verifications/{pia_request}",
+                          {"decision": "reject"}) == 303
+    assert sam.last.headers["Location"].endswith("done=already_decided")
+    assert await sam.post(f"/dashboard/verifications/{rob_request}",
+                          {"decision": "maybe"}) == 400
+    assert await sam.post(f"/dashboard/verifications/{rob_request}",
+                          {"decision": "reject"}) == 303
+    await drain(app)
+    assert chat.last_text("rob") == ("Your verification request was not approved. "
+                                     "Please contact your committee.")
+    assert sum("verified" in t or "not approved" in t for t in chat.texts_to("pia")) == 1
+    async with app.services.readers() as s:
+        assert (await resident_by_id(s, pia)).verified
+        entries, total = await audit.search(s, action="verify")
+        assert total == 2 and {e.action for e in entries} == {"verify.approve",
+                                                              "verify.reject"}
+    # The chat's queue agrees: nobody is waiting.
+    await chat.say("sam", "/pending")
+    assert chat.last_text("sam") == "Nobody is waiting for approval."
+
+
+async def test_another_stations_resident_and_role_by_an_edited_url(served, db_url):
+    from storage.people import resident_by_id
+    from storage.territory import estate_by_code
+
+    app, chat, base = await served(db_url)
+    await far_station(app)
+    await person(app, "sam", ROLES["staff"])
+    await person(app, "cora", ROLES["committee"])
+    await person(app, "fay", ("staff", "far-station"), estate="far-estate")
+    far, far_request = await asks(app, "far", estate="far-estate")
+    zoe, zoe_request = await asks(app, "zoe", estate="zhonghai-mingcheng")
+    fay_role = await role_id(app, "fay", "staff")
+    c = {name: served.client(base) for name in ("sam", "cora")}
+    for name, client in c.items():
+        assert await client.sign_in(await link_for(chat, name)) == 303, name
+    sam, cora = c["sam"], c["cora"]
+    # Not listed, and an edited URL is not found: nothing decided.
+    assert await sam.get("/dashboard/verifications") == 200
+    assert "Far (#" not in sam.text and "Zoe (#" in sam.text
+    for decision in ("approve", "reject"):
+        assert await sam.post(f"/dashboard/verifications/{far_request}",
+                              {"decision": decision}) == 404
+        assert "Far" not in sam.text
+    # A committee member decides for their own committee's estates only.
+    assert await cora.get("/dashboard/verifications") == 200 and "Zoe (#" not in cora.text
+    assert await cora.post(f"/dashboard/verifications/{zoe_request}",
+                           {"decision": "approve"}) == 404
+    async with app.services.readers() as s:
+        far_estate = (await estate_by_code(s, "far-estate")).id
+        assert not (await resident_by_id(s, far)).verified
+        assert not (await resident_by_id(s, zoe)).verified
+    # Invite codes: only for estates in scope.
+    assert await sam.get("/dashboard/invites") == 200
+    assert f'<option value="{far_estate}"' not in sam.text
+    assert await sam.post("/dashboard/invites", {"estate": str(far_estate)}) == 404
+    assert await sam.post("/dashboard/invites", {"estate": "x"}) == 404
+    # Roles are the admins' (as /revoke in chat): another station's role is refused.
+    assert await sam.post(f"/dashboard/roles/{fay_role}/revoke") == 403
+    assert await sam.post("/dashboard/roles", {"who": "memory:far", "kind": "staff",
+                                               "scope": "far-station"}) == 403
+    assert await role_id(app, "fay", "staff") == fay_role
+    await drain(app)
+    assert chat.texts_to("far") == [] and chat.texts_to("zoe") == []
+
+
+async def test_roles_granted_and_revoked_on_the_web_end_the_session(served, db_url):
+    from storage import audit
+
+    app, chat, base = await served(db_url)
+    await person(app, "ada", ROLES["admin"])
+    await person(app, "sam", ROLES["staff"])
+    pia = await person(app, "pia")
+    ada, sam = served.client(base), served.client(base)
+    assert await ada.sign_in(await link_for(chat, "ada")) == 303
+    assert await sam.sign_in(await link_for(chat, "sam")) == 303
+    assert await sam.get("/dashboard/verifications") == 200
+    assert 'id="tab-roles"' not in sam.text  # no roles tab for staff
+    assert await ada.get("/dashboard/roles") == 200
+    sam_role = await role_id(app, "sam", "staff")
+    assert f'id="role-{sam_role}"' in ada.text and "sxs-station" in ada.text
+    assert "memory:sam" in ada.text
+
+    # Granting, as /grant: by number or account; mistakes are told, nothing made.
+    for form, outcome in (
+            ({"who": f"#{pia}", "kind": "committee", "scope": "victoria"}, "granted"),
+            ({"who": "memory:pia", "kind": "committee", "scope": "victoria"}, "unchanged"),
+            ({"who": "memory:nobody", "kind": "staff", "scope": "sxs-station"},
+             "error_unknown_user"),
+            ({"who": "#1", "kind": "mayor", "scope": ""}, "error_unknown_role"),
+            ({"who": "#1", "kind": "staff", "scope": ""}, "error_scope_needed"),
+            ({"who": "#1", "kind": "staff", "scope": "atlantis"}, "error_unknown_scope")):
+        assert await ada.post("/dashboard/roles", form) == 303, form
+        assert ada.last.headers["Location"] == f"/dashboard/roles?done={outcome}", form
+    assert await ada.get("/dashboard/roles?done=granted") == 200 and "Granted." in ada.text
+    assert "Pia (#" in ada.text
+    await chat.say("ada", "/roles")
+    assert f"#{pia} (memory:pia) committee victoria" in chat.last_text("ada")
+
+    # Revoking sam's role on this page ends sam's session at the next request.
+    assert await ada.post(f"/dashboard/roles/{sam_role}/revoke") == 303
+    assert ada.last.headers["Location"] == "/dashboard/roles?done=revoked"
+    assert await sam.get("/dashboard/verifications") == 401
+    assert "Send /dashboard to the bot" in sam.text
+    assert await ada.post(f"/dashboard/roles/{sam_role}/revoke") == 404  # gone already
+    await chat.say("sam", "/pending")
+    assert "not allowed" in chat.last_text("sam")  # and in chat
+    async with app.services.readers() as s:
+        entries, total = await audit.search(s, action="role")
+    assert [e.action for e in entries][:2] == ["role.revoke", "role.grant"]
+    assert entries[0].detail == {"kind": "staff", "scope": "sxs-station"}
+
+
+async def test_invite_codes_made_on_the_web_work_in_chat(served, db_url):
+    app, chat, base = await served(db_url)
+    await person(app, "cora", ROLES["committee"])
+    cora = served.client(base)
+    assert await cora.sign_in(await link_for(chat, "cora")) == 303
+    assert await cora.get("/dashboard/invites") == 200
+    assert "No invite codes yet." in cora.text
+    options = re.findall(r'<option value="(\d+)">([^<]+)<', cora.text)
+    async with app.services.readers() as s:
+        from storage.access import scope_of
+        from storage.people import identity_for
+
+        cora_id = (await identity_for(s, "memory", "cora")).resident_id
+        covered = (await scope_of(s, cora_id)).estate_ids
+    assert {int(v) for v, _ in options} == covered  # the committee's estates, no other
+    victoria = next(v for v, name in options if name == "Victoria Garden")
+    assert "Zhonghai" not in cora.text
+    assert await cora.post("/dashboard/invites", {"estate": victoria}) == 303
+    assert await cora.get(cora.last.headers["Location"]) == 200
+    found = re.search(r'<code>([A-Z2-9]{8})</code> <span class="badge" id="invite-new">',
+                      cora.text)
+    assert found, cora.text
+    assert "0 / 50" in cora.text and "valid" in cora.text
+    await chat.say("res", "/start")
+    await chat.press("res", "English")
+    await chat.say("res", f"/join {found.group(1)}")
+    assert chat.last_text("res") == "You are verified as a resident of Victoria Garden."
+    assert await cora.get("/dashboard/invites") == 200 and "1 / 50" in cora.text
+
+
+async def test_audit_log_searched_by_person_and_action_paged(served, db_url):
+    from storage import audit
+
+    app, chat, base = await served(db_url)
+    ada = await person(app, "ada", ROLES["admin"])
+    pia = await person(app, "pia")
+    async with app.sessions() as s, s.begin():
+        for i in range(60):
+            await audit.record(s, ada, "verify.approve", f"resident:{1000 + i}")
+        await audit.record(s, ada, "verify.reject", f"resident:{pia}")
+        await audit.record(s, pia, "report.ack", "Z-2026-00001", status="acknowledged")
+        await audit.record(s, None, "poll.close", "poll:7", by="scheduler")
+    browser = served.client(base)
+    assert await browser.sign_in(await link_for(chat, "ada")) == 303
+    assert await browser.get("/dashboard/audit") == 200
+    assert "<td>scheduler</td><td>poll.close</td><td>poll:7</td>" in browser.text
+    assert await browser.get("/dashboard/audit?action=verify") == 200
+    assert "61 entries" in browser.text and "page 1 of 2" in browser.text
+    assert browser.text.count("<td>verify.approve</td>") == 49  # newest first: the reject
+    assert await browser.get("/dashboard/audit?action=verify&page=2") == 200
+    assert browser.text.count("<td>verify.approve</td>") == 11
+    # A person: what they did, and what was done to them.
+    assert await browser.get(f"/dashboard/audit?person=%23{pia}") == 200
+    assert "2 entries" in browser.text
+    assert f"<td>Ada (#{ada})</td><td>verify.reject</td><td>resident:{pia}</td>" in browser.text
+    assert f"<td>Pia (#{pia})</td><td>report.ack</td>" in browser.text
+    assert "status=acknowledged" in browser.text
+    assert await browser.get("/dashboard/audit?person=memory:pia&action=report") == 200
+    assert "1 entry" in browser.text
+    assert await browser.get("/dashboard/audit?person=memory:nobody") == 200
+    assert "No such person." in browser.text and "0 entries" in browser.text
+    assert await browser.get("/dashboard/audit?action=verify.appr") == 200
+    assert "0 entries" in browser.text  # a whole action or a prefix ending at a dot
+    # In Chinese, as the rest.
+    await browser.post("/dashboard/language", {"lang": "zh-Hans", "back": "/dashboard/audit"})
+    assert await browser.get("/dashboard/audit?person=%23999999") == 200
+    assert "操作记录" in browser.text and "没有这个人。" in browser.text
+
+
+async def test_csrf_on_every_residents_and_roles_form(served, sqlite_url):
+    app, chat, base = await served(sqlite_url)
+    await person(app, "ada", ROLES["admin"])
+    await person(app, "sam", ROLES["staff"])
+    await person(app, "rex", ("team", "central-joint"))
+    _, asked = await asks(app, "pia")
+    rex_role = await role_id(app, "rex", "team")
+    ada, sam = served.client(base), served.client(base)
+    assert await ada.sign_in(await link_for(chat, "ada")) == 303
+    assert await sam.sign_in(await link_for(chat, "sam")) == 303
+
+    async def audited():
+        from storage import audit
+
+        async with app.services.readers() as s:
+            return [(await audit.search(s, action=a))[1] for a in ("verify", "invite", "role")]
+
+    before = await audited()  # the roles given above
+    forms = [(f"/dashboard/verifications/{asked}", {"decision": "approve"}),
+             ("/dashboard/invites", {"estate": "1"}),
+             ("/dashboard/roles", {"who": "memory:pia", "kind": "admin"}),
+             (f"/dashboard/roles/{rex_role}/revoke", {})]
+    for path, form in forms:
+        for token in (None, "0" * 64, sam.csrf):  # none, made up, another session's
+            body = dict(form, **({"csrf": token} if token else {}))
+            assert await ada.post(path, body, csrf=False) == 403, (path, token)
+            assert "could not be accepted" in ada.text
+        assert await ada.post(path, form, headers={"Origin": "https://evil.example"}) == 403
+    assert await audited() == before  # nothing done
+    assert await role_id(app, "rex", "team") == rex_role
+    for path, form in forms:  # with the token: done
+        assert await ada.post(path, form) == 303, path
+    assert await audited() == [before[0] + 1, before[1] + 1, before[2] + 2]

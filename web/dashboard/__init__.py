@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web.dashboard import auth, notices, polls, reports, surveys
+from web.dashboard import auth, notices, people, polls, reports, surveys
 from web.dashboard.core import HERE, PREFIX, DashboardDeps, Guard, Renderer, see_other
 
 __all__ = ["DashboardDeps", "feature"]
@@ -28,6 +28,7 @@ def feature(deps: DashboardDeps):
         auth.AuthPages(deps, renderer, guard), reports.ReportPages(deps, renderer),
         notices.NoticePages(deps, renderer), polls.PollPages(deps, renderer),
         surveys.SurveyPages(deps, renderer)]
+    people_pages = people.PeoplePages(deps, renderer)  # residents and roles
 
     async def to_home(request: web.Request) -> web.StreamResponse:
         return see_other(PREFIX + "/")
@@ -38,6 +39,7 @@ def feature(deps: DashboardDeps):
         routes = web.RouteTableDef()
         for section in sections:
             section.routes(routes)
+        people_pages.routes(routes)
         for route in routes:  # declared with their full path, served under the prefix
             assert isinstance(route, web.RouteDef) and route.path.startswith(PREFIX + "/")
             sub.router.add_route(route.method, route.path[len(PREFIX):], route.handler,

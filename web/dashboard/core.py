@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.context import Services
 from bot.i18n import LANGUAGES, normalize_language
 from services import dashboard as rules
+from services import role_rules
+from services import verification as verifying
 from storage import dashboard as dash
 from storage.access import Scope, scope_of
 from storage.people import Resident, resident_by_id
@@ -40,6 +42,9 @@ SECTIONS = {  # section -> role kinds that may use it (storage.people.RoleKind v
     "figures": ("staff", "admin"),  # as the chat's /stats
     "notices": ("staff", "committee", "admin"),
     "polls": ("staff", "committee", "admin"),
+    "people": verifying.VERIFIERS,  # pending verifications and invite codes, as /pending
+    "roles": role_rules.MANAGERS,  # as /grant, /revoke, /roles
+    "audit": role_rules.AUDITORS,  # as /audit
 }
 CSP = ("default-src 'self'; img-src 'self' data:; media-src 'self'; style-src 'self'; "
        "script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
