@@ -4,8 +4,6 @@ per shift with attendance, check-in code, CSV export, capacity and cancellation.
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,6 +28,7 @@ from handlers.volunteering import (
     tell_promoted,
     when,
 )
+from services import volunteer_rosters as rosters_rule
 from storage import audit, outbox, proposals, subscriptions, territory
 from storage import volunteer_teams as vteams
 from storage import volunteering as vol
@@ -47,8 +46,6 @@ TEXTS = ConversationTexts(stale="volunteering.step_over",
                           type_please="volunteering.expect_text")
 MAX_TITLE, MAX_DESCRIPTION, MAX_SKILLS, MAX_SHIFTS = 80, 1000, 120, 20
 ROSTER_BUTTONS = 20
-CSV_COLUMNS = ("queue_no", "resident", "name", "status", "waitlist_position", "signed_up_at",
-               "attended_at", "checked_out_at")  # headers in the reader's language
 ANNOUNCE_BATCH = 1000
 STAFF = (RoleKind.ADMIN, RoleKind.STAFF, RoleKind.COMMITTEE)
 # The start is whatever the notice time reader takes ("2026-12-05 09:00", "明天 20:00",
@@ -155,10 +152,10 @@ async def may_organise(ctx: Context) -> bool:
 
 
 async def may_manage(ctx: Context, activity: vol.Activity) -> bool:
-    """Asked at every roster action, from the roles held now (a revoked organiser loses it)."""
-    scope = await ctx.scope()
-    leads = bool(await vteams.led_teams(ctx.session, ctx.resident.id))
-    return vol.may_manage(scope, activity, ctx.resident.id, leads_team=leads)
+    """Asked at every roster action, from the roles held now (a revoked organiser loses it):
+    services.volunteer_rosters' rule, the dashboard's too."""
+    return await rosters_rule.may_manage(ctx.session, await ctx.scope(), ctx.resident.id,
+                                         activity)
 
 
 async def _allowed_estates(ctx: Context, d: ActivityForm) -> list[territory.Estate]:
@@ -558,14 +555,8 @@ async def discard(ctx: Context, press: Discard) -> None:
 
 @router.command("roster", help_key="volunteering.help_roster", order=41, visible=may_organise)
 async def rosters(ctx: Context) -> None:
-    scope = await ctx.scope()
-    estate_ids = None if scope.everything else scope.estate_ids
-    rows = await vol.organised_shifts(ctx.session, organiser_id=ctx.resident.id,
-                                      estate_ids=estate_ids, committee_ids=scope.committee_ids,
-                                      since=ctx.now - timedelta(days=1))
-    leads = bool(await vteams.led_teams(ctx.session, ctx.resident.id))
-    rows = [(s, a) for s, a in rows
-            if vol.may_manage(scope, a, ctx.resident.id, leads_team=leads)]
+    rows = await rosters_rule.managed_shifts(ctx.session, await ctx.scope(), ctx.resident.id,
+                                             ctx.now - timedelta(days=1))
     if not rows:
         ctx.say("volunteering.no_rosters")
         return
@@ -614,24 +605,19 @@ async def render_roster(ctx: Context, shift: vol.Shift, activity: vol.Activity) 
 
 @router.action(MarkAttended)
 async def mark_attended(ctx: Context, press: MarkAttended) -> None:
-    signup = await vol.get_signup(ctx.session, press.signup_id)
-    shift = await vol.get_shift(ctx.session, signup.shift_id) if signup else None
-    activity = await vol.get_activity(ctx.session, shift.activity_id) if shift else None
-    if activity is None or not await may_manage(ctx, activity):
+    early = timedelta(minutes=ctx.services.settings.volunteering.checkin_early_minutes)
+    marked = await rosters_rule.mark_attended(ctx.session, await ctx.scope(), ctx.resident.id,
+                                              press.signup_id, ctx.now, early)
+    if marked.found is None:
         ctx.say("common.not_allowed")
         return
-    if ctx.now < shift.starts_at - timedelta(
-            minutes=ctx.services.settings.volunteering.checkin_early_minutes):
+    if marked.outcome == "too_early":
         ctx.say("volunteering.attendance_too_early")
         return
-    if await vol.mark_attended(ctx.session, signup.id, ctx.resident.id, ctx.now):
-        await audit.record(ctx.session, ctx.resident.id, "volunteering.attended",
-                           f"signup:{signup.id}")
-        ctx.say("volunteering.attendance_marked")
-    else:
-        ctx.say("volunteering.attendance_unchanged")
-    shift = await reread(ctx.session, shift)
-    await render_roster(ctx, shift, activity)
+    ctx.say("volunteering.attendance_marked" if marked.outcome == "marked"
+            else "volunteering.attendance_unchanged")
+    shift = await reread(ctx.session, marked.found.shift)
+    await render_roster(ctx, shift, marked.found.activity)
 
 
 @router.action(ExportCsv)
@@ -640,21 +626,9 @@ async def export_csv(ctx: Context, press: ExportCsv) -> None:
     if not found:
         return
     shift, activity = found
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow([ctx.t(f"volunteering.csv_{c}") for c in CSV_COLUMNS])
-
-    def at(moment: datetime | None) -> str:
-        return f"{local(ctx, moment):%Y-%m-%d %H:%M}" if moment else ""
-
-    for line in await vol.roster(ctx.session, shift.id):
-        s = line.signup
-        writer.writerow([s.queue_no, s.resident_id, line.name,
-                         ctx.t(f"volunteering.status_{s.status}"), line.position or "",
-                         at(s.created_at), at(s.attended_at), at(s.checked_out_at)])
-    # A BOM so spreadsheet programs read the Chinese names as UTF-8.
-    rel = await asyncio.to_thread(ctx.services.media.save,
-                                  ("\ufeff" + buf.getvalue()).encode(), ".csv")
+    body = rosters_rule.roster_csv(ctx.t, ZoneInfo(ctx.services.settings.bot.timezone),
+                                   await vol.roster(ctx.session, shift.id))
+    rel = await asyncio.to_thread(ctx.services.media.save, body, ".csv")
     await audit.record(ctx.session, ctx.resident.id, "volunteering.export",
                        f"shift:{shift.id}")
     ctx.reply(ctx.t("volunteering.csv_caption", title=activity.title, when=when(ctx, shift)),

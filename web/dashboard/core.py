@@ -40,6 +40,7 @@ SECTIONS = {  # section -> role kinds that may use it (storage.people.RoleKind v
     "figures": ("staff", "admin"),  # as the chat's /stats
     "notices": ("staff", "committee", "admin"),
     "polls": ("staff", "committee", "admin"),
+    "volunteering": ("staff", "committee", "admin"),  # as /roster; may_manage per activity
 }
 CSP = ("default-src 'self'; img-src 'self' data:; media-src 'self'; style-src 'self'; "
        "script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
