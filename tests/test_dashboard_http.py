@@ -642,7 +642,12 @@ async def test_volunteering_route_matrix(served, db_url):
     await clients["admin"].get(v)
     assert "Park clean-up" in clients["admin"].text and "Zhonghai tea" in clients["admin"].text
     await clients["committee"].get(f"{v}/shifts/{shift}")
-    assert "Ann" in clients["committee"].text and "Bob" in clients["committee"].text
+    shown = clients["committee"].text
+    assert re.search(r'id="confirmed">.*?<td>Ann</td>', shown, re.S)
+    assert re.search(r'<ol id="waiting">\s*<li>Bob</li>', shown)  # one place: Bob waits
+    await clients["committee"].get(f"{v}/{ours}")
+    assert re.search(rf'id="shift-{shift}">.*?class="n taken">1<.*?class="n waiting">1<',
+                     clients["committee"].text, re.S)
     await clients["committee"].get("/dashboard/")
     assert f'href="{v}"' in clients["committee"].text  # the nav and the home page
     await clients["south"].get("/dashboard/")
