@@ -28,6 +28,7 @@ from handlers.volunteering import (
     tell_promoted,
     when,
 )
+from services import volunteer_organising as organising
 from services import volunteer_rosters as rosters_rule
 from storage import audit, outbox, proposals, subscriptions, territory
 from storage import volunteer_teams as vteams
@@ -44,7 +45,8 @@ LEGACY = {f"vol.{step}": step for step in STEPS}
 TEXTS = ConversationTexts(stale="volunteering.step_over",
                           press_button="volunteering.press_a_button",
                           type_please="volunteering.expect_text")
-MAX_TITLE, MAX_DESCRIPTION, MAX_SKILLS, MAX_SHIFTS = 80, 1000, 120, 20
+MAX_TITLE, MAX_DESCRIPTION = organising.MAX_TITLE, organising.MAX_DESCRIPTION
+MAX_SHIFTS = organising.MAX_SHIFTS
 ROSTER_BUTTONS = 20
 ANNOUNCE_BATCH = 1000
 STAFF = (RoleKind.ADMIN, RoleKind.STAFF, RoleKind.COMMITTEE)
@@ -159,16 +161,8 @@ async def may_manage(ctx: Context, activity: vol.Activity) -> bool:
 
 
 async def _allowed_estates(ctx: Context, d: ActivityForm) -> list[territory.Estate]:
-    scope = await ctx.scope()
-    estates = await territory.estates(ctx.session)
-    allowed = [e for e in estates if scope.covers_estate(e.id)]
-    if not allowed and ctx.resident.estate_id:
-        # A team lead without a territorial role organises at home.
-        allowed = [e for e in estates if e.id == ctx.resident.estate_id]
-    if d.proposal_committee:
-        # Carrying out a proposal: within the area of the committee it was adopted by.
-        allowed = [e for e in allowed if e.committee_id == d.proposal_committee]
-    return allowed
+    return await organising.allowed_estates(ctx.session, await ctx.scope(),
+                                            ctx.resident.estate_id, d.proposal_committee)
 
 
 # -- /newactivity --------------------------------------------------------------------------
@@ -300,17 +294,7 @@ def parse_shift(line: str, tz: ZoneInfo, now: datetime) -> vol.ShiftSpec | str:
         end = start.replace(hour=h2, minute=m2)
     except ValueError:
         return "shift_bad_date"
-    if end <= start:
-        return "shift_end_before_start"
-    if start <= now:
-        return "shift_in_past"
-    if start > now + timedelta(days=366):
-        return "shift_too_far"
-    if not 1 <= cap <= vol.MAX_CAPACITY:
-        return "shift_capacity"
-    if len(skills) > MAX_SKILLS:
-        return "shift_skills_too_long"
-    return vol.ShiftSpec(start, end, cap, skills)
+    return organising.check_shift(start, end, cap, skills, now)
 
 
 @activity_form.asks("shifts")
@@ -362,16 +346,7 @@ async def shifts_done(ctx: Context, d: ActivityForm, press: ShiftsDone) -> Go:
 
 
 async def _audiences(ctx: Context, d: ActivityForm) -> list[str]:
-    scope = await ctx.scope()
-    options = []
-    if d.estate_id:
-        options.append("estate")
-    if d.estate_id or len(scope.committee_ids) == 1:
-        # A point outside any estate still belongs to the organiser's own committee.
-        options.append("committee")
-    if scope.has(RoleKind.ADMIN, RoleKind.STAFF):
-        options.append("everyone")
-    return options
+    return organising.audiences(await ctx.scope(), d.estate_id)
 
 
 async def _to_audience(ctx: Context, d: ActivityForm) -> Go:
@@ -432,17 +407,15 @@ async def publish(ctx: Context, press: Publish) -> None:
     if activity is None or not await may_manage(ctx, activity):
         ctx.say("common.not_allowed")
         return
-    if not await vol.publish(ctx.session, activity.id):
+    published = await organising.publish(ctx.session, ctx.resident.id, activity,
+                                         press.announce)
+    if published == "already":
         ctx.say("volunteering.already_published")
         return
-    await audit.record(ctx.session, ctx.resident.id, "volunteering.publish",
-                       f"activity:{activity.id}", audience=activity.audience)
     if activity.proposal_id:
         invited = await invite_supporters(ctx, activity)
         ctx.say("volunteering.supporters_invited", number=activity.proposal_id, invited=invited)
-    if press.announce and await vol.request_announcement(ctx.session, activity.id):
-        await audit.record(ctx.session, ctx.resident.id, "volunteering.announce",
-                           f"activity:{activity.id}")
+    if published == "announcing":
         ctx.say("volunteering.published_announcing", title=activity.title,
                 audience=await vol.audience_size(ctx.session, activity))
         return

@@ -599,6 +599,7 @@ async def test_volunteering_route_matrix(served, db_url):
         f"{v}/hours.csv?from=2026-13-01&to=2026-12-01": row(400, 400, 400, 403, 403, 400, 401),
         f"{v}/hours.csv?from=2025-01-01&to=2026-12-31": row(400, 400, 400, 403, 403, 400, 401),
         f"{v}/hours.csv": row(400, 400, 400, 403, 403, 400, 401),
+        f"{v}/new": row(200, 200, 200, 403, 403, 200, 401),
     }
     wrong = []
     for path, expected in gets.items():
@@ -612,6 +613,7 @@ async def test_volunteering_route_matrix(served, db_url):
     posts = [
         (f"{v}/signups/{signup}/attended", row(303, 303, 303, 403, 403, 404, 401)),
         (f"{v}/signups/999999/attended", row(404, 404, 404, 403, 403, 404, 401)),
+        (f"{v}/new", row(400, 400, 400, 403, 403, 400, 401)),  # an empty form: nothing made
     ]
     for path, expected in posts:
         for name, status in expected.items():
@@ -626,7 +628,8 @@ async def test_volunteering_route_matrix(served, db_url):
             got = await client.post(path)
             if got != status:
                 wrong.append(f"POST {path} as {name}: {got}, expected {status}")
-            if got == 303 and not client.last.headers["Location"].startswith(
+            if got == 303 and "/attended" in path and not client.last.headers[
+                    "Location"].startswith(
                     f"{v}/shifts/{shift}?done="):
                 wrong.append(f"POST {path} as {name}: to {client.last.headers['Location']}")
     assert wrong == []
@@ -746,6 +749,79 @@ async def test_attendance_marked_on_the_web_is_the_chats_roster_and_hours(served
     assert sorted(marks) == sorted([f"signup:{ann_signup}", f"signup:{bob_signup}"])
     await chat.say("bob", "/myhours")
     assert "2 hours in 1 shift." in chat.last_text("bob")
+
+
+async def test_a_new_activity_from_the_web_is_the_chats(served, db_url):
+    """The form asks what /newactivity asks, with the chat's rules (the place within the scope,
+    the audience the place allows, a shift's times and places); published and announced, the
+    residents find it in chat, audited as the chat's publishing."""
+    from zoneinfo import ZoneInfo
+
+    from bot.scheduler import run_jobs_once
+    from storage import audit
+    from storage import volunteering as vol
+    from storage.territory import estate_by_code
+
+    app, chat, base = await served(db_url)
+    await person(app, "ann")
+    await person(app, "zoe", estate="zhonghai-mingcheng")
+    cid = await person(app, "committee", ROLES["committee"])
+    web = served.client(base)
+    assert await web.sign_in(await link_for(chat, "committee")) == 303
+    async with app.services.readers() as s:
+        victoria = (await estate_by_code(s, "victoria")).id
+        zhonghai = (await estate_by_code(s, "zhonghai-mingcheng")).id
+    assert await web.get("/dashboard/volunteering/new") == 200
+    assert f'<option value="{victoria}"' in web.text
+    assert f'<option value="{zhonghai}"' not in web.text  # another committee's estate
+    assert 'value="everyone"' not in web.text  # only admins and staff reach everyone
+    day = _local_day(app, 3)
+    form = {"title": "Park clean-up", "category": "environment", "estate": str(victoria),
+            "description": "Bring gloves.", "audience": "estate", "date_0": day,
+            "start_0": "09:00", "end_0": "11:00", "places_0": "2", "skills_0": "",
+            "announce": "yes"}
+    for changed, says in (
+            ({"estate": str(zhonghai)}, "not one offered here"),
+            ({"audience": "everyone"}, "not one offered here"),
+            ({"title": " "}, "Give the activity a title."),
+            ({"title": "x" * 81}, "81 characters"),
+            ({"date_0": _local_day(app, -1)}, "already passed"),
+            ({"end_0": "08:00"}, "end must be after the start"),
+            ({"places_0": "0"}, "places must be between 1 and 500"),
+            ({"date_0": "2026-02-30"}, "does not exist"),
+            ({"date_0": "", "start_0": "", "end_0": "", "places_0": ""}, "at least one shift")):
+        assert await web.post("/dashboard/volunteering/new", {**form, **changed}) == 400, changed
+        assert says in web.text, (changed, web.text[-2000:])
+        assert "Bring gloves.</textarea>" in web.text  # the form comes back as filled in
+    assert await web.post("/dashboard/volunteering/new", form, csrf=False) == 403
+    async with app.services.readers() as s:
+        assert await vol.upcoming_activities(s, app.services.clock()) == []  # nothing made
+    assert await web.post("/dashboard/volunteering/new", form) == 303
+    where = web.last.headers["Location"]
+    assert where.endswith("?done=announcing")
+    assert await web.get(where) == 200
+    assert "announcement is going out" in web.text and "Park clean-up" in web.text
+    async with app.services.readers() as s:
+        ((made, _),) = await vol.upcoming_activities(s, app.services.clock())
+        (shift,) = await vol.shifts_of(s, made.id)
+        published = [(e.actor_id, e.action) for e in await audit.recent(s)
+                     if e.target == f"activity:{made.id}"]
+    assert made.organiser_id == cid and made.status == "published"
+    starts = shift.starts_at.astimezone(ZoneInfo(app.services.settings.bot.timezone))
+    assert shift.capacity == 2 and f"{starts:%Y-%m-%d %H:%M}" == f"{day} 09:00"
+    assert sorted(published) == [(cid, "volunteering.announce"), (cid, "volunteering.publish")]
+
+    # In chat: announced to the estate's residents, signed up for in two taps.
+    for _ in range(2):
+        await run_jobs_once(app.sessions, app.services, app.deliverer, app.jobs)
+        await drain(app)
+    assert any("New volunteer activity: Park clean-up" in t for t in chat.texts_to("ann"))
+    assert not any("Park clean-up" in t for t in chat.texts_to("zoe"))
+    await chat.press("ann", "See the shifts")
+    await chat.press("ann", "Sign up")
+    assert "You are signed up for Park clean-up" in chat.last_text("ann")
+    assert await web.get(f"/dashboard/volunteering/shifts/{shift.id}") == 200
+    assert re.search(r'id="confirmed">.*?<td>Ann</td>', web.text, re.S)
 
 
 async def test_figures_page_and_csv_are_the_chats_stats(served, db_url):

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from services import volunteer_organising as organising
 from services import volunteer_rosters as rosters
 from storage import audit, territory
 from storage import volunteering as vol
@@ -33,6 +34,8 @@ SECTION = "volunteering"
 LISTED_DAYS = 30  # activities with a shift ending in the last 30 days, or to come
 MAX_PERIOD_DAYS = 366
 OUTCOMES = ("marked", "unchanged", "too_early")
+PUBLISHED = ("published", "announcing")
+SHIFT_ROWS = 5  # shift rows on the form (the chat takes up to organising.MAX_SHIFTS)
 
 
 class VolunteeringPages:
@@ -43,6 +46,8 @@ class VolunteeringPages:
         base = PREFIX + "/volunteering"
         routes.get(base)(self.listing)
         routes.get(base + "/hours.csv")(self.hours_csv)
+        routes.get(base + "/new")(self.new)
+        routes.post(base + "/new")(self.create)
         routes.get(base + "/{id:\\d+}")(self.activity)
         routes.get(base + "/shifts/{id:\\d+}")(self.shift)
         routes.get(base + "/shifts/{id:\\d+}.csv")(self.roster_csv)
@@ -108,8 +113,10 @@ class VolunteeringPages:
                 "attended": sum(1 for x in lines
                                 if x.signup.status == vol.SignupStatus.ATTENDED.value)})
         estate = await territory.estate(db, activity.estate_id) if activity.estate_id else None
+        outcome = request.query.get("done")
         return self.renderer.html(
             request, "volunteering_activity.html", activity=activity, shifts=shifts,
+            outcome=outcome if outcome in PUBLISHED else None,
             category=self.services.texts.get(who.lang, f"volunteering.cat_{activity.category}"),
             place=territory.localized(estate, who.lang) if estate else "-")
 
@@ -185,3 +192,89 @@ class VolunteeringPages:
         return web.Response(body=rosters.hours_csv(self._t(who), self.tz, lines),
                             content_type="text/csv", charset="utf-8",
                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    # -- a new activity (what the chat's /newactivity asks, on one form) ---------------------
+    async def _choices(self, request: web.Request, who: Viewer) -> dict[str, Any]:
+        estates = await organising.allowed_estates(page(request).db, who.scope,
+                                                   who.resident.estate_id)
+        return {"estates": [(e.id, territory.localized(e, who.lang)) for e in estates],
+                "categories": vol.CATEGORIES,
+                "audiences": organising.audiences(who.scope, estates[0].id if estates else None),
+                "rows": range(SHIFT_ROWS), "max_title": organising.MAX_TITLE,
+                "max_description": organising.MAX_DESCRIPTION,
+                "max_skills": organising.MAX_SKILLS, "max_capacity": vol.MAX_CAPACITY}
+
+    async def new(self, request: web.Request) -> web.Response:
+        who = need(request, SECTION)
+        return self.renderer.html(request, "volunteering_new.html", draft={}, errors=[],
+                                  **await self._choices(request, who))
+
+    def _shifts(self, form: Any, t: Any, errors: list[str]) -> list[vol.ShiftSpec]:
+        specs = []
+        now = self.services.clock()
+        for i in range(SHIFT_ROWS):
+            cells = [str(form.get(f"{k}_{i}", "")).strip()[:200]
+                     for k in ("date", "start", "end", "places", "skills")]
+            if not any(cells[:4]):
+                continue
+            day, start, end, places, skills = cells
+            line = f"{day} {start}-{end} {places}".strip()
+            try:
+                starts = datetime.combine(date.fromisoformat(day), time.fromisoformat(start),
+                                          self.tz)
+                ends = datetime.combine(starts.date(), time.fromisoformat(end), self.tz)
+            except ValueError:
+                errors.append(t("volunteering.shift_bad_date", line=line))
+                continue
+            if not places.isdigit():
+                errors.append(t("volunteering.shift_capacity", line=line,
+                                max=vol.MAX_CAPACITY))
+                continue
+            checked = organising.check_shift(starts.astimezone(now.tzinfo),
+                                             ends.astimezone(now.tzinfo), int(places), skills,
+                                             now)
+            if isinstance(checked, str):
+                errors.append(t(f"volunteering.{checked}", line=line, max=vol.MAX_CAPACITY))
+            else:
+                specs.append(checked)
+        if not specs and not errors:
+            errors.append(t("volunteer_desk.no_shifts"))
+        return specs
+
+    async def create(self, request: web.Request) -> web.StreamResponse:
+        who = need(request, SECTION)
+        db = page(request).db
+        form = await request.post()
+        t = self._t(who)
+        draft = {k: str(form.get(k, ""))[:organising.MAX_DESCRIPTION + 1]
+                 for k in form if k != "csrf"}
+        title = draft.get("title", "").strip()
+        description = draft.get("description", "").strip()
+        category = draft.get("category", "")
+        estate_id = int(draft["estate"]) if draft.get("estate", "").isdigit() else None
+        audience = draft.get("audience", "")
+        errors: list[str] = []
+        if not title:
+            errors.append(t("volunteer_desk.title_missing"))
+        elif len(title) > organising.MAX_TITLE:
+            errors.append(t("volunteering.title_too_long", length=len(title),
+                            limit=organising.MAX_TITLE))
+        if len(description) > organising.MAX_DESCRIPTION:
+            errors.append(t("volunteering.description_too_long", length=len(description),
+                            limit=organising.MAX_DESCRIPTION))
+        allowed = {e.id for e in await organising.allowed_estates(db, who.scope,
+                                                                  who.resident.estate_id)}
+        if category not in vol.CATEGORIES or estate_id not in allowed or \
+                audience not in organising.audiences(who.scope, estate_id):
+            errors.append(t("volunteer_desk.bad_choice"))
+        shifts = self._shifts(form, t, errors)
+        if errors:
+            return self.renderer.html(request, "volunteering_new.html", http_status=400,
+                                      draft=draft, errors=errors,
+                                      **await self._choices(request, who))
+        activity = await vol.create_activity(
+            db, title=title, category=category, description=description, audience=audience,
+            organiser_id=who.resident.id, estate_id=estate_id, shifts=shifts)
+        published = await organising.publish(db, who.resident.id, activity,
+                                             draft.get("announce") == "yes")
+        return see_other(f"{PREFIX}/volunteering/{activity.id}?done={published}")
