@@ -734,6 +734,10 @@ async def test_attendance_marked_on_the_web_is_the_chats_roster_and_hours(served
     assert hours[1:] == [
         [f"{starts:%Y-%m-%d}", "Park clean-up", f"{starts:%H:%M}–{ends:%H:%M}", str(ann), "Ann",
          "2"], ["Total", "", "", "", "", "2"]]
+    async with app.services.readers() as s:
+        exported = [(e.actor_id, e.detail["rows"]) for e in await audit.recent(s)
+                    if e.action == "volunteering.hours_export"]
+    assert exported == [(cid, 1)]
     assert await zed.get(f"/dashboard/volunteering/hours.csv?{period}") == 200
     assert "Ann" not in zed.text and zed.text.lstrip("\ufeff").splitlines()[1] == "Total,,,,,0"
 

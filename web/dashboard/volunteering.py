@@ -188,6 +188,10 @@ class VolunteeringPages:
         end = datetime.combine(last + timedelta(days=1), time(), self.tz)
         lines = await rosters.hours_of(page(request).db, who.scope, who.resident.id, start,
                                        end, self.services.clock())
+        async with self.deps.sessions() as writer, writer.begin():  # names leave: audited
+            await audit.record(writer, who.resident.id, "volunteering.hours_export", None,
+                               start=first.isoformat(), end=last.isoformat(),
+                               rows=len(lines))
         name = f"volunteer-hours-{first:%Y%m%d}-{last:%Y%m%d}.csv"
         return web.Response(body=rosters.hours_csv(self._t(who), self.tz, lines),
                             content_type="text/csv", charset="utf-8",
