@@ -599,11 +599,10 @@ async def export_csv(ctx: Context, press: ExportCsv) -> None:
     if not found:
         return
     shift, activity = found
-    body = rosters_rule.roster_csv(ctx.t, ZoneInfo(ctx.services.settings.bot.timezone),
-                                   await vol.roster(ctx.session, shift.id))
+    body = await rosters_rule.export_roster(
+        ctx.session, ctx.t, ZoneInfo(ctx.services.settings.bot.timezone), ctx.resident.id,
+        shift.id)
     rel = await asyncio.to_thread(ctx.services.media.save, body, ".csv")
-    await audit.record(ctx.session, ctx.resident.id, "volunteering.export",
-                       f"shift:{shift.id}")
     ctx.reply(ctx.t("volunteering.csv_caption", title=activity.title, when=when(ctx, shift)),
               document=str(ctx.services.media.path(rel)),
               document_name=f"roster-{shift.id}-{local(ctx, shift.starts_at):%Y%m%d}.csv")

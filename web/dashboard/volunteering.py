@@ -150,11 +150,9 @@ class VolunteeringPages:
         who = need(request, SECTION)
         found = await self._shift(request, who)
         shift = found.shift
-        body = rosters.roster_csv(self._t(who), self.tz,
-                                  await vol.roster(page(request).db, shift.id))
         async with self.deps.sessions() as writer, writer.begin():  # a GET reads only
-            await audit.record(writer, who.resident.id, "volunteering.export",
-                               f"shift:{shift.id}")
+            body = await rosters.export_roster(writer, self._t(who), self.tz, who.resident.id,
+                                               shift.id)
         name = f"roster-{shift.id}-{shift.starts_at.astimezone(self.tz):%Y%m%d}.csv"
         return web.Response(body=body, content_type="text/csv", charset="utf-8",
                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
