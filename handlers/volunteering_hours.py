@@ -12,6 +12,7 @@ from bot.payloads import Action
 from bot.router import Router
 from handlers.volunteering import local
 from handlers.volunteering_card import render_card
+from services.volunteer_rosters import hours_text
 from storage import territory
 from storage import volunteer_hours as vhours
 
@@ -31,10 +32,6 @@ class LeaderboardOpt(Action, code="vlb"):
 @dataclass(frozen=True)
 class ShowLeaderboard(Action, code="vlbv"):
     pass
-
-
-def hours_text(hours: float) -> str:
-    return f"{round(hours, 1):g}"
 
 
 def _year_bounds(ctx: Context, year: int) -> tuple[datetime, datetime]:

@@ -4,8 +4,6 @@ per shift with attendance, check-in code, CSV export, capacity and cancellation.
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,6 +28,8 @@ from handlers.volunteering import (
     tell_promoted,
     when,
 )
+from services import volunteer_organising as organising
+from services import volunteer_rosters as rosters_rule
 from storage import audit, outbox, proposals, subscriptions, territory
 from storage import volunteer_teams as vteams
 from storage import volunteering as vol
@@ -45,10 +45,9 @@ LEGACY = {f"vol.{step}": step for step in STEPS}
 TEXTS = ConversationTexts(stale="volunteering.step_over",
                           press_button="volunteering.press_a_button",
                           type_please="volunteering.expect_text")
-MAX_TITLE, MAX_DESCRIPTION, MAX_SKILLS, MAX_SHIFTS = 80, 1000, 120, 20
+MAX_TITLE, MAX_DESCRIPTION = organising.MAX_TITLE, organising.MAX_DESCRIPTION
+MAX_SHIFTS = organising.MAX_SHIFTS
 ROSTER_BUTTONS = 20
-CSV_COLUMNS = ("queue_no", "resident", "name", "status", "waitlist_position", "signed_up_at",
-               "attended_at", "checked_out_at")  # headers in the reader's language
 ANNOUNCE_BATCH = 1000
 STAFF = (RoleKind.ADMIN, RoleKind.STAFF, RoleKind.COMMITTEE)
 # The start is whatever the notice time reader takes ("2026-12-05 09:00", "明天 20:00",
@@ -155,23 +154,15 @@ async def may_organise(ctx: Context) -> bool:
 
 
 async def may_manage(ctx: Context, activity: vol.Activity) -> bool:
-    """Asked at every roster action, from the roles held now (a revoked organiser loses it)."""
-    scope = await ctx.scope()
-    leads = bool(await vteams.led_teams(ctx.session, ctx.resident.id))
-    return vol.may_manage(scope, activity, ctx.resident.id, leads_team=leads)
+    """Asked at every roster action, from the roles held now (a revoked organiser loses it):
+    services.volunteer_rosters' rule, the dashboard's too."""
+    return await rosters_rule.may_manage(ctx.session, await ctx.scope(), ctx.resident.id,
+                                         activity)
 
 
 async def _allowed_estates(ctx: Context, d: ActivityForm) -> list[territory.Estate]:
-    scope = await ctx.scope()
-    estates = await territory.estates(ctx.session)
-    allowed = [e for e in estates if scope.covers_estate(e.id)]
-    if not allowed and ctx.resident.estate_id:
-        # A team lead without a territorial role organises at home.
-        allowed = [e for e in estates if e.id == ctx.resident.estate_id]
-    if d.proposal_committee:
-        # Carrying out a proposal: within the area of the committee it was adopted by.
-        allowed = [e for e in allowed if e.committee_id == d.proposal_committee]
-    return allowed
+    return await organising.allowed_estates(ctx.session, await ctx.scope(),
+                                            ctx.resident.estate_id, d.proposal_committee)
 
 
 # -- /newactivity --------------------------------------------------------------------------
@@ -303,17 +294,7 @@ def parse_shift(line: str, tz: ZoneInfo, now: datetime) -> vol.ShiftSpec | str:
         end = start.replace(hour=h2, minute=m2)
     except ValueError:
         return "shift_bad_date"
-    if end <= start:
-        return "shift_end_before_start"
-    if start <= now:
-        return "shift_in_past"
-    if start > now + timedelta(days=366):
-        return "shift_too_far"
-    if not 1 <= cap <= vol.MAX_CAPACITY:
-        return "shift_capacity"
-    if len(skills) > MAX_SKILLS:
-        return "shift_skills_too_long"
-    return vol.ShiftSpec(start, end, cap, skills)
+    return organising.check_shift(start, end, cap, skills, now)
 
 
 @activity_form.asks("shifts")
@@ -365,16 +346,7 @@ async def shifts_done(ctx: Context, d: ActivityForm, press: ShiftsDone) -> Go:
 
 
 async def _audiences(ctx: Context, d: ActivityForm) -> list[str]:
-    scope = await ctx.scope()
-    options = []
-    if d.estate_id:
-        options.append("estate")
-    if d.estate_id or len(scope.committee_ids) == 1:
-        # A point outside any estate still belongs to the organiser's own committee.
-        options.append("committee")
-    if scope.has(RoleKind.ADMIN, RoleKind.STAFF):
-        options.append("everyone")
-    return options
+    return organising.audiences(await ctx.scope(), d.estate_id)
 
 
 async def _to_audience(ctx: Context, d: ActivityForm) -> Go:
@@ -435,17 +407,15 @@ async def publish(ctx: Context, press: Publish) -> None:
     if activity is None or not await may_manage(ctx, activity):
         ctx.say("common.not_allowed")
         return
-    if not await vol.publish(ctx.session, activity.id):
+    published = await organising.publish(ctx.session, ctx.resident.id, activity,
+                                         press.announce)
+    if published == "already":
         ctx.say("volunteering.already_published")
         return
-    await audit.record(ctx.session, ctx.resident.id, "volunteering.publish",
-                       f"activity:{activity.id}", audience=activity.audience)
     if activity.proposal_id:
         invited = await invite_supporters(ctx, activity)
         ctx.say("volunteering.supporters_invited", number=activity.proposal_id, invited=invited)
-    if press.announce and await vol.request_announcement(ctx.session, activity.id):
-        await audit.record(ctx.session, ctx.resident.id, "volunteering.announce",
-                           f"activity:{activity.id}")
+    if published == "announcing":
         ctx.say("volunteering.published_announcing", title=activity.title,
                 audience=await vol.audience_size(ctx.session, activity))
         return
@@ -558,14 +528,8 @@ async def discard(ctx: Context, press: Discard) -> None:
 
 @router.command("roster", help_key="volunteering.help_roster", order=41, visible=may_organise)
 async def rosters(ctx: Context) -> None:
-    scope = await ctx.scope()
-    estate_ids = None if scope.everything else scope.estate_ids
-    rows = await vol.organised_shifts(ctx.session, organiser_id=ctx.resident.id,
-                                      estate_ids=estate_ids, committee_ids=scope.committee_ids,
-                                      since=ctx.now - timedelta(days=1))
-    leads = bool(await vteams.led_teams(ctx.session, ctx.resident.id))
-    rows = [(s, a) for s, a in rows
-            if vol.may_manage(scope, a, ctx.resident.id, leads_team=leads)]
+    rows = await rosters_rule.managed_shifts(ctx.session, await ctx.scope(), ctx.resident.id,
+                                             ctx.now - timedelta(days=1))
     if not rows:
         ctx.say("volunteering.no_rosters")
         return
@@ -614,24 +578,19 @@ async def render_roster(ctx: Context, shift: vol.Shift, activity: vol.Activity) 
 
 @router.action(MarkAttended)
 async def mark_attended(ctx: Context, press: MarkAttended) -> None:
-    signup = await vol.get_signup(ctx.session, press.signup_id)
-    shift = await vol.get_shift(ctx.session, signup.shift_id) if signup else None
-    activity = await vol.get_activity(ctx.session, shift.activity_id) if shift else None
-    if activity is None or not await may_manage(ctx, activity):
+    early = timedelta(minutes=ctx.services.settings.volunteering.checkin_early_minutes)
+    marked = await rosters_rule.mark_attended(ctx.session, await ctx.scope(), ctx.resident.id,
+                                              press.signup_id, ctx.now, early)
+    if marked.found is None:
         ctx.say("common.not_allowed")
         return
-    if ctx.now < shift.starts_at - timedelta(
-            minutes=ctx.services.settings.volunteering.checkin_early_minutes):
+    if marked.outcome == "too_early":
         ctx.say("volunteering.attendance_too_early")
         return
-    if await vol.mark_attended(ctx.session, signup.id, ctx.resident.id, ctx.now):
-        await audit.record(ctx.session, ctx.resident.id, "volunteering.attended",
-                           f"signup:{signup.id}")
-        ctx.say("volunteering.attendance_marked")
-    else:
-        ctx.say("volunteering.attendance_unchanged")
-    shift = await reread(ctx.session, shift)
-    await render_roster(ctx, shift, activity)
+    ctx.say("volunteering.attendance_marked" if marked.outcome == "marked"
+            else "volunteering.attendance_unchanged")
+    shift = await reread(ctx.session, marked.found.shift)
+    await render_roster(ctx, shift, marked.found.activity)
 
 
 @router.action(ExportCsv)
@@ -640,23 +599,10 @@ async def export_csv(ctx: Context, press: ExportCsv) -> None:
     if not found:
         return
     shift, activity = found
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow([ctx.t(f"volunteering.csv_{c}") for c in CSV_COLUMNS])
-
-    def at(moment: datetime | None) -> str:
-        return f"{local(ctx, moment):%Y-%m-%d %H:%M}" if moment else ""
-
-    for line in await vol.roster(ctx.session, shift.id):
-        s = line.signup
-        writer.writerow([s.queue_no, s.resident_id, line.name,
-                         ctx.t(f"volunteering.status_{s.status}"), line.position or "",
-                         at(s.created_at), at(s.attended_at), at(s.checked_out_at)])
-    # A BOM so spreadsheet programs read the Chinese names as UTF-8.
-    rel = await asyncio.to_thread(ctx.services.media.save,
-                                  ("\ufeff" + buf.getvalue()).encode(), ".csv")
-    await audit.record(ctx.session, ctx.resident.id, "volunteering.export",
-                       f"shift:{shift.id}")
+    body = await rosters_rule.export_roster(
+        ctx.session, ctx.t, ZoneInfo(ctx.services.settings.bot.timezone), ctx.resident.id,
+        shift.id)
+    rel = await asyncio.to_thread(ctx.services.media.save, body, ".csv")
     ctx.reply(ctx.t("volunteering.csv_caption", title=activity.title, when=when(ctx, shift)),
               document=str(ctx.services.media.path(rel)),
               document_name=f"roster-{shift.id}-{local(ctx, shift.starts_at):%Y%m%d}.csv")

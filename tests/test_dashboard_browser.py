@@ -200,6 +200,68 @@ async def test_work_a_report_send_a_notice_refuse_another_scope_sign_out(browser
         await app.stop()
 
 
+async def test_volunteering_open_an_activity_mark_attendance_download_hours(browser, tmp_path,
+                                                                          sqlite_url):
+    """A committee member opens an activity from the list, its shift's roster, marks a
+    volunteer present and downloads the hours CSV for a period."""
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from storage import volunteering as vol
+    from tests.volunteer_desk_support import activity
+
+    app, chat, base = await dashboard_app(sqlite_url, tmp_path)
+    try:
+        ann = await person(app, "ann")
+        bob = await person(app, "bob")
+        cora = await person(app, "cora", ("committee", "victoria"))
+        ours, (shift,), (ann_signup, _) = await activity(app, cora, "Park clean-up",
+                                                         volunteers=(ann, bob))
+        app.services.clock.advance(timedelta(hours=5))  # the shift is over
+        page = await (await browser.new_context(locale="en-US",
+                                                accept_downloads=True)).new_page()
+        await page.goto(await link_for(chat, "cora"))
+        await page.click("#sign-in")
+        await page.click("nav >> text=Volunteering")
+        await page.wait_for_selector("#activities")
+        await page.screenshot(path=OUT / "volunteering.png", full_page=True)
+        await page.click("#activities >> text=Park clean-up")
+        await page.wait_for_selector("#shifts")
+        assert await page.inner_text(f"#shift-{shift} .taken") == "2"
+        await page.screenshot(path=OUT / "volunteering-activity.png", full_page=True)
+        await page.click(f"#shift-{shift} .roster-link")
+        await page.wait_for_selector("#confirmed")
+        assert "Ann" in await page.inner_text("#confirmed")
+        await page.click(f"#mark-{ann_signup}")
+        await page.wait_for_selector("#outcome")
+        assert await page.inner_text("#outcome") == "Marked present."
+        assert await page.inner_text("#attended") == "✓ Ann"
+        assert "Ann" not in await page.inner_text("#confirmed")
+        await page.screenshot(path=OUT / "volunteering-roster.png", full_page=True)
+
+        await page.click("text=‹ Park clean-up")
+        await page.click("text=‹ Volunteering")
+        now = app.services.clock().astimezone(ZoneInfo(app.services.settings.bot.timezone))
+        await page.fill("#hours-from", f"{now - timedelta(days=1):%Y-%m-%d}")
+        await page.fill("#hours-to", f"{now:%Y-%m-%d}")
+        async with page.expect_download() as download:
+            await page.click("#hours-csv")
+        got = await download.value
+        assert got.suggested_filename.startswith("volunteer-hours-")
+        rows = (await asyncio.to_thread(Path(await got.path()).read_text, encoding="utf-8-sig")
+                ).splitlines()
+        assert rows[0] == "Date,Activity,Shift,Resident number,Name,Hours"
+        async with app.services.readers() as s:
+            worked = await vol.get_shift(s, shift)
+        tz = ZoneInfo(app.services.settings.bot.timezone)
+        starts, ends = worked.starts_at.astimezone(tz), worked.ends_at.astimezone(tz)
+        assert rows[1] == (f"{starts:%Y-%m-%d},Park clean-up,{starts:%H:%M}–{ends:%H:%M},"
+                           f"{ann},Ann,2")
+        assert rows[2:] == ["Total,,,,,2"]
+    finally:
+        await app.stop()
+
+
 def _png() -> bytes:
     """A 4x3 PNG (the browser decodes it: naturalWidth 4)."""
     import io

@@ -553,6 +553,285 @@ async def test_route_permission_matrix(served, db_url):
         assert await clients[name].get("/dashboard/") == 401
 
 
+def _local_day(app, days: int = 0) -> str:
+    from zoneinfo import ZoneInfo
+
+    now = app.services.clock().astimezone(ZoneInfo(app.services.settings.bot.timezone))
+    return (now + timedelta(days=days)).date().isoformat()
+
+
+async def test_volunteering_route_matrix(served, db_url):
+    """Every volunteering route against every kind of viewer: the section is the organisers'
+    (staff, committees, admins), an activity, shift or sign-up another committee's member may
+    not manage is not found, and a form without its token is refused."""
+    from storage import volunteering as vol
+    from tests.volunteer_desk_support import activity
+
+    app, chat, base = await served(db_url)
+    ann = await person(app, "ann")
+    bob = await person(app, "bob")
+    viewers = {**ROLES, "zed": ("committee", "zhonghai")}
+    ids = {}
+    for name, role in viewers.items():
+        ids[name] = await person(app, name, role, estate="zhonghai-mingcheng"
+                                 if name == "zed" else "victoria")
+    ours, (shift,), (signup, _) = await activity(app, ids["committee"], "Park clean-up",
+                                                 shifts=((2, 4, 1),), volunteers=(ann, bob))
+    theirs, (their_shift,), _ = await activity(app, ids["zed"], "Zhonghai tea",
+                                               estate="zhonghai-mingcheng")
+    clients = {name: served.client(base) for name in viewers}
+    for name, client in clients.items():
+        assert await client.sign_in(await link_for(chat, name)) == 303, name
+    clients["anon"] = served.client(base)
+    order = ("admin", "staff", "committee", "south", "north", "zed", "anon")
+
+    def row(*codes):
+        return dict(zip(order, codes, strict=True))
+
+    period = f"from={_local_day(app, -1)}&to={_local_day(app, 1)}"
+    v = "/dashboard/volunteering"
+    gets = {
+        v: row(200, 200, 200, 403, 403, 200, 401),
+        f"{v}/{ours}": row(200, 200, 200, 403, 403, 404, 401),
+        f"{v}/{theirs}": row(200, 200, 404, 403, 403, 200, 401),
+        f"{v}/999999": row(404, 404, 404, 403, 403, 404, 401),
+        f"{v}/shifts/{shift}": row(200, 200, 200, 403, 403, 404, 401),
+        f"{v}/shifts/{shift}.csv": row(200, 200, 200, 403, 403, 404, 401),
+        f"{v}/shifts/{their_shift}": row(200, 200, 404, 403, 403, 200, 401),
+        f"{v}/shifts/999999": row(404, 404, 404, 403, 403, 404, 401),
+        f"{v}/hours.csv?{period}": row(200, 200, 200, 403, 403, 200, 401),
+        f"{v}/hours.csv?from=2026-13-01&to=2026-12-01": row(400, 400, 400, 403, 403, 400, 401),
+        f"{v}/hours.csv?from=2025-01-01&to=2026-12-31": row(400, 400, 400, 403, 403, 400, 401),
+        f"{v}/hours.csv": row(400, 400, 400, 403, 403, 400, 401),
+        f"{v}/new": row(200, 200, 200, 403, 403, 200, 401),
+    }
+    wrong = []
+    for path, expected in gets.items():
+        for name, status in expected.items():
+            client = clients[name]
+            got = await client.get(path)
+            if got != status:
+                wrong.append(f"GET {path} as {name}: {got}, expected {status}")
+            if got != 200 and ("Ann" in client.text or "Park clean-up" in client.text):
+                wrong.append(f"GET {path} as {name} shows the roster: {client.text[:300]}")
+    posts = [
+        (f"{v}/signups/{signup}/attended", row(303, 303, 303, 403, 403, 404, 401)),
+        (f"{v}/signups/999999/attended", row(404, 404, 404, 403, 403, 404, 401)),
+        (f"{v}/new", row(400, 400, 400, 403, 403, 400, 401)),  # an empty form: nothing made
+    ]
+    for path, expected in posts:
+        for name, status in expected.items():
+            client = clients[name]
+            await client.get("/dashboard/")  # the page's CSRF token
+            if name != "anon":  # without the token, a made-up one, from another site
+                for form in ({"csrf": ""}, {"csrf": "0" * 64}):
+                    if await client.post(path, form, csrf=False) != 403:
+                        wrong.append(f"POST {path} as {name} with {form}: not refused")
+                if await client.post(path, headers={"Origin": "https://evil.example"}) != 403:
+                    wrong.append(f"POST {path} as {name} from another origin: not refused")
+            got = await client.post(path)
+            if got != status:
+                wrong.append(f"POST {path} as {name}: {got}, expected {status}")
+            if got == 303 and "/attended" in path and not client.last.headers[
+                    "Location"].startswith(
+                    f"{v}/shifts/{shift}?done="):
+                wrong.append(f"POST {path} as {name}: to {client.last.headers['Location']}")
+    assert wrong == []
+    async with app.services.readers() as s:  # two hours early: nobody could be marked yet
+        assert (await vol.get_signup(s, signup)).status == "confirmed"
+
+    # Each sees only the activities they manage, in the list and in the hours.
+    await clients["committee"].get(v)
+    assert "Park clean-up" in clients["committee"].text
+    assert "Zhonghai tea" not in clients["committee"].text
+    await clients["zed"].get(v)
+    assert "Zhonghai tea" in clients["zed"].text and "Park clean-up" not in clients["zed"].text
+    await clients["admin"].get(v)
+    assert "Park clean-up" in clients["admin"].text and "Zhonghai tea" in clients["admin"].text
+    await clients["committee"].get(f"{v}/shifts/{shift}")
+    shown = clients["committee"].text
+    assert re.search(r'id="confirmed">.*?<td>Ann</td>', shown, re.S)
+    assert re.search(r'<ol id="waiting">\s*<li>Bob</li>', shown)  # one place: Bob waits
+    await clients["committee"].get(f"{v}/{ours}")
+    assert re.search(rf'id="shift-{shift}">.*?class="n taken">1<.*?class="n waiting">1<',
+                     clients["committee"].text, re.S)
+    await clients["committee"].get("/dashboard/")
+    assert f'href="{v}"' in clients["committee"].text  # the nav and the home page
+    await clients["south"].get("/dashboard/")
+    assert f'href="{v}"' not in clients["south"].text
+
+
+async def test_attendance_marked_on_the_web_is_the_chats_roster_and_hours(served, db_url):
+    """Marked present on the dashboard: the chat's /roster shows it, its CSV is the web's byte
+    for byte, the volunteer's /myhours counts the hours the web's hours CSV gives; marked in
+    chat, the web shows it; both audited alike."""
+    import csv as csvmod
+    from zoneinfo import ZoneInfo
+
+    from storage import audit
+    from storage import volunteering as vol
+    from tests.volunteer_desk_support import activity
+
+    app, chat, base = await served(db_url)
+    ann = await person(app, "ann")
+    bob = await person(app, "bob")
+    cid = await person(app, "committee", ROLES["committee"])
+    await person(app, "zed", ("committee", "zhonghai"), estate="zhonghai-mingcheng")
+    ours, (shift, later), (ann_signup, bob_signup) = await activity(
+        app, cid, "Park clean-up", shifts=((2, 4, 2), (30, 32, 5)), volunteers=(ann, bob))
+    app.services.clock.advance(timedelta(hours=5))  # the first shift is over
+    web, zed = served.client(base), served.client(base)
+    assert await web.sign_in(await link_for(chat, "committee")) == 303
+    assert await zed.sign_in(await link_for(chat, "zed")) == 303
+
+    assert await web.get("/dashboard/volunteering") == 200
+    assert "Park clean-up" in web.text and "2/7" in web.text  # taken of places, both shifts
+    assert await web.get(f"/dashboard/volunteering/{ours}") == 200
+    assert re.search(rf'id="shift-{shift}">.*?class="n taken">2<', web.text, re.S)
+    assert f'href="/dashboard/volunteering/shifts/{later}"' in web.text
+    page = f"/dashboard/volunteering/shifts/{shift}"
+    assert await web.get(page) == 200
+    assert f'id="mark-{ann_signup}"' in web.text and f'id="mark-{bob_signup}"' in web.text
+    assert await web.post(f"/dashboard/volunteering/signups/{ann_signup}/attended") == 303
+    assert web.last.headers["Location"] == page + "?done=marked"
+    assert await web.post(f"/dashboard/volunteering/signups/{ann_signup}/attended") == 303
+    assert web.last.headers["Location"] == page + "?done=unchanged"  # a double click
+    assert await web.get(page + "?done=marked") == 200
+    assert "Marked present." in web.text
+    assert re.search(r'<ul id="attended">\s*<li>✓ Ann</li>', web.text)
+    assert f'id="mark-{ann_signup}"' not in web.text
+    async with app.services.readers() as s:
+        marks = [e for e in await audit.recent(s) if e.action == "volunteering.attended"]
+    assert [(e.actor_id, e.target) for e in marks] == [(cid, f"signup:{ann_signup}")]
+
+    # The chat's roster shows it; its CSV is the web's, byte for byte.
+    await chat.say("committee", "/roster")
+    await chat.press("committee", "Park clean-up")
+    roster = chat.last_text("committee")
+    assert "✓ Ann" in roster and "• Bob" in roster, roster
+    await chat.press("committee", "Export CSV")
+    chat_csv = await asyncio.to_thread(Path(chat.last("committee").document).read_bytes)
+    async with web.http.get(f"{base}{page}.csv") as r:
+        assert r.status == 200 and r.headers["Content-Type"].startswith("text/csv")
+        assert r.headers["Content-Disposition"].startswith(f'attachment; filename="roster-{shift}-')
+        web_csv = await r.read()
+    assert web_csv == chat_csv
+    rows = list(csvmod.reader(web_csv.decode("utf-8-sig").splitlines()))
+    assert rows[0][:4] == ["Sign-up number", "Resident number", "Name", "Status"]
+    assert sorted(r[3] for r in rows[1:]) == ["attended", "signed up"]
+    async with app.services.readers() as s:
+        exports = [e.target for e in await audit.recent(s) if e.action == "volunteering.export"]
+    assert exports.count(f"shift:{shift}") == 2  # the chat's and the web's
+
+    # The hours: what /myhours counts (the organiser vouches for the whole two hours).
+    await chat.say("ann", "/myhours")
+    assert "2 hours in 1 shift." in chat.last_text("ann")
+    period = f"from={_local_day(app, -1)}&to={_local_day(app, 1)}"
+    async with web.http.get(f"{base}/dashboard/volunteering/hours.csv?{period}") as r:
+        assert r.status == 200 and r.headers["Content-Type"].startswith("text/csv")
+        hours = list(csvmod.reader((await r.read()).decode("utf-8-sig").splitlines()))
+    assert hours[0] == ["Date", "Activity", "Shift", "Resident number", "Name", "Hours"]
+    async with app.services.readers() as s:
+        first = await vol.get_shift(s, shift)
+    tz = ZoneInfo(app.services.settings.bot.timezone)
+    starts, ends = first.starts_at.astimezone(tz), first.ends_at.astimezone(tz)
+    assert hours[1:] == [
+        [f"{starts:%Y-%m-%d}", "Park clean-up", f"{starts:%H:%M}–{ends:%H:%M}", str(ann), "Ann",
+         "2"], ["Total", "", "", "", "", "2"]]
+    async with app.services.readers() as s:
+        exported = [(e.actor_id, e.detail["rows"]) for e in await audit.recent(s)
+                    if e.action == "volunteering.hours_export"]
+    assert exported == [(cid, 1)]
+    assert await zed.get(f"/dashboard/volunteering/hours.csv?{period}") == 200
+    assert "Ann" not in zed.text and zed.text.lstrip("\ufeff").splitlines()[1] == "Total,,,,,0"
+
+    # Marked in chat: the web shows it, audited the same way.
+    await chat.say("committee", "/roster")
+    await chat.press("committee", "Park clean-up")
+    await chat.press("committee", "Attended: Bob")
+    assert "Attendance recorded." in chat.texts_to("committee")[-2]
+    assert await web.get(page) == 200
+    assert re.search(r'<ul id="attended">\s*<li>✓ Ann</li><li>✓ Bob</li>', web.text), web.text
+    async with app.services.readers() as s:
+        marks = [e.target for e in await audit.recent(s) if e.action == "volunteering.attended"]
+    assert sorted(marks) == sorted([f"signup:{ann_signup}", f"signup:{bob_signup}"])
+    await chat.say("bob", "/myhours")
+    assert "2 hours in 1 shift." in chat.last_text("bob")
+
+
+async def test_a_new_activity_from_the_web_is_the_chats(served, db_url):
+    """The form asks what /newactivity asks, with the chat's rules (the place within the scope,
+    the audience the place allows, a shift's times and places); published and announced, the
+    residents find it in chat, audited as the chat's publishing."""
+    from zoneinfo import ZoneInfo
+
+    from bot.scheduler import run_jobs_once
+    from storage import audit
+    from storage import volunteering as vol
+    from storage.territory import estate_by_code
+
+    app, chat, base = await served(db_url)
+    await person(app, "ann")
+    await person(app, "zoe", estate="zhonghai-mingcheng")
+    cid = await person(app, "committee", ROLES["committee"])
+    web = served.client(base)
+    assert await web.sign_in(await link_for(chat, "committee")) == 303
+    async with app.services.readers() as s:
+        victoria = (await estate_by_code(s, "victoria")).id
+        zhonghai = (await estate_by_code(s, "zhonghai-mingcheng")).id
+    assert await web.get("/dashboard/volunteering/new") == 200
+    assert f'<option value="{victoria}"' in web.text
+    assert f'<option value="{zhonghai}"' not in web.text  # another committee's estate
+    assert 'value="everyone"' not in web.text  # only admins and staff reach everyone
+    day = _local_day(app, 3)
+    form = {"title": "Park clean-up", "category": "environment", "estate": str(victoria),
+            "description": "Bring gloves.", "audience": "estate", "date_0": day,
+            "start_0": "09:00", "end_0": "11:00", "places_0": "2", "skills_0": "",
+            "announce": "yes"}
+    for changed, says in (
+            ({"estate": str(zhonghai)}, "not one offered here"),
+            ({"audience": "everyone"}, "not one offered here"),
+            ({"title": " "}, "Give the activity a title."),
+            ({"title": "x" * 81}, "81 characters"),
+            ({"date_0": _local_day(app, -1)}, "already passed"),
+            ({"end_0": "08:00"}, "end must be after the start"),
+            ({"places_0": "0"}, "places must be between 1 and 500"),
+            ({"date_0": "2026-02-30"}, "does not exist"),
+            ({"date_0": "", "start_0": "", "end_0": "", "places_0": ""}, "at least one shift")):
+        assert await web.post("/dashboard/volunteering/new", {**form, **changed}) == 400, changed
+        assert says in web.text, (changed, web.text[-2000:])
+        assert "Bring gloves.</textarea>" in web.text  # the form comes back as filled in
+    assert await web.post("/dashboard/volunteering/new", form, csrf=False) == 403
+    async with app.services.readers() as s:
+        assert await vol.upcoming_activities(s, app.services.clock()) == []  # nothing made
+    assert await web.post("/dashboard/volunteering/new", form) == 303
+    where = web.last.headers["Location"]
+    assert where.endswith("?done=announcing")
+    assert await web.get(where) == 200
+    assert "announcement is going out" in web.text and "Park clean-up" in web.text
+    async with app.services.readers() as s:
+        ((made, _),) = await vol.upcoming_activities(s, app.services.clock())
+        (shift,) = await vol.shifts_of(s, made.id)
+        published = [(e.actor_id, e.action) for e in await audit.recent(s)
+                     if e.target == f"activity:{made.id}"]
+    assert made.organiser_id == cid and made.status == "published"
+    starts = shift.starts_at.astimezone(ZoneInfo(app.services.settings.bot.timezone))
+    assert shift.capacity == 2 and f"{starts:%Y-%m-%d %H:%M}" == f"{day} 09:00"
+    assert sorted(published) == [(cid, "volunteering.announce"), (cid, "volunteering.publish")]
+
+    # In chat: announced to the estate's residents, signed up for in two taps.
+    for _ in range(2):
+        await run_jobs_once(app.sessions, app.services, app.deliverer, app.jobs)
+        await drain(app)
+    assert any("New volunteer activity: Park clean-up" in t for t in chat.texts_to("ann"))
+    assert not any("Park clean-up" in t for t in chat.texts_to("zoe"))
+    await chat.press("ann", "See the shifts")
+    await chat.press("ann", "Sign up")
+    assert "You are signed up for Park clean-up" in chat.last_text("ann")
+    assert await web.get(f"/dashboard/volunteering/shifts/{shift.id}") == 200
+    assert re.search(r'id="confirmed">.*?<td>Ann</td>', web.text, re.S)
+
+
 async def test_figures_page_and_csv_are_the_chats_stats(served, db_url):
     app, chat, base = await served(db_url)
     ann = await person(app, "ann")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web.dashboard import auth, notices, people, polls, reports, surveys
+from web.dashboard import auth, notices, people, polls, reports, surveys, volunteering
 from web.dashboard.core import HERE, PREFIX, DashboardDeps, Guard, Renderer, see_other
 
 __all__ = ["DashboardDeps", "feature"]
@@ -24,11 +24,13 @@ def feature(deps: DashboardDeps):
     renderer = Renderer(deps.services)
     guard = Guard(deps, renderer)
     sections: list[auth.AuthPages | reports.ReportPages | notices.NoticePages
-                   | polls.PollPages | surveys.SurveyPages] = [
+                   | polls.PollPages | surveys.SurveyPages
+                   | volunteering.VolunteeringPages] = [
         auth.AuthPages(deps, renderer, guard), reports.ReportPages(deps, renderer),
         notices.NoticePages(deps, renderer), polls.PollPages(deps, renderer),
         surveys.SurveyPages(deps, renderer)]
     people_pages = people.PeoplePages(deps, renderer)  # residents and roles
+    sections.append(volunteering.VolunteeringPages(deps, renderer))
 
     async def to_home(request: web.Request) -> web.StreamResponse:
         return see_other(PREFIX + "/")

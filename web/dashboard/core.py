@@ -45,6 +45,7 @@ SECTIONS = {  # section -> role kinds that may use it (storage.people.RoleKind v
     "people": verifying.VERIFIERS,  # pending verifications and invite codes, as /pending
     "roles": role_rules.MANAGERS,  # as /grant, /revoke, /roles
     "audit": role_rules.AUDITORS,  # as /audit
+    "volunteering": ("staff", "committee", "admin"),  # as /roster; may_manage per activity
 }
 CSP = ("default-src 'self'; img-src 'self' data:; media-src 'self'; style-src 'self'; "
        "script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
