@@ -9,8 +9,8 @@ from typing import Protocol
 
 from bot.context import Context
 from bot.conversation import STAY, Conversation, Go, StepAnswer
-from handlers.notice_time import BadTime, parse_local, spoken
 from services import poll_rules
+from services.notice_time import BadTime, parse_local, spoken
 from storage import territory
 from storage.audience import Audience
 from storage.territory import Building

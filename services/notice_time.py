@@ -1,5 +1,6 @@
-"""Typed times, read in the bot's timezone: when a notice goes out, when a shift starts. One
-reader, so "18:30", "明天 08:00" and "2026-12-01 09:00" mean the same everywhere."""
+"""Typed times, read in the bot's timezone: when a notice goes out, when a shift starts, when a
+poll closes. One reader, in services so the chat and the dashboard share it: "18:30",
+"明天 08:00" and "2026-12-01 09:00" mean the same everywhere."""
 
 from __future__ import annotations
 
