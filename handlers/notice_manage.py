@@ -14,7 +14,6 @@ from services import notice_audience as aud
 from services import notice_compose as compose
 from services.notice_time import MAX_DAYS_AHEAD, BadTime, parse_when, spoken
 from storage import audit, notices, outbox, territory
-from storage.base import reread
 from storage.notices import Notice, NoticeError, NoticeStatus
 from storage.territory import localized
 
@@ -99,8 +98,7 @@ async def view(ctx: Context, press: ViewNotice) -> None:
     if notice.status == NoticeStatus.SCHEDULED:
         buttons.append([ctx.button(ctx.t("notices.btn_edit_text"), EditNotice(notice.id, "t")),
                         ctx.button(ctx.t("notices.btn_edit_time"), EditNotice(notice.id, "w"))])
-    if notice.status in (NoticeStatus.SCHEDULED, NoticeStatus.SENDING) or (
-            notice.status == NoticeStatus.SENT and figures["pending"]):
+    if compose.may_cancel(notice, figures):
         buttons.append([ctx.button(ctx.t("notices.btn_cancel_notice"), StopNotice(notice.id))])
     if notice.category == "emergency" and notice.status != NoticeStatus.SCHEDULED:
         buttons.append([ctx.button(ctx.t("notices.btn_answers"), NoticeAnswers(notice.id))])
@@ -178,16 +176,8 @@ async def stop(ctx: Context, press: StopNotice) -> None:
     notice = await _mine(ctx, press.notice_id)
     if notice is None:
         return
-    if notice.status == NoticeStatus.CANCELLED:
-        ctx.say("notices.already_cancelled", id=notice.id)
-        return
-    if not await notices.cancel_notice(ctx.session, notice.id):
-        notice = await reread(ctx.session, notice)  # someone else may have cancelled it meanwhile
-        ctx.say("notices.already_cancelled" if notice.status == NoticeStatus.CANCELLED
-                else "notices.cannot_cancel", id=notice.id)
-        return
-    await audit.record(ctx.session, ctx.resident.id, "notice.cancel", f"notice:{notice.id}")
-    ctx.say("notices.cancelled", id=notice.id)
+    outcome = await compose.cancel(ctx.session, ctx.resident.id, notice)
+    ctx.say(f"notices.{outcome}", id=notice.id)
 
 
 @router.action(NoticeAnswers)
@@ -198,36 +188,29 @@ async def answers(ctx: Context, press: NoticeAnswers) -> None:
     if notice.category != "emergency":
         ctx.say("notices.not_emergency")
         return
-    rows = await notices.answers_by_building(ctx.session, notice.id)
-    if not rows:
+    found = await compose.emergency_answers(ctx.session, await ctx.scope(), notice,
+                                            silent_limit=SILENT_LIMIT)
+    if not found.buildings:
         ctx.say("notices.answers_none")
         return
-    scope = await ctx.scope()
     lines = [ctx.t("notices.answers_title", id=notice.id)]
-    for row in rows:
-        counts = dict(safe=row.safe, help=row.help, silent=row.silent, total=row.recipients)
-        building = await territory.building_by_id(ctx.session, row.building_id)
-        if building is None:
+    for row in found.buildings:
+        counts = dict(safe=row.safe, help=row.help, silent=row.silent, total=row.total)
+        if row.building is None:
             lines.append(ctx.t("notices.answers_line_no_building", **counts))
             continue
-        estate = await territory.estate(ctx.session, building.estate_id)
-        lines.append(ctx.t("notices.answers_line", estate=localized(estate, ctx.lang),
-                           building=building.number, **counts))
+        lines.append(ctx.t("notices.answers_line", estate=localized(row.estate, ctx.lang),
+                           building=row.building, **counts))
     # Names and phones only of residents whose home this staff member covers.
-    needing = [r for r in await notices.residents_by_answer(ctx.session, notice.id, "help", 50)
-               if scope.covers_estate(r.estate_id)]
-    if needing:
+    if found.needing:
         lines.append(ctx.t("notices.answers_help_title"))
-        for r in needing:
+        for r in found.needing:
             lines.append(ctx.t("notices.answers_help_line", name=_name(ctx, r),
                                phone=r.phone or ctx.t("notices.no_phone"),
                                home=await _home(ctx, r)))
-    silent = [r for r in await notices.residents_by_answer(ctx.session, notice.id, None,
-                                                           SILENT_LIMIT)
-              if scope.covers_estate(r.estate_id)]
-    if silent:
+    if found.silent:
         lines.append(ctx.t("notices.answers_silent_title", limit=SILENT_LIMIT))
-        for r in silent:
+        for r in found.silent:
             lines.append(ctx.t("notices.answers_silent_line", name=_name(ctx, r),
                                home=await _home(ctx, r)))
     ctx.reply("\n".join(lines))

@@ -2,7 +2,8 @@
 dashboard (web/dashboard) both call these, so the audience is checked against the sender's
 scope the same way (services.notice_audience), the preview counts the same reachable people,
 and the notice is created and audited the same way; the notices-fanout job then sends it.
-Also who may manage a notice once made, and its delivery figures."""
+Also who may manage a notice once made, cancelling it, its delivery figures, and an
+emergency's answers building by building (the chat's /notices and the dashboard show the same)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services import notice_audience as aud
-from storage import audit, notices, outbox
+from storage import audit, notices, outbox, territory
 from storage.access import Scope
+from storage.base import reread
 from storage.notices import Notice, NoticeError, NoticeStatus
+from storage.people import Resident
+from storage.territory import Estate
 
 if TYPE_CHECKING:
     from services.geo import TerritoryIndex
@@ -91,3 +95,60 @@ async def progress(session: AsyncSession, notice: Notice) -> Progress:
                              or notice.status == NoticeStatus.CANCELLED)
     return Progress(notice.recipients, figures["sent"], waiting, figures["failed"],
                     figures["unreachable"], done)
+
+
+def may_cancel(notice: Notice, figures: dict[str, int]) -> bool:
+    """Whether a cancel is offered: before it goes, while it goes, or sent with messages still
+    waiting (those are dropped)."""
+    return notice.status in (NoticeStatus.SCHEDULED, NoticeStatus.SENDING) or (
+        notice.status == NoticeStatus.SENT and figures["pending"] > 0)
+
+
+async def cancel(session: AsyncSession, actor_id: int, notice: Notice) -> str:
+    """Cancel a notice the actor may manage (the caller has checked may_manage): "cancelled",
+    "already_cancelled" or "cannot_cancel" (it went out meanwhile). Audited when done."""
+    if notice.status == NoticeStatus.CANCELLED:
+        return "already_cancelled"
+    if not await notices.cancel_notice(session, notice.id):
+        notice = await reread(session, notice)  # someone else may have cancelled it meanwhile
+        return ("already_cancelled" if notice.status == NoticeStatus.CANCELLED
+                else "cannot_cancel")
+    await audit.record(session, actor_id, "notice.cancel", f"notice:{notice.id}")
+    return "cancelled"
+
+
+@dataclass(frozen=True)
+class BuildingLine:
+    estate: Estate | None  # None: residents with no building on record
+    building: str | None  # its number
+    safe: int
+    help: int
+    silent: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Answers:
+    """An emergency notice's answers: counts building by building, and the names of those who
+    need help or have not answered, only of residents whose home the viewer covers."""
+
+    buildings: list[BuildingLine]
+    needing: list[Resident]
+    silent: list[Resident]
+
+
+async def emergency_answers(session: AsyncSession, scope: Scope, notice: Notice, *,
+                            help_limit: int = 50, silent_limit: int = 20) -> Answers:
+    lines = []
+    for row in await notices.answers_by_building(session, notice.id):
+        building = await territory.building_by_id(session, row.building_id)
+        estate = await territory.estate(session, building.estate_id) if building else None
+        lines.append(BuildingLine(estate, building.number if building else None, row.safe,
+                                  row.help, row.silent, row.recipients))
+    needing = [r for r in await notices.residents_by_answer(session, notice.id, "help",
+                                                            help_limit)
+               if scope.covers_estate(r.estate_id)]
+    silent = [r for r in await notices.residents_by_answer(session, notice.id, None,
+                                                           silent_limit)
+              if scope.covers_estate(r.estate_id)]
+    return Answers(lines, needing, silent)
