@@ -347,6 +347,226 @@ async def test_notices_compose_preview_send_progress_and_scope(served, db_url):
     assert f'href="/dashboard/notices/{number}"' in committee.text
 
 
+async def _home_building(app, user_id: int, estate: str, number: str) -> int:
+    """Put a person's home in a building; the building's id."""
+    from storage.people import resident_by_id
+    from storage.territory import building, estate_by_code
+
+    async with app.sessions() as s, s.begin():
+        row = await building(s, (await estate_by_code(s, estate)).id, number)
+        who = await resident_by_id(s, user_id)
+        who.estate_id, who.building_id = row.estate_id, row.id
+        return row.id
+
+
+def _hidden(text: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', text)
+    assert found, (name, text)
+    return found.group(1)
+
+
+async def test_notice_with_photo_schedule_building_and_cancel(served, db_url):
+    """A notice with a photo (EXIF gone), to one building, scheduled: not sent before its
+    time, sent by the job after, to that building only; another one cancelled sends nothing;
+    another scope's building, a bad time and a forged photo refused."""
+    from PIL import Image
+
+    from bot.scheduler import run_jobs_once
+    from storage import notices
+    from storage.territory import estate_by_code
+    from tests.report_helpers import jpeg_with_gps
+
+    app, chat, base = await served(db_url)
+    ann = await person(app, "ann")
+    bob = await person(app, "bob")
+    await _home_building(app, ann, "victoria", "2")
+    await _home_building(app, bob, "victoria", "3")
+    await person(app, "cm", ROLES["committee"])
+    cm = served.client(base)
+    assert await cm.sign_in(await link_for(chat, "cm")) == 303
+    async with app.services.readers() as s:
+        victoria = (await estate_by_code(s, "victoria")).id
+        zhonghai = (await estate_by_code(s, "zhonghai-mingcheng")).id
+    assert await cm.get("/dashboard/notices/new") == 200
+    assert 'enctype="multipart/form-data"' in cm.text and 'name="when"' in cm.text
+    options = re.findall(r'<option value="([a-z]+:\d*)"', cm.text)
+    assert f"building:{victoria}" in options and f"building:{zhonghai}" not in options
+    assert "A building in Victoria Garden" in cm.text
+
+    form = {"category": "convenience", "audience": f"building:{victoria}", "building": "2",
+            "text_en": "Water off in building 2", "text_zh-Hans": "", "when": "tomorrow 09:00"}
+    # Another committee's building, by an edited form: refused; so is a made-up number.
+    refused = [(dict(form, audience=f"building:{zhonghai}", building="1"),
+                "outside your responsibility"),
+               (dict(form, building="99"), "There is no building &#34;99&#34; in Victoria Garden"),
+               (dict(form, when="25:00"), "I can&#39;t read that time"),
+               (dict(form, when="2020-01-01 09:00"), "already past")]
+    for bad, said in refused:
+        assert await cm.post("/dashboard/notices/preview", bad) == 400, bad
+        assert said in cm.text, (said, cm.text[-2000:])
+        assert await cm.post("/dashboard/notices/send", bad) == 400, bad
+    # The multipart preview needs its token like any form.
+    cm.csrf, token = None, cm.csrf
+    assert await cm.post_file("/dashboard/notices/preview", form, "photo", "p.jpg",
+                              jpeg_with_gps()) == 403
+    cm.csrf = token
+    assert await cm.post_file("/dashboard/notices/preview", form, "photo", "x.jpg",
+                              b"not an image") == 400
+    assert "Please send a photo (JPEG, PNG or WebP)" in cm.text
+    assert await cm.post_file("/dashboard/notices/preview", form, "photo", "p.jpg",
+                              jpeg_with_gps()) == 200
+    assert "1 chat reachable now" in cm.text, cm.text  # ann alone lives in building 2
+    assert "Building Victoria Garden 2" in cm.text or "Victoria Garden 2" in cm.text
+    assert "It goes out tomorrow at 09:00" in cm.text and "With the photo" in cm.text
+    assert 'id="notice-send">Schedule<' in cm.text
+    sent = {"category": "convenience", "audience": f"building:{victoria}", "building": "2",
+            "text_en": "Water off in building 2", "text_zh-Hans": "",
+            "when": _hidden(cm.text, "when"), "photo_path": _hidden(cm.text, "photo_path"),
+            "photo_tag": _hidden(cm.text, "photo_tag")}
+    # The send form cannot name another file: a forged path or tag is refused.
+    other = app.services.media.save(b"secret", ".jpg")
+    for forged in ({"photo_path": other}, {"photo_tag": "0" * 64},
+                   {"photo_path": "../../etc/passwd"}):
+        assert await cm.post("/dashboard/notices/send", dict(sent, **forged)) == 400
+        assert "could not be kept" in cm.text
+    assert await cm.post("/dashboard/notices/send", sent) == 303
+    first = int(cm.last.headers["Location"].rsplit("/", 1)[1])
+    # A second one, to be cancelled before it goes.
+    assert await cm.post("/dashboard/notices/send", dict(
+        form, building="3", text_en="Lift repair in building 3")) == 303
+    second = int(cm.last.headers["Location"].rsplit("/", 1)[1])
+    async with app.services.readers() as s:
+        made = await notices.get(s, first)
+        assert made.status == "scheduled" and made.building_ids == [
+            await _building_id(s, victoria, "2")]
+        assert made.scheduled_at > app.services.clock()
+    assert await cm.get(f"/dashboard/notices/{first}") == 200
+    assert 'id="notice-photo-img"' in cm.text and "hx-trigger" not in cm.text
+    assert await cm.get(f"/dashboard/notices/{first}/photo") == 200
+    assert cm.last.headers["Content-Type"] == "image/jpeg"
+    # Kept in the media store as the chat's photo step keeps it, camera and GPS tags gone.
+    assert Path(made.photo) == app.services.media.path(sent["photo_path"])
+    with Image.open(io.BytesIO(await asyncio.to_thread(Path(made.photo).read_bytes))) as img:
+        assert img.format == "JPEG" and not img.getexif()
+    assert await cm.get("/dashboard/notices") == 200
+    for number in (first, second):
+        assert f'id="notice-{number}" data-status="scheduled"' in cm.text
+        assert f'id="cancel-{number}"' in cm.text
+
+    # Cancelling needs the token, then the notice is cancelled (the chat's rule and audit).
+    assert await cm.post(f"/dashboard/notices/{second}/cancel", csrf=False) == 403
+    assert await cm.post(f"/dashboard/notices/{second}/cancel") == 303
+    assert cm.last.headers["Location"].endswith(f"done=cancelled&id={second}")
+    await cm.get(cm.last.headers["Location"])
+    assert f"Notice #{second} cancelled" in cm.text
+    assert f'id="notice-{second}" data-status="cancelled"' in cm.text
+    assert f'id="cancel-{second}"' not in cm.text
+    assert await cm.post(f"/dashboard/notices/{second}/cancel") == 303
+    assert cm.last.headers["Location"].endswith("done=already_cancelled&id=" + str(second))
+
+    async def jobs():
+        for _ in range(4):
+            await run_jobs_once(app.sessions, app.services, app.deliverer, app.jobs)
+            await drain(app)
+
+    await jobs()
+    assert not any("Water off" in t for t in chat.texts_to("ann"))  # not before its time
+    app.services.clock.advance(timedelta(days=2))
+    await jobs()
+    got = [s.out for s in chat.sent if s.chat_id == "ann" and "Water off" in (s.out.text or "")]
+    assert len(got) == 1 and got[0].photo
+    with Image.open(io.BytesIO(await asyncio.to_thread(Path(got[0].photo).read_bytes))) as img:
+        assert not img.getexif()
+    # Only that building: bob (building 3) and the committee member (no building) get nothing,
+    # and the cancelled notice went to nobody.
+    for user in ("bob", "cm"):
+        assert not any("Water off" in t for t in chat.texts_to(user)), user
+    assert not any("Lift repair" in t for t in (t for s in chat.sent for t in [s.out.text or ""]))
+    async with app.services.readers() as s:
+        assert (await notices.get(s, first)).recipients == 1
+        assert (await notices.get(s, second)).recipients == 0
+    assert await cm.sign_in(await link_for(chat, "cm")) == 303  # two days on: a new session
+    await cm.get("/dashboard/notices")
+    assert f'id="notice-{first}" data-status="sent"' in cm.text
+    assert f'id="cancel-{first}"' not in cm.text
+
+
+async def _building_id(session, estate_id: int, number: str) -> int:
+    from storage.territory import building
+
+    return (await building(session, estate_id, number)).id
+
+
+async def test_emergency_answers_by_building_within_scope(served, db_url):
+    """An emergency sent from the web: its answers per building, refreshed by htmx; names and
+    phones only of residents whose home the viewer covers (the chat's rule)."""
+    from bot.scheduler import run_jobs_once
+
+    app, chat, base = await served(db_url)
+    ann = await person(app, "ann")
+    bob = await person(app, "bob")
+    zoe = await person(app, "zoe", estate="zhonghai-mingcheng")
+    await _home_building(app, ann, "victoria", "2")
+    await _home_building(app, bob, "victoria", "3")
+    await _home_building(app, zoe, "zhonghai-mingcheng", "5")
+    await person(app, "sam", ROLES["staff"])
+    await person(app, "zed", ("committee", "zhonghai"), estate="zhonghai-mingcheng")
+    sam, zed = served.client(base), served.client(base)
+    assert await sam.sign_in(await link_for(chat, "sam")) == 303
+    assert await zed.sign_in(await link_for(chat, "zed")) == 303
+    await sam.get("/dashboard/notices/new")
+    station = next(v for v in re.findall(r'<option value="([a-z]+:\d*)"', sam.text)
+                   if v.startswith("station:"))
+    assert await sam.post("/dashboard/notices/send", {
+        "category": "emergency", "audience": station, "text_en": "Gas leak: leave now",
+        "text_zh-Hans": "", "when": ""}) == 303
+    where = sam.last.headers["Location"]
+    assert await sam.get(where) == 200
+    assert f'hx-get="{where}/answers"' in sam.text and "every 5s" in sam.text
+    assert await sam.get(where + "/answers") == 200 and "Nobody has received" in sam.text
+    for _ in range(4):
+        await run_jobs_once(app.sessions, app.services, app.deliverer, app.jobs)
+        await drain(app)
+    await chat.press("ann", "I am safe")
+    await chat.press("zoe", "I need help")
+    await drain(app)
+
+    def rows(text: str) -> dict[str, list[str]]:
+        found = re.findall(r'<tr class="answers-row"><td>([^<]+)</td><td>(\d+)</td>'
+                           r'<td>(\d+)</td><td>(\d+)</td><td>(\d+)</td></tr>', text)
+        return {place: list(counts) for place, *counts in found}
+
+    assert await sam.get(where + "/answers") == 200
+    table = rows(sam.text)
+    assert table["Victoria Garden 2"] == ["1", "0", "0", "1"]
+    assert table["Victoria Garden 3"] == ["0", "0", "1", "1"]
+    assert table["Zhonghai Mingcheng 5"] == ["0", "1", "0", "1"]
+    # sam and zed (role holders with a home but no building) reached, silent.
+    assert table["No building on record"] == ["0", "0", "2", "2"]
+    # Station staff cover every estate of the station: zoe's call for help, bob's silence.
+    assert re.search(r'id="answers-help"><li>Zoe, [^<]*Zhonghai Mingcheng bldg 5', sam.text)
+    assert "Bob, Victoria Garden bldg 3" in sam.text
+    # Another committee's member may not manage the notice: not found.
+    assert await zed.get(where) == 404 and await zed.get(where + "/answers") == 404
+    # sam's role narrows to the Victoria committee: the counts stay (the notice is theirs),
+    # but zoe's name and phone are no longer theirs to read.
+    await revoke(app, "sam", ROLES["staff"])
+    await person(app, "sam", ROLES["committee"])
+    sam = served.client(base)
+    assert await sam.sign_in(await link_for(chat, "sam")) == 303
+    assert await sam.get(where + "/answers") == 200
+    assert rows(sam.text)["Zhonghai Mingcheng 5"] == ["0", "1", "0", "1"]
+    assert "Zoe" not in sam.text and 'id="answers-help"' not in sam.text
+    assert "Bob, Victoria Garden bldg 3" in sam.text
+    # A notice that is no emergency has no answers page.
+    await sam.get("/dashboard/notices/new")
+    committee = next(v for v in re.findall(r'<option value="([a-z]+:\d*)"', sam.text)
+                     if v.startswith("committee:"))
+    assert await sam.post("/dashboard/notices/send", {
+        "category": "event", "audience": committee, "text_en": "Hall open"}) == 303
+    assert await sam.get(sam.last.headers["Location"] + "/answers") == 404
+
+
 async def test_make_run_prints_a_sign_in_link_for_the_demo_admin(tmp_path):
     """`make run` with no token (`python -m bot run`, no platform): the terminal chat as today,
     and above it the dashboard's address with a sign-in link for the demo admin that works."""
@@ -481,11 +701,18 @@ async def test_route_permission_matrix(served, db_url):
         from storage.territory import estate_by_code
 
         victoria = (await estate_by_code(s, "victoria")).committee_id
+        victoria_estate = (await estate_by_code(s, "victoria")).id
         now = app.services.clock()
         notice = await notice_compose.create(
             s, app.services.geo, await scope_of(s, ids["committee"]), category="event",
-            kind=Kind.COMMITTEE, target=victoria, texts={"en": "Hall closed"}, photo=None,
-            at=now, now=now, created_by=ids["committee"], sender_identity_id=None)
+            kind=Kind.COMMITTEE, target=victoria, texts={"en": "Hall closed"},
+            photo=str(app.services.media.path(photo)), at=now, now=now,
+            created_by=ids["committee"], sender_identity_id=None)
+        emergency = await notice_compose.create(
+            s, app.services.geo, await scope_of(s, ids["committee"]), category="emergency",
+            kind=Kind.COMMITTEE, target=victoria, texts={"en": "Gas leak"}, photo=None,
+            at=now + timedelta(hours=1), now=now, created_by=ids["committee"],
+            sender_identity_id=None)
     poll = await make_poll(app, "victoria", "Fence?", ["Yes", "No"], author=ids["committee"],
                            live=True)
     clients = {name: served.client(base) for name in viewers}
@@ -509,6 +736,11 @@ async def test_route_permission_matrix(served, db_url):
         # A notice is managed by its author and admins (services.notice_compose.may_manage).
         f"/dashboard/notices/{notice.id}": row(200, 404, 200, 403, 403, 404, 401),
         f"/dashboard/notices/{notice.id}/progress": row(200, 404, 200, 403, 403, 404, 401),
+        f"/dashboard/notices/{notice.id}/photo": row(200, 404, 200, 403, 403, 404, 401),
+        f"/dashboard/notices/{emergency.id}/photo": row(404, 404, 404, 403, 403, 404, 401),
+        f"/dashboard/notices/{emergency.id}/answers": row(200, 404, 200, 403, 403, 404, 401),
+        # Answers are an emergency's only.
+        f"/dashboard/notices/{notice.id}/answers": row(404, 404, 404, 403, 403, 404, 401),
         "/dashboard/polls": row(200, 200, 200, 403, 403, 200, 401),
         # A poll is run by admins and its committee's members and station staff.
         f"/dashboard/polls/{poll}": row(200, 200, 200, 403, 403, 404, 401),
@@ -534,6 +766,12 @@ async def test_route_permission_matrix(served, db_url):
         (f"/dashboard/reports/{north}", {"step": "none"}, row(303, 303, 403, 404, 303, 403,
                                                               401)),
         ("/dashboard/notices/preview", preview, row(200, 200, 200, 403, 403, 400, 401)),
+        ("/dashboard/notices/preview", dict(preview, audience=f"building:{victoria_estate}",
+                                            building="2", when="tomorrow 08:00"),
+         row(200, 200, 200, 403, 403, 400, 401)),
+        # Cancelled by its author or an admin (the first to press it; then "already").
+        (f"/dashboard/notices/{emergency.id}/cancel", {}, row(303, 404, 303, 403, 403, 404,
+                                                               401)),
         (f"/dashboard/polls/{poll}/close", {}, row(303, 303, 303, 403, 403, 404, 401)),
         *more_posts,
         ("/dashboard/language", {"lang": "en"}, row(303, 303, 303, 303, 303, 303, 401)),
