@@ -1,8 +1,9 @@
 """The staff dashboard in a real browser: Playwright driving Debian's Chromium (/usr/bin/chromium;
 .ci/run installs it when missing). A team member signs in by the chat's link, works a report
 from the queue to fixed and the resident is told in chat; a committee member composes and
-sends a notice and watches its progress reach done; another scope's report is refused; the
-language switch; sign-out. Screenshots of the main pages go to test-output/dashboard/, with the
+sends a notice and watches its progress reach done, then composes one with a photo for a
+building at a later time and sees it listed as scheduled; another scope's report is refused;
+the language switch; sign-out. Screenshots of the main pages go to test-output/dashboard/, with the
 queue page's first contentful paint."""
 
 from __future__ import annotations
@@ -271,6 +272,55 @@ def _png() -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (4, 3), (200, 30, 30)).save(out, format="PNG")
     return out.getvalue()
+
+
+async def test_compose_a_notice_with_a_photo_and_a_schedule(browser, tmp_path, sqlite_url):
+    """A committee member composes a notice with a photo for one building, at a later time:
+    the preview says when, the list shows it scheduled with its cancel button, and its page
+    its photo; nothing has gone to the resident."""
+    from storage.people import resident_by_id
+    from storage.territory import building, estate_by_code
+    from tests.report_helpers import jpeg_with_gps
+
+    app, chat, base = await dashboard_app(sqlite_url, tmp_path)
+    try:
+        ann = await person(app, "ann")
+        await person(app, "cora", ("committee", "victoria"))
+        async with app.sessions() as s, s.begin():
+            estate = await estate_by_code(s, "victoria")
+            who = await resident_by_id(s, ann)
+            who.building_id = (await building(s, estate.id, "2")).id
+        photo = tmp_path / "notice.jpg"
+        await asyncio.to_thread(photo.write_bytes, jpeg_with_gps(size=(320, 200)))
+        page = await (await browser.new_context(locale="en-US")).new_page()
+        await page.goto(await link_for(chat, "cora"))
+        await page.click("#sign-in")
+        await page.click("nav >> text=Notices")
+        await page.click("#new-notice")
+        await page.select_option("#notice-category", "convenience")
+        await page.select_option("#notice-audience", f"building:{estate.id}")
+        await page.fill("#notice-building", "2")
+        await page.fill("#notice-text-en", "Water is off in building 2 tomorrow morning.")
+        await page.set_input_files("#notice-photo", str(photo))
+        await page.fill("#notice-when", "tomorrow 08:00")
+        await page.screenshot(path=OUT / "notice-compose-scheduled.png", full_page=True)
+        await page.click("#notice-preview")
+        assert "1 chat reachable now" in await page.inner_text("#reachable")
+        assert "tomorrow at 08:00" in await page.inner_text("#notice-at")
+        assert await page.locator("#notice-photo-kept").count() == 1
+        await page.click("#notice-send")
+        await page.wait_for_selector("#notice-photo-img")
+        assert await page.evaluate(
+            "() => document.querySelector('#notice-photo-img').naturalWidth") == 320
+        await page.click("text=‹ Notices")
+        row = page.locator("#notices tbody tr").first
+        assert await row.get_attribute("data-status") == "scheduled"
+        assert "scheduled" in await row.inner_text()
+        assert await row.locator("button", has_text="Cancel notice").count() == 1
+        await page.screenshot(path=OUT / "notices-scheduled.png", full_page=True)
+        assert not any("Water is off" in t for t in chat.texts_to("ann"))
+    finally:
+        await app.stop()
 
 
 def test_no_cdn_in_templates():
