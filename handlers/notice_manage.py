@@ -9,10 +9,10 @@ from typing import Literal
 from bot.context import Context
 from bot.payloads import Action
 from bot.router import Router
-from handlers.notice_time import MAX_DAYS_AHEAD, BadTime, parse_when, spoken
 from handlers.notices import MAX_TEXT, STAFF
 from services import notice_audience as aud
 from services import notice_compose as compose
+from services.typed_time import MAX_DAYS_AHEAD, BadTime, parse_when, spoken
 from storage import audit, notices, outbox, territory
 from storage.base import reread
 from storage.notices import Notice, NoticeError, NoticeStatus

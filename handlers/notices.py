@@ -11,10 +11,10 @@ from bot.conversation import KEEP, NEXT, STAY, Conversation, ConversationTexts, 
 from bot.messaging.model import Kind
 from bot.payloads import Action
 from bot.router import Router
-from handlers.notice_time import MAX_DAYS_AHEAD, BadTime, parse_when, spoken
 from handlers.report_media import MediaRefused, take_photo
 from services import notice_audience as aud
 from services import notice_compose as compose
+from services.typed_time import MAX_DAYS_AHEAD, BadTime, parse_when, spoken
 from storage import territory
 from storage.audience import Kind as AudienceKind
 from storage.notices import NoticeError

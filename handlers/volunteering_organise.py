@@ -16,7 +16,6 @@ from bot.payloads import Action
 from bot.pushes import Batch, Key, Recipient
 from bot.router import Router
 from bot.scheduler import Job
-from handlers.notice_time import TIME, BadTime, parse_local
 from handlers.text_lists import split_items
 from handlers.volunteering import (
     ShowActivity,
@@ -30,6 +29,7 @@ from handlers.volunteering import (
 )
 from services import volunteer_organising as organising
 from services import volunteer_rosters as rosters_rule
+from services.typed_time import TIME, BadTime, parse_local
 from storage import audit, outbox, proposals, subscriptions, territory
 from storage import volunteer_teams as vteams
 from storage import volunteering as vol

@@ -529,7 +529,7 @@ def test_a_bare_time_already_past_means_tomorrow_and_the_reply_says_so():
     from zoneinfo import ZoneInfo
 
     from bot.i18n import Texts
-    from handlers.notice_time import BadTime, parse_when, spoken
+    from services.typed_time import BadTime, parse_when, spoken
 
     tz = "Asia/Shanghai"
     now = datetime(2026, 12, 2, 19, 0, tzinfo=ZoneInfo(tz)).astimezone(UTC)

@@ -4,6 +4,7 @@ reader, so "18:30", "明天 08:00" and "2026-12-01 09:00" mean the same everywhe
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -65,7 +66,7 @@ def parse_when(text: str, now: datetime, tz: str) -> datetime:
     return at.astimezone(now.tzinfo)
 
 
-def spoken(t, at: datetime, now: datetime, tz: str) -> str:
+def spoken(t: Callable[..., str], at: datetime, now: datetime, tz: str) -> str:
     """A moment as said back to the person: "今天 18:30", "明天 18:30", else the full date, so a
     time that rolled over to tomorrow is never a surprise. `t(key, **values)` gives texts."""
     zone = ZoneInfo(tz)
