@@ -1259,3 +1259,103 @@ async def test_csrf_on_every_residents_and_roles_form(served, sqlite_url):
     for path, form in forms:  # with the token: done
         assert await ada.post(path, form) == 303, path
     assert await audited() == [before[0] + 1, before[1] + 1, before[2] + 2]
+
+
+async def test_a_poll_made_on_the_web_is_voted_on_in_chat(served, db_url):
+    """The form asks what /newpoll asks, checked by the chat's rules (services.poll_drafts):
+    each refusal said beside its field, the form kept as typed; an area outside the viewer's
+    scope refused; the preview counts who can vote; published (audited "poll.create"), the
+    polls job invites the building's verified residents in chat, who vote there."""
+    from bot.scheduler import run_jobs_once
+    from storage import audit, polls
+    from storage.territory import estate_by_code
+    from tests.deliberation_helpers import make_resident
+
+    app, chat, base = await served(db_url)
+    cid = await person(app, "committee", ROLES["committee"])
+    await make_resident(app.sessions, "memory", "amy", building="1")
+    await make_resident(app.sessions, "memory", "bob", building="2")
+    await make_resident(app.sessions, "memory", "cat", building="1", verified=False)
+    await make_resident(app.sessions, "memory", "zoe", estate="zhonghai-mingcheng")
+    web = served.client(base)
+    assert await web.sign_in(await link_for(chat, "committee")) == 303
+    async with app.services.readers() as s:
+        victoria = await estate_by_code(s, "victoria")
+        zhonghai = await estate_by_code(s, "zhonghai-mingcheng")
+    assert await web.get("/dashboard/polls") == 200 and 'id="new-poll-link"' in web.text
+    assert await web.get("/dashboard/polls/new") == 200
+    assert f'value="estate:{victoria.id}"' in web.text
+    assert f'value="committee:{victoria.committee_id}"' in web.text
+    assert f'value="estate:{zhonghai.id}"' not in web.text  # another committee's estate
+    form = {"question": "Paint the bike shed green?", "options": "Yes\nNo\n\nLater",
+            "multiple": "no", "area": f"estate:{victoria.id}", "building": "1",
+            "verified": "yes", "anonymous": "yes", "closes": "48h", "quorum": ""}
+    for changed, field, says in (
+            ({"question": "Hi"}, "question", "3 to 300 characters"),
+            ({"question": "x" * 301}, "question", "3 to 300 characters"),
+            ({"options": "Only one"}, "options", "needs 2 to 12 options"),
+            ({"options": "Yes\n" + "n" * 61}, "options", "at most 60 characters"),
+            ({"options": "Yes\nyes"}, "options", "Two options are the same"),
+            ({"options": "\n".join(str(i) for i in range(13))}, "options", "2 to 12"),
+            ({"closes": "soon"}, "closes", "could not read that time"),
+            ({"closes": "1h", "question": "Too soon?"}, "closes", None),
+            ({"closes": "2m"}, "closes", "could not read"),
+            ({"closes": "91d"}, "closes", "at most 90 days"),
+            ({"quorum": "-1"}, "quorum", "whole number of voters"),
+            ({"quorum": "1000001"}, "quorum", "whole number of voters"),
+            ({"building": "99"}, "building", "no building 99"),
+            ({"area": f"committee:{victoria.committee_id}"}, "building", "within an estate"),
+            ({"area": f"estate:{zhonghai.id}", "building": ""}, "area", "areas offered here"),
+            ({"area": f"committee:{zhonghai.committee_id}", "building": ""}, "area",
+             "areas offered here"),
+            ({"area": "estate:999999", "building": ""}, "area", "areas offered here")):
+        status = await web.post("/dashboard/polls/preview", {**form, **changed})
+        if says is None:  # 1h is fine: more than five minutes away
+            assert status == 200, web.text[-1500:]
+            continue
+        assert status == 400, changed
+        error = re.search(rf'id="error-{field}">([^<]*)<', web.text)
+        assert error and says in error.group(1), (changed, web.text[-3000:])
+        kept = {**form, **changed}
+        assert f'{kept["question"]}</textarea>' in web.text  # the form comes back as typed
+        assert f'value="{kept["closes"]}"' in web.text
+    # Publishing straight to another committee's area is refused too (a hand-made form).
+    assert await web.post("/dashboard/polls/publish",
+                          {**form, "area": f"estate:{zhonghai.id}", "building": ""}) == 400
+    assert await web.post("/dashboard/polls/preview", form, csrf=False) == 403
+    assert await web.post("/dashboard/polls/publish", form, csrf=False) == 403
+    async with app.services.readers() as s:
+        assert await polls.of_committees(s, None) == []  # nothing made so far
+
+    assert await web.post("/dashboard/polls/preview", form) == 200
+    assert "Paint the bike shed green?" in web.text and "<li>Later</li>" in web.text
+    assert "Anonymous: your choice is kept apart" in web.text
+    assert re.search(r'id="poll-who">[^<]*building 1', web.text)
+    assert 'id="poll-eligible">1 resident now<' in web.text  # amy: verified, building 1
+    settled = re.search(r'name="closes_at" value="([^"]+)"', web.text).group(1)
+    assert await web.post("/dashboard/polls/new", {**form}) == 200  # back to the form
+    assert "Paint the bike shed green?</textarea>" in web.text
+    assert await web.post("/dashboard/polls/publish", {**form, "closes_at": settled}) == 303
+    where = web.last.headers["Location"]
+    assert where.endswith("?done=published")
+    async with app.services.readers() as s:
+        (poll,) = await polls.of_committees(s, None)
+        made = [(e.actor_id, e.action) for e in await audit.recent(s)
+                if e.target == f"poll:{poll.id}"]
+    assert poll.committee_id == victoria.committee_id and poll.area_kind == "building"
+    assert poll.anonymous and poll.verified_only and not poll.multiple
+    assert poll.closes_at.isoformat() == settled.replace("Z", "+00:00") or \
+        poll.closes_at == __import__("datetime").datetime.fromisoformat(settled)
+    assert made == [(cid, "poll.create")]
+    assert await web.get(where) == 200 and "being invited" in web.text
+
+    for _ in range(2):
+        await run_jobs_once(app.sessions, app.services, app.deliverer, app.jobs)
+        await drain(app)
+    invited = [u for u in ("amy", "bob", "cat", "zoe")
+               if any("Paint the bike shed green?" in t for t in chat.texts_to(u))]
+    assert invited == ["amy"]
+    await chat.press("amy", "Yes")
+    assert f"Your vote in poll #{poll.id} is recorded anonymously" in chat.last_text("amy")
+    assert await web.get(f"/dashboard/polls/{poll.id}") == 200
+    assert "1 of 1" in web.text  # the vote cast in chat, counted on the web
