@@ -1359,3 +1359,85 @@ async def test_a_poll_made_on_the_web_is_voted_on_in_chat(served, db_url):
     assert f"Your vote in poll #{poll.id} is recorded anonymously" in chat.last_text("amy")
     assert await web.get(f"/dashboard/polls/{poll.id}") == 200
     assert "1 of 1" in web.text  # the vote cast in chat, counted on the web
+
+
+async def test_a_survey_made_on_the_web_is_answered_in_chat(served, db_url):
+    """The survey form asks what /newsurvey asks (questions of each kind, the area, who may
+    answer, the closing time) with the chat's rules, each refusal beside its field and the form
+    kept; published (audited), the surveys job invites the committee's verified residents, who
+    answer in chat, and the answers are the web's results."""
+    from bot.scheduler import run_jobs_once
+    from storage import audit, surveys
+    from storage.territory import estate_by_code
+    from tests.deliberation_helpers import make_resident
+
+    app, chat, base = await served(db_url)
+    cid = await person(app, "committee", ROLES["committee"])
+    await make_resident(app.sessions, "memory", "amy")
+    await make_resident(app.sessions, "memory", "cat", verified=False)
+    await make_resident(app.sessions, "memory", "zoe", estate="zhonghai-mingcheng")
+    web = served.client(base)
+    assert await web.sign_in(await link_for(chat, "committee")) == 303
+    async with app.services.readers() as s:
+        victoria = await estate_by_code(s, "victoria")
+        zhonghai = await estate_by_code(s, "zhonghai-mingcheng")
+    assert await web.get("/dashboard/surveys") == 200 and 'id="new-survey-link"' in web.text
+    assert await web.get("/dashboard/surveys/new") == 200
+    form = {"title": "Courtyard survey", "kind_0": "single", "text_0": "Is the courtyard clean?",
+            "options_0": "Yes\nNo", "kind_1": "scale", "text_1": "How safe is it at night?",
+            "kind_2": "text", "text_2": "What would you change?",
+            "area": f"committee:{victoria.committee_id}", "verified": "yes", "closes": "3d"}
+    blank = {k: "" for k in form if k[-2:] in ("_0", "_1", "_2")}
+    for changed, field, says in (
+            ({"title": "Hi"}, "title", "3 to 200 characters"),
+            ({"title": "x" * 201}, "title", "3 to 200 characters"),
+            ({"text_1": "ab"}, "text_1", "3 to 300 characters"),
+            ({"options_0": "Yes"}, "options_0", "2 to 12 different choices"),
+            ({"options_0": "Yes\nYES"}, "options_0", "different choices"),
+            ({"options_0": "Yes\n" + "n" * 61}, "options_0", "at most 60 characters"),
+            ({"kind_1": "essay"}, "kind_1", "kinds offered"),
+            (blank, "questions", "at least one question"),
+            ({"closes": "next week"}, "closes", "could not read that time"),
+            ({"closes": "100d"}, "closes", "at most 90 days"),
+            ({"area": f"committee:{zhonghai.committee_id}"}, "area", "areas offered here"),
+            ({"area": f"estate:{zhonghai.id}"}, "area", "areas offered here")):
+        assert await web.post("/dashboard/surveys/preview", {**form, **changed}) == 400, changed
+        error = re.search(rf'id="error-{field}">([^<]*)<', web.text)
+        assert error and says in error.group(1), (changed, web.text[-3000:])
+        kept = {**form, **changed}
+        assert f'value="{kept["title"]}"' in web.text and f'value="{kept["closes"]}"' in web.text
+        assert f'{kept["options_0"]}</textarea>' in web.text
+    assert await web.post("/dashboard/surveys/publish",
+                          {**form, "area": f"estate:{zhonghai.id}"}) == 400
+    assert await web.post("/dashboard/surveys/preview", form, csrf=False) == 403
+    assert await web.post("/dashboard/surveys/publish", form, csrf=False) == 403
+    async with app.services.readers() as s:
+        assert await surveys.listed(s, committee_ids=None, limit=5) == []
+
+    assert await web.post("/dashboard/surveys/preview", form) == 200
+    assert "How safe is it at night? (Scale 1 to 5)" in web.text
+    assert 'id="survey-eligible">1 resident now<' in web.text  # amy only: verified
+    settled = re.search(r'name="closes_at" value="([^"]+)"', web.text).group(1)
+    assert await web.post("/dashboard/surveys/publish", {**form, "closes_at": settled}) == 303
+    assert web.last.headers["Location"].endswith("?done=published")
+    async with app.services.readers() as s:
+        (survey,) = await surveys.listed(s, committee_ids=None, limit=5)
+        kinds = [(q.kind, q.options) for q in await surveys.questions_of(s, survey.id)]
+        made = [(e.actor_id, e.action) for e in await audit.recent(s)
+                if e.target == f"survey:{survey.id}"]
+    assert kinds == [("single", ["Yes", "No"]), ("scale", []), ("text", [])]
+    assert survey.committee_id == victoria.committee_id and made == [(cid, "survey.create")]
+
+    for _ in range(2):
+        await run_jobs_once(app.sessions, app.services, app.deliverer, app.jobs)
+        await drain(app)
+    invited = [u for u in ("amy", "cat", "zoe")
+               if any("Courtyard survey" in t for t in chat.texts_to(u))]
+    assert invited == ["amy"]
+    await chat.press("amy", "Start")
+    await chat.press("amy", "Yes")
+    await chat.press("amy", "4")
+    await chat.say("amy", "More lights")
+    assert f"answers to survey #{survey.id} are saved" in chat.last_text("amy")
+    assert await web.get(f"/dashboard/surveys/{survey.id}") == 200
+    assert "1 started, 1 completed" in web.text and "More lights" in web.text
