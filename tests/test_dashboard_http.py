@@ -514,6 +514,8 @@ async def test_route_permission_matrix(served, db_url):
         f"/dashboard/polls/{poll}": row(200, 200, 200, 403, 403, 404, 401),
         f"/dashboard/polls/{poll}.csv": row(200, 200, 200, 403, 403, 404, 401),
         "/dashboard/surveys": row(200, 200, 200, 403, 403, 200, 401),
+        "/dashboard/polls/new": row(200, 200, 200, 403, 403, 200, 401),
+        "/dashboard/surveys/new": row(200, 200, 200, 403, 403, 200, 401),
         "/dashboard/surveys/99999": row(404, 404, 404, 403, 403, 404, 401),
         "/dashboard/figures": row(200, 200, 403, 403, 403, 403, 401),
         "/dashboard/figures.csv?days=7": row(200, 200, 403, 403, 403, 403, 401),
@@ -530,11 +532,26 @@ async def test_route_permission_matrix(served, db_url):
             if got != status:
                 wrong.append(f"GET {path} as {name}: {got}, expected {status}")
     preview = {"category": "event", "audience": f"committee:{victoria}", "text_en": "Hi"}
+    # A poll and a survey for the Victoria committee: not zed's to address (400, said beside
+    # the area field).
+    new_poll = {"question": "Bike shed?", "options": "Yes\nNo", "area": f"committee:{victoria}",
+                "closes": "48h"}
+    new_survey = {"title": "Bike shed", "kind_0": "single", "text_0": "Bike shed?",
+                  "options_0": "Yes\nNo", "area": f"committee:{victoria}", "closes": "48h"}
+    drafted = row(200, 200, 200, 403, 403, 400, 401)
+    published = row(303, 303, 303, 403, 403, 400, 401)
+    back = row(200, 200, 200, 403, 403, 200, 401)
     posts = [
         (f"/dashboard/reports/{north}", {"step": "none"}, row(303, 303, 403, 404, 303, 403,
                                                               401)),
         ("/dashboard/notices/preview", preview, row(200, 200, 200, 403, 403, 400, 401)),
         (f"/dashboard/polls/{poll}/close", {}, row(303, 303, 303, 403, 403, 404, 401)),
+        ("/dashboard/polls/preview", new_poll, drafted),
+        ("/dashboard/polls/new", new_poll, back),
+        ("/dashboard/polls/publish", new_poll, published),
+        ("/dashboard/surveys/preview", new_survey, drafted),
+        ("/dashboard/surveys/new", new_survey, back),
+        ("/dashboard/surveys/publish", new_survey, published),
         *more_posts,
         ("/dashboard/language", {"lang": "en"}, row(303, 303, 303, 303, 303, 303, 401)),
         ("/dashboard/logout", {}, row(303, 303, 303, 303, 303, 303, 401)),
@@ -1359,6 +1376,13 @@ async def test_a_poll_made_on_the_web_is_voted_on_in_chat(served, db_url):
     assert f"Your vote in poll #{poll.id} is recorded anonymously" in chat.last_text("amy")
     assert await web.get(f"/dashboard/polls/{poll.id}") == 200
     assert "1 of 1" in web.text  # the vote cast in chat, counted on the web
+    # The refusals in the viewer's language: the chat's own texts.
+    assert await web.post("/dashboard/language", {"lang": "zh-Hans"}) == 303
+    await web.get("/dashboard/polls/new")
+    assert await web.post("/dashboard/polls/preview",
+                          {**form, "question": "Hi", "closes": "soon"}) == 400
+    assert 'id="error-question">问题需要3到300个字' in web.text
+    assert 'id="error-closes">无法识别这个时间' in web.text
 
 
 async def test_a_survey_made_on_the_web_is_answered_in_chat(served, db_url):
