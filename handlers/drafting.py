@@ -1,23 +1,20 @@
-"""Pieces shared by the /newpoll and /newsurvey conversations: which areas the author may address,
-a closing time typed by a person, and the committee an area belongs to."""
+"""Pieces shared by the /newpoll and /newsurvey conversations: the area buttons within the
+author's scope, a building typed, a closing time said back. The rules themselves (which areas
+the author may address, a closing time typed, publishing) are services.poll_drafts', which the
+dashboard's forms call too."""
 
 from __future__ import annotations
 
-import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol
 
 from bot.context import Context
 from bot.conversation import STAY, Conversation, Go, StepAnswer
-from services import poll_rules
-from services.notice_time import BadTime, parse_local, spoken
+from services import poll_drafts, poll_rules
+from services.notice_time import spoken
 from storage import territory
 from storage.audience import Audience
 from storage.territory import Building
-
-MAX_DAYS = 90
-MIN_MINUTES = 5  # a poll or survey closing sooner could not reach anyone
-_RELATIVE = re.compile(r"^(\d{1,4})\s*([hd])$", re.IGNORECASE)
 
 
 async def runs(ctx: Context, committee_id: int | None) -> bool:
@@ -109,19 +106,7 @@ async def building_in(ctx: Context, estate_id: int, number: str) -> Building | N
 
 
 async def may_address(ctx: Context, kind: str, area_id: int) -> bool:
-    scope = await ctx.scope()
-    if scope.everything:
-        return True
-    if kind == "committee":
-        return area_id in scope.committee_ids
-    if kind == "estate":
-        return scope.covers_estate(area_id)
-    b = await territory.building_by_id(ctx.session, area_id)
-    return b is not None and scope.covers_estate(b.estate_id)
-
-
-async def committee_of(ctx: Context, kind: str, area_id: int) -> int | None:
-    return await territory.committee_id_of_area(ctx.session, kind, area_id)
+    return await poll_drafts.may_address(await ctx.scope(), ctx.session, kind, area_id)
 
 
 async def area_name(ctx: Context, audience: Audience) -> str:
@@ -135,22 +120,3 @@ async def area_name(ctx: Context, audience: Audience) -> str:
     estate = await territory.estate(ctx.session, b.estate_id)
     return ctx.t("polls.building_of", estate=territory.localized(estate, ctx.lang),
                  number=b.number)
-
-
-def parse_closing(text: str, now: datetime, tz_name: str) -> datetime | str:
-    """A closing time (`48h`, `3d`, or any moment the notice time reader takes: `2026-12-01
-    20:00`, `明天 20:00`, `18:30` (tomorrow once past)), or the key of what is wrong."""
-    text = text.strip()
-    if m := _RELATIVE.match(text):
-        amount, unit = int(m.group(1)), m.group(2).lower()
-        at = now + (timedelta(hours=amount) if unit == "h" else timedelta(days=amount))
-    else:
-        try:
-            at = parse_local(text, now, tz_name).astimezone(now.tzinfo)
-        except BadTime:
-            return "closes_invalid"
-    if at <= now + timedelta(minutes=MIN_MINUTES):
-        return "closes_past"
-    if at > now + timedelta(days=MAX_DAYS):
-        return "closes_too_far"
-    return at

@@ -13,15 +13,14 @@ from bot.payloads import Action
 from bot.router import Router
 from handlers import drafting
 from handlers.text_lists import split_items
-from services import poll_rules
-from storage import audit, polls
+from services import poll_drafts, poll_rules
+from storage import polls
 from storage.audience import Audience
 
 router = Router()
 DRAFT = "poll.draft"
 AUTHORS = ("admin", "staff", "committee")
-MAX_QUESTION, MAX_OPTION = 300, 60
-MAX_QUORUM = 1_000_000
+MAX_QUESTION, MAX_OPTION = poll_drafts.MAX_QUESTION, poll_drafts.MAX_OPTION
 # Button steps carry a value; the others are answered by typing.
 STEPS = ("question", "options", "multiple", "area", "building", "verified", "household",
          "anonymous", "live", "closes", "quorum", "preview")
@@ -86,8 +85,8 @@ async def ask_question(ctx: Context, d: PollForm) -> None:
 
 @poll_form.takes("question")
 async def question_typed(ctx: Context, d: PollForm, text: str) -> Go:
-    if not 3 <= len(text) <= MAX_QUESTION:
-        ctx.say("polls.question_length", limit=MAX_QUESTION)
+    if problem := poll_drafts.question_problem(text):
+        ctx.say(f"polls.{problem}", limit=MAX_QUESTION)
         return STAY
     d.question = text
     return NEXT
@@ -101,23 +100,13 @@ async def ask_options(ctx: Context, d: PollForm) -> None:
 @poll_form.takes("options")
 async def options_typed(ctx: Context, d: PollForm, text: str) -> Go:
     options = split_items(text)
-    problem = _options_problem(options)
+    problem = poll_drafts.options_problem(options)
     if problem:
         ctx.say(f"polls.{problem}", low=polls.MIN_OPTIONS, high=polls.MAX_OPTIONS,
                 limit=MAX_OPTION)
         return STAY
     d.options = options
     return NEXT
-
-
-def _options_problem(options: list[str]) -> str | None:
-    if not polls.MIN_OPTIONS <= len(options) <= polls.MAX_OPTIONS:
-        return "options_count"
-    if any(len(o) > MAX_OPTION for o in options):
-        return "option_length"
-    if len({o.casefold() for o in options}) != len(options):
-        return "options_duplicate"
-    return None
 
 
 @poll_form.asks(*YES_NO)
@@ -150,14 +139,14 @@ drafting.declare_area_steps(poll_form, ask_area="polls.ask_area",
 @poll_form.asks("closes")
 async def ask_closes(ctx: Context, d: PollForm) -> None:
     ctx.say("polls.ask_closes", tz=ctx.services.settings.bot.timezone,
-            min=drafting.MIN_MINUTES, days=drafting.MAX_DAYS)
+            min=poll_drafts.MIN_MINUTES, days=poll_drafts.MAX_DAYS)
 
 
 @poll_form.takes("closes")
 async def closes_typed(ctx: Context, d: PollForm, text: str) -> Go:
-    at = drafting.parse_closing(text, ctx.now, ctx.services.settings.bot.timezone)
+    at = poll_drafts.parse_closing(text, ctx.now, ctx.services.settings.bot.timezone)
     if isinstance(at, str):
-        ctx.say(f"polls.{at}", days=drafting.MAX_DAYS, min=drafting.MIN_MINUTES)
+        ctx.say(f"polls.{at}", days=poll_drafts.MAX_DAYS, min=poll_drafts.MIN_MINUTES)
         return STAY
     d.closes_at = at.isoformat()
     return NEXT
@@ -170,10 +159,11 @@ async def ask_quorum(ctx: Context, d: PollForm) -> None:
 
 @poll_form.takes("quorum")
 async def quorum_typed(ctx: Context, d: PollForm, text: str) -> Go:
-    if not text.isdigit() or not 0 <= int(text) <= MAX_QUORUM:
-        ctx.refuse("polls.quorum_invalid")
+    quorum = poll_drafts.quorum_of(text)
+    if isinstance(quorum, str):
+        ctx.refuse(f"polls.{quorum}")
         return STAY
-    d.quorum = int(text) or None
+    d.quorum = quorum
     return NEXT
 
 
@@ -183,18 +173,17 @@ async def no_quorum(ctx: Context, d: PollForm, press: PollAnswer) -> Go:
     return NEXT
 
 
-def _draft(d: PollForm, committee_id: int | None) -> polls.PollDraft:
-    return polls.PollDraft(
+def _draft(d: PollForm) -> poll_drafts.PollSpec:
+    return poll_drafts.PollSpec(
         question=d.question, options=list(d.options), multiple=d.multiple,
         audience=Audience(d.area_kind, d.area_id, d.verified),
         per_household=d.household, anonymous=d.anonymous, live_results=d.live,
-        closes_at=datetime.fromisoformat(d.closes_at), quorum=d.quorum,
-        committee_id=committee_id)
+        closes_at=datetime.fromisoformat(d.closes_at), quorum=d.quorum)
 
 
 @poll_form.asks("preview")
 async def preview(ctx: Context, d: PollForm) -> None:
-    draft = _draft(d, None)
+    draft = _draft(d)
     options = "\n".join(f"{i + 1}. {o}" for i, o in enumerate(draft.options))
     ctx.say("polls.preview", [[poll_form.button(ctx, ctx.t("polls.publish"), "preview", 1),
                                poll_form.button(ctx, ctx.t("polls.discard"), "preview", 0)]],
@@ -208,12 +197,7 @@ async def preview(ctx: Context, d: PollForm) -> None:
             quorum=draft.quorum or ctx.t("polls.no_quorum"))
 
 
-def rules(t, multiple: bool, anonymous: bool, per_household: bool, live: bool) -> str:
-    parts = [t("polls.rule_multiple" if multiple else "polls.rule_single"),
-             t("polls.rule_anonymous" if anonymous else "polls.rule_named"),
-             t("polls.rule_household" if per_household else "polls.rule_resident"),
-             t("polls.rule_live" if live else "polls.rule_hidden")]
-    return "\n".join(parts)
+rules = poll_drafts.rules  # the ballot's rule lines (handlers/poll_ballots.py, assist.py)
 
 
 @poll_form.takes_press("preview")
@@ -222,16 +206,13 @@ async def publish_or_discard(ctx: Context, d: PollForm, press: PollAnswer) -> Go
         ctx.finish()
         ctx.say("polls.discarded")
         return STAY
-    if not await drafting.may_address(ctx, d.area_kind, d.area_id):
+    created = await poll_drafts.publish_poll(ctx.session, await ctx.scope(), _draft(d),
+                                             ctx.resident.id, ctx.now)
+    if created == "closes_past":
+        return "closes"  # the draft sat too long: its time has passed
+    if isinstance(created, str):
         ctx.say("common.not_allowed")
         return STAY
-    if datetime.fromisoformat(d.closes_at) <= ctx.now:
-        return "closes"  # the draft sat too long: its time has passed
-    committee_id = await drafting.committee_of(ctx, d.area_kind, d.area_id)
-    created = await polls.create(ctx.session, _draft(d, committee_id), ctx.resident.id)
-    await audit.record(ctx.session, ctx.resident.id, "poll.create", f"poll:{created.id}",
-                       area=f"{created.area_kind}:{created.area_id}",
-                       anonymous=created.anonymous, per_household=created.per_household)
     ctx.finish()
     ctx.say("polls.published", number=created.id)
     return STAY

@@ -16,7 +16,7 @@ from bot.router import Router
 from bot.scheduler import Job
 from handlers import drafting
 from handlers.text_lists import split_items
-from services import deliberation, poll_rules
+from services import deliberation, poll_drafts, poll_rules
 from services import survey_results as results
 from services.survey_results import results_reply
 from storage import audit, outbox, surveys
@@ -25,7 +25,8 @@ from storage.audience import Audience, Each, recipients
 router = Router()
 DRAFT, ANSWER = "survey.draft", "survey.answer"
 AUTHORS = ("admin", "staff", "committee")
-MAX_TITLE, MAX_QUESTION, MAX_OPTION, MAX_OPTIONS = 200, 300, 60, 12
+MAX_TITLE, MAX_QUESTION = poll_drafts.MAX_TITLE, poll_drafts.MAX_QUESTION
+MAX_OPTION, MAX_OPTIONS = poll_drafts.MAX_OPTION, poll_drafts.MAX_OPTIONS
 
 
 STEPS = ("title", "kind", "qtext", "qoptions", "area", "building", "verified", "closes",
@@ -114,8 +115,8 @@ async def ask_title(ctx: Context, d: SurveyForm) -> None:
 
 @survey_form.takes("title")
 async def title_typed(ctx: Context, d: SurveyForm, text: str) -> Go:
-    if not 3 <= len(text) <= MAX_TITLE:
-        ctx.say("surveys.title_length", limit=MAX_TITLE)
+    if problem := poll_drafts.title_problem(text):
+        ctx.say(f"surveys.{problem}", limit=MAX_TITLE)
         return STAY
     d.title = text
     return NEXT
@@ -152,8 +153,8 @@ async def ask_qtext(ctx: Context, d: SurveyForm) -> None:
 
 @survey_form.takes("qtext")
 async def qtext_typed(ctx: Context, d: SurveyForm, text: str) -> Go:
-    if not 3 <= len(text) <= MAX_QUESTION:
-        ctx.say("surveys.qtext_length", limit=MAX_QUESTION)
+    if problem := poll_drafts.qtext_problem(text):
+        ctx.say(f"surveys.{problem}", limit=MAX_QUESTION)
         return STAY
     d.qtext = text
     if d.qkind in ("single", "multiple"):
@@ -170,9 +171,8 @@ async def ask_qoptions(ctx: Context, d: SurveyForm) -> None:
 @survey_form.takes("qoptions")
 async def qoptions_typed(ctx: Context, d: SurveyForm, text: str) -> Go:
     options = split_items(text)
-    if not 2 <= len(options) <= MAX_OPTIONS or any(len(o) > MAX_OPTION for o in options) \
-            or len({o.casefold() for o in options}) != len(options):
-        ctx.say("surveys.qoptions_invalid", high=MAX_OPTIONS, limit=MAX_OPTION)
+    if problem := poll_drafts.choices_problem(options):
+        ctx.say(f"surveys.{problem}", high=MAX_OPTIONS, limit=MAX_OPTION)
         return STAY
     d.add_question(options)
     return "kind"
@@ -199,14 +199,14 @@ async def verified_chosen(ctx: Context, d: SurveyForm, press: SurveyAnswer) -> G
 @survey_form.asks("closes")
 async def ask_closes(ctx: Context, d: SurveyForm) -> None:
     ctx.say("surveys.ask_closes", tz=ctx.services.settings.bot.timezone,
-            min=drafting.MIN_MINUTES, days=drafting.MAX_DAYS)
+            min=poll_drafts.MIN_MINUTES, days=poll_drafts.MAX_DAYS)
 
 
 @survey_form.takes("closes")
 async def closes_typed(ctx: Context, d: SurveyForm, text: str) -> Go:
-    at = drafting.parse_closing(text, ctx.now, ctx.services.settings.bot.timezone)
+    at = poll_drafts.parse_closing(text, ctx.now, ctx.services.settings.bot.timezone)
     if isinstance(at, str):
-        ctx.say(f"surveys.{at}", days=drafting.MAX_DAYS, min=drafting.MIN_MINUTES)
+        ctx.say(f"surveys.{at}", days=poll_drafts.MAX_DAYS, min=poll_drafts.MIN_MINUTES)
         return STAY
     d.closes_at = at.isoformat()
     return "preview"
@@ -237,21 +237,18 @@ async def publish_or_discard(ctx: Context, d: SurveyForm, press: SurveyAnswer) -
         ctx.finish()
         ctx.say("polls.discarded")
         return STAY
-    if not await drafting.may_address(ctx, d.area_kind, d.area_id):
-        ctx.say("common.not_allowed")
-        return STAY
-    closes_at = datetime.fromisoformat(d.closes_at)
-    if closes_at <= ctx.now:
-        return "closes"
-    survey = await surveys.create(
-        ctx.session, title=d.title,
+    survey = await poll_drafts.publish_survey(
+        ctx.session, await ctx.scope(), title=d.title,
         questions=[surveys.QuestionDraft(q["kind"], q["text"], q["options"])
                    for q in d.questions],
-        audience=Audience(d.area_kind, d.area_id, d.verified), closes_at=closes_at,
-        committee_id=await drafting.committee_of(ctx, d.area_kind, d.area_id),
-        author_id=ctx.resident.id)
-    await audit.record(ctx.session, ctx.resident.id, "survey.create", f"survey:{survey.id}",
-                       area=f"{survey.area_kind}:{survey.area_id}")
+        audience=Audience(d.area_kind, d.area_id, d.verified),
+        closes_at=datetime.fromisoformat(d.closes_at), author_id=ctx.resident.id,
+        now=ctx.now)
+    if survey == "closes_past":
+        return "closes"
+    if isinstance(survey, str):
+        ctx.say("common.not_allowed")
+        return STAY
     ctx.finish()
     ctx.say("surveys.published", number=survey.id)
     return STAY

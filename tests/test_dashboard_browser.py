@@ -323,6 +323,53 @@ async def test_compose_a_notice_with_a_photo_and_a_schedule(browser, tmp_path, s
         await app.stop()
 
 
+async def test_create_a_poll_preview_publish_see_it_listed(browser, tmp_path, sqlite_url):
+    """A committee member fills in the new-poll form (a refusal first, said beside its field),
+    previews it with who can vote, publishes it and finds it in the list; the poll's resident
+    is invited in chat."""
+    from bot.scheduler import run_jobs_once
+    from tests.deliberation_helpers import make_resident
+    from tests.report_helpers import drain
+
+    app, chat, base = await dashboard_app(sqlite_url, tmp_path)
+    try:
+        await person(app, "cora", ("committee", "victoria"))
+        await make_resident(app.sessions, "memory", "amy")
+        page = await (await browser.new_context(locale="en-US")).new_page()
+        await page.goto(await link_for(chat, "cora"))
+        await page.click("#sign-in")
+        await page.click("nav >> text=Polls")
+        await page.click("#new-poll-link")
+        await page.fill("#poll-question", "Plant trees by the gate?")
+        await page.fill("#poll-options", "Yes\nNo")
+        await page.select_option("#poll-area", label="Victoria Garden")
+        await page.check("#poll-verified")
+        await page.fill("#poll-closes", "in a while")
+        await page.click("#poll-preview")
+        await page.wait_for_selector("#error-closes")
+        assert "could not read that time" in await page.inner_text("#error-closes")
+        assert await page.input_value("#poll-question") == "Plant trees by the gate?"
+        await page.fill("#poll-closes", "3d")
+        await page.screenshot(path=OUT / "poll-new.png", full_page=True)
+        await page.click("#poll-preview")
+        await page.wait_for_selector("#poll-ballot")
+        assert "Plant trees by the gate?" in await page.inner_text("#poll-ballot")
+        assert await page.inner_text("#poll-eligible") == "1 resident now"
+        await page.screenshot(path=OUT / "poll-preview.png", full_page=True)
+        await page.click("#poll-publish")
+        await page.wait_for_selector("#outcome")
+        assert "being invited" in await page.inner_text("#outcome")
+        await page.click("text=‹ Polls")
+        await page.wait_for_selector("#polls")
+        assert "Plant trees by the gate?" in await page.inner_text("#polls")
+        await page.screenshot(path=OUT / "poll-listed.png", full_page=True)
+        await run_jobs_once(app.sessions, app.services, app.deliverer, app.jobs)
+        await drain(app)
+        assert any("Plant trees by the gate?" in t for t in chat.texts_to("amy"))
+    finally:
+        await app.stop()
+
+
 def test_no_cdn_in_templates():
     """Everything the pages load is served from here: no external script, style or font."""
     templates = ROOT / "web" / "dashboard" / "templates"

@@ -746,6 +746,8 @@ async def test_route_permission_matrix(served, db_url):
         f"/dashboard/polls/{poll}": row(200, 200, 200, 403, 403, 404, 401),
         f"/dashboard/polls/{poll}.csv": row(200, 200, 200, 403, 403, 404, 401),
         "/dashboard/surveys": row(200, 200, 200, 403, 403, 200, 401),
+        "/dashboard/polls/new": row(200, 200, 200, 403, 403, 200, 401),
+        "/dashboard/surveys/new": row(200, 200, 200, 403, 403, 200, 401),
         "/dashboard/surveys/99999": row(404, 404, 404, 403, 403, 404, 401),
         "/dashboard/figures": row(200, 200, 403, 403, 403, 403, 401),
         "/dashboard/figures.csv?days=7": row(200, 200, 403, 403, 403, 403, 401),
@@ -762,6 +764,15 @@ async def test_route_permission_matrix(served, db_url):
             if got != status:
                 wrong.append(f"GET {path} as {name}: {got}, expected {status}")
     preview = {"category": "event", "audience": f"committee:{victoria}", "text_en": "Hi"}
+    # A poll and a survey for the Victoria committee: not zed's to address (400, said beside
+    # the area field).
+    new_poll = {"question": "Bike shed?", "options": "Yes\nNo", "area": f"committee:{victoria}",
+                "closes": "48h"}
+    new_survey = {"title": "Bike shed", "kind_0": "single", "text_0": "Bike shed?",
+                  "options_0": "Yes\nNo", "area": f"committee:{victoria}", "closes": "48h"}
+    drafted = row(200, 200, 200, 403, 403, 400, 401)
+    published = row(303, 303, 303, 403, 403, 400, 401)
+    back = row(200, 200, 200, 403, 403, 200, 401)
     posts = [
         (f"/dashboard/reports/{north}", {"step": "none"}, row(303, 303, 403, 404, 303, 403,
                                                               401)),
@@ -773,6 +784,12 @@ async def test_route_permission_matrix(served, db_url):
         (f"/dashboard/notices/{emergency.id}/cancel", {}, row(303, 404, 303, 403, 403, 404,
                                                                401)),
         (f"/dashboard/polls/{poll}/close", {}, row(303, 303, 303, 403, 403, 404, 401)),
+        ("/dashboard/polls/preview", new_poll, drafted),
+        ("/dashboard/polls/new", new_poll, back),
+        ("/dashboard/polls/publish", new_poll, published),
+        ("/dashboard/surveys/preview", new_survey, drafted),
+        ("/dashboard/surveys/new", new_survey, back),
+        ("/dashboard/surveys/publish", new_survey, published),
         *more_posts,
         ("/dashboard/language", {"lang": "en"}, row(303, 303, 303, 303, 303, 303, 401)),
         ("/dashboard/logout", {}, row(303, 303, 303, 303, 303, 303, 401)),
@@ -1497,3 +1514,192 @@ async def test_csrf_on_every_residents_and_roles_form(served, sqlite_url):
     for path, form in forms:  # with the token: done
         assert await ada.post(path, form) == 303, path
     assert await audited() == [before[0] + 1, before[1] + 1, before[2] + 2]
+
+
+async def test_a_poll_made_on_the_web_is_voted_on_in_chat(served, db_url):
+    """The form asks what /newpoll asks, checked by the chat's rules (services.poll_drafts):
+    each refusal said beside its field, the form kept as typed; an area outside the viewer's
+    scope refused; the preview counts who can vote; published (audited "poll.create"), the
+    polls job invites the building's verified residents in chat, who vote there."""
+    from bot.scheduler import run_jobs_once
+    from storage import audit, polls
+    from storage.territory import estate_by_code
+    from tests.deliberation_helpers import make_resident
+
+    app, chat, base = await served(db_url)
+    cid = await person(app, "committee", ROLES["committee"])
+    await make_resident(app.sessions, "memory", "amy", building="1")
+    await make_resident(app.sessions, "memory", "bob", building="2")
+    await make_resident(app.sessions, "memory", "cat", building="1", verified=False)
+    await make_resident(app.sessions, "memory", "zoe", estate="zhonghai-mingcheng")
+    web = served.client(base)
+    assert await web.sign_in(await link_for(chat, "committee")) == 303
+    async with app.services.readers() as s:
+        victoria = await estate_by_code(s, "victoria")
+        zhonghai = await estate_by_code(s, "zhonghai-mingcheng")
+    assert await web.get("/dashboard/polls") == 200 and 'id="new-poll-link"' in web.text
+    assert await web.get("/dashboard/polls/new") == 200
+    assert f'value="estate:{victoria.id}"' in web.text
+    assert f'value="committee:{victoria.committee_id}"' in web.text
+    assert f'value="estate:{zhonghai.id}"' not in web.text  # another committee's estate
+    form = {"question": "Paint the bike shed green?", "options": "Yes\nNo\n\nLater",
+            "multiple": "no", "area": f"estate:{victoria.id}", "building": "1",
+            "verified": "yes", "anonymous": "yes", "closes": "48h", "quorum": ""}
+    for changed, field, says in (
+            ({"question": "Hi"}, "question", "3 to 300 characters"),
+            ({"question": "x" * 301}, "question", "3 to 300 characters"),
+            ({"options": "Only one"}, "options", "needs 2 to 12 options"),
+            ({"options": "Yes\n" + "n" * 61}, "options", "at most 60 characters"),
+            ({"options": "Yes\nyes"}, "options", "Two options are the same"),
+            ({"options": "\n".join(str(i) for i in range(13))}, "options", "2 to 12"),
+            ({"closes": "soon"}, "closes", "could not read that time"),
+            ({"closes": "1h", "question": "Too soon?"}, "closes", None),
+            ({"closes": "2m"}, "closes", "could not read"),
+            ({"closes": "91d"}, "closes", "at most 90 days"),
+            ({"quorum": "-1"}, "quorum", "whole number of voters"),
+            ({"quorum": "1000001"}, "quorum", "whole number of voters"),
+            ({"building": "99"}, "building", "no building 99"),
+            ({"area": f"committee:{victoria.committee_id}"}, "building", "within an estate"),
+            ({"area": f"estate:{zhonghai.id}", "building": ""}, "area", "areas offered here"),
+            ({"area": f"committee:{zhonghai.committee_id}", "building": ""}, "area",
+             "areas offered here"),
+            ({"area": "estate:999999", "building": ""}, "area", "areas offered here")):
+        status = await web.post("/dashboard/polls/preview", {**form, **changed})
+        if says is None:  # 1h is fine: more than five minutes away
+            assert status == 200, web.text[-1500:]
+            continue
+        assert status == 400, changed
+        error = re.search(rf'id="error-{field}">([^<]*)<', web.text)
+        assert error and says in error.group(1), (changed, web.text[-3000:])
+        kept = {**form, **changed}
+        assert f'{kept["question"]}</textarea>' in web.text  # the form comes back as typed
+        assert f'value="{kept["closes"]}"' in web.text
+    # Publishing straight to another committee's area is refused too (a hand-made form).
+    assert await web.post("/dashboard/polls/publish",
+                          {**form, "area": f"estate:{zhonghai.id}", "building": ""}) == 400
+    assert await web.post("/dashboard/polls/preview", form, csrf=False) == 403
+    assert await web.post("/dashboard/polls/publish", form, csrf=False) == 403
+    async with app.services.readers() as s:
+        assert await polls.of_committees(s, None) == []  # nothing made so far
+
+    assert await web.post("/dashboard/polls/preview", form) == 200
+    assert "Paint the bike shed green?" in web.text and "<li>Later</li>" in web.text
+    assert "Anonymous: your choice is kept apart" in web.text
+    assert re.search(r'id="poll-who">[^<]*building 1', web.text)
+    assert 'id="poll-eligible">1 resident now<' in web.text  # amy: verified, building 1
+    settled = re.search(r'name="closes_at" value="([^"]+)"', web.text).group(1)
+    assert await web.post("/dashboard/polls/new", {**form}) == 200  # back to the form
+    assert "Paint the bike shed green?</textarea>" in web.text
+    assert await web.post("/dashboard/polls/publish", {**form, "closes_at": settled}) == 303
+    where = web.last.headers["Location"]
+    assert where.endswith("?done=published")
+    async with app.services.readers() as s:
+        (poll,) = await polls.of_committees(s, None)
+        made = [(e.actor_id, e.action) for e in await audit.recent(s)
+                if e.target == f"poll:{poll.id}"]
+    assert poll.committee_id == victoria.committee_id and poll.area_kind == "building"
+    assert poll.anonymous and poll.verified_only and not poll.multiple
+    assert poll.closes_at.isoformat() == settled.replace("Z", "+00:00") or \
+        poll.closes_at == __import__("datetime").datetime.fromisoformat(settled)
+    assert made == [(cid, "poll.create")]
+    assert await web.get(where) == 200 and "being invited" in web.text
+
+    for _ in range(2):
+        await run_jobs_once(app.sessions, app.services, app.deliverer, app.jobs)
+        await drain(app)
+    invited = [u for u in ("amy", "bob", "cat", "zoe")
+               if any("Paint the bike shed green?" in t for t in chat.texts_to(u))]
+    assert invited == ["amy"]
+    await chat.press("amy", "Yes")
+    assert f"Your vote in poll #{poll.id} is recorded anonymously" in chat.last_text("amy")
+    assert await web.get(f"/dashboard/polls/{poll.id}") == 200
+    assert "1 of 1" in web.text  # the vote cast in chat, counted on the web
+    # The refusals in the viewer's language: the chat's own texts.
+    assert await web.post("/dashboard/language", {"lang": "zh-Hans"}) == 303
+    await web.get("/dashboard/polls/new")
+    assert await web.post("/dashboard/polls/preview",
+                          {**form, "question": "Hi", "closes": "soon"}) == 400
+    assert 'id="error-question">问题需要3到300个字' in web.text
+    assert 'id="error-closes">无法识别这个时间' in web.text
+
+
+async def test_a_survey_made_on_the_web_is_answered_in_chat(served, db_url):
+    """The survey form asks what /newsurvey asks (questions of each kind, the area, who may
+    answer, the closing time) with the chat's rules, each refusal beside its field and the form
+    kept; published (audited), the surveys job invites the committee's verified residents, who
+    answer in chat, and the answers are the web's results."""
+    from bot.scheduler import run_jobs_once
+    from storage import audit, surveys
+    from storage.territory import estate_by_code
+    from tests.deliberation_helpers import make_resident
+
+    app, chat, base = await served(db_url)
+    cid = await person(app, "committee", ROLES["committee"])
+    await make_resident(app.sessions, "memory", "amy")
+    await make_resident(app.sessions, "memory", "cat", verified=False)
+    await make_resident(app.sessions, "memory", "zoe", estate="zhonghai-mingcheng")
+    web = served.client(base)
+    assert await web.sign_in(await link_for(chat, "committee")) == 303
+    async with app.services.readers() as s:
+        victoria = await estate_by_code(s, "victoria")
+        zhonghai = await estate_by_code(s, "zhonghai-mingcheng")
+    assert await web.get("/dashboard/surveys") == 200 and 'id="new-survey-link"' in web.text
+    assert await web.get("/dashboard/surveys/new") == 200
+    form = {"title": "Courtyard survey", "kind_0": "single", "text_0": "Is the courtyard clean?",
+            "options_0": "Yes\nNo", "kind_1": "scale", "text_1": "How safe is it at night?",
+            "kind_2": "text", "text_2": "What would you change?",
+            "area": f"committee:{victoria.committee_id}", "verified": "yes", "closes": "3d"}
+    blank = {k: "" for k in form if k[-2:] in ("_0", "_1", "_2")}
+    for changed, field, says in (
+            ({"title": "Hi"}, "title", "3 to 200 characters"),
+            ({"title": "x" * 201}, "title", "3 to 200 characters"),
+            ({"text_1": "ab"}, "text_1", "3 to 300 characters"),
+            ({"options_0": "Yes"}, "options_0", "2 to 12 different choices"),
+            ({"options_0": "Yes\nYES"}, "options_0", "different choices"),
+            ({"options_0": "Yes\n" + "n" * 61}, "options_0", "at most 60 characters"),
+            ({"kind_1": "essay"}, "kind_1", "kinds offered"),
+            (blank, "questions", "at least one question"),
+            ({"closes": "next week"}, "closes", "could not read that time"),
+            ({"closes": "100d"}, "closes", "at most 90 days"),
+            ({"area": f"committee:{zhonghai.committee_id}"}, "area", "areas offered here"),
+            ({"area": f"estate:{zhonghai.id}"}, "area", "areas offered here")):
+        assert await web.post("/dashboard/surveys/preview", {**form, **changed}) == 400, changed
+        error = re.search(rf'id="error-{field}">([^<]*)<', web.text)
+        assert error and says in error.group(1), (changed, web.text[-3000:])
+        kept = {**form, **changed}
+        assert f'value="{kept["title"]}"' in web.text and f'value="{kept["closes"]}"' in web.text
+        assert f'{kept["options_0"]}</textarea>' in web.text
+    assert await web.post("/dashboard/surveys/publish",
+                          {**form, "area": f"estate:{zhonghai.id}"}) == 400
+    assert await web.post("/dashboard/surveys/preview", form, csrf=False) == 403
+    assert await web.post("/dashboard/surveys/publish", form, csrf=False) == 403
+    async with app.services.readers() as s:
+        assert await surveys.listed(s, committee_ids=None, limit=5) == []
+
+    assert await web.post("/dashboard/surveys/preview", form) == 200
+    assert "How safe is it at night? (Scale 1 to 5)" in web.text
+    assert 'id="survey-eligible">1 resident now<' in web.text  # amy only: verified
+    settled = re.search(r'name="closes_at" value="([^"]+)"', web.text).group(1)
+    assert await web.post("/dashboard/surveys/publish", {**form, "closes_at": settled}) == 303
+    assert web.last.headers["Location"].endswith("?done=published")
+    async with app.services.readers() as s:
+        (survey,) = await surveys.listed(s, committee_ids=None, limit=5)
+        kinds = [(q.kind, q.options) for q in await surveys.questions_of(s, survey.id)]
+        made = [(e.actor_id, e.action) for e in await audit.recent(s)
+                if e.target == f"survey:{survey.id}"]
+    assert kinds == [("single", ["Yes", "No"]), ("scale", []), ("text", [])]
+    assert survey.committee_id == victoria.committee_id and made == [(cid, "survey.create")]
+
+    for _ in range(2):
+        await run_jobs_once(app.sessions, app.services, app.deliverer, app.jobs)
+        await drain(app)
+    invited = [u for u in ("amy", "cat", "zoe")
+               if any("Courtyard survey" in t for t in chat.texts_to(u))]
+    assert invited == ["amy"]
+    await chat.press("amy", "Start")
+    await chat.press("amy", "Yes")
+    await chat.press("amy", "4")
+    await chat.say("amy", "More lights")
+    assert f"answers to survey #{survey.id} are saved" in chat.last_text("amy")
+    assert await web.get(f"/dashboard/surveys/{survey.id}") == 200
+    assert "1 started, 1 completed" in web.text and "More lights" in web.text
