@@ -23,6 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=None, metavar="N",
                      help="serve with N processes on one PostgreSQL (BOT_WORKERS; needs "
                           "Telegram's webhook when Telegram is served)")
+    sub.add_parser("web", help="serve only the web application (the staff dashboard, Open311) "
+                               "on BOT_WEB_HOST:BOT_WEB_PORT, beside a bot run elsewhere")
     chat = sub.add_parser("chat", help="chat with the bot in this terminal")
     chat.add_argument("--as", dest="user", default="resident", help="act as this user id")
     chat.add_argument("--lang", default="zh-hans", help="language hint of the user")
@@ -127,6 +129,8 @@ async def _async_main(args, settings: Settings, served: list) -> int:
         return await _wechat_menu(settings)
     if args.cmd == "open311":
         return await _open311_key(args, settings)
+    if args.cmd == "web":
+        return await _web_only(settings)
     if served:
         return await _serve(settings, served)
     return await _chat(settings, getattr(args, "user", "resident"), getattr(args, "lang", "zh-hans"),
@@ -302,6 +306,31 @@ async def _serve(settings: Settings, served: list) -> int:
         detail = platform.describe(settings)
         logging.getLogger("bot").info("running on %s%s", platform.title or platform.name,
                                       f" ({detail})" if detail else "")
+    try:
+        await stop.wait()
+    finally:
+        await app.stop()
+    return 0
+
+
+async def _web_only(settings: Settings) -> int:
+    """The web application alone, on the bot's database: what staff do there reaches residents
+    through the outbox, which the bot's own process (`python -m bot run`) sends and whose jobs
+    it runs; this process sends nothing and runs no job."""
+    from bot.app import build_app
+
+    if not settings.bot.web_url:
+        host = "127.0.0.1" if settings.bot.web_host in ("0.0.0.0", "::") else settings.bot.web_host
+        settings.bot.web_url = f"http://{host}:{settings.bot.web_port}"
+    territory = await _territory_if_empty(settings)
+    app = await build_app(settings, {}, territory=territory)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await app.start(deliver=False, schedule=False)
+    print(app.services.texts.get(settings.bot.default_language, "terminal.web_only",
+                                 url=f"{settings.bot.web_url.rstrip('/')}/dashboard/"), flush=True)
     try:
         await stop.wait()
     finally:
