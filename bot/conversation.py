@@ -106,6 +106,7 @@ class Conversation(Generic[D]):
             if step not in self._steps:
                 raise ValueError(f"{self.state} has no step {step!r}")
             router.state(old)(self._legacy_input)
+            router.conversations[old] = self  # /back reaches a draft left there too
 
     # -- declaring ---------------------------------------------------------------------------
     def _register(self, name: str, slot: str) -> Callable[[Any], Any]:
@@ -184,6 +185,7 @@ class Conversation(Generic[D]):
         await self._move(ctx, d, to, _draft_data(ctx.data))
 
     async def back(self, ctx: Context) -> None:
+        self.adopt(ctx)
         trail = list(ctx.data.get("trail") or [])
         if not trail:
             ctx.say("common.back_at_start")

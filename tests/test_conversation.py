@@ -176,6 +176,9 @@ async def test_a_report_goes_back_a_step_and_a_draft_of_the_older_states_is_cont
         await dialog.save(s, identity.id, "report.where",
                           {"cat": "lighting", "desc": "Lamp out by gate 2", "photos": [],
                            "photos_done": True})
+    await chat.say("ann", "/back")  # at the step it was left at: nothing before it yet
+    said = chat.texts_to("ann")[-2:]
+    assert "first step" in said[0] and "Where is it?" in said[1]
     await chat.share_location("ann", 30.6330, 104.0400)
     assert "Please check your report" in chat.last_text("ann")
     assert "Lamp out by gate 2" in chat.last_text("ann")
