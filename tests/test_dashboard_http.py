@@ -88,6 +88,12 @@ async def test_sign_in_once_cookie_flags_sign_out(served, db_url):
     assert await browser.post("/dashboard/logout") == 303
     assert browser.last.headers["Location"] == "/dashboard/signed-out"
     assert await browser.get("/dashboard/") == 401
+    assert "HX-Redirect" not in browser.last.headers
+    # A page left open polls on (htmx): once signed out it is sent to the signed-out page
+    # instead of polling into 401s.
+    assert await browser.get("/dashboard/notices/1/progress", headers={"HX-Request": "true"}) \
+        == 401
+    assert browser.last.headers["HX-Redirect"] == "/dashboard/"
 
 
 async def test_expired_link_https_cookie_and_chat_refusals(served, sqlite_url):

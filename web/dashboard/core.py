@@ -232,7 +232,13 @@ class Guard:
                 if writes and not self._origin_ok(request):
                     return self.refuse(request, 403, "dashboard.csrf_refused")
                 if pg.viewer is None and not public:
-                    return self.refuse(request, 401, "dashboard.sign_in_needed")
+                    refused = self.refuse(request, 401, "dashboard.sign_in_needed")
+                    if request.headers.get("HX-Request") == "true":
+                        # A page left open and polling (a notice's progress) whose session
+                        # has ended: the page goes to the signed-out one, rather than
+                        # polling on into 401s.
+                        refused.headers["HX-Redirect"] = PREFIX + "/"
+                    return refused
                 if writes and not public and not await self._csrf_ok(request, pg.viewer):
                     return self.refuse(request, 403, "dashboard.csrf_refused")
                 try:
