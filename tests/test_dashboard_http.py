@@ -74,6 +74,8 @@ async def test_sign_in_once_cookie_flags_sign_out(served, db_url):
     assert "Max-Age=28800" in cookie  # BOT_WEB_SESSION_HOURS: 8
     assert await browser.get("/dashboard/") == 200 and "Welcome, Sam" in browser.text
     assert browser.last.headers["Cache-Control"] == "no-store"
+    assert await browser.get("/dashboard/no-such-page") == 404  # the dashboard's own page
+    assert "There is nothing at this address" in browser.text
     assert "frame-ancestors 'none'" in browser.last.headers["Content-Security-Policy"]
 
     # The same link a second time, from another browser: refused.

@@ -245,6 +245,13 @@ class Guard:
                     response = await handler(request)
                 except Refused as no:
                     return self.refuse(request, no.status, no.key)
+        except web.HTTPNotFound:
+            # No route here (an address typed or kept from an older version): the dashboard's
+            # own page, in the viewer's language, after the transaction is rolled back.
+            if pg is None:
+                raise
+            pg.viewer = None  # its rows went with the rolled-back session
+            return self.refuse(request, 404, "dashboard.not_found")
         except web.HTTPException:
             raise
         except Exception:
