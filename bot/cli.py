@@ -329,8 +329,9 @@ async def _web_only(settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await app.start(deliver=False, schedule=False)
-    print(app.services.texts.get(settings.bot.default_language, "terminal.web_only",
-                                 url=f"{settings.bot.web_url.rstrip('/')}/dashboard/"), flush=True)
+    texts = app.services.texts
+    print(texts.get(texts.default, "terminal.web_only",
+                    url=f"{settings.bot.web_url.rstrip('/')}/dashboard/"), flush=True)
     try:
         await stop.wait()
     finally:
