@@ -180,10 +180,6 @@ class Conversation(Generic[D]):
         """A choice of `step` for this person."""
         return ctx.button(label, self.answer(step, _text(value), _text(more)))
 
-    async def go(self, ctx: Context, d: D, to: str) -> None:
-        """Move to step `to` now (from outside a step's handler, e.g. a command)."""
-        await self._move(ctx, d, to, _draft_data(ctx.data))
-
     async def back(self, ctx: Context) -> None:
         self.adopt(ctx)
         trail = list(ctx.data.get("trail") or [])
