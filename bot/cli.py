@@ -279,15 +279,13 @@ async def _territory_if_empty(settings: Settings) -> Path | None:
     return settings.bot.territory_file if not count else None
 
 
-async def _serve(settings: Settings, served: list) -> int:
-    """Every configured platform in one process, on one database, until SIGINT or SIGTERM."""
-    from bot.app import build_app, load_territory_file
+async def _prepare_database(settings: Settings) -> None:
+    """Migrations, and the demo territory on a database that has none. Processes starting
+    together take turns: one migrates and loads, the next finds it done."""
+    from bot.app import load_territory_file
     from storage.db import create_engine, session_factory
     from storage.migrate import exclusive_startup
 
-    adapters = {platform.name: platform.build(settings) for platform in served}
-    # Workers starting together take turns: one migrates and loads the territory, the next
-    # finds it done.
     async with exclusive_startup(settings.database.url):
         territory = await _territory_if_empty(settings)
         if territory is not None:
@@ -296,21 +294,37 @@ async def _serve(settings: Settings, served: list) -> int:
                 await load_territory_file(session_factory(engine), territory)
             finally:
                 await engine.dispose()
-    app = await build_app(settings, adapters, migrate=False)
+
+
+async def _until_signalled(app, *, started=lambda: None, **start: bool) -> int:
+    """Start `app`, then run until SIGINT or SIGTERM, then stop it."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await app.start()
-    for platform in served:
-        detail = platform.describe(settings)
-        logging.getLogger("bot").info("running on %s%s", platform.title or platform.name,
-                                      f" ({detail})" if detail else "")
+    await app.start(**start)
+    started()
     try:
         await stop.wait()
     finally:
         await app.stop()
     return 0
+
+
+async def _serve(settings: Settings, served: list) -> int:
+    """Every configured platform in one process, on one database, until SIGINT or SIGTERM."""
+    from bot.app import build_app
+
+    adapters = {platform.name: platform.build(settings) for platform in served}
+    await _prepare_database(settings)
+    app = await build_app(settings, adapters, migrate=False)
+
+    def started() -> None:
+        for platform in served:
+            detail = platform.describe(settings)
+            logging.getLogger("bot").info("running on %s%s", platform.title or platform.name,
+                                          f" ({detail})" if detail else "")
+    return await _until_signalled(app, started=started)
 
 
 async def _web_only(settings: Settings) -> int:
@@ -322,21 +336,14 @@ async def _web_only(settings: Settings) -> int:
     if not settings.bot.web_url:
         host = "127.0.0.1" if settings.bot.web_host in ("0.0.0.0", "::") else settings.bot.web_host
         settings.bot.web_url = f"http://{host}:{settings.bot.web_port}"
-    territory = await _territory_if_empty(settings)
-    app = await build_app(settings, {}, territory=territory)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await app.start(deliver=False, schedule=False)
+    url = f"{settings.bot.web_url.rstrip('/')}/dashboard/"
+    await _prepare_database(settings)
+    app = await build_app(settings, {}, migrate=False)
     texts = app.services.texts
-    print(texts.get(texts.default, "terminal.web_only",
-                    url=f"{settings.bot.web_url.rstrip('/')}/dashboard/"), flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await app.stop()
-    return 0
+
+    def started() -> None:
+        print(texts.get(texts.default, "terminal.web_only", url=url), flush=True)
+    return await _until_signalled(app, started=started, deliver=False, schedule=False)
 
 
 async def _chat(settings: Settings, user: str, lang: str, *, demo_dashboard: bool = False) -> int:
