@@ -16,13 +16,19 @@ async def survey_refusal(session: AsyncSession, survey: surveys.Survey, resident
                          now: datetime) -> str | None:
     """Why the resident may not answer (a text key suffix: closed, the audience's refusal,
     or "assisted": answers recorded with help are disputed, not continued), or None."""
+    return (await _refusal(session, survey, resident, now))[0]
+
+
+async def _refusal(session: AsyncSession, survey: surveys.Survey, resident: Resident,
+                   now: datetime) -> tuple[str | None, surveys.SurveyResponse | None]:
+    """The refusal, and the resident's response when they have one (read once)."""
     reason = await surveys.may_answer(session, survey, resident, now)
     if reason is not None:
-        return reason
+        return reason, None
     response = await surveys.response_for(session, survey.id, resident.id, create=False)
     if response is not None and response.assisted_by is not None:
-        return "assisted"
-    return None
+        return "assisted", response
+    return None, response
 
 
 async def answer_survey(session: AsyncSession, survey: surveys.Survey, resident: Resident,
@@ -31,7 +37,7 @@ async def answer_survey(session: AsyncSession, survey: surveys.Survey, resident:
     """One of the resident's own answers, checked whole: "saved", "already" (a double tap),
     "invalid" (not an answer to that question), "unknown" (not this survey's question), or
     why they may not answer."""
-    reason = await survey_refusal(session, survey, resident, now)
+    reason, response = await _refusal(session, survey, resident, now)
     if reason is not None:
         return reason
     question = await surveys.get_question(session, question_id)
@@ -39,7 +45,8 @@ async def answer_survey(session: AsyncSession, survey: surveys.Survey, resident:
         return "unknown"
     if not surveys.valid_answer(question, choices, text):
         return "invalid"
-    response = await surveys.response_for(session, survey.id, resident.id, create=True)
+    response = response or await surveys.response_for(session, survey.id, resident.id,
+                                                      create=True)
     if response is None or not await surveys.answer(session, response, question, choices,
                                                     text, now):
         return "already"
