@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.pushes import Translator, translator
 from services import poll_drafts as drafts
 from services import poll_rules
 from services.notice_time import spoken
@@ -188,10 +189,8 @@ class PollPages:
         return see_other(f"{PREFIX}/polls/{poll.id}?done={outcome}")
 
     # -- a new poll (what /newpoll asks, on one form) -----------------------------------------
-    def _t(self, who: Viewer) -> Any:
-        def t(key: str, **kw: Any) -> str:
-            return self.services.texts.get(who.lang, key, **kw)
-        return t
+    def _t(self, who: Viewer) -> Translator:
+        return translator(self.services.texts, who.lang)
 
     async def _form(self, request: web.Request, who: Viewer, draft: dict[str, str],
                     errors: dict[str, str], http_status: int = 200) -> web.Response:

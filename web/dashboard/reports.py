@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.pushes import translator
 from services import report_cards as cards
 from services import report_figures, report_media
 from services import report_work as work
@@ -144,10 +145,7 @@ class ReportPages:
         days = self._days(request)
         table = await report_figures.compute(page(request).db, self.services.geo, who.scope,
                                              days, self.services.clock())
-
-        def t(key: str, **kw: Any) -> str:
-            return self.services.texts.get(who.lang, key, **kw)
-
+        t = translator(self.services.texts, who.lang)
         rows = report_figures.rows(t, who.lang, table)
         top = max((fig.received for _, _, fig in rows), default=0)
         return self.renderer.html(
@@ -162,10 +160,7 @@ class ReportPages:
         now = self.services.clock()
         table = await report_figures.compute(page(request).db, self.services.geo, who.scope,
                                              days, now)
-
-        def t(key: str, **kw: Any) -> str:
-            return self.services.texts.get(who.lang, key, **kw)
-
+        t = translator(self.services.texts, who.lang)
         name = f"report-stats-{self.services.local_time(now)[:10]}-{days}d.csv"
         return web.Response(body=report_figures.csv_bytes(t, who.lang, table),
                             content_type="text/csv", charset="utf-8",

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.pushes import Translator, translator
 from services import poll_drafts as drafts
 from services import poll_rules
 from services import survey_results as results
@@ -89,11 +90,7 @@ class SurveyPages:
     async def csv(self, request: web.Request) -> web.Response:
         who = need(request, "polls")
         survey = await self._survey(request, who)
-
-        def t(key: str, **kw: Any) -> str:
-            return self.services.texts.get(who.lang, key, **kw)
-
-        body = results.csv_bytes(t, await surveys.results(page(request).db, survey))
+        body = results.csv_bytes(self._t(who), await surveys.results(page(request).db, survey))
         return web.Response(
             body=body, content_type="text/csv", charset="utf-8",
             headers={"Content-Disposition": f'attachment; filename="survey-{survey.id}.csv"'})
@@ -110,10 +107,8 @@ class SurveyPages:
         return see_other(f"{PREFIX}/surveys/{survey.id}?done={outcome}")
 
     # -- a new survey (what /newsurvey asks, on one form) -------------------------------------
-    def _t(self, who: Viewer) -> Any:
-        def t(key: str, **kw: Any) -> str:
-            return self.services.texts.get(who.lang, key, **kw)
-        return t
+    def _t(self, who: Viewer) -> Translator:
+        return translator(self.services.texts, who.lang)
 
     async def _form(self, request: web.Request, who: Viewer, draft: dict[str, str],
                     errors: dict[str, str], http_status: int = 200) -> web.Response:

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from bot.pushes import Translator, translator
 from services import volunteer_organising as organising
 from services import volunteer_rosters as rosters
 from storage import audit, territory
@@ -57,10 +58,8 @@ class VolunteeringPages:
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.services.settings.bot.timezone)
 
-    def _t(self, who: Viewer):
-        def t(key: str, **kw: Any) -> str:
-            return self.services.texts.get(who.lang, key, **kw)
-        return t
+    def _t(self, who: Viewer) -> Translator:
+        return translator(self.services.texts, who.lang)
 
     def _when(self, shift: vol.Shift) -> str:
         start, end = shift.starts_at.astimezone(self.tz), shift.ends_at.astimezone(self.tz)
