@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, cast
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.people import Role, RoleKind, roles_of
+from storage.people import Role, RoleKind
 from storage.territory import Committee, Estate, Team
 
 
@@ -33,11 +35,22 @@ class Scope:
         return self.everything or any(str(k) in self.kinds for k in kinds)
 
 
+class HeldRole(Protocol):
+    kind: str
+    scope_id: int | None
+
+
+# Built once, read as plain rows: many updates ask for the person's scope (every command with
+# roles, /help), and the scope needs only what each role is and where.
+_ROLE_PLACES = select(Role.kind, Role.scope_id).where(Role.resident_id == bindparam("resident"))
+
+
 async def scope_of(session: AsyncSession, resident_id: int) -> Scope:
-    return await scope_from_roles(session, await roles_of(session, resident_id))
+    rows = (await session.execute(_ROLE_PLACES, {"resident": resident_id})).all()
+    return await scope_from_roles(session, cast(list[HeldRole], rows))
 
 
-async def scope_from_roles(session: AsyncSession, roles: list[Role]) -> Scope:
+async def scope_from_roles(session: AsyncSession, roles: Sequence[HeldRole]) -> Scope:
     scope = Scope(kinds={r.kind for r in roles})
     for role in roles:
         if role.kind == RoleKind.ADMIN:

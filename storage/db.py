@@ -56,47 +56,70 @@ class _WriterGate:
     same file still meet SQLite's own busy timeout."""
 
     def __init__(self) -> None:
-        self._locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+        self._turns: dict[asyncio.AbstractEventLoop, _Turns] = {}
         self.holder: int | None = None  # id() of the driver connection holding the lock
 
-    def lock(self) -> asyncio.Lock:
+    def turns(self) -> _Turns:
         loop = asyncio.get_running_loop()
-        lock = self._locks.get(loop)
-        if lock is None:
-            self._locks = {
-                other: held for other, held in self._locks.items() if not other.is_closed()}
-            lock = self._locks[loop] = asyncio.Lock()
-        return lock
+        turns = self._turns.get(loop)
+        if turns is None:
+            self._turns = {
+                other: held for other, held in self._turns.items() if not other.is_closed()}
+            turns = self._turns[loop] = _Turns()
+        return turns
+
+    def try_acquire(self, connection: object) -> bool:
+        """The lock at once when nobody holds it or waits for it (most transactions: taken
+        without a task, a future or a turn of the event loop)."""
+        turns = self.turns()
+        if turns.held or turns.waiting:
+            return False
+        turns.held = True
+        self.holder = id(connection)
+        return True
 
     async def acquire(self, connection: object) -> None:
-        lock = self.lock()
-        waiting = asyncio.ensure_future(lock.acquire())
+        if self.try_acquire(connection):
+            return
+        turns = self.turns()
+        turn = asyncio.get_running_loop().create_future()
+        turns.waiting.append(turn)
         try:
-            done, _ = await asyncio.wait({waiting}, timeout=WRITE_WAIT)
-        except BaseException:  # cancelled while waiting: the lock must not stay taken
-            _abandon(waiting, lock)
+            async with asyncio.timeout(WRITE_WAIT):
+                await turn
+        except BaseException as error:
+            if turn.done() and not turn.cancelled():  # handed over, then abandoned: hand on
+                turns.hand_on()
+            else:
+                turn.cancel()
+            if isinstance(error, TimeoutError):
+                raise sqlite3.OperationalError("database is locked") from None
             raise
-        if not done:
-            _abandon(waiting, lock)
-            raise sqlite3.OperationalError("database is locked")
         self.holder = id(connection)
 
     def release(self, connection: object) -> None:
         if self.holder == id(connection):
             self.holder = None
-            self.lock().release()
+            self.turns().hand_on()
 
 
-def _abandon(waiting: asyncio.Future, lock: asyncio.Lock) -> None:
-    """Give up a wait for the lock; if it was granted meanwhile (or is, later), hand it on."""
-    def release(f: asyncio.Future) -> None:
-        if not f.cancelled() and f.exception() is None:
-            lock.release()
-    if waiting.done():
-        release(waiting)
-    else:
-        waiting.add_done_callback(release)
-        waiting.cancel()
+class _Turns:
+    """One event loop's queue for the write lock: whoever holds it hands it straight to the
+    first still waiting (first come, first served), or leaves it free."""
+
+    __slots__ = ("held", "waiting")
+
+    def __init__(self) -> None:
+        self.held = False
+        self.waiting: deque[asyncio.Future] = deque()
+
+    def hand_on(self) -> None:
+        while self.waiting:
+            turn = self.waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self.held = False
 
 
 def _tune_sqlite(engine: AsyncEngine, gate: _WriterGate) -> None:
@@ -236,7 +259,8 @@ class _OneHopConnection(AsyncAdapt_aiosqlite_connection):
 
     def begin_immediate(self) -> None:
         gate: _WriterGate = self._connection.writer_gate
-        self.await_(gate.acquire(self))
+        if not gate.try_acquire(self):
+            self.await_(gate.acquire(self))
         try:
             self.run(_run_statement, "BEGIN IMMEDIATE", None, False)
         except BaseException:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     String,
     UniqueConstraint,
+    bindparam,
     select,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -209,8 +210,11 @@ async def unit_in(session: AsyncSession, building_id: int, typed: str | None) ->
 
 
 async def roles_of(session: AsyncSession, resident_id: int) -> list[Role]:
-    rows = await session.scalars(select(Role).where(Role.resident_id == resident_id))
+    rows = await session.scalars(_ROLES_OF, {"resident": resident_id})
     return list(rows.all())
+
+
+_ROLES_OF = select(Role).where(Role.resident_id == bindparam("resident"))
 
 
 async def grant_role(

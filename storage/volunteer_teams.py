@@ -9,6 +9,7 @@ from sqlalchemy import (
     ForeignKey,
     String,
     UniqueConstraint,
+    bindparam,
     func,
     select,
     union,
@@ -112,11 +113,15 @@ async def led_teams(session: AsyncSession, resident_id: int) -> list[VolunteerTe
 
 
 async def leads_any(session: AsyncSession, resident_id: int) -> bool:
-    found = await session.scalar(
-        select(VolunteerTeamMember.team_id)
-        .where(VolunteerTeamMember.resident_id == resident_id,
-               VolunteerTeamMember.is_lead.is_(True)).limit(1))
+    found = (await session.execute(_LEADS_ANY, {"resident": resident_id})).first()
     return found is not None
+
+
+# Built once: /help asks it of every person (may they organise?).
+_LEADS_ANY = (
+    select(VolunteerTeamMember.team_id)
+    .where(VolunteerTeamMember.resident_id == bindparam("resident"),
+           VolunteerTeamMember.is_lead.is_(True)).limit(1))
 
 
 async def memberships(session: AsyncSession, resident_id: int) -> set[int]:

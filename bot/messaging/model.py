@@ -12,7 +12,7 @@ import re
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -151,12 +151,18 @@ class Outbound:
     facts: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        del data["ephemeral"], data["number_from"]
-        if not self.keeps_choices:
-            del data["keeps_choices"]
-        data["buttons"] = [[[b.label, b.payload] for b in row] for row in self.buttons]
-        return {k: v for k, v in data.items() if v not in (None, "", [], {})}
+        # Field by field rather than dataclasses.asdict, which deep-copies every value
+        # recursively: every reply of every update is written down through here.
+        data: dict[str, Any] = {}
+        for name in _STORED_FIELDS:
+            value = getattr(self, name)
+            if value not in (None, "", [], {}, False):
+                data[name] = value
+        if self.buttons:
+            data["buttons"] = [[[b.label, b.payload] for b in row] for row in self.buttons]
+        if self.facts:
+            data["facts"] = dict(self.facts)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Outbound:
@@ -165,6 +171,13 @@ class Outbound:
         out = cls(**data)
         out.buttons = [[Button(label, payload) for label, payload in row] for row in rows]
         return out
+
+
+# What an outbox row keeps of a message (buttons and facts are copied apart); `ephemeral` and
+# `number_from` are for the moment of sending only.
+_STORED_FIELDS = tuple(
+    f.name for f in fields(Outbound)
+    if f.name not in ("buttons", "facts", "ephemeral", "number_from"))
 
 
 class SendStatus(enum.StrEnum):
