@@ -154,7 +154,9 @@ async def build_app(
         readers=reader_factory(engine),
         # One HTTP client for the process (CAP feeds, the forecast), closed by App.stop.
         http=aiohttp.ClientSession(),
-        commands=tuple(router.commands.values()), adapters=adapters,
+        commands=tuple(sorted((spec for spec in router.commands.values() if spec.help_key),
+                              key=lambda spec: (spec.order, spec.name))),
+        adapters=adapters,
         catalog=report_catalog(settings), calendar=work_calendar(settings),
         guides=shipped_guides(), ballot_key=ballot_key(settings),
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -19,8 +19,8 @@ from bot.payloads import Action
 from bot.pushes import Buttons, Recipient, push
 from bot.signing import Signer
 from storage import outbox
-from storage.access import Scope, scope_of
-from storage.people import Identity, Resident
+from storage.access import HeldRole, Scope, scope_from_roles, scope_of
+from storage.people import ROLES_CHANGED, Identity, Resident
 
 if TYPE_CHECKING:  # names only: the framework never imports a feature when it runs
     from bot.router import CommandSpec
@@ -43,7 +43,7 @@ class Services:
     # Sessions for read-only paths (storage.db.reader_factory): on SQLite no write lock.
     readers: async_sessionmaker[AsyncSession]
     http: ClientSession  # shared by the process's outgoing requests, closed by App.stop
-    commands: tuple[CommandSpec, ...]  # what /help lists
+    commands: tuple[CommandSpec, ...]  # what /help lists, in its order
     adapters: Mapping[str, Adapter]  # by platform (a report's photo is fetched through it)
     catalog: Catalog  # report categories (settings.reports.categories_file or content/)
     calendar: WorkCalendar  # working days for report deadlines
@@ -74,6 +74,9 @@ class Context:
     replies: list[Outbound] = field(default_factory=list)
     pushed: bool = False
     is_new: bool = False
+    # The roles the person held when the update began (read with the person), or None:
+    # read when first needed.
+    roles: Sequence[HeldRole] | None = None
     _scope: Scope | None = None
     _facts: dict[str, Any] = field(default_factory=dict)
 
@@ -147,7 +150,10 @@ class Context:
     # -- people and rights -------------------------------------------------------------
     async def scope(self) -> Scope:
         if self._scope is None:
-            self._scope = await scope_of(self.session, self.resident.id)
+            if self.roles is None or self.session.info.get(ROLES_CHANGED):
+                self._scope = await scope_of(self.session, self.resident.id)
+            else:
+                self._scope = await scope_from_roles(self.session, self.roles)
         return self._scope
 
     async def fact(self, name: str, load: Callable[[], Awaitable[Any]]) -> Any:

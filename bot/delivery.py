@@ -97,6 +97,9 @@ class RateBudget:
     # -- the bot's budget ------------------------------------------------------------------
     async def acquire(self, priority: int) -> None:
         """Wait for a send slot; lower `priority` values are served first."""
+        if not self._waiters and self._wait(time.monotonic()) == 0.0:
+            self._grant()  # nobody ahead and a slot free: no future, no turn of the pacer
+            return
         fut = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (priority, next(self._seq), fut))
         if self._pacer is None or self._pacer.done():
@@ -159,43 +162,49 @@ class RateBudget:
                 heapq.heappop(waiters)
             if not waiters:
                 break
-            now = time.monotonic()
-            if now >= self._last:
-                elapsed = now - self._last
-                rate = self.rate * self.factor
-                self._tokens = min(self.burst, self._tokens + elapsed * rate)
-                self._last = now
-                if self.factor < 1.0:
-                    self.factor = min(1.0, self.factor + RECOVERY * elapsed)
-            stamps, answered = self._stamps, self._answered
-            while stamps and stamps[0] <= now - 1.0 - JITTER:
-                stamps.popleft()
-            while answered and answered[0] <= now - 1.0:  # the platform counted it earlier
-                answered.popleft()
-            # A request reaches the platform somewhere between its grant and its answer, so
-            # the platform's count of any second is at most what is on its way now plus what
-            # was answered within the last second. Counting grants alone let requests that
-            # queued on the way (a busy CPU, 100 in flight at 1,000/s) arrive bunched.
-            if now < self._paused_until:
-                wait = self._paused_until - now
-            elif self.inflight >= self.max_inflight:
-                wait = None  # until a request is answered
-            elif self.inflight + len(answered) >= max(1, math.floor(self.capacity * self.factor)):
-                wait = answered[0] + 1.0 - now if answered else None
-            elif self._tokens < 1.0:
-                wait = (1.0 - self._tokens) / (self.rate * self.factor)
-            else:
+            wait = self._wait(time.monotonic())
+            if wait == 0.0:
                 _, _, fut = heapq.heappop(waiters)
-                self._tokens -= 1.0
-                stamps.append(now)
-                self.inflight += 1
+                self._grant()
                 fut.set_result(None)
-                continue
-            if wait is None:
+            elif wait is None:
                 self._poke.clear()
                 await self._poke.wait()
             else:  # time alone frees the next grant; a new waiter is served then
                 await asyncio.sleep(wait)
+
+    def _wait(self, now: float) -> float | None:
+        """How long until the next grant: 0.0 now, None until a request is answered."""
+        if now >= self._last:
+            elapsed = now - self._last
+            rate = self.rate * self.factor
+            self._tokens = min(self.burst, self._tokens + elapsed * rate)
+            self._last = now
+            if self.factor < 1.0:
+                self.factor = min(1.0, self.factor + RECOVERY * elapsed)
+        stamps, answered = self._stamps, self._answered
+        while stamps and stamps[0] <= now - 1.0 - JITTER:
+            stamps.popleft()
+        while answered and answered[0] <= now - 1.0:  # the platform counted it earlier
+            answered.popleft()
+        # A request reaches the platform somewhere between its grant and its answer, so
+        # the platform's count of any second is at most what is on its way now plus what
+        # was answered within the last second. Counting grants alone let requests that
+        # queued on the way (a busy CPU, 100 in flight at 1,000/s) arrive bunched.
+        if now < self._paused_until:
+            return self._paused_until - now
+        if self.inflight >= self.max_inflight:
+            return None
+        if self.inflight + len(answered) >= max(1, math.floor(self.capacity * self.factor)):
+            return answered[0] + 1.0 - now if answered else None
+        if self._tokens < 1.0:
+            return (1.0 - self._tokens) / (self.rate * self.factor)
+        return 0.0
+
+    def _grant(self) -> None:
+        self._tokens -= 1.0
+        self._stamps.append(time.monotonic())
+        self.inflight += 1
 
     def close(self) -> None:
         if self._pacer is not None:

@@ -104,10 +104,11 @@ class Dispatcher:
             ):
                 log.info("duplicate update %s ignored", inbound.update_id)
                 return
-            identity, resident, state, created = await dialog.load_person(
+            person = await dialog.load_person(
                 session, inbound.platform, inbound.user_id, inbound.chat_id,
                 inbound.display_name,
             )
+            identity, resident, state = person.identity, person.resident, person.state
             lang = resident.language or normalize_language(
                 inbound.language_hint, self.services.settings.bot.default_language)
             expired_draft = dialog.expired(state, self.services.clock(), self._draft_ttl)
@@ -125,7 +126,7 @@ class Dispatcher:
                 capabilities=adapter.capabilities if adapter else Capabilities(),
                 state=state.name if state else None,
                 data=dict(state.data) if state else {},
-                is_new=created,
+                is_new=person.created, roles=person.roles,
             )
             if expired_draft:
                 hours = self.services.settings.bot.draft_ttl_hours

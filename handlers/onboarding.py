@@ -246,8 +246,7 @@ async def show_help(ctx: Context) -> None:
     if ctx.resident.estate_id is None:
         # Most commands need a home: say first how to give one.
         lines[:0] = [ctx.t("help.no_home"), ""]
-    specs = sorted(ctx.services.commands, key=lambda s: (s.order, s.name))
-    for spec in specs:
+    for spec in ctx.services.commands:
         if spec.help_key is None:
             continue
         if spec.roles and not scope.has(*spec.roles):

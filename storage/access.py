@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, cast
+from typing import NamedTuple, Protocol, cast
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,6 +36,15 @@ class Scope:
 
 
 class HeldRole(Protocol):
+    @property
+    def kind(self) -> str: ...
+    @property
+    def scope_id(self) -> int | None: ...
+
+
+class RolePlace(NamedTuple):
+    """A role held, as the scope needs it: what, and over which place."""
+
     kind: str
     scope_id: int | None
 

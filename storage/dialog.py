@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import ForeignKey, String, bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from storage.access import RolePlace
 from storage.base import Base, utcnow
-from storage.people import Identity, Resident, create_identity, touch
+from storage.people import Identity, Resident, Role, create_identity, touch
 
 
 class DialogState(Base):
@@ -20,28 +22,42 @@ class DialogState(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+@dataclass(frozen=True)
+class Person:
+    """Who wrote, where their conversation stands, and the roles they hold (what and where:
+    enough for storage.access.scope_from_roles)."""
+
+    identity: Identity
+    resident: Resident
+    state: DialogState | None
+    created: bool  # on this contact, the first
+    roles: tuple[RolePlace, ...]
+
+
 async def load_person(
     session: AsyncSession, platform: str, platform_user_id: str, chat_id: str,
     display_name: str | None,
-) -> tuple[Identity, Resident, DialogState | None, bool]:
-    """Who wrote and where their conversation stands, in one query (every update starts
-    here); the person is created on first contact. The last value is True when created."""
-    row = (await session.execute(
-        _PERSON, {"platform": platform, "user": platform_user_id})).first()
-    if row is None:
+) -> Person:
+    """The person of an update, in one query (every update starts here: a row per role held,
+    one without any); created on first contact."""
+    rows = (await session.execute(
+        _PERSON, {"platform": platform, "user": platform_user_id})).all()
+    if not rows:
         identity, resident, _ = await create_identity(
             session, platform, platform_user_id, chat_id, display_name)
-        return identity, resident, None, True
-    identity, resident, state = row
+        return Person(identity, resident, None, True, ())
+    identity, resident, state = rows[0][:3]
     touch(identity, chat_id)
-    return identity, resident, state, False
+    roles = tuple(RolePlace(kind, place) for *_, kind, place in rows if kind is not None)
+    return Person(identity, resident, state, False, roles)
 
 
 # Built once: every update runs it.
 _PERSON = (
-    select(Identity, Resident, DialogState)
+    select(Identity, Resident, DialogState, Role.kind, Role.scope_id)
     .join(Resident, Resident.id == Identity.resident_id)
     .outerjoin(DialogState, DialogState.identity_id == Identity.id)
+    .outerjoin(Role, Role.resident_id == Resident.id)
     .where(Identity.platform == bindparam("platform"),
            Identity.platform_user_id == bindparam("user"))
 )

@@ -209,6 +209,11 @@ async def unit_in(session: AsyncSession, building_id: int, typed: str | None) ->
     return unit
 
 
+# Set in a session's `info` once it granted or revoked a role: roles read before (the person
+# of an update, storage.dialog.load_person) no longer hold for that session.
+ROLES_CHANGED = "roles_changed"
+
+
 async def roles_of(session: AsyncSession, resident_id: int) -> list[Role]:
     rows = await session.scalars(_ROLES_OF, {"resident": resident_id})
     return list(rows.all())
@@ -232,6 +237,7 @@ async def grant_role(
         return None
     role = Role(resident_id=resident_id, kind=kind.value, scope_id=scope_id, granted_by=granted_by)
     session.add(role)
+    session.info[ROLES_CHANGED] = True
     await session.flush()
     return role
 
@@ -246,6 +252,7 @@ async def revoke_role(
     if role is None:
         return False
     await session.delete(role)
+    session.info[ROLES_CHANGED] = True
     return True
 
 
