@@ -25,6 +25,7 @@ from bot.i18n import normalize_language
 from bot.messaging.model import STORED, Adapter, Capabilities, Inbound, Kind, Outbound
 from bot.router import Router
 from storage import choices, dialog, outbox, updates
+from storage.db import transaction
 
 if TYPE_CHECKING:
     from bot.delivery import Deliverer
@@ -97,7 +98,7 @@ class Dispatcher:
                     text=self.services.texts.get(lang, "common.internal_error"))], None)
 
     async def _handle_locked(self, inbound: Inbound) -> None:
-        async with self.sessions() as session, session.begin():
+        async with transaction(self.sessions) as session:
             await updates.hold_person(session, inbound.platform, inbound.user_id)
             if inbound.update_id is not None and not await updates.claim(
                 session, inbound.platform, str(inbound.update_id)

@@ -32,7 +32,7 @@ class Scope:
         return self.everything or (estate_id is not None and estate_id in self.estate_ids)
 
     def has(self, *kinds: str) -> bool:  # RoleKind values (a StrEnum) or their names
-        return self.everything or any(str(k) in self.kinds for k in kinds)
+        return self.everything or bool(self.kinds) and any(str(k) in self.kinds for k in kinds)
 
 
 class HeldRole(Protocol):

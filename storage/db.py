@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import cast
 
@@ -301,6 +303,23 @@ class _OneHopConnection(AsyncAdapt_aiosqlite_connection):
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session in one transaction, committed when the block ends, rolled back if it raises:
+    `async with sessions() as s, s.begin()` for the paths every update takes. That one closes
+    the session in a task of its own, shielded from cancellation (a task and three turns of the
+    event loop for each session); after a commit closing awaits nothing on either driver, so
+    nothing can cut it short, and the shielded close is kept for a block that raised."""
+    session = sessions()
+    try:
+        async with session.begin():
+            yield session
+    except BaseException:
+        await session.__aexit__(None, None, None)
+        raise
+    await session.close()
 
 
 def reader_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
