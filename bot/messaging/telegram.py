@@ -36,6 +36,7 @@ from aiogram.types import (
     ReplyKeyboardMarkup,
     Update,
 )
+from aiohttp import ClientError, ClientTimeout
 
 from bot.i18n import Texts, normalize_language
 from bot.messaging.model import (
@@ -191,6 +192,38 @@ class _Session(AiohttpSession):
         if kind not in self._responses:
             self._responses[kind] = Response[method.__returning__]
         return super().check_response(bot, method, status_code, content)
+
+    async def make_request(self, bot: Any, method: Any,
+                           timeout: int | None = None) -> Any:  # noqa: ASYNC109 (aiogram's)
+        """A method without a file goes as a JSON body (the Bot API takes application/json for
+        every method but uploads): aiogram's form, urlencoded by aiohttp, quotes each byte of
+        a text in Python, about 90 us for the 1,200 characters of /help against 5 us as JSON,
+        on every message of every broadcast. Uploads still go as aiogram's multipart form."""
+        files: dict[str, Any] = {}
+        payload: dict[str, Any] = {}
+        for key, value in method.model_dump(warnings=False).items():
+            value = self.prepare_value(value, bot=bot, files=files, _dumps_json=False)
+            if value:  # what aiogram's form leaves out too: unset, empty, false
+                payload[key] = value
+        if files:
+            return await super().make_request(bot, method, timeout)
+        session = await self.create_session()
+        url = self.api.api_url(token=bot.token, method=method.__api_method__)
+        try:
+            async with session.post(url, data=self.json_dumps(payload),
+                                    headers={"Content-Type": "application/json"},
+                                    timeout=ClientTimeout(
+                                        total=self.timeout if timeout is None else timeout),
+                                    ) as resp:
+                raw_result = await resp.text()
+        except TimeoutError as exc:
+            raise TelegramNetworkError(method=method, message="Request timeout error") from exc
+        except ClientError as exc:
+            raise TelegramNetworkError(
+                method=method, message=f"{type(exc).__name__}: {exc}") from exc
+        response = self.check_response(bot=bot, method=method, status_code=resp.status,
+                                       content=raw_result)
+        return response.result
 
 
 class TelegramAdapter:
