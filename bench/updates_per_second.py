@@ -4,7 +4,8 @@ Run by hand from the repository root::
 
     .venv/bin/python bench/updates_per_second.py [--updates N] [--users U]
 
-(a) a bare aiogram echo bot (one message handler answering message.answer(text));
+(a) the bare aiogram echo bot of bench/echo_bot.py in this process beside the fake, and (a2)
+    the same as its own process;
 (b) this bot (build_app + TelegramAdapter, SQLite file in a temporary directory, flood guard on,
     updates spread over U distinct users), answering "/help", in this process;
 (c) the same bot as its own process, ``python -m bot run``, against the same fake;
@@ -41,9 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from aiogram import Dispatcher  # noqa: E402
-from aiogram.types import Message  # noqa: E402
-
+from bench.echo_bot import echo_dispatcher  # noqa: E402
 from bot.app import build_app  # noqa: E402
 from bot.config import BotSettings, DatabaseSettings, Settings  # noqa: E402
 from bot.messaging.telegram import TelegramAdapter  # noqa: E402
@@ -160,12 +159,7 @@ async def bench_echo(n: int, users: int, limit: float) -> float:
     fake = FakeTelegram(record_sent=False)
     await fake.start()
     bot = fake.make_bot()
-    dp = Dispatcher()
-
-    @dp.message()
-    async def echo(message: Message) -> None:
-        await message.answer(message.text or "")
-
+    dp = echo_dispatcher()
     task = asyncio.create_task(dp.start_polling(bot, handle_signals=False,
                                                 close_bot_session=False, polling_timeout=1))
     try:
@@ -174,6 +168,24 @@ async def bench_echo(n: int, users: int, limit: float) -> float:
         await dp.stop_polling()
         await asyncio.wait_for(task, 10)
         await bot.session.close()
+        await fake.stop()
+
+
+async def bench_echo_process(n: int, users: int, limit: float) -> float:
+    """(a2): the same echo bot as its own process, as (c) runs ours."""
+    fake = FakeTelegram(record_sent=False)
+    await fake.start()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "bench" / "echo_bot.py"), fake.base_url, fake.token, cwd=ROOT,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL)
+    try:
+        while fake.calls["getUpdates"] == 0:
+            if proc.returncode is not None:
+                raise RuntimeError(f"echo bot exited with {proc.returncode}")
+            await asyncio.sleep(0.05)
+        return await _drive(fake, n, users, "hello", limit)
+    finally:
+        await _terminate(proc)
         await fake.stop()
 
 
@@ -257,22 +269,30 @@ async def main() -> None:
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    # Rounds of (a), (b), (c) one after the other: the machine's speed drifts (a shared
+    # Rounds of (a), (b), (a2), (c) one after the other: the machine's speed drifts (a shared
     # host), so each ratio is taken within a round and the median of the rounds is reported.
-    ratios_b, ratios_c = [], []
+    # Like for like: (b) and (a) share this process with the fake; (c) and (a2) are processes
+    # of their own, the fake here.
+    ratios_b, ratios_c, ratios_ca = [], [], []
     for k in range(1, args.rounds + 1):
         echo = await bench_echo(args.updates, args.users, args.timeout)
         ours, burst = await bench_bot(args.updates, args.users, args.timeout, args.database)
+        echo_alone = await bench_echo_process(args.updates, args.users, args.timeout)
         alone = await bench_process(args.updates, args.users, args.timeout, args.database)
         ratios_b.append(ours / echo)
-        ratios_c.append(alone / echo)
-        print(f"round {k}: (a) bare aiogram echo {echo:6.0f}/s   (b) in-process {ours:6.0f}/s "
-              f"= {ours / echo:.3f}   (c) `python -m bot run` {alone:6.0f}/s = {alone / echo:.3f}")
+        ratios_c.append(alone / echo_alone)
+        ratios_ca.append(alone / echo)
+        print(f"round {k}: in this process: (a) echo {echo:5.0f}/s, (b) ours {ours:5.0f}/s = "
+              f"{ours / echo:.3f};  own processes: (a2) echo {echo_alone:5.0f}/s, (c) "
+              f"`python -m bot run` {alone:5.0f}/s = {alone / echo_alone:.3f}", flush=True)
     print(f"({args.updates} updates from {args.users} users per measurement, /help, flood guard "
           f"on with burst {burst}, {args.database})")
-    print(f"ratio (b)/(a), median of {args.rounds}: {statistics.median(ratios_b):.3f}")
-    print(f"ratio (c)/(a), median of {args.rounds}: {statistics.median(ratios_c):.3f}  "
-          "(the bot as it runs: its own process)")
+    print(f"ratio (b)/(a),  median of {args.rounds}: {statistics.median(ratios_b):.3f}  "
+          "(both in this process, beside the fake)")
+    print(f"ratio (c)/(a2), median of {args.rounds}: {statistics.median(ratios_c):.3f}  "
+          "(both their own process: the bot as it runs)")
+    print(f"ratio (c)/(a),  median of {args.rounds}: {statistics.median(ratios_ca):.3f}  "
+          "(the figure of earlier notes: ours alone against the echo beside the fake)")
     startup = await bench_startup(args.timeout)
     print(f"start-up of `python -m bot run` to first getUpdates (fresh SQLite): {startup:.2f} s")
 
