@@ -177,7 +177,8 @@ async def bench_echo_process(n: int, users: int, limit: float) -> float:
     await fake.start()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "bench" / "echo_bot.py"), fake.base_url, fake.token, cwd=ROOT,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL)
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL)
     try:
         while fake.calls["getUpdates"] == 0:
             if proc.returncode is not None:
