@@ -99,3 +99,39 @@ async def test_numbers_mean_the_latest_prompts_choices(sessions):
         shown = await choices.current_for(s, "terminal", "mia")
         assert [label for label, _ in shown] == ["x", "y", "z"]
         assert await choices.current_for(s, "terminal", "nobody") == []
+
+
+async def test_the_person_of_an_update_comes_with_their_roles(sessions):
+    """One query reads the person and every role they hold; a role granted or revoked later
+    in the same transaction is not taken from that reading (the scope is read again)."""
+    from bot.context import Context
+    from bot.messaging.model import Capabilities, Inbound, Kind
+    from storage import dialog
+    from storage.people import ROLES_CHANGED, RoleKind, grant_role
+
+    async with sessions() as s, s.begin():
+        ident, resident, _ = await get_or_create_identity(s, "memory", "ann", "ann", None)
+        await grant_role(s, resident.id, RoleKind.ADMIN, None, None)
+        await grant_role(s, resident.id, RoleKind.TEAM, 7, None)
+        await get_or_create_identity(s, "memory", "bob", "bob", None)
+
+    async with sessions() as s, s.begin():
+        ann = await dialog.load_person(s, "memory", "ann", "ann", None)
+        bob = await dialog.load_person(s, "memory", "bob", "bob", None)
+        assert ann.identity.id == ident.id and not ann.created
+        assert sorted(ann.roles) == [("admin", None), ("team", 7)]
+        assert bob.roles == () and not bob.created
+
+        def context(person) -> Context:
+            inbound = Inbound(platform="memory", user_id="x", chat_id="x", kind=Kind.TEXT)
+            return Context(inbound=inbound, session=s, identity=person.identity,
+                           resident=person.resident, lang="en",
+                           services=None,  # type: ignore[arg-type]  # scope() reads none
+                           capabilities=Capabilities(), roles=person.roles)
+
+        assert (await context(ann).scope()).everything
+        assert not (await context(bob).scope()).privileged
+        await grant_role(s, bob.resident.id, RoleKind.TEAM, 7, None)
+        assert s.info[ROLES_CHANGED]
+        scope = await context(bob).scope()
+        assert scope.has(RoleKind.TEAM) and scope.team_ids == {7}

@@ -109,3 +109,41 @@ async def test_writers_cancelled_while_waiting_or_writing_do_not_keep_the_write_
         await asyncio.wait_for(write("d"), 3)  # the lock is free again, at once
     finally:
         await engine.dispose()
+
+
+async def test_writers_take_the_write_lock_in_the_order_they_asked(sqlite_url):
+    """This process's writers are served first come, first served, each the moment the one
+    before commits; a writer handed the lock but cancelled before it could start hands it on
+    (the next one is not left waiting its whole timeout)."""
+    await upgrade_async(sqlite_url)
+    engine = create_engine(sqlite_url)
+    sessions = session_factory(engine)
+    order: list[str] = []
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def write(user: str, *, hold: bool = False) -> None:
+        async with sessions() as s, s.begin():
+            await get_or_create_identity(s, "memory", user, user, None)
+            order.append(user)
+            if hold:
+                holding.set()
+                await release.wait()
+
+    try:
+        first = asyncio.create_task(write("first", hold=True))
+        await holding.wait()
+        queued = []
+        for name in ("b", "c", "d", "e"):
+            queued.append(asyncio.create_task(write(name)))
+            await asyncio.sleep(0.02)  # each asks in turn, behind the one holding the lock
+        release.set()
+        await asyncio.sleep(0)  # "first" commits and hands the lock to "b" ...
+        queued[0].cancel()  # ... which is cancelled before it could resume
+        await first
+        results = await asyncio.wait_for(
+            asyncio.gather(*queued, return_exceptions=True), 3)
+        assert isinstance(results[0], asyncio.CancelledError)
+        assert order == ["first", "c", "d", "e"]
+        await asyncio.wait_for(write("after"), 3)  # and the lock is free at the end
+    finally:
+        await engine.dispose()
