@@ -116,6 +116,14 @@ async def _terminate(proc) -> None:
             await proc.wait()
 
 
+async def _first_poll(fake: FakeTelegram, proc, name: str) -> None:
+    """Until the process spawned asks the fake for updates (or exits, which is an error)."""
+    while fake.calls["getUpdates"] == 0:
+        if proc.returncode is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}")
+        await asyncio.sleep(0.05)
+
+
 async def _wait_sent(fake: FakeTelegram, target: int, limit: float) -> None:
     deadline = time.perf_counter() + limit
     while fake.calls["sendMessage"] < target:
@@ -180,10 +188,7 @@ async def bench_echo_process(n: int, users: int, limit: float) -> float:
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL)
     try:
-        while fake.calls["getUpdates"] == 0:
-            if proc.returncode is not None:
-                raise RuntimeError(f"echo bot exited with {proc.returncode}")
-            await asyncio.sleep(0.05)
+        await _first_poll(fake, proc, "echo bot")
         return await _drive(fake, n, users, "hello", limit)
     finally:
         await _terminate(proc)
@@ -225,10 +230,7 @@ async def bench_process(n: int, users: int, limit: float, db: str = "sqlite") ->
         with (Path(tmp) / "bot.log").open("wb") as log_file:
             proc = await _spawn(env, log_file)
             try:
-                while fake.calls["getUpdates"] == 0:
-                    if proc.returncode is not None:
-                        raise RuntimeError(f"bot exited with {proc.returncode}")
-                    await asyncio.sleep(0.05)
+                await _first_poll(fake, proc, "bot")
                 return await _drive(fake, n, users, "/help", limit, first=GUIDE_QUESTION)
             finally:
                 await _terminate(proc)
@@ -262,7 +264,7 @@ async def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--updates", type=int, default=2000, help="text messages per bot")
     p.add_argument("--users", type=int, default=200, help="distinct senders")
-    p.add_argument("--rounds", type=int, default=3, help="rounds of (a), (b), (c)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of (a), (b), (a2), (c)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per measurement")
     p.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite",
                    help="database of (b) and (c); postgresql: a throw-away database beside "

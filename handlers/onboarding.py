@@ -246,9 +246,7 @@ async def show_help(ctx: Context) -> None:
     if ctx.resident.estate_id is None:
         # Most commands need a home: say first how to give one.
         lines[:0] = [ctx.t("help.no_home"), ""]
-    for spec in ctx.services.commands:
-        if spec.help_key is None:
-            continue
+    for spec in ctx.services.commands:  # those with a help text, in /help's order
         if spec.roles and not scope.has(*spec.roles):
             continue
         if spec.visible is not None and not await spec.visible(ctx):

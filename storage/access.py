@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol, cast
+from typing import NamedTuple, Protocol
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -56,7 +56,7 @@ _ROLE_PLACES = select(Role.kind, Role.scope_id).where(Role.resident_id == bindpa
 
 async def scope_of(session: AsyncSession, resident_id: int) -> Scope:
     rows = (await session.execute(_ROLE_PLACES, {"resident": resident_id})).all()
-    return await scope_from_roles(session, cast(list[HeldRole], rows))
+    return await scope_from_roles(session, [RolePlace(kind, place) for kind, place in rows])
 
 
 async def scope_from_roles(session: AsyncSession, roles: Sequence[HeldRole]) -> Scope:
