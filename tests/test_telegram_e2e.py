@@ -253,3 +253,44 @@ async def test_a_voice_note_kept_as_amr_goes_to_telegram_as_a_file(tmp_path):
     finally:
         await adapter.bot.session.close()
         await fake.stop()
+
+
+async def test_text_messages_carry_their_keyboards_and_errors_map_as_aiogram_raises_them():
+    """A text message goes to the Bot API as plain JSON, not through aiogram's models: its
+    buttons and keyboards still arrive as Telegram has them, and each error of the fake means
+    what it did through aiogram (429 a wait, 403 unreachable, a bad request a failure)."""
+    from bot.messaging.model import Button, Outbound, SendStatus
+
+    fake = FakeTelegram()
+    await fake.start()
+    adapter = TelegramAdapter(fake.token, api_base=fake.base_url)
+    try:
+        sent = await adapter.send("501", Outbound(text="选一个", buttons=[
+            [Button("是", "v:1"), Button("否", "v:0")]]))
+        assert sent.status == SendStatus.SENT and sent.message_ref
+        [entry] = fake.messages_to(501)
+        assert entry["text"] == "选一个"
+        assert fake.buttons(entry) == [("是", "v:1"), ("否", "v:0")]
+        assert int(sent.message_ref) == entry["message_id"]
+
+        await adapter.send("502", Outbound(text="Where?", request_location="Share location",
+                                           request_contact="Share phone"))
+        [asked] = fake.messages_to(502)
+        assert asked["reply_markup"] == {"keyboard": [[
+            {"text": "Share location", "request_location": True},
+            {"text": "Share phone", "request_contact": True}]],
+            "resize_keyboard": True, "one_time_keyboard": True}
+
+        fake.flood_next(1, retry_after=7)
+        flooded = await adapter.send("501", Outbound(text="again"))
+        assert flooded.flood and flooded.retry_after == 7
+
+        fake.blocked.add(503)
+        blocked = await adapter.send("503", Outbound(text="hello"))
+        assert blocked.status == SendStatus.UNREACHABLE and "blocked" in (blocked.error or "")
+
+        too_long = await adapter.send("501", Outbound(text="x" * 5000))
+        assert too_long.status == SendStatus.FAILED and too_long.error
+    finally:
+        await adapter.stop()
+        await fake.stop()
