@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from storage import outbox
-from storage.db import create_engine, session_factory
+from storage.db import create_engine, session_factory, transaction
 from storage.migrate import upgrade_async
 from storage.people import get_or_create_identity
 
@@ -147,3 +147,61 @@ async def test_writers_take_the_write_lock_in_the_order_they_asked(sqlite_url):
         await asyncio.wait_for(write("after"), 3)  # and the lock is free at the end
     finally:
         await engine.dispose()
+
+
+async def test_updates_at_once_queue_for_the_write_lock_before_they_take_a_connection(sqlite_url):
+    """An update's transaction (storage.db.transaction) waits for this process's write lock
+    before it takes a connection: a hundred at once then need one connection, not a hundred,
+    and the pool does not open and close connections by the dozen (each opening reads the
+    schema anew). One that fails before writing anything, or is cancelled while waiting,
+    leaves the lock to the next."""
+    from storage.people import Identity
+
+    await upgrade_async(sqlite_url)
+    engine = create_engine(sqlite_url)
+    sessions = session_factory(engine)
+    opened = 0
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _opened(*_args) -> None:
+        nonlocal opened
+        opened += 1
+
+    async def update(user: str, hold: asyncio.Event | None = None) -> None:
+        async with transaction(sessions) as s:
+            await get_or_create_identity(s, "memory", user, user, None)
+            if hold is not None:
+                await hold.wait()
+
+    async def other_writer(user: str) -> None:  # a writer of the other kind, among them
+        async with sessions() as s, s.begin():
+            await get_or_create_identity(s, "memory", user, user, None)
+
+    async def fails_first() -> None:
+        async with transaction(sessions):
+            raise LookupError("before any statement")
+
+    try:
+        for batch in range(3):
+            await asyncio.wait_for(asyncio.gather(
+                *(update(f"u{batch}-{i}") for i in range(100)),
+                *(other_writer(f"o{batch}-{i}") for i in range(3))), 20)
+        release = asyncio.Event()
+        blocker = asyncio.create_task(update("blocker", release))
+        await asyncio.sleep(0.05)
+        waiting = asyncio.create_task(update("cancelled"))
+        await asyncio.sleep(0.05)
+        waiting.cancel()  # while it waits for the lock
+        release.set()
+        await blocker
+        try:
+            await fails_first()
+        except LookupError:
+            pass
+        await asyncio.wait_for(update("after"), 3)  # the lock is free, at once
+        async with sessions() as s:
+            users = set(await s.scalars(select(Identity.platform_user_id)))
+    finally:
+        await engine.dispose()
+    assert len(users) == 3 * 103 + 2 and "cancelled" not in users
+    assert opened <= 6, f"{opened} connections opened for 311 writers"
