@@ -264,7 +264,9 @@ async def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--updates", type=int, default=2000, help="text messages per bot")
     p.add_argument("--users", type=int, default=200, help="distinct senders")
-    p.add_argument("--rounds", type=int, default=3, help="rounds of (a), (b), (a2), (c)")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="rounds of (a), (b), (a2), (c); this machine's speed drifts by a third "
+                        "from minute to minute, so the ratios are medians of paired rounds")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per measurement")
     p.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite",
                    help="database of (b) and (c); postgresql: a throw-away database beside "
