@@ -267,7 +267,7 @@ class _OneHopConnection(AsyncAdapt_aiosqlite_connection):
 
     def begin_immediate(self) -> None:
         gate: _WriterGate = self._connection.writer_gate
-        if gate.holder is not None and gate.holder == id(asyncio.current_task()):
+        if gate.holder == id(asyncio.current_task()):
             gate.holder = id(self)  # queued for by `transaction` before this connection
         elif not gate.try_acquire(self):
             self.await_(gate.acquire(self))

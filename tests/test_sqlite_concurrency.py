@@ -9,7 +9,7 @@ from sqlalchemy import event, func, select
 from storage import outbox
 from storage.db import create_engine, session_factory, transaction
 from storage.migrate import upgrade_async
-from storage.people import get_or_create_identity
+from storage.people import Identity, get_or_create_identity
 
 
 async def test_repeated_dedupe_keys_from_concurrent_sessions(sqlite_url):
@@ -151,12 +151,10 @@ async def test_writers_take_the_write_lock_in_the_order_they_asked(sqlite_url):
 
 async def test_updates_at_once_queue_for_the_write_lock_before_they_take_a_connection(sqlite_url):
     """An update's transaction (storage.db.transaction) waits for this process's write lock
-    before it takes a connection: a hundred at once then need one connection, not a hundred,
-    and the pool does not open and close connections by the dozen (each opening reads the
-    schema anew). One that fails before writing anything, or is cancelled while waiting,
-    leaves the lock to the next."""
-    from storage.people import Identity
-
+    before it takes a connection: a hundred at once then need one connection, not every one
+    the pool allows, and the pool does not close and open its extra connections between
+    batches (each opening reads the schema anew). One that fails before writing anything, or
+    is cancelled while waiting, leaves the lock to the next."""
     await upgrade_async(sqlite_url)
     engine = create_engine(sqlite_url)
     sessions = session_factory(engine)
