@@ -461,8 +461,16 @@ class Deliverer:
                 row_id, identity_id, platform, chat_id, {}, 1, int(outbox.Priority.REPLY), None)
             items.append(_Item(platform, chat_id, identity_id, out,
                                int(outbox.Priority.REPLY), row, prompt=prompt))
-        self._submit(items)
-        await asyncio.gather(*(item.done for item in items))
+        if not items:
+            return
+        lane = self._submit(items, here=True)
+        if lane is not None:
+            # The chat had no lane: this task runs it until its own replies are answered, then
+            # hands whatever came after to a task. A lane task started for each update, and
+            # the futures awaited across it, cost 2 to 4 % of the bot's CPU per update.
+            await self._run_lane((platform, chat_id), lane, until=items[-1].done)
+        if not all(item.done.done() for item in items):
+            await asyncio.gather(*(item.done for item in items))
 
     # -- lanes --------------------------------------------------------------------------------
     def _submit_rows(self, rows: list[outbox.Claimed]) -> list[_Item]:
@@ -472,7 +480,10 @@ class Deliverer:
         self._submit(items)
         return items
 
-    def _submit(self, items: list[_Item]) -> None:
+    def _submit(self, items: list[_Item], *, here: bool = False) -> _Lane | None:
+        """Queue `items` in their chats' lanes; with `here`, a lane that had no task is
+        returned for the caller to run, instead of starting one."""
+        run_here = None
         for item in items:
             item.seq = next(self._seq)
             key = (item.platform, item.chat_id)
@@ -486,14 +497,24 @@ class Deliverer:
                 pos -= 1
             lane.items.insert(pos, item)
             if lane.task is None:
-                lane.task = asyncio.create_task(self._run_lane(key, lane))
+                if here:
+                    lane.task = asyncio.current_task()
+                    run_here = lane
+                else:
+                    lane.task = asyncio.create_task(self._run_lane(key, lane))
+        return run_here
 
-    async def _run_lane(self, key: tuple[str, str], lane: _Lane) -> None:
+    async def _run_lane(self, key: tuple[str, str], lane: _Lane,
+                        until: asyncio.Future | None = None) -> None:
+        """Send the lane's messages in order; run by a caller's task (`until` the future of
+        its last message), once that is answered the rest go on in a task of the lane's own."""
         platform, chat = key
         adapter = self.adapters.get(platform)
         budget = self.budgets.get(platform)
         try:
             while lane.items and not self._closing:
+                if until is not None and until.done():
+                    break
                 item = lane.items[0]
                 if adapter is None or budget is None:
                     lane.items.pop(0)
@@ -552,6 +573,9 @@ class Deliverer:
                 del self._lanes[key]
             elif self._lanes.get(key) is lane:
                 lane.task = None  # cancelled: its rows stay claimed until recovered
+        if until is not None and lane.items and lane.task is None and not self._closing \
+                and self._lanes.get(key) is lane:
+            lane.task = asyncio.create_task(self._run_lane(key, lane))
 
     async def _number_choices(self, item: _Item) -> None:
         """A platform without buttons shows them as numbers: what the numbers mean is written

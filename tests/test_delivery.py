@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 
 from bot.delivery import Deliverer, RateBudget
 from bot.messaging.memory import MemoryAdapter
-from bot.messaging.model import SendResult, SendStatus
+from bot.messaging.model import Outbound, SendResult, SendStatus
 from storage import outbox
 from storage.base import utcnow
 from storage.db import create_engine, session_factory
@@ -139,6 +139,52 @@ async def test_a_held_back_message_is_not_overtaken(db_url):
         while await deliverer.drain_once():
             pass
         assert adapter.texts_to("a") == ["a1", "a2"]
+    finally:
+        await engine.dispose()
+
+
+async def test_replies_sent_from_their_update_hand_the_chat_on_to_a_lane(db_url):
+    """An update's replies to a chat with nothing queued leave from the update's own task; a
+    push queued behind them meanwhile goes next, from a lane task of its own, and the update
+    does not wait for it."""
+    engine, sessions, ids = await _setup(db_url, ["a"])
+    reply_sent, push_sent, push_may_go = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    reply_may_go = asyncio.Event()
+    senders: dict[str, asyncio.Task | None] = {}
+
+    class Held(MemoryAdapter):
+        async def send(self, chat_id, outbound):
+            senders[outbound.text] = asyncio.current_task()
+            if outbound.text == "reply":
+                reply_sent.set()
+                await reply_may_go.wait()
+            if outbound.text == "push":
+                push_sent.set()
+                await push_may_go.wait()
+            return await super().send(chat_id, outbound)
+
+    adapter = Held()
+    deliverer = Deliverer(engine, sessions, {"memory": adapter})
+    try:
+        handling = asyncio.create_task(deliverer.send_replies(
+            "memory", "a", ids[0], [(Outbound(text="reply"), None)]))
+        await asyncio.wait_for(reply_sent.wait(), 5)
+        async with sessions() as s, s.begin():
+            await outbox.enqueue(s, ids[0], {"text": "push"})
+        drain = asyncio.create_task(deliverer.drain_once())  # claims the push: behind the reply
+        for _ in range(100):
+            if deliverer._queued:
+                break
+            await asyncio.sleep(0.01)
+        assert deliverer._queued == 1 and not push_sent.is_set()
+        reply_may_go.set()
+        await asyncio.wait_for(handling, 5)  # answered: the update is done, the push still out
+        await asyncio.wait_for(push_sent.wait(), 5)
+        assert not drain.done()
+        push_may_go.set()
+        await asyncio.wait_for(drain, 5)
+        assert adapter.texts_to("a") == ["reply", "push"]
+        assert senders["reply"] is handling and senders["push"] not in (handling, drain)
     finally:
         await engine.dispose()
 
