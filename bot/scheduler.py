@@ -94,8 +94,7 @@ def build_scheduler(sessions, services, deliverer, jobs: list[Job]) -> Scheduler
     for job in [*CORE_JOBS, *jobs]:
         scheduler.add_job(
             _guard(job, scheduler.running_jobs), "interval", seconds=job.interval(services.settings),
-            id=job.id, replace_existing=True,
-            args=[sessions, services, deliverer], max_instances=1, coalesce=True,
+            id=job.id, replace_existing=True, args=[sessions, services, deliverer], **_TICKS,
             next_run_time=datetime.now(UTC) + timedelta(seconds=1),
         )
         if job.daily_at is not None:
@@ -104,8 +103,16 @@ def build_scheduler(sessions, services, deliverer, jobs: list[Job]) -> Scheduler
                 _guard(job, scheduler.running_jobs), CronTrigger(hour=hour, minute=minute,
                                                                  timezone=ZoneInfo(tz)),
                 id=f"{job.id}-at", replace_existing=True, args=[sessions, services, deliverer],
-                max_instances=1, coalesce=True)
+                **_TICKS)
     return scheduler
+
+
+# A job is a tick that asks the database what is due, so a tick that comes while the last one
+# still runs has nothing to add, and one that comes late (a busy event loop) is still wanted.
+# `_guard` skips the first quietly; APScheduler's own refusal (max_instances=1) and its
+# "missed by" check (misfire_grace_time, 1 s) each logged a warning a tick under load, and
+# the second dropped the late tick.
+_TICKS: dict[str, Any] = {"max_instances": 2, "coalesce": True, "misfire_grace_time": None}
 
 
 async def run_jobs_once(sessions, services, deliverer, jobs: list[Job]) -> None:
@@ -115,11 +122,18 @@ async def run_jobs_once(sessions, services, deliverer, jobs: list[Job]) -> None:
 
 
 def _guard(job: Job, running: set):
+    busy = False  # this schedule's run of the job is still going
+
     async def run(sessions, services, deliverer) -> None:
+        nonlocal busy
         if not deliverer.leads():
             # Several workers: the jobs run in the one holding the sender lease; when it dies
             # another takes the lease within seconds (bot/delivery.py), and its jobs with it.
             return
+        if busy:
+            log.debug("job %s still running: this tick skipped", job.id)
+            return
+        busy = True
         task = asyncio.current_task()
         running.add(task)
         try:
@@ -129,5 +143,6 @@ def _guard(job: Job, running: set):
         except Exception:
             log.exception("job %s failed", job.id)
         finally:
+            busy = False
             running.discard(task)
     return run

@@ -124,3 +124,39 @@ async def test_the_flood_guard_holds_across_workers_with_redis(sqlite_url, tmp_p
     finally:
         await probe.delete(*[k async for k in probe.scan_iter(prefix + "*")] or ["-"])
         await probe.aclose()
+
+
+async def test_a_tick_during_a_long_run_is_skipped_quietly(sqlite_url, make_app, caplog):
+    """The real scheduler, a job ticking every 0.1 s that takes 0.4 s: runs never overlap,
+    they follow one another, and neither APScheduler nor the bot warns about the ticks that
+    came while one ran (under load it logged one a tick)."""
+    import logging
+
+    from bot.scheduler import build_scheduler
+
+    app, _ = await make_app(sqlite_url)
+    running, peak, runs = 0, 0, []
+
+    async def slow(*args) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        runs.append(asyncio.get_running_loop().time())
+        await asyncio.sleep(0.4)
+        running -= 1
+
+    caplog.set_level(logging.DEBUG)
+    scheduler = build_scheduler(app.sessions, app.services, app.deliverer,
+                                [Job("t-slow", 0.1, slow)])
+    scheduler.start()
+    try:
+        for _ in range(100):
+            if len(runs) >= 3:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await scheduler.stop()
+    assert len(runs) >= 3 and peak == 1
+    assert all(b - a >= 0.39 for a, b in zip(runs, runs[1:], strict=False))
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("t-slow still running" in r.getMessage() for r in caplog.records)
