@@ -178,7 +178,10 @@ async def _missing(ctx: Context, d: ReportForm) -> str:
 
 
 async def _nearby(ctx: Context, d: ReportForm) -> list:
-    return await same_nearby(ctx.session, ctx.services, d.cat, d.lat, d.lon)
+    """Open reports of the draft's category near its point: looked up once per update (the
+    step that decides to ask, then the prompt itself, both want them)."""
+    return await ctx.fact(f"reports nearby {d.cat} {d.lat} {d.lon}", lambda: same_nearby(
+        ctx.session, ctx.services, d.cat, d.lat, d.lon))
 
 
 def _max_photos(ctx: Context) -> int:

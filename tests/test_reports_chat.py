@@ -240,3 +240,34 @@ async def test_a_typed_category_is_named_once(make_app, sqlite_url):
     await chat.say("li", "楼下的路灯坏了好几天")
     said = "\n".join(chat.texts_to("li"))
     assert said.count("类别：路灯照明") == 1, said
+
+
+async def test_the_same_problem_nearby_is_looked_up_once_per_message(make_app, sqlite_url):
+    """Sharing the place of a problem already reported nearby: one look for it, by the step
+    that decides to ask and the question itself together (it was two), and the question
+    lists the report found."""
+    from sqlalchemy import event
+
+    from tests.report_helpers import file_report
+
+    app, chat = await make_app(sqlite_url)
+    await english_resident(chat, "ann")
+    await english_resident(chat, "eve")
+    ref = await file_report(chat, "ann", "Rubbish and cleanliness", "Bins full", 30.606, 104.04)
+    await chat.say("eve", "/report")
+    await chat.press("eve", "Rubbish and cleanliness")
+    await chat.say("eve", "Bins overflowing")
+    await chat.press("eve", "No photos")
+    looks = []
+
+    def seen(conn, cursor, statement, parameters, context, many) -> None:
+        if statement.lstrip().startswith("SELECT") and "reports.latitude BETWEEN" in statement:
+            looks.append(statement)
+
+    event.listen(app.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        await chat.share_location("eve", 30.6061, 104.0401)
+    finally:
+        event.remove(app.engine.sync_engine, "before_cursor_execute", seen)
+    assert "Is it one of these?" in chat.last_text("eve") and ref in chat.last_text("eve")
+    assert len(looks) == 1
