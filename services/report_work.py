@@ -10,9 +10,10 @@ database now holds it. The caller words the outcome and wakes delivery when `pus
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -74,14 +75,32 @@ async def reassign_choices(session: AsyncSession, services: Services, scope: Sco
             if allowed is None or tm.id in allowed]
 
 
-async def _after(session: AsyncSession, services: Services, actor_id: int, report_id: int,
-                 action: str, *, note: str | None = None, photo: str | None = None,
-                 **detail: object) -> Worked:
-    report = await rep.get(session, report_id, fresh=True)
+async def _move(session: AsyncSession, services: Services, scope: Scope, actor_id: int,
+                report_id: int | None, to: rep.Status, action: str, now: datetime, *,
+                open_only: bool = False, told: str | None = None, photo: str | None = None,
+                then: Callable[[rep.Report], Awaitable[None]] | None = None,
+                how: Mapping[str, Any] | None = None, detail: Mapping[str, Any] | None = None,
+                ) -> Worked:
+    """The frame of every status change: the report if this person may act on it (and, with
+    `open_only`, while it is open); the guarded transition (`how`: its reason, note, ...),
+    which a concurrent change may have beaten (`moved_on`); `then` (a duplicate's followers);
+    the audit record (with `detail`) and the push to reporter and followers (`told`, `photo`:
+    the note and picture they read)."""
+    found = await (_checked if open_only else report_for)(session, scope, report_id)
+    if not found.done:
+        return found
+    report = found.report
+    assert report is not None
+    if await rep.transition(session, report.id, to, actor_id=actor_id, now=now,
+                            **(how or {})) is None:
+        return Worked("moved_on", await reread(session, report))
+    if then is not None:
+        await then(report)
+    report = await rep.get(session, report.id, fresh=True)
     assert report is not None
     await audit.record(session, actor_id, f"report.{action}", report.reference,
-                       status=report.status, **detail)
-    await cards.notify_status(session, services, report, note=note, photo=photo)
+                       status=report.status, **(detail or {}))
+    await cards.notify_status(session, services, report, note=told, photo=photo)
     return Worked("done", report, pushed=True)
 
 
@@ -92,23 +111,13 @@ async def _checked(session: AsyncSession, scope: Scope, report_id: int | None) -
     return found
 
 
-async def _moved_on(session: AsyncSession, report: rep.Report) -> Worked:
-    return Worked("moved_on", await reread(session, report))
-
-
 async def set_status(session: AsyncSession, services: Services, scope: Scope, actor_id: int,
                      report_id: int, step: str, now: datetime) -> Worked:
     """Acknowledge (`ack`) or start (`progress`) an open report."""
     if step not in STEPS:
         return Worked("invalid")
-    found = await _checked(session, scope, report_id)
-    if not found.done:
-        return found
-    report = found.report
-    assert report is not None
-    if await rep.transition(session, report.id, STEPS[step], actor_id=actor_id, now=now) is None:
-        return await _moved_on(session, report)
-    return await _after(session, services, actor_id, report.id, step)
+    return await _move(session, services, scope, actor_id, report_id, STEPS[step], step, now,
+                       open_only=True)
 
 
 async def mark_fixed(session: AsyncSession, services: Services, scope: Scope, actor_id: int,
@@ -117,15 +126,8 @@ async def mark_fixed(session: AsyncSession, services: Services, scope: Scope, ac
     """Fixed, with an optional note (at most MAX_NOTE characters) and photo (a media path)."""
     if note is not None and len(note) > MAX_NOTE:
         return Worked("invalid")
-    found = await report_for(session, scope, report_id)
-    if not found.done:
-        return found
-    report = found.report
-    assert report is not None
-    if await rep.transition(session, report.id, rep.Status.FIXED, actor_id=actor_id, now=now,
-                            note=note, photo=photo) is None:
-        return await _moved_on(session, report)
-    return await _after(session, services, actor_id, report.id, "fix", note=note, photo=photo)
+    return await _move(session, services, scope, actor_id, report_id, rep.Status.FIXED, "fix",
+                       now, told=note, photo=photo, how={"note": note, "photo": photo})
 
 
 async def reassign(session: AsyncSession, services: Services, scope: Scope, actor_id: int,
@@ -143,7 +145,7 @@ async def reassign(session: AsyncSession, services: Services, scope: Scope, acto
         return Worked("invalid", report)
     if not await rep.reassign(session, report.id, report.team_id, team.id, actor_id=actor_id,
                               now=now):
-        return await _moved_on(session, report)
+        return Worked("moved_on", await reread(session, report))
     report = await rep.get(session, report.id, fresh=True)
     assert report is not None
     await audit.record(session, actor_id, "report.reassign", report.reference,
@@ -157,15 +159,8 @@ async def close(session: AsyncSession, services: Services, scope: Scope, actor_i
     """Close an open report as not ours or unable (a duplicate names its original instead)."""
     if reason not in CLOSE_REASONS:
         return Worked("invalid")
-    found = await report_for(session, scope, report_id)
-    if not found.done:
-        return found
-    report = found.report
-    assert report is not None
-    if await rep.transition(session, report.id, rep.Status.CLOSED, actor_id=actor_id, now=now,
-                            reason=reason) is None:
-        return await _moved_on(session, report)
-    return await _after(session, services, actor_id, report.id, "close", reason=reason.value)
+    return await _move(session, services, scope, actor_id, report_id, rep.Status.CLOSED,
+                       "close", now, how={"reason": reason}, detail={"reason": reason.value})
 
 
 async def may_see_original(session: AsyncSession, services: Services, scope: Scope,
@@ -207,15 +202,12 @@ async def mark_duplicate(session: AsyncSession, services: Services, scope: Scope
                          note: str) -> Worked:
     """Close a report as a duplicate of `original` (found by find_original); its followers
     follow the original. `note` is what the reporter reads (in the actor's language)."""
-    found = await report_for(session, scope, report_id)
-    if not found.done:
-        return found
-    report = found.report
-    assert report is not None
-    if await rep.transition(session, report.id, rep.Status.CLOSED, actor_id=actor_id, now=now,
-                            reason=rep.CloseReason.DUPLICATE, duplicate_of=original.id,
-                            note=original.reference) is None:
-        return await _moved_on(session, report)
-    await rep.merge_followers(session, report.id, original.id)
-    return await _after(session, services, actor_id, report.id, "duplicate", note=note,
-                        original=original.reference)
+    async def followers_follow_the_original(report: rep.Report) -> None:
+        await rep.merge_followers(session, report.id, original.id)
+
+    return await _move(
+        session, services, scope, actor_id, report_id, rep.Status.CLOSED, "duplicate", now,
+        told=note, then=followers_follow_the_original,
+        how={"reason": rep.CloseReason.DUPLICATE, "duplicate_of": original.id,
+             "note": original.reference},
+        detail={"original": original.reference})
