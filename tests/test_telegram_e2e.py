@@ -294,3 +294,37 @@ async def test_text_messages_carry_their_keyboards_and_errors_map_as_aiogram_rai
     finally:
         await adapter.stop()
         await fake.stop()
+
+
+async def test_a_press_is_answered_and_its_message_edited_as_plain_json():
+    """A ballot's tick: the press answered with its note and the message edited with its new
+    keyboard, both as plain JSON; an edit that changes nothing counts as sent, and a press too
+    old to answer still gets its edit."""
+    from bot.messaging.model import Button, Outbound, SendStatus
+
+    fake = FakeTelegram()
+    await fake.start()
+    adapter = TelegramAdapter(fake.token, api_base=fake.base_url)
+    try:
+        first = await adapter.send("501", Outbound(text="选一个", buttons=[
+            [Button("是", "v:1"), Button("否", "v:0")]]))
+        query = fake.push_callback(501, "v:1")["callback_query"]["id"]
+        ticked = Outbound(text="选一个", buttons=[[Button("✅ 是", "v:1"), Button("否", "v:0")]],
+                          edit_of=first.message_ref, answer_callback=query, notice="已记下")
+        done = await adapter.send("501", ticked)
+        assert done.status == SendStatus.SENT and done.message_ref == first.message_ref
+        [answered] = [e for e in fake.sent if e["method"] == "answerCallbackQuery"]
+        assert answered["text"] == "已记下"
+        [edited] = [e for e in fake.messages_to(501, include_edits=True)
+                    if e["method"] == "editMessageText"]
+        assert fake.buttons(edited) == [("✅ 是", "v:1"), ("否", "v:0")]
+
+        again = await adapter.send("501", ticked)  # the same query, answered already: too old
+        assert again.status == SendStatus.SENT  # and the edit changed nothing: still sent
+        cleared = await adapter.send("501", Outbound(text="投票已结束", edit_of=first.message_ref))
+        assert cleared.status == SendStatus.SENT
+        last = fake.messages_to(501, include_edits=True)[-1]
+        assert last["text"] == "投票已结束" and fake.buttons(last) == []
+    finally:
+        await adapter.stop()
+        await fake.stop()
