@@ -117,6 +117,13 @@ class Context:
         note = self.t("common.button_invalid")
         self.reply(note, answer_callback=self.inbound.callback_id, notice=note)
 
+    def typed(self, *keys: str) -> bool:
+        """The message is the text of one of these keys, in any language and any case:
+        residents type a button's label ("skip", "跳过") instead of pressing it."""
+        said = (self.inbound.text or "").strip().casefold()
+        return bool(said) and any(said == word.casefold() for key in keys
+                                  for word in self.services.texts.all_languages(key))
+
     # -- a pressed button's arguments --------------------------------------------------
     def int_arg(self, i: int = 0, default: int | None = -1) -> int | None:
         """Argument `i` as an int; `default` when missing or not a number (payloads are signed,

@@ -154,6 +154,9 @@ async def estate_chosen(ctx: Context, press: ChooseEstate) -> None:
 
 @router.state(ASK_BUILDING)
 async def building_typed(ctx: Context) -> None:
+    if ctx.typed("common.skip"):  # the button's label typed: as if pressed
+        await building_chosen(ctx, ChooseBuilding(0))
+        return
     number = (ctx.inbound.text or "").strip().rstrip("号栋幢楼").strip()
     found = await territory.building(ctx.session, ctx.data.get("estate_id"), number) \
         if number else None
@@ -193,6 +196,10 @@ async def _building(ctx: Context, found: territory.Building) -> None:
 
 @router.state(ASK_UNIT)
 async def unit_typed(ctx: Context) -> None:
+    if ctx.typed("common.skip"):  # not a unit called "SKIP"
+        await _save(ctx, ctx.data["estate_id"], ctx.data["building_id"], None)
+        await _done(ctx)
+        return
     typed = people.normalize_unit(ctx.inbound.text)
     if not typed or len(typed) > MAX_UNIT:
         ctx.say("home.unit_invalid", limit=MAX_UNIT)
@@ -244,8 +251,10 @@ async def show_help(ctx: Context) -> None:
     scope = await ctx.scope()
     lines = [ctx.t("help.title")]
     if ctx.resident.estate_id is None:
-        # Most commands need a home: say first how to give one.
-        lines[:0] = [ctx.t("help.no_home"), ""]
+        # Most commands need a home: say first how to give one, or, while it is being given,
+        # that the question above is still open (not to start again).
+        giving = ctx.state in (ASK_HOME, ASK_BUILDING, ASK_UNIT)
+        lines[:0] = [ctx.t("help.home_in_progress" if giving else "help.no_home"), ""]
     for spec in ctx.services.commands:  # those with a help text, in /help's order
         if spec.roles and not scope.has(*spec.roles):
             continue

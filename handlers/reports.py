@@ -360,10 +360,7 @@ async def typed_at_photos(ctx: Context, d: ReportForm, text: str) -> Go:
     # Residents type on rather than press buttons: a "skip" or "done" moves on, and a
     # sentence is more of the description, not a mistake.
     text = text.strip()
-    words = {w.lower() for key in ("common.skip", "reports.btn_photos_done",
-                                   "reports.btn_no_photos")
-             for w in ctx.services.texts.all_languages(key)}
-    if text.lower() in words:
+    if ctx.typed("common.skip", "reports.btn_photos_done", "reports.btn_no_photos"):
         d.photos_done = True
         return await _missing(ctx, d)
     desc = f"{d.desc}\n{text}".strip()

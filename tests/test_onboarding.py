@@ -88,3 +88,32 @@ async def test_language_is_remembered_and_profile_can_change_it(make_app, sqlite
     assert "语言已设为中文。" in chat.texts_to("l")[-2:]
     await chat.say("l", "/nonsense")
     assert "没有 /nonsense 这个命令" in chat.last_text("l")
+
+
+async def test_skip_typed_is_the_skip_button_and_help_midway_keeps_the_step(make_app, sqlite_url):
+    """Residents type a button's label: "skip" (any case) or "跳过" at the unit step saves no
+    unit (it saved a unit called "SKIP"), and at the building step the estate alone. /help
+    half-way says the question above is still open, and the answer after it still counts."""
+    app, chat = await make_app(sqlite_url)
+    await chat.say("ann", "/start")
+    await chat.press("ann", "English")
+    await chat.press("ann", "Zhonghai Mingcheng")
+    await chat.press("ann", "3")
+    await chat.say("ann", "/help")
+    assert "answer the question above" in chat.last_text("ann")
+    assert "You have not told me your home yet" not in chat.last_text("ann")
+    await chat.say("ann", "skip")
+    assert "Your home is saved: Zhonghai Mingcheng." in "\n".join(chat.texts_to("ann")[-3:])
+    await chat.say("ann", "/profile")
+    assert "Building: 3" in chat.last_text("ann") and "Unit: -" in chat.last_text("ann")
+
+    await chat.say("bo", "/start")
+    await chat.press("bo", "中文")
+    await chat.press("bo", "中海名城")
+    await chat.say("bo", "跳过")
+    assert "已记下您的住址：中海名城。" in "\n".join(chat.texts_to("bo")[-3:])
+    await chat.say("bo", "/profile")
+    assert "楼栋：-" in chat.last_text("bo")
+
+    await chat.say("cy", "/help")  # no home and none being given: how to give one
+    assert chat.last_text("cy").startswith("您还没有选择住址。请发送 /start")
