@@ -25,8 +25,10 @@ async def test_help_without_a_home_says_what_to_do_next(make_app, sqlite_url):
     assert "\n\nWhat you can do:\n/start" in text
     await chat.say("bo", "/start")
     await chat.press("bo", "中文")
-    await chat.say("bo", "/help")  # still at the estate question: the same hint, in Chinese
-    assert chat.last_text("bo").startswith("您还没有选择住址。请发送 /start 选择语言和小区")
+    await chat.say("bo", "/help")  # still at the estate question: answer it (not /start again)
+    assert chat.last_text("bo").startswith("您正在填写住址：回答上面的问题即可完成")
+    await chat.say("bo", "中海名城")  # the question is still open
+    assert "中海名城" in chat.last_text("bo")
 
     await make_resident(app.sessions, "memory", "cy")
     await chat.say("cy", "/help")
