@@ -151,7 +151,8 @@ class Conversation(Generic[D]):
                     return
                 d, step = self._current(ctx)
                 if d is not None and step is not None:
-                    await self._after(ctx, d, await fn(ctx, d, press))
+                    said = len(ctx.replies)
+                    await self._after(ctx, d, await fn(ctx, d, press), said)
 
             self._router.action(kind)(run)
             return fn
@@ -216,17 +217,18 @@ class Conversation(Generic[D]):
         d, step = self._current(ctx)
         if d is None or step is None:
             return
+        said = len(ctx.replies)
         if inbound.kind == Kind.TEXT:
             take = step.text
             if take is None:
                 ctx.refuse(self.texts.press_button)
                 return
-            await self._after(ctx, d, await take(ctx, d, inbound.text or ""))
+            await self._after(ctx, d, await take(ctx, d, inbound.text or ""), said)
             return
         if step.media is None:
-            ctx.say(self.texts.type_please)
+            ctx.refuse(self.texts.type_please)
             return
-        await self._after(ctx, d, await step.media(ctx, d, inbound.kind))
+        await self._after(ctx, d, await step.media(ctx, d, inbound.kind), said)
 
     async def _pressed(self, ctx: Context, press: StepAnswer) -> None:
         self.adopt(ctx)
@@ -237,9 +239,10 @@ class Conversation(Generic[D]):
         if d is None or step is None:
             return
         if step.press is None:
-            ctx.say(self.texts.type_please)
+            ctx.refuse(self.texts.type_please)
             return
-        await self._after(ctx, d, await step.press(ctx, d, press))
+        said = len(ctx.replies)
+        await self._after(ctx, d, await step.press(ctx, d, press), said)
 
     def _current(self, ctx: Context) -> tuple[D | None, _Step | None]:
         d = self.draft(ctx)
@@ -251,13 +254,18 @@ class Conversation(Generic[D]):
             return None, None
         return d, step
 
-    async def _after(self, ctx: Context, d: D, go: Go) -> None:
+    async def _after(self, ctx: Context, d: D, go: Go, said: int) -> None:
         if ctx.state != self.state:
             return  # the handler ended the conversation (or started another)
-        if go is STAY:
-            return
-        if go == KEEP:
-            ctx.remember(draft=_dump(d))
+        if go is STAY or go == KEEP:
+            # The step stays, and so does its prompt: what the handler said without buttons
+            # ("I don't know that audience") is a note about the answer, and on a platform
+            # without buttons a number typed next still picks from the prompt's choices.
+            for out in ctx.replies[said:]:
+                if not out.buttons:
+                    out.keeps_choices = True
+            if go == KEEP:
+                ctx.remember(draft=_dump(d))
             return
         await self._move(ctx, d, go, _draft_data(ctx.data))
 

@@ -558,3 +558,23 @@ def test_a_bare_time_already_past_means_tomorrow_and_the_reply_says_so():
             assert exc.code == code, said
         else:
             raise AssertionError(said)
+
+
+async def test_a_refused_answer_leaves_the_steps_numbers_standing(make_app, sqlite_url):
+    """Without buttons (WeChat, the terminal) a step's choices are numbers: an audience typed
+    wrong is answered with a note, and the number typed next still picks from the audience
+    prompt (it was answered as one more unknown audience)."""
+    from bot.messaging.memory import MemoryAdapter
+    from bot.messaging.model import Capabilities
+
+    app, chat = await make_app(sqlite_url, MemoryAdapter(
+        capabilities=Capabilities(buttons=False)), deliver=True)
+    await _town(app)
+    await chat.say("boss", "/notice")
+    await chat.say("boss", "活动")
+    prompt = chat.sent[-1].out
+    assert [b.label for row in prompt.buttons for b in row][0] == "全街道"
+    await chat.say("boss", "居委 nowhere")
+    assert "无法识别这个发送范围" in chat.last_text("boss")
+    await chat.say("boss", "1")
+    assert "全街道" in chat.last_text("boss") and "请输入通知内容" in chat.last_text("boss")
