@@ -43,7 +43,7 @@ async def _publish(app, chat, org: str, *, capacity: int = 2, announce: bool = T
     assert "81 characters" in chat.last_text(org)
     await chat.say(org, "Park clean-up")
     await chat.say(org, "environment")  # typed instead of pressed
-    assert "choose with the buttons" in chat.texts_to(org)[-2]
+    assert "pick one of the choices below" in chat.texts_to(org)[-2]
     await chat.press(org, "Environment")
     await chat.share_location(org, 39.9, 116.3)  # Beijing
     assert "outside our sub-district" in chat.last_text(org)
