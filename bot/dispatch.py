@@ -166,6 +166,8 @@ class Dispatcher:
                                           replies)
 
     async def _route(self, ctx: Context) -> None:
+        # What the bot cannot take here (an unknown command, an empty or overlong message) is
+        # refused with a note that leaves the latest prompt's numbered choices standing.
         inbound, router = ctx.inbound, self.router
         if inbound.kind == Kind.BUTTON:
             verified = self.services.signer.verify(ctx.identity.id, inbound.payload)
@@ -185,20 +187,20 @@ class Dispatcher:
                 return
             spec = router.commands.get(name)
             if spec is None:
-                ctx.say("common.unknown_command", command=name[:32])
+                ctx.refuse("common.unknown_command", command=name[:32])
                 return
             if spec.roles and not (await ctx.scope()).has(*spec.roles):
-                ctx.say("common.not_allowed")
+                ctx.refuse("common.not_allowed")
                 return
             await spec.handler(ctx)
             return
         if inbound.kind == Kind.TEXT:
             text = clean_text(inbound.text)
             if not text:
-                ctx.say("common.empty_message")
+                ctx.refuse("common.empty_message")
                 return
             if len(text) > MAX_TEXT:
-                ctx.say("common.too_long", limit=MAX_TEXT)
+                ctx.refuse("common.too_long", limit=MAX_TEXT)
                 return
             ctx.inbound = _with_text(inbound, text)
         if ctx.state and ctx.state in router.states:
@@ -210,7 +212,7 @@ class Dispatcher:
         if inbound.kind != Kind.TEXT:
             handler = router.media.get(inbound.kind)
             if handler is None:
-                ctx.say("common.media_not_expected")
+                ctx.refuse("common.media_not_expected")
             else:
                 await handler(ctx)
             return

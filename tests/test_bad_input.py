@@ -90,3 +90,25 @@ async def test_a_conversation_left_for_the_draft_ttl_is_dropped_with_a_word(make
     assert "didn't understand" in said[1]
     await chat.say("u", "/cancel")
     assert chat.last_text("u") == "There is nothing to cancel."
+
+
+async def test_a_slip_between_a_prompt_and_its_number_keeps_the_numbers(make_app, sqlite_url):
+    """Without buttons (WeChat, the terminal) the number typed after an empty message, an
+    unknown command or one not allowed still picks from the prompt before; each slip was
+    answered, and the number then taken as text ("I can't tell what '1' is")."""
+    from bot.messaging.memory import MemoryAdapter
+    from bot.messaging.model import Capabilities
+
+    app, chat = await make_app(sqlite_url, MemoryAdapter(
+        capabilities=Capabilities(buttons=False)), deliver=True)
+    await chat.say("u", "/start")
+    await chat.say("u", "2")  # English
+    await chat.say("u", "1")  # Zhonghai Mingcheng
+    await chat.say("u", "skip")
+    await chat.say("u", "/report")
+    assert "What kind of problem is it?" in chat.last_text("u")
+    for slip in ("   ", "/nonsense", "/grant", "\u200b"):
+        await chat.say("u", slip)
+        assert "What kind of problem is it?" not in chat.last_text("u")
+    await chat.say("u", "1")
+    assert "Category: Street lighting" in chat.last_text("u")

@@ -295,9 +295,9 @@ async def test_after_a_refused_answer_the_numbers_still_pick_from_the_list(sqlit
 
 
 async def test_ctrl_c_and_bad_media_paths_get_one_quiet_line(sqlite_url, tmp_path):
-    """A bad /photo, /voice or /location gets one line in the person's language (the window's
-    `--lang` until they choose one); Ctrl-C at the prompt, the reader waiting for a line,
-    ends the window at once, without a traceback."""
+    """A bad /photo, /voice or /location (a typo, or a place not on Earth) gets one line in the
+    person's language (the window's `--lang` until they choose one); Ctrl-C at the prompt, the
+    reader waiting for a line, ends the window at once, without a traceback."""
     zh = await Window.open("lin", sqlite_url, tmp_path, lang="zh-hans")
     try:
         assert "/as 名字" in zh.out  # the opening line tells how to be someone else
@@ -309,6 +309,7 @@ async def test_ctrl_c_and_bad_media_paths_get_one_quiet_line(sqlite_url, tmp_pat
         await zh.ask("/photo /no/such/leak.jpg", "Cannot read the file /no/such/leak.jpg.")
         await zh.ask(f"/voice {tmp_path}", "Cannot read the file")  # a folder
         await zh.ask("/location north", "Usage: /location LAT LON")
+        await zh.ask("/location 91 200", "Usage: /location LAT LON")  # not on Earth
         await zh.ask("/as two words", "Usage: /as NAME")
         started = time.monotonic()
         zh.proc.send_signal(signal.SIGINT)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import os
 import sys
 import threading
@@ -31,6 +32,7 @@ from bot.messaging.model import (
     Outbound,
     SendResult,
     parse_command,
+    valid_point,
 )
 from storage.choices import numbers_shown
 
@@ -157,6 +159,8 @@ class TerminalAdapter:
             try:
                 lat, lon = (float(x) for x in args.replace(",", " ").split())
             except ValueError:
+                lat = lon = math.nan
+            if not valid_point(lat, lon):  # not a place on Earth: said here, as a typo is
                 await self._say("terminal.location_usage")
                 return None
             return Inbound(kind=Kind.LOCATION, latitude=lat, longitude=lon, **base)
