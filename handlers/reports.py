@@ -273,8 +273,9 @@ async def category_typed(ctx: Context, d: ReportForm, text: str) -> Go:
     best_key = matches[0][0]
     if _clear(matches):
         d.cat, d.dup_checked = best_key, False
-        # A sentence rather than a bare category name is the description too.
-        if len(text) > 6 and not d.desc and not d.voice:
+        # Anything more than a bare category name is the description too (by what it says,
+        # not its length: "路灯不亮" is four characters, "Street lighting" fifteen).
+        if not ctx.services.catalog.names(text) and not d.desc and not d.voice:
             d.desc = text[: ctx.services.settings.reports.max_description]
         if d.desc or d.voice:
             # Otherwise the next question (the description) names the category itself.

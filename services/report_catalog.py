@@ -102,6 +102,12 @@ class Catalog:
                     jieba.add_word(term.replace(" ", ""))
             self._jieba_ready = True
 
+    def names(self, text: str) -> bool:
+        """`text` is only a category's name or synonym ("路灯", "Street lighting"), not a
+        description of a problem ("路灯不亮": a sentence in four characters)."""
+        folded = _fold(text)
+        return any(folded == term for term, _ in self._terms)
+
     async def match_async(self, text: str, limit: int = 3, cutoff: float = 70
                           ) -> list[tuple[str, float]]:
         """`match`, off the event loop (jieba's first call loads its dictionary)."""

@@ -134,7 +134,7 @@ async def test_bad_inputs_keep_the_draft(make_app, sqlite_url):
     await chat.say("cat", "/report")
     await chat.say("cat", "asdfgh qwerty")
     assert "could not tell" in chat.texts_to("cat")[-2]
-    await chat.say("cat", "垃圾没人清理")
+    await chat.say("cat", "垃圾")  # a bare name (a sentence would be the description too)
     assert "Rubbish" in chat.last_text("cat")  # named once, by the next question
     assert "Rubbish" not in chat.texts_to("cat")[-2]
     assert "describe the problem in text" in chat.last_text("cat")
@@ -240,6 +240,12 @@ async def test_a_typed_category_is_named_once(make_app, sqlite_url):
     await chat.say("li", "楼下的路灯坏了好几天")
     said = "\n".join(chat.texts_to("li"))
     assert said.count("类别：路灯照明") == 1, said
+    # Short, yet a sentence: "路灯不亮" is the description too; an English name is not.
+    for typed, kept in (("路灯不亮", True), ("Street lighting", False), ("灯", False)):
+        await chat.say("li", "/cancel")
+        await chat.say("li", "/report")
+        await chat.say("li", typed)
+        assert ("请用文字" not in chat.last_text("li")) is kept, (typed, chat.last_text("li"))
 
 
 async def test_the_same_problem_nearby_is_looked_up_once_per_message(make_app, sqlite_url):
