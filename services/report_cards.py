@@ -199,9 +199,14 @@ def staff_buttons(services: Services, identity_id: int, report: rep.Report, lang
         return Button(t(services, lang, key), services.signer.sign(identity_id, action))
 
     rid = report.id
+    # Only the steps this status can take: an acknowledged report offers no "acknowledge",
+    # one in progress neither (a press of either would only say it moved on).
+    steps = [b(key, action) for key, action, to in (
+        ("reports.btn_ack", StaffAction(rid, "a"), rep.Status.ACKNOWLEDGED),
+        ("reports.btn_progress", StaffAction(rid, "p"), rep.Status.IN_PROGRESS))
+        if rep.can_become(report.status, to)]
     return [
-        [b("reports.btn_ack", StaffAction(rid, "a")),
-         b("reports.btn_progress", StaffAction(rid, "p"))],
+        *([steps] if steps else []),
         [b("reports.btn_fixed", StaffAction(rid, "f")),
          b("reports.btn_not_ours", StaffAction(rid, "r"))],
         [b("reports.btn_duplicate", StaffAction(rid, "d")),

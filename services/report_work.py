@@ -48,6 +48,12 @@ def is_open(report: rep.Report) -> bool:
     return report.status in [s.value for s in rep.OPEN]
 
 
+def steps_for(report: rep.Report) -> list[str]:
+    """The `set_status` steps this report can take now (an acknowledged one: only
+    "progress"); the dashboard offers these, as the team card does (services.report_cards)."""
+    return [step for step, to in STEPS.items() if rep.can_become(report.status, to)]
+
+
 async def report_for(session: AsyncSession, scope: Scope, report_id: int | None
                      ) -> Worked:
     """The report, when this person may act on it (`done`), else `unknown` / `not_yours`."""

@@ -63,6 +63,11 @@ ALLOWED_FROM: dict[Status, tuple[Status, ...]] = {
 }
 
 
+def can_become(status: str, to: Status) -> bool:
+    """A report in `status` may move to `to` (what a desk offers is what may happen)."""
+    return status in ALLOWED_FROM[to]
+
+
 class Report(Base):
     __tablename__ = "reports"
     __table_args__ = (

@@ -158,9 +158,13 @@ async def test_csrf_and_origin_on_every_form(served, sqlite_url):
         assert await tia.post(path, {"lang": "zh-Hans"}, csrf=False) == 403
     async with app.services.readers() as s:
         assert (await rep.by_reference(s, ref)).status == "new"  # nothing changed
+    assert await tia.get(page) == 200 and 'id="act-ack"' in tia.text
     assert await tia.post(page, {"step": "ack"}) == 303
     async with app.services.readers() as s:
         assert (await rep.by_reference(s, ref)).status == "acknowledged"
+    # Acknowledged: the page offers "in progress" and no second "acknowledge", as the card.
+    assert await tia.get(page) == 200
+    assert 'id="act-ack"' not in tia.text and 'id="act-progress"' in tia.text
     # The language switch, with its token: the page in Chinese from now on.
     assert await tia.post("/dashboard/language", {"lang": "zh-Hans", "back": page}) == 303
     assert tia.last.headers["Location"] == page

@@ -189,3 +189,25 @@ async def test_two_members_press_fixed_at_once(make_app, db_url):
     assert [e.to_status for e in events if e.kind == "status"] == ["new", "fixed"]
     await _drain(app)
     assert sum("is now: fixed" in t for t in chat.texts_to("ann")) == 1
+
+
+async def test_the_card_offers_only_the_steps_its_status_can_take(make_app, sqlite_url):
+    """Acknowledged, the card no longer offers "Acknowledge"; in progress, neither that nor
+    "In progress" (a press of either only said the report had moved on)."""
+    app, chat = await make_app(sqlite_url)
+    await english_resident(chat, "south", "Victoria Garden")
+    await grant(app, "south", "team", "south-joint")
+    await english_resident(chat, "ann")
+    ref = await file_report(chat, "ann", "Rubbish and cleanliness", "Bins full", 30.606, 104.04)
+    await chat.say("south", "/queue")
+    await chat.press("south", ref)
+
+    def labels() -> list[str]:
+        return [b.label for row in chat.last("south").buttons for b in row]
+
+    assert {"Acknowledge", "In progress", "Fixed"} <= set(labels())
+    await chat.press("south", "Acknowledge")
+    assert "Acknowledge" not in labels() and {"In progress", "Fixed"} <= set(labels())
+    await chat.press("south", "In progress")
+    assert "Acknowledge" not in labels() and "In progress" not in labels()
+    assert {"Fixed", "Not ours", "Close"} <= set(labels())

@@ -203,7 +203,8 @@ class ReportPages:
             team=known.team(report.team_id, lang), description=description,
             reporter=reporter, photos=[m for m in media if m.kind == "photo"],
             voices=[m for m in media if m.kind == "voice"], history=history,
-            is_open=work.is_open(report), teams=choices, localized=territory.localized,
+            is_open=work.is_open(report), steps=work.steps_for(report), teams=choices,
+            localized=territory.localized,
             outcome=outcome if outcome in OUTCOMES else None, max_note=work.MAX_NOTE)
 
     async def act(self, request: web.Request) -> web.StreamResponse:
