@@ -263,9 +263,9 @@ async def test_resident_follows_onboards_and_reports_with_location_photo_and_voi
         # and the next status change reaches her by the report template, its fields filled.
         fake.out_of_window(ANN)
         acted = await fake.wait_for_text(CREW, "已受理", since=mark)
-        assert "[2] 处理中" in acted["text"]
+        assert "[1] 处理中" in acted["text"] and "受理\n" not in acted["text"]  # no 2nd ack
         mark = len(fake.sent)
-        await fake.say(CREW, "2")
+        await fake.say(CREW, "1")
         moved = await fake.wait_for(lambda e: e["touser"] == ANN, since=mark, timeout=15)
         assert moved["kind"] == "template" and moved["template_id"] == "TPL_REPORT"
         assert moved["data"]["character_string1"]["value"] == ref
