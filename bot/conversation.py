@@ -151,8 +151,7 @@ class Conversation(Generic[D]):
                     return
                 d, step = self._current(ctx)
                 if d is not None and step is not None:
-                    said = len(ctx.replies)
-                    await self._after(ctx, d, await fn(ctx, d, press), said)
+                    await self._run(ctx, d, fn(ctx, d, press))
 
             self._router.action(kind)(run)
             return fn
@@ -211,24 +210,23 @@ class Conversation(Generic[D]):
 
     async def _input(self, ctx: Context) -> None:
         inbound = ctx.inbound
-        if inbound.kind == Kind.TEXT and _is_back(ctx, inbound.text or ""):
+        if inbound.kind == Kind.TEXT and ctx.typed("common.back_word"):
             await self.back(ctx)
             return
         d, step = self._current(ctx)
         if d is None or step is None:
             return
-        said = len(ctx.replies)
         if inbound.kind == Kind.TEXT:
             take = step.text
             if take is None:
                 ctx.refuse(self.texts.press_button)
                 return
-            await self._after(ctx, d, await take(ctx, d, inbound.text or ""), said)
+            await self._run(ctx, d, take(ctx, d, inbound.text or ""))
             return
         if step.media is None:
             ctx.refuse(self.texts.type_please)
             return
-        await self._after(ctx, d, await step.media(ctx, d, inbound.kind), said)
+        await self._run(ctx, d, step.media(ctx, d, inbound.kind))
 
     async def _pressed(self, ctx: Context, press: StepAnswer) -> None:
         self.adopt(ctx)
@@ -241,8 +239,7 @@ class Conversation(Generic[D]):
         if step.press is None:
             ctx.refuse(self.texts.type_please)
             return
-        said = len(ctx.replies)
-        await self._after(ctx, d, await step.press(ctx, d, press), said)
+        await self._run(ctx, d, step.press(ctx, d, press))
 
     def _current(self, ctx: Context) -> tuple[D | None, _Step | None]:
         d = self.draft(ctx)
@@ -253,6 +250,11 @@ class Conversation(Generic[D]):
             ctx.say("common.draft_unreadable")
             return None, None
         return d, step
+
+    async def _run(self, ctx: Context, d: D, handled: Awaitable[Go]) -> None:
+        """A step's handler (not yet started), then where it said to go."""
+        said = len(ctx.replies)  # what the handler says comes after these
+        await self._after(ctx, d, await handled, said)
 
     async def _after(self, ctx: Context, d: D, go: Go, said: int) -> None:
         if ctx.state != self.state:
@@ -288,12 +290,6 @@ class Conversation(Generic[D]):
         await step.ask(ctx, d)
         if ctx.state == self.state:
             ctx.remember(draft=_dump(d))  # a prompt may note what it showed
-
-
-def _is_back(ctx: Context, text: str) -> bool:
-    said = text.strip().casefold()
-    return bool(said) and said in {w.casefold() for w in
-                                   ctx.services.texts.all_languages("common.back_word")}
 
 
 def _text(value: object) -> str:

@@ -196,9 +196,8 @@ async def _building(ctx: Context, found: territory.Building) -> None:
 
 @router.state(ASK_UNIT)
 async def unit_typed(ctx: Context) -> None:
-    if ctx.typed("common.skip"):  # not a unit called "SKIP"
-        await _save(ctx, ctx.data["estate_id"], ctx.data["building_id"], None)
-        await _done(ctx)
+    if ctx.typed("common.skip"):  # the button's label typed, not a unit called "SKIP"
+        await unit_skipped(ctx, SkipUnit())
         return
     typed = people.normalize_unit(ctx.inbound.text)
     if not typed or len(typed) > MAX_UNIT:
